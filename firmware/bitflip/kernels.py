@@ -1,0 +1,305 @@
+# Viper kernels: the only hot code on the device. They own no buffers, do no I/O and
+# allocate nothing; callers pass preallocated, 4-byte-aligned buffers (bytearray/array).
+#
+# Portability rules (see README "Device code"):
+# - no integer literal >= 2**30 (mpy-cross rejects it for every board arch): big masks are
+#   built with shifts at function entry;
+# - viper ints are 64-bit on the unix port and 32-bit on boards: every product or shift
+#   that may exceed 32 bits is masked, so both give the same numbers;
+# - results are stored through ptr32 into array('i') buffers: Python reads them back as
+#   signed 32-bit values on every port.
+import micropython
+
+
+@micropython.viper
+def hash32(x: uint) -> uint:
+    # lowbias32 (C. Wellons): the counter-based hash every random bit comes from.
+    # Mirrored exactly by bitflip.reference.hash32 in numpy.
+    m = (uint(0xFFFF) << 16) | uint(0xFFFF)
+    c1 = (uint(0x7FEB) << 16) | uint(0x352D)
+    c2 = (uint(0x846C) << 16) | uint(0xA68B)
+    x &= m
+    x ^= x >> 16
+    x = (x * c1) & m
+    x ^= x >> 15
+    x = (x * c2) & m
+    x ^= x >> 16
+    return x
+
+
+@micropython.viper
+def dense_binary(x: ptr32, w: ptr32, out: ptr32, nw: int, nout: int, nbits: int):
+    # out[j] = sum_i xhat_i * what_ji over nbits real inputs, +-1 coded as bits (1 = +1):
+    # agreements - disagreements = nbits - 2 * popcount(x ^ w_j). Padding bits are 0 in
+    # both planes, so they never count as disagreements.
+    m1 = (uint(0x5555) << 16) | uint(0x5555)
+    m2 = (uint(0x3333) << 16) | uint(0x3333)
+    m4 = uint(0x0F0F0F0F)
+    h01 = uint(0x01010101)
+    wp = uint(w)
+    j = 0
+    while j < nout:
+        row = ptr32(wp)
+        acc = 0
+        for i in range(nw):
+            v = uint(x[i]) ^ uint(row[i])
+            v = v - ((v >> 1) & m1)
+            v = (v & m2) + ((v >> 2) & m2)
+            v = (v + (v >> 4)) & m4
+            acc += int(((v * h01) >> 24) & uint(0xFF))
+        out[j] = nbits - 2 * acc
+        wp += uint(nw) << 2
+        j += 1
+
+
+@micropython.viper
+def dense_ternary(x: ptr32, s: ptr32, z: ptr32, out: ptr32, nw: int, nout: int):
+    # Ternary weights: sign plane s (1 = +1) and nonzero plane z (1 = weight is +-1, 0 = 0).
+    # out[j] = sum over nonzero weights of agreement(+1)/disagreement(-1)
+    #        = popcount(z_j) - 2 * popcount((x ^ s_j) & z_j).
+    m1 = (uint(0x5555) << 16) | uint(0x5555)
+    m2 = (uint(0x3333) << 16) | uint(0x3333)
+    m4 = uint(0x0F0F0F0F)
+    h01 = uint(0x01010101)
+    sp = uint(s)
+    zp = uint(z)
+    j = 0
+    while j < nout:
+        srow = ptr32(sp)
+        zrow = ptr32(zp)
+        acc = 0
+        for i in range(nw):
+            zz = uint(zrow[i])
+            v = (uint(x[i]) ^ uint(srow[i])) & zz
+            # 2*pop(v) - pop(zz): count v twice by adding it to zz's lanes
+            v = v - ((v >> 1) & m1)
+            v = (v & m2) + ((v >> 2) & m2)
+            v = (v + (v >> 4)) & m4
+            u = zz - ((zz >> 1) & m1)
+            u = (u & m2) + ((u >> 2) & m2)
+            u = (u + (u >> 4)) & m4
+            acc += int(((u * h01) >> 24) & uint(0xFF)) - 2 * int(((v * h01) >> 24) & uint(0xFF))
+        out[j] = acc
+        sp += uint(nw) << 2
+        zp += uint(nw) << 2
+        j += 1
+
+
+@micropython.viper
+def sign_pack(a: ptr32, bits: ptr32, n: int, nw: int):
+    # bits = packed (a[i] >= 0) for i < n, little-endian words; padding bits 0.
+    # a is array('i'): compare the sign bit so 64-bit and 32-bit ports agree.
+    sbit = uint(1) << 31
+    for i in range(nw):
+        bits[i] = 0
+    for i in range(n):
+        if (uint(a[i]) & sbit) == uint(0):
+            bits[i >> 5] = bits[i >> 5] | (uint(1) << (i & 31))
+
+
+@micropython.viper
+def crc32_check(buf: ptr8, start: int, n: int, table: ptr32) -> int:
+    # CRC-32 (zlib polynomial, reflected) of buf[start:start+n], compared with the
+    # little-endian u32 stored right after it. Returns 1 if equal. No slicing (slices
+    # allocate) and no uint return (a value >= 2**30 would allocate a long int on boards).
+    m = (uint(0xFFFF) << 16) | uint(0xFFFF)
+    c = m
+    for i in range(start, start + n):
+        c = uint(table[int((c ^ uint(buf[i])) & uint(0xFF))]) ^ (c >> 8)
+    c = (c ^ m) & m
+    e = start + n
+    got = uint(buf[e]) | (uint(buf[e + 1]) << 8) | (uint(buf[e + 2]) << 16) | (uint(buf[e + 3]) << 24)
+    if c == (got & m):
+        return 1
+    return 0
+
+
+def crc32_table(table):
+    # table: array('I', 256); filled once at start-up (allocation-free afterwards).
+    poly = (0xEDB8 << 16) | 0x8320
+    for n in range(256):
+        c = n
+        for _ in range(8):
+            c = (c >> 1) ^ poly if c & 1 else c >> 1
+        table[n] = c
+
+
+# --- randomness ------------------------------------------------------------------------
+# Every random bit comes from lowbias32 of a counter (see bitflip.reference for the numpy
+# twin). Keys never leave viper as Python ints (a value >= 2**30 would allocate on a
+# board); they live in a small array('I') state buffer `st`:
+#   st[0] = h(h(seed) + step)                 per training step
+#   key(layer, row) = h(st[0] + (layer << 20) + row)
+#   word i of draw t = h(key + (t * nw + i) * GOLD),  GOLD = 0x9E3779B9
+# A mask of density 1/2**k is the AND of draws t = 0 .. k-1.
+
+
+@micropython.viper
+def step_key(st: ptr32, seed: int, step: int):
+    m = (uint(0xFFFF) << 16) | uint(0xFFFF)
+    c1 = (uint(0x7FEB) << 16) | uint(0x352D)
+    c2 = (uint(0x846C) << 16) | uint(0xA68B)
+    x = uint(seed) & m
+    for r in range(2):
+        x ^= x >> 16
+        x = (x * c1) & m
+        x ^= x >> 15
+        x = (x * c2) & m
+        x ^= x >> 16
+        if r == 0:
+            x = (x + uint(step)) & m
+    st[0] = x
+
+
+@micropython.viper
+def flip_row(w: ptr32, row: int, x: ptr32, nw: int, n_in: int, up: int, k: int, st: ptr32, layer: int) -> int:
+    # Flip a random subset of the row's erroneous contributions: the weight bits whose
+    # product with the input has the wrong sign for the desired direction (up: the
+    # neuron's sum should grow -> bits where x != w; down -> bits where x == w), each
+    # kept with probability 1/2**k. Returns the number of bits flipped.
+    m = (uint(0xFFFF) << 16) | uint(0xFFFF)
+    c1 = (uint(0x7FEB) << 16) | uint(0x352D)
+    c2 = (uint(0x846C) << 16) | uint(0xA68B)
+    gold = (uint(0x9E37) << 16) | uint(0x79B9)
+    m1 = (uint(0x5555) << 16) | uint(0x5555)
+    m2 = (uint(0x3333) << 16) | uint(0x3333)
+    key = (uint(st[0]) + (uint(layer) << 20) + uint(row)) & m
+    key ^= key >> 16
+    key = (key * c1) & m
+    key ^= key >> 15
+    key = (key * c2) & m
+    key ^= key >> 16
+    r = ptr32(uint(w) + (uint(row * nw) << 2))
+    inv = m if up == 0 else uint(0)
+    tail = n_in & 31
+    flips = 0
+    for i in range(nw):
+        wrong = (uint(x[i]) ^ uint(r[i]) ^ inv) & m
+        if i == nw - 1 and tail != 0:
+            wrong &= (uint(1) << tail) - uint(1)
+        for t in range(k):
+            h = (key + uint(t * nw + i) * gold) & m
+            h ^= h >> 16
+            h = (h * c1) & m
+            h ^= h >> 15
+            h = (h * c2) & m
+            h ^= h >> 16
+            wrong &= h
+        if wrong != uint(0):
+            r[i] = uint(r[i]) ^ wrong
+            v = wrong - ((wrong >> 1) & m1)
+            v = (v & m2) + ((v >> 2) & m2)
+            v = (v + (v >> 4)) & uint(0x0F0F0F0F)
+            flips += int(((v * uint(0x01010101)) >> 24) & uint(0xFF))
+    return flips
+
+
+@micropython.viper
+def fill_random(w: ptr32, nw: int, n_out: int, n_in: int, seed: int, layer: int):
+    # initial sign bits: density 1/2 draws with the init seed h(h(seed ^ 0x5BD1E995) + 0)
+    m = (uint(0xFFFF) << 16) | uint(0xFFFF)
+    c1 = (uint(0x7FEB) << 16) | uint(0x352D)
+    c2 = (uint(0x846C) << 16) | uint(0xA68B)
+    gold = (uint(0x9E37) << 16) | uint(0x79B9)
+    a = (uint(seed) ^ ((uint(0x5BD1) << 16) | uint(0xE995))) & m
+    for r in range(2):
+        a ^= a >> 16
+        a = (a * c1) & m
+        a ^= a >> 15
+        a = (a * c2) & m
+        a ^= a >> 16
+    tail = n_in & 31
+    for j in range(n_out):
+        key = (a + (uint(layer) << 20) + uint(j)) & m
+        key ^= key >> 16
+        key = (key * c1) & m
+        key ^= key >> 15
+        key = (key * c2) & m
+        key ^= key >> 16
+        for i in range(nw):
+            h = (key + uint(i) * gold) & m
+            h ^= h >> 16
+            h = (h * c1) & m
+            h ^= h >> 15
+            h = (h * c2) & m
+            h ^= h >> 16
+            if i == nw - 1 and tail != 0:
+                h &= (uint(1) << tail) - uint(1)
+            w[j * nw + i] = h
+
+
+@micropython.viper
+def fill_valid(w: ptr32, nw: int, n_out: int, n_in: int):
+    # every real input bit set, padding clear (ternary: all weights start nonzero)
+    m = (uint(0xFFFF) << 16) | uint(0xFFFF)
+    tail = n_in & 31
+    for j in range(n_out):
+        for i in range(nw):
+            v = m
+            if i == nw - 1 and tail != 0:
+                v = (uint(1) << tail) - uint(1)
+            w[j * nw + i] = v
+
+
+@micropython.viper
+def vote(w: ptr32, dirs: ptr8, nw: int, n_out: int, n_in: int, v: ptr32):
+    # v[k] = sum over neurons c with a direction (dirs: 1 up, 2 down) of
+    #        dir_c * weight_ck (+-1): how the erroneous neurons above want input k to move.
+    for k in range(n_in):
+        v[k] = 0
+    for c in range(n_out):
+        dc = int(dirs[c])
+        if dc == 0:
+            continue
+        d = 1 if dc == 1 else -1
+        r = ptr32(uint(w) + (uint(c * nw) << 2))
+        for k in range(n_in):
+            if (uint(r[k >> 5]) >> uint(k & 31)) & uint(1):
+                v[k] = v[k] + d
+            else:
+                v[k] = v[k] - d
+
+
+@micropython.viper
+def hidden_dirs(v: ptr32, pre: ptr32, dirs: ptr8, n: int, window: int) -> int:
+    # A hidden unit is in error when the vote from above disagrees with its sign and its
+    # pre-activation is within `window` of the threshold (close enough to be moved).
+    # dirs[k] = 1 (should go up), 2 (down) or 0. Returns the number of units in error.
+    sb = uint(1) << 31
+    count = 0
+    for k in range(n):
+        vk = int((uint(v[k]) ^ sb) - sb)  # sign-extend: ptr32 loads are unsigned on unix
+        a = int((uint(pre[k]) ^ sb) - sb)
+        dirs[k] = 0
+        if vk == 0:
+            continue
+        if vk > 0 and a >= 0:
+            continue
+        if vk < 0 and a < 0:
+            continue
+        if a > window or a < 0 - window - 1:
+            continue
+        dirs[k] = 1 if vk > 0 else 2
+        count += 1
+    return count
+
+
+@micropython.viper
+def load_row(dst: ptr32, src: ptr32, woff: int, nw: int):
+    # dst[0:nw] = src[woff:woff+nw] (a sample row out of the frame buffer)
+    for i in range(nw):
+        dst[i] = src[woff + i]
+
+
+@micropython.viper
+def argmax(a: ptr32, n: int) -> int:
+    # index of the largest signed value, lowest index on ties
+    sb = uint(1) << 31
+    best = int((uint(a[0]) ^ sb) - sb)
+    bi = 0
+    for i in range(1, n):
+        v = int((uint(a[i]) ^ sb) - sb)
+        if v > best:
+            best = v
+            bi = i
+    return bi

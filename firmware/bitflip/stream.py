@@ -1,0 +1,162 @@
+# Device side of the link: reads frames from the serial stdin into one preallocated buffer,
+# checks sync, length, CRC and sequence, and answers with ack/nak records written from
+# preallocated templates. Nothing here allocates once Link() is built.
+import sys
+import select
+from array import array
+
+from micropython import const
+
+from . import protocol as P
+from .kernels import crc32_check, crc32_table
+
+_CHUNK = const(32)  # payload is read in chunks of this size, each after a poll
+_WAITING = const(0)  # next_frame() results < 0 mean "nothing usable": see codes below
+NONE = const(-1)  # idle timeout, no frame started
+BAD = const(-2)  # a frame was rejected (nak already sent)
+DUP = const(-3)  # a duplicate of an accepted frame (re-acked, not processed)
+
+# 'BF {"ev":"ack","seq":SSSSS,"cr":CC}\n' ; numbers are right-aligned, space padded
+_ACK = b'BF {"ev":"ack","seq":     ,"cr":  }\n'
+_NAK = b'BF {"ev":"nak","seq":     ,"code":  }\n'
+_ACK_SEQ = const(21)
+_ACK_CR = const(32)
+_NAK_SEQ = const(21)
+_NAK_CODE = const(34)
+
+
+def _put_num(buf, end, width, v):
+    # write v right-aligned in buf[end-width:end], spaces before; allocation-free
+    i = end - 1
+    stop = end - width
+    while True:
+        buf[i] = 48 + v % 10
+        v //= 10
+        i -= 1
+        if v == 0 or i < stop:
+            break
+    while i >= stop:
+        buf[i] = 32
+        i -= 1
+
+
+class Link:
+    def __init__(self, max_payload=P.MAX_PAYLOAD, credit=1, timeout_ms=30000):
+        self.max_payload = max_payload
+        self.credit = credit
+        self.timeout_ms = timeout_ms  # idle wait for the next frame, and per-chunk wait
+        n = P.HEADER_SIZE + max_payload + P.CRC_SIZE
+        self.buf = bytearray((n + 3) & ~3)
+        mv = memoryview(self.buf)
+        # readinto(buf, n) always writes at buf[0]: keep a view of the header tail and one
+        # view per payload chunk, made once here
+        self.hview = mv[2:]
+        self.views = [mv[P.HEADER_SIZE + i :] for i in range(0, n - P.HEADER_SIZE, _CHUNK)]
+        self.table = array("I", bytes(1024))
+        crc32_table(self.table)
+        self.ack = bytearray(_ACK)
+        self.nak = bytearray(_NAK)
+        self.inp = sys.stdin.buffer
+        self.out = sys.stdout.buffer if hasattr(sys.stdout, "buffer") else sys.stdout
+        self.poll = select.poll()
+        self.poll.register(sys.stdin, select.POLLIN)
+        self.expect = 0  # sequence number of the next new frame
+        self.kind = 0
+        self.seq = 0
+        self.length = 0
+        self.rx_frames = 0
+        self.rx_bad = 0
+        self.rx_dup = 0
+
+    def _wait(self, ms):
+        for _ in self.poll.ipoll(ms):
+            return True
+        return False
+
+    def _read(self, n):
+        # read n bytes of payload+crc to buf[8:]; False on timeout
+        views = self.views
+        off = 0
+        while n > 0:
+            if not self._wait(self.timeout_ms):
+                return False
+            k = n if n < _CHUNK else _CHUNK
+            self.inp.readinto(views[off // _CHUNK], k)
+            off += k
+            n -= k
+        return True
+
+    def send_ack(self, seq):
+        _put_num(self.ack, _ACK_SEQ + 5, 5, seq)
+        _put_num(self.ack, _ACK_CR + 2, 2, self.credit)
+        self.out.write(self.ack)
+
+    def send_nak(self, code):
+        _put_num(self.nak, _NAK_SEQ + 5, 5, self.expect)
+        _put_num(self.nak, _NAK_CODE + 2, 2, code)
+        self.out.write(self.nak)
+
+    def next_frame(self, idle_ms):
+        """Wait up to idle_ms for a frame. Returns its kind (>0) with self.seq/self.length
+        set and the payload at self.buf[8:], or NONE / BAD / DUP."""
+        buf = self.buf
+        v0 = self.views[0]  # buf[8:]: sync bytes are hunted here, then rewritten
+        # hunt for the two sync bytes, one byte at a time
+        if not self._wait(idle_ms):
+            return NONE
+        self.inp.readinto(v0, 1)
+        while True:
+            if buf[8] == P.SYNC0:
+                if not self._wait(self.timeout_ms):
+                    return NONE
+                self.inp.readinto(v0, 1)
+                if buf[8] == P.SYNC1:
+                    break
+                continue  # this byte may be SYNC0 again
+            if not self._wait(self.timeout_ms):
+                return NONE
+            self.inp.readinto(v0, 1)
+        buf[0] = P.SYNC0
+        buf[1] = P.SYNC1
+        if not self._wait(self.timeout_ms):
+            self.rx_bad += 1
+            self.send_nak(P.E_TIMEOUT)
+            return BAD
+        self.inp.readinto(self.hview, 6)  # header is tiny: read it in one go
+        kind = buf[2]
+        seq = buf[4] | (buf[5] << 8)
+        n = buf[6] | (buf[7] << 8)
+        if n > self.max_payload:
+            self.rx_bad += 1
+            self.send_nak(P.E_LEN)
+            return BAD
+        if not self._read(n + P.CRC_SIZE):
+            self.rx_bad += 1
+            self.send_nak(P.E_TIMEOUT)
+            return BAD
+        if not crc32_check(buf, 2, P.HEADER_SIZE - 2 + n, self.table):
+            self.rx_bad += 1
+            self.send_nak(P.E_CRC)
+            return BAD
+        if kind < P.K_CONFIG or kind > P.K_STATE:
+            self.rx_bad += 1
+            self.send_nak(P.E_KIND)
+            return BAD
+        if seq != self.expect:
+            if (self.expect - seq) & 0xFFFF <= 0x8000:  # an old frame: ack again, skip it
+                self.rx_dup += 1
+                self.send_ack(seq)
+                return DUP
+            self.rx_bad += 1
+            self.send_nak(P.E_SEQ)  # a gap: the host resends from self.expect
+            return BAD
+        self.kind = kind
+        self.seq = seq
+        self.length = n
+        self.rx_frames += 1
+        return kind
+
+    def accept(self):
+        # the current frame was processed: advance and acknowledge it
+        self.expect = (self.seq + 1) & 0xFFFF
+        self.send_ack(self.seq)

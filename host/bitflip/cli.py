@@ -1,0 +1,108 @@
+"""The bitflip command line: thin click shells over library functions. Every BitflipError
+is caught once, here, and shown as one line (exit 2 for bad input, 1 for failures)."""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+import click
+
+from . import __version__
+from .errors import BitflipError
+
+
+def handled(fn: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except BitflipError as e:
+            click.echo(f"bitflip: error: {e}", err=True)
+            sys.exit(e.exit_code)
+        except KeyboardInterrupt:
+            click.echo("bitflip: interrupted", err=True)
+            sys.exit(130)
+
+    return wrapper
+
+
+def _bar(total: int) -> Any:
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit="sample", file=sys.stderr, dynamic_ncols=True, leave=False,
+                disable=not sys.stderr.isatty())
+
+
+def _kv(pairs: tuple[str, ...]) -> dict[str, str]:
+    out = {}
+    for p in pairs:
+        key, sep, value = p.partition("=")
+        if not sep:
+            raise click.BadParameter(f"'{p}' is not KEY=VALUE", param_hint="--rule")
+        out[key] = value
+    return out
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="bitflip")
+def main() -> None:
+    """Gradient-free training of binary and ternary networks on microcontrollers."""
+
+
+@main.command()
+@click.option("--board", default="sim-pico", show_default=True, help="a name from `bitflip boards`")
+@click.option("--dataset", default="digits", show_default=True)
+@click.option("--model", default="256-10", show_default=True, help="hidden widths and classes, e.g. 256-10")
+@click.option("--weights", default="binary", show_default=True, type=click.Choice(["binary", "ternary"]))
+@click.option("--encoding", default=None, help="thermo:K, thermo:t1,t2,... or threshold:T (default per dataset)")
+@click.option("--epochs", default=10, show_default=True, type=int)
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--out", type=click.Path(path_type=Path), default=None, help="run directory (default: a new temp dir)")
+@click.option("--port", default=None, help="serial port of a real board")
+@click.option("--rule", multiple=True, metavar="KEY=VALUE", help="override a rule hyper-parameter")
+@click.option("--eval-every", default=1, show_default=True, type=int, help="evaluate on the test split every N epochs")
+@click.option("--json", "as_json", is_flag=True, help="print the summary as one JSON object")
+@handled
+def train(board: str, dataset: str, model: str, weights: str, encoding: str | None, epochs: int, seed: int,
+          out: Path | None, port: str | None, rule: tuple[str, ...], eval_every: int, as_json: bool) -> None:
+    """Train on a board (real or virtual) or on the host reference."""
+    from .runner import TrainRequest, train as run_train
+
+    req = TrainRequest(board=board, dataset=dataset, model=model, epochs=epochs, seed=seed, out=out,
+                       weights=weights, encoding=encoding, port=port, rule=_kv(rule), eval_every=max(1, eval_every))
+    summary = run_train(req, progress_factory=_bar)
+    if as_json:
+        click.echo(json.dumps(summary, sort_keys=True))
+    else:
+        click.echo(
+            f"{summary['board']}: {summary['dataset']} {summary['model']} {summary['weights']} "
+            f"after {summary['epochs']} epochs: test accuracy {summary['test_accuracy']:.4f}, "
+            f"train accuracy {summary['train_accuracy']:.4f}, {summary['flips']} bit flips, "
+            f"weights sha256 {summary['weights_sha256'][:16]}... -> {summary['run_dir']}"
+        )
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True)
+@handled
+def boards(as_json: bool) -> None:
+    """List the boards in boards/."""
+    from .boards import all_boards
+
+    bs = all_boards()
+    if as_json:
+        click.echo(json.dumps([{"name": b.name, "kind": b.kind, "title": b.title} for b in bs]))
+        return
+    for b in bs:
+        d = b.data
+        heap = f"{d['heap_bytes'] // 1024} KiB heap" if "heap_bytes" in d else ""
+        arch = d.get("arch", "")
+        click.echo(f"{b.name:<12} {b.kind:<8} {arch:<10} {heap:<14} {b.title}")
+
+
+if __name__ == "__main__":
+    main()

