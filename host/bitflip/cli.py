@@ -104,5 +104,8 @@ def boards(as_json: bool) -> None:
         click.echo(f"{b.name:<12} {b.kind:<8} {arch:<10} {heap:<14} {b.title}")
 
 
+# command modules (host/bitflip/commands/*.py) register themselves here, one line each
+
+
 if __name__ == "__main__":
     main()
