@@ -1,6 +1,9 @@
 # The device app loop: the host launches main() through the raw REPL; it speaks frames in
 # and records out (see protocol.py) until a DONE frame, an idle timeout or a fatal error.
 # Runs unchanged on a board and under the unix port.
+#
+# Steady state (TRAIN/EVAL frames) runs under micropython.heap_lock(): receiving, checking
+# and acknowledging a frame and learning from its samples allocate nothing, on every run.
 import gc
 import sys
 import time
@@ -8,6 +11,7 @@ import time
 import micropython
 
 from . import VERSION
+from . import ckpt
 from . import protocol as P
 from .stream import BAD, DUP, NONE, Link
 
@@ -17,172 +21,245 @@ except ImportError:
     import json
 
 
-def record(out, ev, fields):
-    fields["ev"] = ev
-    out.write(P.RECORD_PREFIX)
-    out.write(json.dumps(fields).encode())
-    out.write(b"\n")
-
-
 def _platform():
-    return sys.platform + (" " + sys.implementation._machine if hasattr(sys.implementation, "_machine") else "")
+    m = getattr(sys.implementation, "_machine", "")
+    return sys.platform + (" " + m if m else "")
 
 
-def _digest(trainer):
-    import hashlib
-    import binascii
+class App:
+    def __init__(self, link, out):
+        self.link = link
+        self.out = out
+        self.trainer = None
+        self.cfg_id = ""
+        self.last_seq = -1  # seq of the last frame that produced a record...
+        self.last_rec = b""  # ...and that record, replayed if the frame comes again
+        self.reset_epoch()
+        self.eval_correct = 0
+        self.eval_seen = 0
 
-    h = hashlib.sha256()
-    for _, _, buf in trainer.planes():
-        h.update(buf)
-    return binascii.hexlify(h.digest()).decode()
+    def reset_epoch(self):
+        self.epoch_correct = 0
+        self.epoch_seen = 0
+        self.busy_us = 0
+        self.epoch_t0 = time.ticks_us()
 
+    # records -----------------------------------------------------------------------------
+    def record(self, ev, fields, answer=False):
+        fields["ev"] = ev
+        if answer:
+            fields["seq"] = self.link.seq
+        line = P.record_line(json.dumps(fields).encode())
+        self.out.write(line)
+        if answer:
+            self.last_seq = self.link.seq
+            self.last_rec = line
 
-def _dump(out, trainer):
-    import binascii
+    def error(self, code, msg):
+        self.record(P.R_ERROR, {"code": code, "msg": msg})
 
-    for layer, name, buf in trainer.planes():
-        mv = memoryview(buf)
-        step = 384
-        for off in range(0, len(buf), step):
-            chunk = binascii.b2a_base64(mv[off : off + step]).strip().decode()
-            record(out, P.R_WEIGHTS, {"layer": layer, "plane": name, "off": off, "size": len(buf), "b64": chunk})
+    # frames ------------------------------------------------------------------------------
+    def on_config(self, n):
+        buf = self.link.buf
+        cfg = json.loads(bytes(buf[P.HEADER_SIZE : P.HEADER_SIZE + n]))
+        self.trainer = None
+        gc.collect()
+        from .rule import Trainer
+
+        trainer = Trainer(cfg)
+        resumed = None
+        if cfg.get("resume"):
+            meta = ckpt.peek()
+            if meta is not None and meta.get("id") == cfg.get("id"):
+                meta = ckpt.load(trainer.state())
+            else:
+                meta = None
+            if meta is not None:
+                trainer.set_meta(meta)
+                self.epoch_correct = meta["epoch_correct"]
+                self.epoch_seen = meta["epoch_seen"]
+                self.busy_us = meta["busy_us"]
+                resumed = {"epoch": meta["epoch"], "index": meta["index"], "step": meta["step"]}
+        self.trainer = trainer
+        self.cfg_id = cfg.get("id", "")
+        gc.collect()
+        w = trainer.weight_bytes()
+        self.record(
+            P.R_CONFIG,
+            {"weight_bytes": w, "working_bytes": trainer.nbytes() - w, "heap_free": gc.mem_free(), "resumed": resumed},
+            True,
+        )
+
+    def on_block(self, kind, n):
+        # called with the heap locked
+        buf = self.link.buf
+        p = P.HEADER_SIZE
+        count = buf[p] | (buf[p + 1] << 8)
+        row_bytes = buf[p + 2] | (buf[p + 3] << 8)
+        lab = p + P.BLOCK_HEADER
+        rows = lab + ((count + 3) & ~3)
+        t = self.trainer
+        if row_bytes & 3 or row_bytes < 4 * ((t.n_in + 31) >> 5) or rows + count * row_bytes > p + n:
+            return False
+        for i in range(count):
+            if buf[lab + i] >= t.n_classes:
+                return False
+        t0 = time.ticks_us()
+        if kind == P.K_TRAIN:
+            self.epoch_correct += t.train_block(buf, count, lab, rows, row_bytes >> 2)
+            self.epoch_seen += count
+        else:
+            self.eval_correct += t.eval_block(buf, count, lab, rows, row_bytes >> 2)
+            self.eval_seen += count
+        self.busy_us += time.ticks_diff(time.ticks_us(), t0)
+        return True
+
+    def on_mark(self):
+        buf = self.link.buf
+        mark = buf[P.HEADER_SIZE]
+        value = buf[P.HEADER_SIZE + 1] | (buf[P.HEADER_SIZE + 2] << 8)
+        t = self.trainer
+        if mark == P.MARK_EPOCH:
+            self.record(
+                P.R_EPOCH,
+                {
+                    "epoch": value,
+                    "seen": self.epoch_seen,
+                    "correct": self.epoch_correct,
+                    "step": t.step,
+                    "flips": t.flips,
+                    "updates": t.updates,
+                    "busy_us": self.busy_us,
+                    "wall_us": time.ticks_diff(time.ticks_us(), self.epoch_t0),
+                },
+                True,
+            )
+            self.reset_epoch()
+        else:
+            self.record(P.R_EVAL, {"epoch": value, "seen": self.eval_seen, "correct": self.eval_correct}, True)
+            self.eval_correct = 0
+            self.eval_seen = 0
+
+    def on_ckpt(self):
+        buf = self.link.buf
+        p = P.HEADER_SIZE
+        epoch = buf[p] | (buf[p + 1] << 8)
+        index = buf[p + 2] | (buf[p + 3] << 8) | (buf[p + 4] << 16) | (buf[p + 5] << 24)
+        t = self.trainer
+        t0 = time.ticks_us()
+        meta = t.meta()
+        meta.update(
+            {
+                "id": self.cfg_id,
+                "epoch": epoch,
+                "index": index,
+                "epoch_correct": self.epoch_correct,
+                "epoch_seen": self.epoch_seen,
+                "busy_us": self.busy_us,
+            }
+        )
+        ckpt.save(meta, t.state())
+        self.record(P.R_CKPT, {"epoch": epoch, "index": index, "step": t.step, "ms": time.ticks_diff(time.ticks_us(), t0) // 1000}, True)
+
+    def on_dump(self):
+        import binascii
+
+        for layer, name, buf in self.trainer.planes():
+            mv = memoryview(buf)
+            for off in range(0, len(buf), 384):
+                chunk = binascii.b2a_base64(mv[off : off + 384]).strip().decode()
+                self.record(P.R_WEIGHTS, {"layer": layer, "plane": name, "off": off, "size": len(buf), "b64": chunk})
+
+    def digest(self):
+        import binascii
+        import hashlib
+
+        h = hashlib.sha256()
+        for _, _, buf in self.trainer.planes():
+            h.update(buf)
+        return binascii.hexlify(h.digest()).decode()
+
+    # loop --------------------------------------------------------------------------------
+    def run(self, idle_ms):
+        link = self.link
+        while True:
+            micropython.heap_lock()
+            try:
+                kind = link.next_frame(idle_ms)
+                if (kind == P.K_TRAIN or kind == P.K_EVAL) and self.trainer is not None:
+                    if self.on_block(kind, link.length):
+                        link.accept()
+                    else:
+                        link.send_nak(P.E_PAYLOAD)
+                    continue
+            finally:
+                micropython.heap_unlock()
+            if kind == NONE:
+                self.error(P.E_TIMEOUT, "no frame from the host for %d ms" % idle_ms)
+                return
+            if kind == DUP:
+                if link.seq == self.last_seq:
+                    self.out.write(self.last_rec)  # the answer was lost: say it again
+                continue
+            if kind == BAD:
+                continue
+            if kind == P.K_CONFIG:
+                try:
+                    self.on_config(link.length)
+                except MemoryError:
+                    self.trainer = None
+                    gc.collect()
+                    self.error(P.E_MEMORY, "model does not fit: %d bytes free" % gc.mem_free())
+                    return
+                except (KeyError, ValueError, TypeError) as e:
+                    self.error(P.E_CONFIG, "bad configuration: %s" % e)
+                    return
+            elif kind == P.K_PING:
+                self.record(P.R_PONG, {"expect": link.expect})
+                continue
+            elif kind == P.K_EXIT:
+                return
+            elif self.trainer is None:
+                link.send_nak(P.E_STATE)
+                continue
+            elif kind == P.K_TRAIN or kind == P.K_EVAL:
+                pass  # handled above
+            elif kind == P.K_MARK:
+                self.on_mark()
+            elif kind == P.K_CKPT:
+                self.on_ckpt()
+            elif kind == P.K_DUMP:
+                self.on_dump()
+            elif kind == P.K_DONE:
+                t = self.trainer
+                self.record(
+                    P.R_DONE,
+                    {"weights_sha256": self.digest(), "step": t.step, "rx_frames": link.rx_frames,
+                     "rx_bad": link.rx_bad, "rx_dup": link.rx_dup},
+                    True,
+                )
+            link.accept()
 
 
 def main(max_payload=P.MAX_PAYLOAD, credit=1, idle_ms=60000):
     gc.collect()
     out = sys.stdout.buffer if hasattr(sys.stdout, "buffer") else sys.stdout
-    record(out, P.R_BOOT, {"version": VERSION, "proto": P.VERSION, "platform": _platform(), "heap_free": gc.mem_free()})
+    boot = {"version": VERSION, "proto": P.VERSION, "platform": _platform(), "heap_free": gc.mem_free()}
+    meta = ckpt.peek()
+    if meta is not None:
+        boot["ckpt"] = {"id": meta.get("id"), "epoch": meta.get("epoch"), "index": meta.get("index"), "step": meta.get("step")}
+    out.write(P.record_line(json.dumps(dict(boot, ev=P.R_BOOT)).encode()))
     try:
         link = Link(max_payload, credit)
     except MemoryError:
-        record(out, P.R_ERROR, {"code": P.E_MEMORY, "msg": "no memory for the link buffer"})
+        out.write(P.record_line(json.dumps({"ev": P.R_ERROR, "code": P.E_MEMORY, "msg": "no memory for the link"}).encode()))
         return
+    app = App(link, out)
     micropython.kbd_intr(-1)  # from here on 0x03 is data, not Ctrl-C
     try:
-        _loop(link, out, idle_ms)
+        app.record(P.R_READY, {"max_payload": link.max_payload, "credit": link.credit})
+        app.run(idle_ms)
     except Exception as e:  # report, never die silently
-        record(out, P.R_ERROR, {"code": 0, "msg": "%s: %s" % (type(e).__name__, e)})
+        app.error(0, "%s: %s" % (type(e).__name__, e))
     finally:
         micropython.kbd_intr(3)
-
-
-def _loop(link, out, idle_ms):
-    trainer = None
-    buf = link.buf
-    epoch_t0 = time.ticks_us()
-    epoch_correct = 0
-    epoch_seen = 0
-    eval_correct = 0
-    eval_seen = 0
-    busy_us = 0
-    record(out, P.R_READY, {"max_payload": link.max_payload, "credit": link.credit})
-    while True:
-        kind = link.next_frame(idle_ms)
-        if kind == NONE:
-            record(out, P.R_ERROR, {"code": P.E_TIMEOUT, "msg": "no frame from the host for %d ms" % idle_ms})
-            return
-        if kind == BAD or kind == DUP:
-            continue
-        n = link.length
-        if kind == P.K_PING:
-            link.accept()
-        elif kind == P.K_CONFIG:
-            cfg = json.loads(bytes(buf[P.HEADER_SIZE : P.HEADER_SIZE + n]))
-            trainer = None
-            gc.collect()
-            try:
-                from .rule import Trainer
-
-                trainer = Trainer(cfg)
-            except MemoryError:
-                gc.collect()
-                record(out, P.R_ERROR, {"code": P.E_MEMORY, "msg": "model does not fit: %d bytes free" % gc.mem_free()})
-                return
-            except (KeyError, ValueError, TypeError) as e:
-                record(out, P.R_ERROR, {"code": P.E_CONFIG, "msg": "bad configuration: %s" % e})
-                return
-            gc.collect()
-            record(
-                out,
-                P.R_CONFIG,
-                {
-                    "weight_bytes": trainer.weight_bytes(),
-                    "working_bytes": trainer.nbytes() - trainer.weight_bytes(),
-                    "heap_free": gc.mem_free(),
-                },
-            )
-            link.accept()
-        elif kind == P.K_TRAIN or kind == P.K_EVAL:
-            if trainer is None:
-                link.send_nak(P.E_STATE)
-                continue
-            p = P.HEADER_SIZE
-            count = buf[p] | (buf[p + 1] << 8)
-            row_bytes = buf[p + 2] | (buf[p + 3] << 8)
-            lab = p + P.BLOCK_HEADER
-            rows = lab + ((count + 3) & ~3)
-            if row_bytes & 3 or row_bytes < 4 * ((trainer.n_in + 31) >> 5) or rows + count * row_bytes > p + n:
-                link.send_nak(P.E_PAYLOAD)
-                continue
-            t0 = time.ticks_us()
-            micropython.heap_lock()  # the hot path must not allocate: prove it every frame
-            try:
-                if kind == P.K_TRAIN:
-                    c = trainer.train_block(buf, count, lab, rows, row_bytes >> 2)
-                    epoch_correct += c
-                    epoch_seen += count
-                else:
-                    c = trainer.eval_block(buf, count, lab, rows, row_bytes >> 2)
-                    eval_correct += c
-                    eval_seen += count
-            finally:
-                micropython.heap_unlock()
-            busy_us += time.ticks_diff(time.ticks_us(), t0)
-            link.accept()
-        elif kind == P.K_MARK:
-            mark = buf[P.HEADER_SIZE]
-            value = buf[P.HEADER_SIZE + 1] | (buf[P.HEADER_SIZE + 2] << 8)
-            if mark == P.MARK_EPOCH and trainer is not None:
-                now = time.ticks_us()
-                record(
-                    out,
-                    P.R_EPOCH,
-                    {
-                        "epoch": value,
-                        "seen": epoch_seen,
-                        "correct": epoch_correct,
-                        "step": trainer.step,
-                        "flips": trainer.flips,
-                        "updates": trainer.updates,
-                        "busy_us": busy_us,
-                        "wall_us": time.ticks_diff(now, epoch_t0),
-                    },
-                )
-                epoch_t0 = now
-                epoch_correct = epoch_seen = busy_us = 0
-            elif mark == P.MARK_EVAL:
-                record(out, P.R_EVAL, {"epoch": value, "seen": eval_seen, "correct": eval_correct})
-                eval_correct = eval_seen = 0
-            link.accept()
-        elif kind == P.K_DUMP:
-            if trainer is not None:
-                _dump(out, trainer)
-            link.accept()
-        elif kind == P.K_DONE:
-            digest = _digest(trainer) if trainer is not None else ""
-            record(
-                out,
-                P.R_DONE,
-                {
-                    "weights_sha256": digest,
-                    "step": trainer.step if trainer else 0,
-                    "rx_frames": link.rx_frames,
-                    "rx_bad": link.rx_bad,
-                    "rx_dup": link.rx_dup,
-                },
-            )
-            link.accept()
-            return
-        else:
-            link.send_nak(P.E_KIND)

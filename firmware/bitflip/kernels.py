@@ -114,6 +114,20 @@ def crc32_check(buf: ptr8, start: int, n: int, table: ptr32) -> int:
     return 0
 
 
+@micropython.viper
+def crc32_hex(buf: ptr8, start: int, n: int, table: ptr32, dst: int):
+    # CRC-32 of buf[start:start+n] written as 8 lowercase hex digits at buf[dst:dst+8]:
+    # how ack/nak records get their checksum without allocating.
+    m = (uint(0xFFFF) << 16) | uint(0xFFFF)
+    c = m
+    for i in range(start, start + n):
+        c = uint(table[int((c ^ uint(buf[i])) & uint(0xFF))]) ^ (c >> 8)
+    c = (c ^ m) & m
+    for i in range(8):
+        d = int((c >> uint(28 - 4 * i)) & uint(0xF))
+        buf[dst + i] = d + 48 if d < 10 else d + 87
+
+
 def crc32_table(table):
     # table: array('I', 256); filled once at start-up (allocation-free afterwards).
     poly = (0xEDB8 << 16) | 0x8320

@@ -11,9 +11,12 @@
 #          8  payload
 #   8+length  crc32  u32 LE    CRC-32 (zlib polynomial) of bytes 2 .. 8+length
 #
-# device -> host: text lines 'BF {json}\n', one record per event ("ev" names it).
-# Acknowledgements are records too; they are written from a preallocated template with
-# space-padded numbers (valid JSON) so the device never allocates per frame.
+# device -> host: text lines 'BF {json} *cccccccc\n', one record per event ("ev" names it),
+# cccccccc = CRC-32 of the JSON text in hex, so a corrupted record is dropped, never
+# misread. Acknowledgements are records too; they are written from a preallocated
+# template with space-padded numbers (valid JSON) so the device never allocates per frame.
+# A record answering a frame carries that frame's "seq"; the device replays the answer
+# to its last frame when the host resends it (the answer was lost).
 try:
     from micropython import const
 except ImportError:  # CPython
@@ -37,8 +40,9 @@ K_EVAL = const(3)  # sample block, predict and count only
 K_MARK = const(4)  # u8 mark, u16 value: epoch end / eval end -> device emits a record
 K_DONE = const(5)  # finish: device emits "done" with the weights digest and leaves the loop
 K_DUMP = const(6)  # device emits its weights as "weights" records
-K_PING = const(7)  # liveness; answered by an ack only
-K_STATE = const(8)  # u32 step, u32 stats...: restore position (resume), see app
+K_PING = const(7)  # unsequenced probe: answered by a "pong" record with the expected seq
+K_CKPT = const(8)  # u16 epoch, u32 index: save a checkpoint at this stream position
+K_EXIT = const(9)  # unsequenced: leave the app loop (back to the REPL)
 
 KIND_NAMES = {
     K_CONFIG: "config",
@@ -48,7 +52,8 @@ KIND_NAMES = {
     K_DONE: "done",
     K_DUMP: "dump",
     K_PING: "ping",
-    K_STATE: "state",
+    K_CKPT: "ckpt",
+    K_EXIT: "exit",
 }
 
 MARK_EPOCH = const(1)
@@ -82,6 +87,7 @@ ERROR_NAMES = {
 }
 
 RECORD_PREFIX = b"BF "
+RECORD_CRC_SEP = b" *"
 
 # Record names (the "ev" field). The host treats unknown names as log lines.
 R_BOOT = "boot"  # firmware started: version, protocol, platform, heap
@@ -96,12 +102,35 @@ R_WEIGHTS = "weights"
 R_DONE = "done"
 R_ERROR = "error"
 R_CKPT = "ckpt"
+R_PONG = "pong"  # answer to a ping: "expect" = the sequence number of the next new frame
 
 
-def frame_crc(buf, length, crc32):
-    """CRC of a complete frame held in buf (bytes 2 .. 8+length). crc32 is binascii.crc32
-    on the host; the device uses its own allocation-free kernel."""
-    return crc32(memoryview(buf)[2 : HEADER_SIZE + length]) & 0xFFFFFFFF
+def record_line(text):
+    """bytes of one record line for JSON text (bytes)."""
+    import binascii
+
+    return b"%s%s%s%08x\n" % (RECORD_PREFIX, text, RECORD_CRC_SEP, binascii.crc32(text) & 0xFFFFFFFF)
+
+
+def parse_record(line):
+    """A record line (without its newline) -> dict; None if it is not a record line;
+    False if it looks like a record but its checksum or JSON is bad (corrupted)."""
+    import binascii
+    import json
+
+    line = line.rstrip(b"\r")
+    if not line.startswith(RECORD_PREFIX):
+        return None
+    i = line.rfind(RECORD_CRC_SEP)
+    text = line[len(RECORD_PREFIX) : i]
+    crc = line[i + len(RECORD_CRC_SEP) :]
+    try:
+        if i < 0 or len(crc) != 8 or int(crc, 16) != binascii.crc32(text) & 0xFFFFFFFF:
+            return False
+        rec = json.loads(text)
+    except ValueError:
+        return False
+    return rec if isinstance(rec, dict) else False
 
 
 def encode_frame(kind, seq, payload=b"", flags=0):

@@ -112,6 +112,18 @@ class Trainer:
                 correct += 1
         return correct
 
+    def state(self):
+        # every buffer a checkpoint must hold to continue bit-exactly
+        return [buf for _, _, buf in self.planes()]
+
+    def meta(self):
+        return {"step": self.step, "flips": self.flips, "updates": self.updates}
+
+    def set_meta(self, meta):
+        self.step = meta["step"]
+        self.flips = meta["flips"]
+        self.updates = meta["updates"]
+
     def planes(self):
         # (layer, plane name, buffer) for digests and dumps
         out = []

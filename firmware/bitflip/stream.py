@@ -8,7 +8,7 @@ from array import array
 from micropython import const
 
 from . import protocol as P
-from .kernels import crc32_check, crc32_table
+from .kernels import crc32_check, crc32_hex, crc32_table
 
 _CHUNK = const(32)  # payload is read in chunks of this size, each after a poll
 _WAITING = const(0)  # next_frame() results < 0 mean "nothing usable": see codes below
@@ -16,13 +16,16 @@ NONE = const(-1)  # idle timeout, no frame started
 BAD = const(-2)  # a frame was rejected (nak already sent)
 DUP = const(-3)  # a duplicate of an accepted frame (re-acked, not processed)
 
-# 'BF {"ev":"ack","seq":SSSSS,"cr":CC}\n' ; numbers are right-aligned, space padded
-_ACK = b'BF {"ev":"ack","seq":     ,"cr":  }\n'
-_NAK = b'BF {"ev":"nak","seq":     ,"code":  }\n'
+# 'BF {"ev":"ack","seq":SSSSS,"cr":CC} *cccccccc\n': numbers right-aligned and space
+# padded, the CRC of the JSON text filled in by kernels.crc32_hex
+_ACK = b'BF {"ev":"ack","seq":     ,"cr":  } *00000000\n'
+_NAK = b'BF {"ev":"nak","seq":     ,"code":  } *00000000\n'
 _ACK_SEQ = const(21)
 _ACK_CR = const(32)
+_ACK_END = const(35)  # index just past '}'
 _NAK_SEQ = const(21)
 _NAK_CODE = const(34)
+_NAK_END = const(37)
 
 
 def _put_num(buf, end, width, v):
@@ -60,6 +63,7 @@ class Link:
         self.out = sys.stdout.buffer if hasattr(sys.stdout, "buffer") else sys.stdout
         self.poll = select.poll()
         self.poll.register(sys.stdin, select.POLLIN)
+        self._wait(0)  # ipoll allocates its result tuple on first use: do it now, unlocked
         self.expect = 0  # sequence number of the next new frame
         self.kind = 0
         self.seq = 0
@@ -87,14 +91,18 @@ class Link:
         return True
 
     def send_ack(self, seq):
-        _put_num(self.ack, _ACK_SEQ + 5, 5, seq)
-        _put_num(self.ack, _ACK_CR + 2, 2, self.credit)
-        self.out.write(self.ack)
+        a = self.ack
+        _put_num(a, _ACK_SEQ + 5, 5, seq)
+        _put_num(a, _ACK_CR + 2, 2, self.credit)
+        crc32_hex(a, 3, _ACK_END - 3, self.table, _ACK_END + 2)
+        self.out.write(a)
 
     def send_nak(self, code):
-        _put_num(self.nak, _NAK_SEQ + 5, 5, self.expect)
-        _put_num(self.nak, _NAK_CODE + 2, 2, code)
-        self.out.write(self.nak)
+        a = self.nak
+        _put_num(a, _NAK_SEQ + 5, 5, self.expect)
+        _put_num(a, _NAK_CODE + 2, 2, code)
+        crc32_hex(a, 3, _NAK_END - 3, self.table, _NAK_END + 2)
+        self.out.write(a)
 
     def next_frame(self, idle_ms):
         """Wait up to idle_ms for a frame. Returns its kind (>0) with self.seq/self.length
@@ -138,10 +146,15 @@ class Link:
             self.rx_bad += 1
             self.send_nak(P.E_CRC)
             return BAD
-        if kind < P.K_CONFIG or kind > P.K_STATE:
+        if kind < P.K_CONFIG or kind > P.K_EXIT:
             self.rx_bad += 1
             self.send_nak(P.E_KIND)
             return BAD
+        if kind == P.K_PING or kind == P.K_EXIT:  # unsequenced: never acked, never resent
+            self.kind = kind
+            self.seq = seq
+            self.length = n
+            return kind
         if seq != self.expect:
             if (self.expect - seq) & 0xFFFF <= 0x8000:  # an old frame: ack again, skip it
                 self.rx_dup += 1

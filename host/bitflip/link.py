@@ -10,7 +10,6 @@ virtual board (a pty).
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from collections import deque
@@ -41,6 +40,7 @@ class SerialLink:
         self._line_start = 0  # records are parsed from here once the app runs
         self._parse_lines = False
         self.bytes_out = 0
+        self.bad_records = 0
         self._thread = threading.Thread(target=self._reader, daemon=True)
         self._thread.start()
 
@@ -68,13 +68,13 @@ class SerialLink:
                 break
             line = bytes(self._rx[self._line_start : nl]).rstrip(b"\r")
             self._line_start = nl + 1
-            if line.startswith(P.RECORD_PREFIX):
-                try:
-                    self.records.append(json.loads(line[len(P.RECORD_PREFIX) :]))
-                    continue
-                except ValueError:
-                    pass
-            self.log.append(line.decode("utf-8", "replace"))
+            rec = P.parse_record(line)
+            if rec:
+                self.records.append(rec)
+            elif rec is False:
+                self.bad_records += 1  # corrupted on the wire: dropped, never misread
+            else:
+                self.log.append(line.decode("utf-8", "replace"))
         if self._line_start > 1 << 20:  # trim consumed input
             del self._rx[: self._line_start]
             self._line_start = 0
@@ -166,6 +166,12 @@ class SerialLink:
             self._parse_lines = True
             self._split_lines()
 
+    def start_records(self) -> None:
+        """Parse device output as records from now on (an app may already be running)."""
+        with self._cond:
+            self._line_start = len(self._rx)
+            self._parse_lines = True
+
     def close(self) -> None:
         self._closed = True
         try:
@@ -178,91 +184,129 @@ class SerialLink:
 class FrameSender:
     """Sends frames with sequence numbers inside the device's credit window.
 
-    The device acks every frame after processing it; a nak names the sequence number it
-    expects and everything from there is resent; an ack that does not come within
-    ack_timeout resends the oldest unacknowledged frame. After max_retries resends of the
-    same frame the link is declared dead.
+    The device acks every frame after processing it (acks are cumulative: it processes in
+    order); a nak names the sequence number it expects and everything from there is
+    resent; an ack that does not come within the retransmission timeout (adaptive, from
+    measured round trips) resends the oldest unacknowledged frame. A frame whose answer is
+    a record (config, marks, checkpoints, done) goes through request(): if its ack arrives
+    but the record was lost on the wire, the same frame is resent and the device replays
+    the record. After max_retries silent timeouts in a row the link is declared dead.
     """
 
     def __init__(
         self,
         link: SerialLink,
         credit: int,
-        ack_timeout: float = 5.0,
-        max_retries: int = 8,
         on_record: Callable[[Record], None] | None = None,
-        start_seq: int = 0,
+        max_retries: int = 6,
+        rto: float = 5.0,
     ):
         self.link = link
         self.credit = max(1, credit)
-        self.ack_timeout = ack_timeout
-        self.max_retries = max_retries
         self.on_record = on_record
-        self.seq = start_seq
-        self.inflight: deque[tuple[int, bytes]] = deque()
+        self.max_retries = max_retries
+        self.seq = 0
+        self.inflight: deque[tuple[int, bytes, float]] = deque()
         self.retransmitted = 0
         self.frames_sent = 0
-        self.device_credit = self.credit
+        self.naks = 0
+        self.rto = rto  # retransmission timeout, adapted to measured round trips
+        self.srtt: float | None = None
+        self._want: tuple[str, int] | None = None
+        self._got: Record | None = None
+
+    def rebind(self, link: SerialLink, credit: int, seq: int) -> None:
+        """Continue on a new link (after a reconnect); unacknowledged frames are dropped:
+        the caller restarts from the device's checkpoint."""
+        self.link = link
+        self.credit = max(1, credit)
+        self.seq = seq & 0xFFFF
+        self.inflight.clear()
 
     def send(self, kind: int, payload: bytes = b"") -> int:
-        """Queue one frame; blocks while the window is full. Returns its seq."""
-        while len(self.inflight) >= min(self.credit, self.device_credit):
+        """Send one frame; blocks while the window is full. Returns its seq."""
+        while len(self.inflight) >= self.credit:
             self._pump()
         seq = self.seq
         frame = P.encode_frame(kind, seq, payload)
-        self.inflight.append((seq, frame))
+        self.inflight.append((seq, frame, time.monotonic()))
         self.link.write(frame)
         self.frames_sent += 1
         self.seq = (self.seq + 1) & 0xFFFF
         return seq
-
-    def send_all(self, frames: Iterable[tuple[int, bytes]]) -> None:
-        for kind, payload in frames:
-            self.send(kind, payload)
 
     def flush(self) -> None:
         """Wait until every frame sent so far is acknowledged."""
         while self.inflight:
             self._pump()
 
+    def request(self, kind: int, payload: bytes, ev: str, tries: int = 6) -> Record:
+        """Send a frame whose answer is the record `ev` (carrying the frame's seq)."""
+        self.flush()
+        seq = self.send(kind, payload)
+        frame = self.inflight[-1][1]
+        self._want, self._got = (ev, seq), None
+        try:
+            for _ in range(tries):
+                while self.inflight and self._got is None:
+                    self._pump()
+                if self._got is not None:
+                    self.flush()
+                    return self._got
+                # acked, answer lost: the device replays it for a repeated frame
+                self.inflight.append((seq, frame, time.monotonic()))
+                self.link.write(frame)
+                self.retransmitted += 1
+            raise LinkError(f"{self.link.name}: the answer '{ev}' to frame {seq} kept getting lost")
+        finally:
+            self._want = None
+
     def _pump(self) -> None:
-        retries = 0
+        """Handle one incoming record (or one timeout)."""
+        silent = 0
         while True:
-            rec = self.link.next_record(self.ack_timeout)
-            if rec is None:
-                retries += 1
-                if retries > self.max_retries or self.link._eof:
-                    raise LinkError(
-                        f"{self.link.name}: no acknowledgement after {retries - 1} resends{self.link._log_tail()}"
-                    )
-                self._resend_from(self.inflight[0][0] if self.inflight else self.seq)
-                continue
-            ev = rec.get("ev")
-            if ev == P.R_ACK:
-                self._acked(int(rec["seq"]))
-                self.device_credit = max(1, int(rec.get("cr", 1)))
-                return
-            if ev == P.R_NAK:
-                code = int(rec.get("code", 0))
-                if code == P.E_STATE or code == P.E_PAYLOAD or code == P.E_CONFIG:
-                    raise DeviceError(f"device rejected a frame: {P.ERROR_NAMES.get(code, code)}")
-                retries += 1
-                if retries > self.max_retries * 4:
-                    raise LinkError(f"{self.link.name}: frames keep failing ({P.ERROR_NAMES.get(code, code)})")
-                self._resend_from(int(rec["seq"]))
-                continue
-            if ev == P.R_ERROR:
-                raise DeviceError(f"device error: {rec.get('msg', rec)}")
+            rec = self.link.next_record(self.rto)
+            if rec is not None:
+                break
+            silent += 1
+            if silent > self.max_retries or self.link._eof:
+                raise LinkError(f"{self.link.name}: no answer from the board after {silent - 1} resends{self.link._log_tail()}")
+            self.rto = min(self.rto * 2, 30.0)  # back off, like TCP
+            if self.inflight:
+                self._resend_from(self.inflight[0][0])
+        ev = rec.get("ev")
+        if ev == P.R_ACK:
+            self._acked(int(rec["seq"]))
+            self.credit = max(1, int(rec.get("cr", self.credit)))
+        elif ev == P.R_NAK:
+            code = int(rec.get("code", 0))
+            if code in (P.E_STATE, P.E_PAYLOAD, P.E_CONFIG):
+                raise DeviceError(f"device rejected a frame: {P.ERROR_NAMES.get(code, code)}")
+            self.naks += 1
+            self._resend_from(int(rec["seq"]))
+        elif ev == P.R_ERROR:
+            raise DeviceError(f"device error: {rec.get('msg', rec)}")
+        else:
+            if self._want is not None and ev == self._want[0] and rec.get("seq") == self._want[1]:
+                self._got = rec
             if self.on_record is not None:
                 self.on_record(rec)
 
     def _acked(self, seq: int) -> None:
-        # acks are cumulative: the device processes frames strictly in order
+        now = time.monotonic()
         while self.inflight and ((seq - self.inflight[0][0]) & 0xFFFF) < 0x8000:
-            self.inflight.popleft()
+            s, _, t = self.inflight.popleft()
+            if s == seq:
+                rtt = now - t
+                self.srtt = rtt if self.srtt is None else 0.875 * self.srtt + 0.125 * rtt
+                self.rto = min(30.0, max(0.3, 4 * self.srtt))
 
     def _resend_from(self, seq: int) -> None:
-        for s, frame in self.inflight:
+        now = time.monotonic()
+        again: deque[tuple[int, bytes, float]] = deque()
+        for s, frame, _ in self.inflight:
             if ((s - seq) & 0xFFFF) < 0x8000:
                 self.link.write(frame)
                 self.retransmitted += 1
+            again.append((s, frame, now))
+        self.inflight = again

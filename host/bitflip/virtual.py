@@ -65,10 +65,12 @@ def install_firmware(flash: Path) -> None:
 class VirtualBoard:
     """One MicroPython unix-port process on a pty, plus the relay to the host's pty."""
 
-    def __init__(self, board: Board, flash: Path, fault: Fault | None = None, install: bool = True):
+    def __init__(self, board: Board, flash: Path, fault: Fault | None = None, install: bool = True,
+                 fault_out: Fault | None = None):
         self.board = board
         self.flash = Path(flash)
-        self.fault = fault
+        self.fault = fault  # applied to host -> board bytes
+        self.fault_out = fault_out  # applied to board -> host bytes
         self.install = install
         self.proc: subprocess.Popen[bytes] | None = None
         self.port = ""
@@ -139,6 +141,8 @@ class VirtualBoard:
                     return
                 if data:
                     self.tail = (self.tail + data)[-2000:]
+                    if self.fault_out is not None:
+                        data = self.fault_out(data)
                     try:
                         os.write(host, data)
                     except OSError:
@@ -160,6 +164,9 @@ class VirtualBoard:
                 except OSError:
                     return
                 del pending[:n]
+
+    def reconnect(self) -> None:
+        """The host reopens the same port after link trouble; the board keeps running."""
 
     @property
     def alive(self) -> bool:
