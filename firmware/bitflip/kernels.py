@@ -32,24 +32,81 @@ def dense_binary(x: ptr32, w: ptr32, out: ptr32, nw: int, nout: int, nbits: int)
     # out[j] = sum_i xhat_i * what_ji over nbits real inputs, +-1 coded as bits (1 = +1):
     # agreements - disagreements = nbits - 2 * popcount(x ^ w_j). Padding bits are 0 in
     # both planes, so they never count as disagreements.
+    #
+    # Speed (armv6m, see benchmarks/kernel_costs.py): mpy-cross keeps only x and w in
+    # registers and spills every other local, so the code walks x and w as pointers (no
+    # index arithmetic), writes few long statements, and counts bits Harley-Seal style:
+    # a carry-save adder tree over 8 words keeps per-bit counts in three bit-planes (ones,
+    # twos, fours) and only the 'eights' carry is popcounted, once per 8 words. The planes
+    # are flushed at the end of the row. Rows shorter than 8 words and the nw % 8 words
+    # before the blocks take a plain SWAR popcount (no flush needed).
+    # maj(o, a, b) = o ^ ((o ^ a) & (o ^ b)); with u = o ^ a the carry is o ^ ((o ^ b) & u).
     m1 = (uint(0x5555) << 16) | uint(0x5555)
     m2 = (uint(0x3333) << 16) | uint(0x3333)
     m4 = uint(0x0F0F0F0F)
     h01 = uint(0x01010101)
-    wp = uint(w)
-    j = 0
-    while j < nout:
-        row = ptr32(wp)
+    x0 = uint(x)
+    nb = nw >> 3
+    for j in range(nout):
+        x = ptr32(x0)
         acc = 0
-        for i in range(nw):
-            v = uint(x[i]) ^ uint(row[i])
-            v = v - ((v >> 1) & m1)
-            v = (v & m2) + ((v >> 2) & m2)
-            v = (v + (v >> 4)) & m4
-            acc += int(((v * h01) >> 24) & uint(0xFF))
+        for _ in range((nw & 7) >> 1):
+            a = uint(x[0]) ^ uint(w[0])
+            b = uint(x[1]) ^ uint(w[1])
+            a = a - ((a >> 1) & m1)
+            b = b - ((b >> 1) & m1)
+            a = (a & m2) + ((a >> 2) & m2) + (b & m2) + ((b >> 2) & m2)
+            acc += int(((((a & m4) + ((a >> 4) & m4)) * h01) >> 24) & uint(0xFF))
+            x = ptr32(uint(x) + 8)
+            w = ptr32(uint(w) + 8)
+        if nw & 1:
+            a = uint(x[0]) ^ uint(w[0])
+            a = a - ((a >> 1) & m1)
+            a = (a & m2) + ((a >> 2) & m2)
+            acc += int((((a + (a >> 4)) & m4) * h01 >> 24) & uint(0xFF))
+            x = ptr32(uint(x) + 4)
+            w = ptr32(uint(w) + 4)
+        if nb:
+            ones = uint(0)
+            twos = uint(0)
+            fours = uint(0)
+            eights = 0
+            for _ in range(nb):
+                # words 0-3: two full adders into ones, their carries p, q (as twos ^ carry)
+                # added into twos; r = fours ^ (carry into fours). Same for words 4-7 -> s.
+                u = uint(x[0]) ^ uint(w[0]) ^ ones
+                p = (uint(x[1]) ^ uint(w[1]) ^ ones) & u ^ ones ^ twos
+                ones = u ^ uint(x[1]) ^ uint(w[1])
+                u = uint(x[2]) ^ uint(w[2]) ^ ones
+                q = (uint(x[3]) ^ uint(w[3]) ^ ones) & u ^ ones ^ twos
+                ones = u ^ uint(x[3]) ^ uint(w[3])
+                r = p & q ^ twos ^ fours
+                twos = p ^ q ^ twos
+                u = uint(x[4]) ^ uint(w[4]) ^ ones
+                p = (uint(x[5]) ^ uint(w[5]) ^ ones) & u ^ ones ^ twos
+                ones = u ^ uint(x[5]) ^ uint(w[5])
+                u = uint(x[6]) ^ uint(w[6]) ^ ones
+                q = (uint(x[7]) ^ uint(w[7]) ^ ones) & u ^ ones ^ twos
+                ones = u ^ uint(x[7]) ^ uint(w[7])
+                s = p & q ^ twos ^ fours
+                twos = p ^ q ^ twos
+                f = r & s ^ fours  # the carry into eights
+                fours = r ^ s ^ fours
+                f = f - ((f >> 1) & m1)
+                f = (f & m2) + ((f >> 2) & m2)
+                eights += int((((f + (f >> 4)) & m4) * h01 >> 24) & uint(0xFF))
+                x = ptr32(uint(x) + 32)
+                w = ptr32(uint(w) + 32)
+            # flush: 8 * eights + 4 * pop(fours) + 2 * pop(twos) + pop(ones); byte lanes
+            # hold at most 2 * (2 * 8 + 8) + 8 = 56, so the 4-lane sum (<= 224) fits a byte
+            fours = fours - ((fours >> 1) & m1)
+            twos = twos - ((twos >> 1) & m1)
+            ones = ones - ((ones >> 1) & m1)
+            f = (((fours & m2) + ((fours >> 2) & m2)) << 1) + (twos & m2) + ((twos >> 2) & m2)
+            ones = (ones & m2) + ((ones >> 2) & m2)
+            f = (((f & m4) + ((f >> 4) & m4)) << 1) + (ones & m4) + ((ones >> 4) & m4)
+            acc += (eights << 3) + int(((f * h01) >> 24) & uint(0xFF))
         out[j] = nbits - 2 * acc
-        wp += uint(nw) << 2
-        j += 1
 
 
 @micropython.viper
@@ -57,32 +114,71 @@ def dense_ternary(x: ptr32, s: ptr32, z: ptr32, out: ptr32, nw: int, nout: int):
     # Ternary weights: sign plane s (1 = +1) and nonzero plane z (1 = weight is +-1, 0 = 0).
     # out[j] = sum over nonzero weights of agreement(+1)/disagreement(-1)
     #        = popcount(z_j) - 2 * popcount((x ^ s_j) & z_j).
+    # With d = (x ^ s) & z (disagree) and a = z ^ d (agree, disjoint from d):
+    #   pop(z) - 2 pop(d) = pop(a) + pop(~d) - 32 per word,
+    # a plain popcount of the word stream (a, ~d), which runs through the same Harley-Seal
+    # adder tree as dense_binary (4 input words = 8 stream words per block). For the pair
+    # (a, ~d) the full adder simplifies: a implies ~d, so ones' = ~(ones ^ z) and
+    # carry = a | (ones & ~d). `mm` is 0xFFFFFFFF: ~ would set 32 high bits on the unix port.
     m1 = (uint(0x5555) << 16) | uint(0x5555)
     m2 = (uint(0x3333) << 16) | uint(0x3333)
     m4 = uint(0x0F0F0F0F)
     h01 = uint(0x01010101)
-    sp = uint(s)
-    zp = uint(z)
-    j = 0
-    while j < nout:
-        srow = ptr32(sp)
-        zrow = ptr32(zp)
+    mm = (uint(0xFFFF) << 16) | uint(0xFFFF)
+    x0 = uint(x)
+    nb = nw >> 2
+    for j in range(nout):
+        x = ptr32(x0)
         acc = 0
-        for i in range(nw):
-            zz = uint(zrow[i])
-            v = (uint(x[i]) ^ uint(srow[i])) & zz
-            # 2*pop(v) - pop(zz): count v twice by adding it to zz's lanes
-            v = v - ((v >> 1) & m1)
-            v = (v & m2) + ((v >> 2) & m2)
-            v = (v + (v >> 4)) & m4
-            u = zz - ((zz >> 1) & m1)
-            u = (u & m2) + ((u >> 2) & m2)
-            u = (u + (u >> 4)) & m4
-            acc += int(((u * h01) >> 24) & uint(0xFF)) - 2 * int(((v * h01) >> 24) & uint(0xFF))
-        out[j] = acc
-        sp += uint(nw) << 2
-        zp += uint(nw) << 2
-        j += 1
+        for _ in range(nw & 3):
+            d = (uint(x[0]) ^ uint(s[0])) & uint(z[0])
+            a = uint(z[0]) ^ d
+            b = d ^ mm
+            a = a - ((a >> 1) & m1)
+            b = b - ((b >> 1) & m1)
+            a = (a & m2) + ((a >> 2) & m2) + (b & m2) + ((b >> 2) & m2)
+            acc += int(((((a & m4) + ((a >> 4) & m4)) * h01) >> 24) & uint(0xFF))
+            x = ptr32(uint(x) + 4)
+            s = ptr32(uint(s) + 4)
+            z = ptr32(uint(z) + 4)
+        if nb:
+            ones = uint(0)
+            twos = uint(0)
+            fours = uint(0)
+            eights = 0
+            for _ in range(nb):
+                d = (uint(x[0]) ^ uint(s[0])) & uint(z[0])
+                p = ((d ^ mm) & ones | uint(z[0]) ^ d) ^ twos
+                ones = ones ^ uint(z[0]) ^ mm
+                d = (uint(x[1]) ^ uint(s[1])) & uint(z[1])
+                q = ((d ^ mm) & ones | uint(z[1]) ^ d) ^ twos
+                ones = ones ^ uint(z[1]) ^ mm
+                r = p & q ^ twos ^ fours
+                twos = p ^ q ^ twos
+                d = (uint(x[2]) ^ uint(s[2])) & uint(z[2])
+                p = ((d ^ mm) & ones | uint(z[2]) ^ d) ^ twos
+                ones = ones ^ uint(z[2]) ^ mm
+                d = (uint(x[3]) ^ uint(s[3])) & uint(z[3])
+                q = ((d ^ mm) & ones | uint(z[3]) ^ d) ^ twos
+                ones = ones ^ uint(z[3]) ^ mm
+                t = p & q ^ twos ^ fours
+                twos = p ^ q ^ twos
+                f = r & t ^ fours
+                fours = r ^ t ^ fours
+                f = f - ((f >> 1) & m1)
+                f = (f & m2) + ((f >> 2) & m2)
+                eights += int((((f + (f >> 4)) & m4) * h01 >> 24) & uint(0xFF))
+                x = ptr32(uint(x) + 16)
+                s = ptr32(uint(s) + 16)
+                z = ptr32(uint(z) + 16)
+            fours = fours - ((fours >> 1) & m1)
+            twos = twos - ((twos >> 1) & m1)
+            ones = ones - ((ones >> 1) & m1)
+            f = (((fours & m2) + ((fours >> 2) & m2)) << 1) + (twos & m2) + ((twos >> 2) & m2)
+            ones = (ones & m2) + ((ones >> 2) & m2)
+            f = (((f & m4) + ((f >> 4) & m4)) << 1) + (ones & m4) + ((ones >> 4) & m4)
+            acc += (eights << 3) + int(((f * h01) >> 24) & uint(0xFF))
+        out[j] = acc - (nw << 5)
 
 
 @micropython.viper

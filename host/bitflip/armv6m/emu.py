@@ -22,12 +22,22 @@ one that isa.check_thumb1 accepted.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import TypeAlias
 
 import numpy as np
-from unicorn import (UC_ARCH_ARM, UC_HOOK_CODE, UC_HOOK_MEM_READ, UC_HOOK_MEM_WRITE, UC_MEM_WRITE, UC_MODE_MCLASS,
-                     UC_MODE_THUMB, Uc, UcError)
+from unicorn import (
+    UC_ARCH_ARM,
+    UC_HOOK_CODE,
+    UC_HOOK_MEM_READ,
+    UC_HOOK_MEM_WRITE,
+    UC_MEM_WRITE,
+    UC_MODE_MCLASS,
+    UC_MODE_THUMB,
+    Uc,
+    UcError,
+)
 from unicorn import arm_const as R
 
 from .isa import COND, Insn, decode_reachable
@@ -58,7 +68,7 @@ SLOT_NAMES = {3: "mp_native_from_obj", 4: "mp_native_to_obj", 5: "swap_globals",
               28: "call_method_n_kw", 30: "getiter", 31: "iternext", 32: "nlr_push", 33: "nlr_pop",
               34: "raise", 44: "mp_arg_check_num_sig", 46: "small_int_floor_divide", 47: "small_int_modulo"}
 
-Arg = "np.ndarray | int"
+Arg: TypeAlias = "np.ndarray | int"  # a buffer argument, or an int
 
 
 class EmuError(Exception):
@@ -70,9 +80,12 @@ class EmuError(Exception):
 class Run:
     """One emulated call: its result and what it cost."""
     ret: object
-    instructions: int
-    cycles: int
+    instructions: int  # executed in the function itself (not in the stubs)
+    cycles: int  # by the model in isa.py
     mix: Counter[str] = field(default_factory=Counter)  # instructions per cost class
+    # calls into the (stubbed) runtime, e.g. one mp_native_from_obj per typed argument: on a
+    # board each costs tens to hundreds of cycles that the counts above do not include
+    runtime_calls: int = 0
 
 
 class _Session:
@@ -140,11 +153,10 @@ class _Session:
         if addr % size:
             self._fail(f"unaligned {size}-byte access at {addr:#x} (HardFault on a Cortex-M0+), "
                        f"pc=+{uc.reg_read(R.UC_ARM_REG_PC) - CODE:#x}")
-        elif DATA <= addr < DATA + DATA_SIZE:
-            if not any(s <= addr and addr + size <= e for s, e, _ in self.buffers):
-                kind = "write" if access == UC_MEM_WRITE else "read"
-                self._fail(f"{kind} outside every argument buffer at {addr:#x}, "
-                           f"pc=+{uc.reg_read(R.UC_ARM_REG_PC) - CODE:#x}")
+        elif DATA <= addr < DATA + DATA_SIZE and not any(s <= addr and addr + size <= e for s, e, _ in self.buffers):
+            kind = "write" if access == UC_MEM_WRITE else "read"
+            self._fail(f"{kind} outside every argument buffer at {addr:#x}, "
+                       f"pc=+{uc.reg_read(R.UC_ARM_REG_PC) - CODE:#x}")
 
     # -- running -------------------------------------------------------------------------
     def call(self, regs: Sequence[int], max_instructions: int) -> int:
@@ -173,6 +185,7 @@ class _ViperRuntime:
         self.s = s
         self.objs: dict[int, tuple[bool, int]] = {}  # fake object -> (is a buffer, address or int value)
         self.results: dict[int, tuple[int, int]] = {}
+        self.calls = 0
         uc = s.uc
         uc.mem_write(FUN_OBJ, _words([0, CONTEXT, 0, CODE]))
         uc.mem_write(CONTEXT, _words([0, 0, QSTR_TABLE, OBJ_TABLE]))
@@ -198,6 +211,7 @@ class _ViperRuntime:
 
     def _on_stub(self, uc: Uc, addr: int, size: int, _: object) -> None:
         slot = (addr - STUBS) // 4
+        self.calls += 1
         r0, r1, r2 = (uc.reg_read(r) for r in (R.UC_ARM_REG_R0, R.UC_ARM_REG_R1, R.UC_ARM_REG_R2))
         if slot == 3:
             ret = self._from_obj(r0, r1)
@@ -255,12 +269,14 @@ def run_function(mpy: Mpy, rc: RawCode, args: Sequence[Arg], max_instructions: i
     """Call a viper or asm_thumb function on `args` (numpy arrays are passed as buffers and
     updated in place, ints as ints). Returns the result and its instruction/cycle counts."""
     s = _Session(rc.code)
+    calls = 0
     if rc.kind == KIND_VIPER:
         rt = _ViperRuntime(s, mpy)
         argv = [rt.arg_obj(a, i) for i, a in enumerate(args)]
         s.uc.mem_write(ARGV, _words(argv or [0]))
         r0 = s.call([FUN_OBJ, len(args), 0, ARGV], max_instructions)
         ret = rt.decode(r0)
+        calls = rt.calls
     elif rc.kind == KIND_ASM:
         if len(args) > 4:
             raise EmuError("asm_thumb functions take at most 4 arguments")
@@ -270,4 +286,4 @@ def run_function(mpy: Mpy, rc: RawCode, args: Sequence[Arg], max_instructions: i
     else:
         raise EmuError(f"can only run viper or asm_thumb code, not {rc.kind_name}")
     s.copy_back()
-    return Run(ret=ret, instructions=s.n, cycles=s.cycles, mix=s.mix)
+    return Run(ret=ret, instructions=s.n, cycles=s.cycles, mix=s.mix, runtime_calls=calls)

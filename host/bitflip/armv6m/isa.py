@@ -32,11 +32,13 @@ COND_BRANCHES = frozenset(f"b{c}" for c in ("eq", "ne", "hs", "cs", "lo", "cc", 
                                            "ge", "lt", "gt", "le"))
 
 # 16-bit ARMv6-M instructions as capstone names them. Absent on purpose: cbz, cbnz, it* (ARMv7-M).
-THUMB1_16 = frozenset("""
-adcs add adds adr ands asrs b bic bics bkpt bl blx bx cmn cmp cpsid cpsie eors ldm ldmia ldr ldrb ldrh
-ldrsb ldrsh lsls lsrs mov movs muls mvns neg negs nop orrs pop push rev rev16 revsh rors rsbs sbcs sev
-stm stmia str strb strh sub subs svc sxtb sxth tst udf uxtb uxth wfe wfi yield
-""".split()) | COND_BRANCHES
+THUMB1_16 = frozenset((
+    "adcs", "add", "adds", "adr", "ands", "asrs", "b", "bic", "bics", "bkpt", "bl", "blx", "bx", "cmn", "cmp",
+    "cpsid", "cpsie", "eors", "ldm", "ldmia", "ldr", "ldrb", "ldrh", "ldrsb", "ldrsh", "lsls", "lsrs", "mov",
+    "movs", "muls", "mvns", "neg", "negs", "nop", "orrs", "pop", "push", "rev", "rev16", "revsh", "rors", "rsbs",
+    "sbcs", "sev", "stm", "stmia", "str", "strb", "strh", "sub", "subs", "svc", "sxtb", "sxth", "tst", "udf",
+    "uxtb", "uxth", "wfe", "wfi", "yield",
+)) | COND_BRANCHES
 THUMB1_32 = frozenset(("bl", "dmb", "dsb", "isb", "mrs", "msr"))
 
 # cost classes: the hook only needs (base cycles, is conditional branch)

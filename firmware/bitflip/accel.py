@@ -1,0 +1,27 @@
+# Kernel selection: the asm_thumb kernels on rp2 boards running Arm code (RP2040, RP2350
+# in Arm mode), the viper kernels everywhere else (ESP32, RP2350-RISC-V, the unix port).
+# Both give identical results; callers use accel.dense_binary / accel.flip_row exactly as
+# the kernels.* functions. `KIND` says which one was picked ("asm_thumb" or "viper").
+import sys
+
+from . import kernels
+
+# MicroPython encodes the native architecture of the running port in sys.implementation._mpy
+# bits 10..15 (py/persistentcode.h): 4..8 are the Thumb targets (armv6m .. armv7emdp), 11 is
+# rv32imc. RISC-V rp2 builds report 'rp2' as well, so the platform alone is not enough.
+_ARCH = (getattr(sys.implementation, "_mpy", 0) >> 10) & 0x3F
+_THUMB = 4 <= _ARCH <= 8
+
+dense_binary = kernels.dense_binary
+flip_row = kernels.flip_row
+KIND = "viper"
+
+if sys.platform == "rp2" and _THUMB:
+    try:
+        from . import kernels_thumb
+    except (ImportError, SyntaxError):  # a firmware built without asm_thumb
+        kernels_thumb = None
+    if kernels_thumb is not None:
+        dense_binary = kernels_thumb.dense_binary
+        flip_row = kernels_thumb.flip_row
+        KIND = "asm_thumb"
