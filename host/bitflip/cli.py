@@ -111,6 +111,10 @@ def boards(as_json: bool) -> None:
 
 
 # command modules (host/bitflip/commands/*.py) register themselves here, one line each
+from .commands.data import data as _data  # noqa: E402
+main.add_command(_data)
+from .commands import boards as _b
+for _c in _b.COMMANDS: main.add_command(_c)
 
 
 if __name__ == "__main__":

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from .boards import Board, all_boards
 from .errors import UsageError
@@ -37,7 +38,7 @@ class PortInfo:
     manufacturer: str = ""
 
     @classmethod
-    def from_record(cls, rec: Any) -> "PortInfo":
+    def from_record(cls, rec: Any) -> PortInfo:
         """From a serial.tools.list_ports record (or any object with the same fields)."""
         vid, pid = getattr(rec, "vid", None), getattr(rec, "pid", None)
         usb_id = f"{vid:04x}:{pid:04x}" if vid is not None and pid is not None else ""

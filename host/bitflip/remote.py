@@ -13,7 +13,8 @@ import ast
 import base64
 import contextlib
 import io
-from typing import Any
+import struct
+from typing import Any, Self
 
 from .errors import LinkError, UsageError
 
@@ -61,7 +62,7 @@ def _mpremote_version() -> str:
         from importlib.metadata import version
 
         return version("mpremote")
-    except Exception:  # not installed as a distribution: report, do not guess
+    except (ImportError, ValueError, LookupError):  # not installed as a distribution
         return "unknown"
 
 
@@ -86,7 +87,7 @@ class Remote:
             raise UsageError(f"cannot open port {port}: {e}") from None
         self.in_raw = False
 
-    def __enter__(self) -> "Remote":
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -103,7 +104,7 @@ class Remote:
             raise UsageError(
                 f"{self.port} does not answer like a MicroPython board (no raw REPL within {timeout:g} s: {e}"
                 + (f"; it sent {got}" if got else "")
-                + ")"
+                + "; a bitflip run still streaming ignores Ctrl-C until its 60 s idle timeout: wait or reset the board)"
             ) from None
         self.in_raw = True
 
@@ -115,7 +116,7 @@ class Remote:
             out, err = self.t.follow(timeout)
         except self._TransportError as e:
             raise LinkError(f"{self.port}: {e}") from None
-        except Exception as e:  # short reads inside raw-paste surface as struct.error etc.
+        except (OSError, struct.error, ValueError, TypeError) as e:  # a short read inside raw-paste
             raise LinkError(f"{self.port}: link failed during exec ({type(e).__name__}: {e})") from None
         if err:
             last = err.decode("utf-8", "replace").strip().splitlines()[-1:]
@@ -169,16 +170,13 @@ class Remote:
         self.exec(f"import os\nos.remove({path!r})")
 
     def close(self) -> None:
-        try:
+        # closing must never mask the real error
+        with contextlib.suppress(OSError, self._TransportError):
             if self.in_raw:
                 self.t.exit_raw_repl()
-        except Exception:  # closing must never mask the real error
-            pass
         try:
             self.t.close()
         except OSError:  # a pty refuses the DTR/RTS ioctls mpremote sends on close
-            try:
+            with contextlib.suppress(OSError):
                 self.t.serial.close()
-            except Exception:
-                pass
         self.in_raw = False

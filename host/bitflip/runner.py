@@ -20,6 +20,7 @@ from .data import Dataset, load_dataset
 from .data.encoding import Encoding, parse_encoding
 from .device import protocol as P
 from .errors import UsageError
+from .memory import check_fits
 from .session import DeviceRun, SerialTarget, Target, VirtualTarget
 from .reference import Reference, words
 from .rundir import RunDir
@@ -109,6 +110,7 @@ def prepare(req: TrainRequest) -> Plan:
     n_in = enc.n_bits(data.n_features)
     sizes = parse_model(req.model, n_in, data.n_classes)
     cfg = rule_config(data.name, sizes, req.weights, req.seed, req.rule)
+    check_fits(sizes, req.weights, board)  # a model larger than the board's heap: exit 2 now
     # a checkpoint is only resumed by the very same job: same config, data, encoding, order
     ident = json.dumps({"cfg": cfg, "data": data.name, "enc": enc.spec, "n": len(data.x_train)}, sort_keys=True)
     cfg["id"] = hashlib.sha256(ident.encode()).hexdigest()[:16]

@@ -1,0 +1,154 @@
+"""Board commands: ports, deploy, flash, sim, memory. Thin click shells over ports.py,
+deploy.py, flash.py, virtual.py and memory.py."""
+
+from __future__ import annotations
+
+import functools
+import json
+import signal
+import sys
+import tempfile
+import time
+from pathlib import Path
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+
+def _handled(fn: Callable[..., Any]) -> Callable[..., Any]:
+    # cli.handled, looked up at call time: cli imports this module while it is being built
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from ..cli import handled
+
+        return handled(fn)(*args, **kwargs)
+
+    return wrapper
+
+
+def _log(line: str) -> None:
+    click.echo(line, err=True)
+
+
+@click.command()
+@click.option("--json", "as_json", is_flag=True, help="one JSON object per port")
+@_handled
+def ports(as_json: bool) -> None:
+    """List serial ports and the boards they look like (by USB VID:PID)."""
+    from ..ports import describe, list_ports, looks_like
+
+    found = list_ports()
+    if as_json:
+        for p in found:
+            click.echo(json.dumps({"device": p.device, "usb_id": p.usb_id, "boards": looks_like(p),
+                                   "description": p.description, "serial_number": p.serial_number}))
+        return
+    if not found:
+        click.echo("no serial ports found")
+        return
+    for p in found:
+        click.echo(describe(p))
+
+
+@click.command()
+@click.option("--board", required=True, help="a board name (pico, pico2, esp32, esp32s3, esp32c3, sim-...)")
+@click.option("--port", default=None, help="serial port, or 'auto' (default) for the single matching board")
+@click.option("--dry-run", is_flag=True, help="build only; print the build folder")
+@click.option("--force", is_flag=True, help="copy every file even when the board already has it")
+@click.option("--build-dir", type=click.Path(path_type=Path), default=None, help="build root (default: build/)")
+@_handled
+def deploy(board: str, port: str | None, dry_run: bool, force: bool, build_dir: Path | None) -> None:
+    """Compile the firmware with mpy-cross for the board and copy it to its lib/bitflip."""
+    from ..deploy import Build, deploy as run_deploy
+
+    res = run_deploy(board, port, dry_run=dry_run, build_root=build_dir, log=_log, force=force)
+    if isinstance(res, Build):
+        click.echo(str(res.package))
+        return
+    click.echo(f"{res.board} on {res.port}: bitflip {res.device_version} (protocol {res.device_proto}) in {res.target}")
+
+
+@click.command()
+@click.option("--board", required=True, help="pico, pico2 (.uf2) or esp32, esp32s3, esp32c3 (.bin)")
+@click.option("--firmware", required=True, type=click.Path(path_type=Path), help="MicroPython firmware file")
+@click.option("--port", default=None, help="serial port for esptool (default: auto)")
+@click.option("--drive", type=click.Path(path_type=Path), default=None, help="UF2 boot drive folder (default: found)")
+@_handled
+def flash(board: str, firmware: Path, port: str | None, drive: Path | None) -> None:
+    """Put a MicroPython firmware on a board (UF2 boot drive or esptool)."""
+    from ..flash import flash as run_flash
+
+    run_flash(board, firmware, port=port, drive=drive, log=_log)
+
+
+@click.command()
+@click.option("--board", default="sim-pico", show_default=True, help="a virtual board (sim-...)")
+@click.option("--flash", "flash_dir", type=click.Path(path_type=Path), default=None,
+              help="folder used as the board's flash (default: a new temp dir)")
+@click.option("--with-sources", is_flag=True, help="start with firmware/bitflip/*.py in lib/bitflip")
+@_handled
+def sim(board: str, flash_dir: Path | None, with_sources: bool) -> None:
+    """Start a virtual board and print its port path; runs until Ctrl-C."""
+    from ..boards import load
+    from ..errors import UsageError
+    from ..virtual import VirtualBoard
+
+    b = load(board)
+    if not b.is_virtual:
+        raise UsageError(f"'{board}' is not a virtual board (try sim-{b.real})")
+    flash_dir = flash_dir or Path(tempfile.mkdtemp(prefix=f"bitflip-{board}-"))
+    vb = VirtualBoard(b, flash_dir, install=with_sources)
+    vb.start()
+
+    def _stop(*_: Any) -> None:  # `kill` stops it as cleanly as Ctrl-C
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, _stop)
+    try:
+        _log(f"{board}: MicroPython unix port, heap {b.heap_bytes} bytes, flash {flash_dir}; Ctrl-C to stop")
+        click.echo(vb.port)
+        sys.stdout.flush()
+        while vb.alive:
+            time.sleep(0.5)
+        _log(f"{board}: the MicroPython process exited (a soft reset ends the unix port)")
+    except KeyboardInterrupt:
+        _log(f"{board}: stopped")
+    finally:
+        vb.stop()
+
+
+@click.command()
+@click.option("--board", required=True, help="a board name")
+@click.option("--model", required=True, help="all layer widths including the input, e.g. 784-512-10")
+@click.option("--weights", default="binary", show_default=True, type=click.Choice(["binary", "ternary"]))
+@click.option("--json", "as_json", is_flag=True)
+@_handled
+def memory(board: str, model: str, weights: str, as_json: bool) -> None:
+    """Device heap a model needs on a board, by part, and the largest that fits."""
+    from ..boards import load
+    from ..errors import UsageError
+    from ..memory import largest_hidden, model_name, plan_memory
+
+    try:
+        sizes = [int(p) for p in model.split("-")]
+    except ValueError:
+        raise UsageError(f"bad model '{model}': give every width including the input, e.g. 784-512-10") from None
+    if len(sizes) < 2 or min(sizes) <= 0:
+        raise UsageError(f"bad model '{model}': at least an input and an output width, all positive")
+    b = load(board)
+    plan = plan_memory(sizes, weights, b)
+    w = largest_hidden(sizes, weights, b)
+    largest = model_name([sizes[0]] + [w] * (len(sizes) - 2) + [sizes[-1]]) if w else None
+    if as_json:
+        click.echo(json.dumps({**plan, "board": b.name, "model": model, "weights": weights, "largest": largest}))
+        return
+    for key, value in plan.items():
+        if isinstance(value, int) and key not in ("total", "heap", "word_bytes"):
+            click.echo(f"  {key:<16} {value:>9}")
+    verdict = "fits" if plan["total"] <= plan["heap"] else "does NOT fit"
+    click.echo(f"{model} {weights} on {b.name}: {plan['total']} of {plan['heap']} bytes, {verdict}"
+               + (f"; largest that fits: {largest}" if largest else ""))
+
+
+COMMANDS = [ports, deploy, flash, sim, memory]

