@@ -23,9 +23,9 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -141,7 +141,7 @@ def _stderr(msg: str) -> None:
 def _run(cmd: list[str], cwd: Path, log: Log, what: str) -> None:
     log(f"  $ {shlex.join(cmd)}")
     try:
-        p = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=FETCH_TIMEOUT_S,
+        p = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=FETCH_TIMEOUT_S, check=False,
                            stdin=subprocess.DEVNULL)
     except subprocess.TimeoutExpired:
         raise FetchError(f"{what}: `{cmd[0]}` did not finish within {FETCH_TIMEOUT_S} s (network down?)") from None

@@ -22,7 +22,7 @@ from ..errors import UsageError
 # type byte -> big-endian numpy dtype (the IDX spec's six types)
 IDX_DTYPES: dict[int, str] = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 MAX_NDIM = 4  # images are 3-D, labels 1-D, QMNIST labels 2-D; more means a damaged header
-MAX_DATA_BYTES = 1 << 32  # 4 GiB: far above any IDX dataset, far below a bogus size field
+MAX_DATA_BYTES = 1 << 31  # 2 GiB: ~4x EMNIST byclass, far below what a bogus size field can claim
 _GZIP_MAGIC = b"\x1f\x8b"
 
 
@@ -72,6 +72,7 @@ def read_idx_raw(path: str | Path) -> bytes:
     try:
         with open(p, "rb") as raw:
             gz = raw.read(2) == _GZIP_MAGIC  # by content, not name: a gunzipped file may keep its .gz name
+            isize = _gzip_isize(raw) if gz else 0
             raw.seek(0)
             f: BinaryIO = gzip.GzipFile(fileobj=raw, mode="rb") if gz else raw  # type: ignore[assignment]
             head = _read_exact(f, 4)
@@ -83,12 +84,14 @@ def read_idx_raw(path: str | Path) -> bytes:
                 have = p.stat().st_size - n_head
                 if have != want:
                     raise UsageError(_size_msg(where, dims, want, have))
-            # one byte more than expected tells "too long" from "exact"
+            elif isize != (n_head + want) & 0xFFFFFFFF:
+                raise UsageError(f"{where}: truncated or damaged: its gzip trailer says {isize} bytes uncompressed, "
+                                 f"the IDX header (dims {dims}) needs {n_head + want}")
+            # one byte more than expected tells "too long" from "exact", and for gzip reaches the end
+            # of the stream, where it checks the CRC
             body = _read_exact(f, want + 1)
             if len(body) != want:
                 raise UsageError(_size_msg(where, dims, want, len(body) if len(body) <= want else None))
-            if gz:
-                f.read(1)  # reach end of stream so gzip checks its CRC and length trailer
     except UsageError:
         raise
     except IsADirectoryError:
@@ -100,6 +103,17 @@ def read_idx_raw(path: str | Path) -> bytes:
     except OSError as e:
         raise UsageError(f"{where}: cannot read ({_one_line(e)})") from None
     return head + body
+
+
+def _gzip_isize(raw: BinaryIO) -> int:
+    """The gzip trailer's ISIZE (uncompressed size mod 2^32). Checking it against the IDX header
+    lets a damaged or truncated file fail before anything is decompressed; gzip tools write a
+    single member, so ISIZE is the whole file's size."""
+    end = raw.seek(0, 2)
+    if end < 18:  # 10-byte header + 8-byte trailer
+        raise UsageError(f"{raw.name}: damaged gzip data (only {end} bytes)")
+    raw.seek(end - 4)
+    return int(struct.unpack("<I", raw.read(4))[0])
 
 
 def _size_msg(where: str, dims: tuple[int, ...], want: int, have: int | None) -> str:
