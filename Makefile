@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test lint bench clean
+.PHONY: setup demo test lint bench clean data
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -19,6 +19,10 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/pytest -q
+
+data: $(STAMP)
+	$(BIN)/bitflip data fetch mnist
+	$(BIN)/bitflip data fetch fashion
 
 lint: $(STAMP)
 	$(BIN)/ruff check host tests benchmarks
