@@ -161,14 +161,30 @@ class App:
         ckpt.save(meta, t.state())
         self.record(P.R_CKPT, {"epoch": epoch, "index": index, "step": t.step, "ms": time.ticks_diff(time.ticks_us(), t0) // 1000}, True)
 
-    def on_dump(self):
+    def on_dump(self, n):
+        # no payload: every plane in 384-byte chunks; else u8 layer, u8 plane (0 s, 1 z),
+        # u32 offset, u32 length, u16 chunk: that range only (the host asks again for
+        # chunks that arrived damaged, in smaller pieces on a noisy line)
         import binascii
 
-        for layer, name, buf in self.trainer.planes():
-            mv = memoryview(buf)
-            for off in range(0, len(buf), 384):
-                chunk = binascii.b2a_base64(mv[off : off + 384]).strip().decode()
-                self.record(P.R_WEIGHTS, {"layer": layer, "plane": name, "off": off, "size": len(buf), "b64": chunk})
+        p = P.HEADER_SIZE
+        buf = self.link.buf
+        want = None
+        if n >= 12:
+            want = (buf[p], "z" if buf[p + 1] else "s")
+            off0 = buf[p + 2] | (buf[p + 3] << 8) | (buf[p + 4] << 16) | (buf[p + 5] << 24)
+            size = buf[p + 6] | (buf[p + 7] << 8) | (buf[p + 8] << 16) | (buf[p + 9] << 24)
+            step = max(4, buf[p + 10] | (buf[p + 11] << 8))
+        for layer, name, plane in self.trainer.planes():
+            if want is None:
+                off0, size, step = 0, len(plane), 384
+            elif want != (layer, name):
+                continue
+            mv = memoryview(plane)
+            end = min(len(plane), off0 + size)
+            for off in range(off0, end, step):
+                chunk = binascii.b2a_base64(mv[off : min(end, off + step)]).strip().decode()
+                self.record(P.R_WEIGHTS, {"layer": layer, "plane": name, "off": off, "size": len(plane), "b64": chunk})
 
     def digest(self):
         import binascii
@@ -215,7 +231,7 @@ class App:
                     self.error(P.E_CONFIG, "bad configuration: %s" % e)
                     return
             elif kind == P.K_PING:
-                self.record(P.R_PONG, {"expect": link.expect})
+                self.record(P.R_PONG, {"expect": link.expect, "proto": P.VERSION, "mp": link.max_payload, "cr": link.credit})
                 continue
             elif kind == P.K_EXIT:
                 return
@@ -229,7 +245,7 @@ class App:
             elif kind == P.K_CKPT:
                 self.on_ckpt()
             elif kind == P.K_DUMP:
-                self.on_dump()
+                self.on_dump(link.length)
             elif kind == P.K_DONE:
                 t = self.trainer
                 self.record(

@@ -44,10 +44,12 @@ def _put_num(buf, end, width, v):
 
 
 class Link:
-    def __init__(self, max_payload=P.MAX_PAYLOAD, credit=1, timeout_ms=30000):
+    def __init__(self, max_payload=P.MAX_PAYLOAD, credit=1, timeout_ms=250):
         self.max_payload = max_payload
         self.credit = credit
-        self.timeout_ms = timeout_ms  # idle wait for the next frame, and per-chunk wait
+        # once a frame has started its bytes come back to back (the host writes whole
+        # frames): a pause this long inside a frame means it was damaged, so give up on it
+        self.timeout_ms = timeout_ms
         n = P.HEADER_SIZE + max_payload + P.CRC_SIZE
         self.buf = bytearray((n + 3) & ~3)
         mv = memoryview(self.buf)
@@ -116,13 +118,14 @@ class Link:
         while True:
             if buf[8] == P.SYNC0:
                 if not self._wait(self.timeout_ms):
-                    return NONE
+                    self.rx_bad += 1
+                    return BAD  # a stray sync byte, then silence
                 self.inp.readinto(v0, 1)
                 if buf[8] == P.SYNC1:
                     break
                 continue  # this byte may be SYNC0 again
-            if not self._wait(self.timeout_ms):
-                return NONE
+            if not self._wait(idle_ms):
+                return NONE  # garbage, then nothing: the host is gone
             self.inp.readinto(v0, 1)
         buf[0] = P.SYNC0
         buf[1] = P.SYNC1

@@ -65,13 +65,14 @@ def main() -> None:
 @click.option("--port", default=None, help="serial port of a real board")
 @click.option("--rule", multiple=True, metavar="KEY=VALUE", help="override a rule hyper-parameter")
 @click.option("--eval-every", default=1, show_default=True, type=int, help="evaluate on the test split every N epochs")
+@click.option("--limit", default=0, type=int, help="train on the first N training samples only")
 @click.option("--resume", is_flag=True, help="continue the job in --out from the board's last checkpoint")
 @click.option("--ckpt-every", default=1000, show_default=True, type=int, help="checkpoint every N training samples")
 @click.option("--json", "as_json", is_flag=True, help="print the summary as one JSON object")
 @handled
 def train(board: str, dataset: str, model: str, weights: str, encoding: str | None, epochs: int, seed: int,
-          out: Path | None, port: str | None, rule: tuple[str, ...], eval_every: int, resume: bool, ckpt_every: int,
-          as_json: bool) -> None:
+          out: Path | None, port: str | None, rule: tuple[str, ...], eval_every: int, limit: int, resume: bool,
+          ckpt_every: int, as_json: bool) -> None:
     """Train on a board (real or virtual) or on the host reference."""
     from .runner import TrainRequest, train as run_train
 
@@ -79,7 +80,7 @@ def train(board: str, dataset: str, model: str, weights: str, encoding: str | No
         raise click.UsageError("--resume needs the --out directory of the job to continue")
     req = TrainRequest(board=board, dataset=dataset, model=model, epochs=epochs, seed=seed, out=out,
                        weights=weights, encoding=encoding, port=port, rule=_kv(rule), eval_every=max(1, eval_every),
-                       resume=resume, ckpt_every=ckpt_every)
+                       resume=resume, ckpt_every=ckpt_every, limit=limit)
     summary = run_train(req, progress_factory=_bar)
     if as_json:
         click.echo(json.dumps(summary, sort_keys=True))

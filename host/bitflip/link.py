@@ -10,6 +10,8 @@ virtual board (a pty).
 
 from __future__ import annotations
 
+import os
+import sys
 import threading
 import time
 from collections import deque
@@ -21,6 +23,7 @@ from .device import protocol as P
 from .errors import DeviceError, LinkError
 
 Record = dict[str, Any]
+TRACE = bool(os.environ.get("BITFLIP_TRACE"))  # print every record the sender handles
 
 
 class SerialLink:
@@ -41,6 +44,7 @@ class SerialLink:
         self._parse_lines = False
         self.bytes_out = 0
         self.bad_records = 0
+        self.dead_check: Callable[[], bool] | None = None  # e.g. "the board process exited"
         self._thread = threading.Thread(target=self._reader, daemon=True)
         self._thread.start()
 
@@ -48,7 +52,8 @@ class SerialLink:
     def _reader(self) -> None:
         while not self._closed:
             try:
-                data = self.ser.read(4096)
+                # block for the first byte only, then take whatever has arrived: low latency
+                data = self.ser.read(max(1, self.ser.in_waiting))
             except (serial.SerialException, OSError, TypeError):
                 with self._cond:
                     self._eof = True
@@ -99,9 +104,11 @@ class SerialLink:
         with self._cond:
             while not self.records:
                 left = deadline - time.monotonic()
+                if self.dead_check is not None and self.dead_check():
+                    self._eof = True
                 if left <= 0 or self._eof:
                     return None
-                self._cond.wait(min(left, 0.5))
+                self._cond.wait(min(left, 0.2))
             return self.records.popleft()
 
     def expect(self, ev: str, timeout: float, on_record: Callable[[Record], None] | None = None) -> Record:
@@ -150,27 +157,27 @@ class SerialLink:
     # --- raw REPL ----------------------------------------------------------------------
     def launch(self, code: str, timeout: float = 10.0) -> None:
         """Run code on the board through the raw REPL without waiting for it to finish;
-        from then on, device lines are parsed as records."""
+        from then on, device lines are parsed as records. On a noisy line the banner may
+        arrive damaged: the caller's wait for the app's (checksummed) boot record decides
+        whether the launch worked."""
         self.write(b"\r\x03\x03")
         time.sleep(0.1)
         mark = len(self._rx)
         self.write(b"\x01")
-        end = self.wait_for(b"raw REPL; CTRL-B to exit\r\n>", timeout, mark)
-        with self._cond:
-            self._line_start = len(self._rx)
-            self._parse_lines = False
+        try:
+            self.wait_for(b"raw REPL", timeout, mark)
+        except LinkError:
+            if self._eof:
+                raise
+        self.start_records()
         self.write(code.encode() + b"\x04")
-        ok = self.wait_for(b"OK", timeout, end)
-        with self._cond:
-            self._line_start = ok
-            self._parse_lines = True
-            self._split_lines()
 
     def start_records(self) -> None:
         """Parse device output as records from now on (an app may already be running)."""
         with self._cond:
-            self._line_start = len(self._rx)
-            self._parse_lines = True
+            if not self._parse_lines:
+                self._line_start = len(self._rx)
+                self._parse_lines = True
 
     def close(self) -> None:
         self._closed = True
@@ -181,16 +188,28 @@ class SerialLink:
         self._thread.join(timeout=1)
 
 
+class FramesTooLong(LinkError):
+    """Frames keep arriving damaged: the caller should resend from `acked_tag` with
+    smaller frames. The device expects sequence number `expect` next."""
+
+    def __init__(self, acked_tag: Any, expect: int):
+        super().__init__("frames keep arriving damaged")
+        self.acked_tag, self.expect = acked_tag, expect
+
+
 class FrameSender:
     """Sends frames with sequence numbers inside the device's credit window.
 
     The device acks every frame after processing it (acks are cumulative: it processes in
     order); a nak names the sequence number it expects and everything from there is
-    resent; an ack that does not come within the retransmission timeout (adaptive, from
-    measured round trips) resends the oldest unacknowledged frame. A frame whose answer is
-    a record (config, marks, checkpoints, done) goes through request(): if its ack arrives
-    but the record was lost on the wire, the same frame is resent and the device replays
-    the record. After max_retries silent timeouts in a row the link is declared dead.
+    resent (once per round trip); an ack that does not come within the retransmission
+    timeout (adaptive, from measured round trips, doubled on every miss) resends the
+    oldest unacknowledged frame. A frame whose answer is a record (config, marks,
+    checkpoints, done) goes through request(): if its ack arrives but the record was lost
+    on the wire, the same frame is resent and the device replays the record.
+    Frames sent with a tag can be abandoned: when one is nak'ed shrink_after times,
+    FramesTooLong tells the caller to resend from the last acked tag in smaller frames.
+    After max_retries silent timeouts in a row the link is declared dead.
     """
 
     def __init__(
@@ -199,37 +218,50 @@ class FrameSender:
         credit: int,
         on_record: Callable[[Record], None] | None = None,
         max_retries: int = 6,
-        rto: float = 5.0,
+        rto: float = 2.0,
+        shrink_after: int = 2,
+        max_payload: int = P.MAX_PAYLOAD,
     ):
         self.link = link
         self.credit = max(1, credit)
         self.on_record = on_record
         self.max_retries = max_retries
+        self.shrink_after = shrink_after
+        self.filler = P.HEADER_SIZE + max_payload + P.CRC_SIZE
         self.seq = 0
-        self.inflight: deque[tuple[int, bytes, float]] = deque()
+        # seq, frame bytes, time sent, tag, times nak'ed, may be split
+        self.inflight: deque[list[Any]] = deque()
         self.retransmitted = 0
         self.frames_sent = 0
         self.naks = 0
+        self.acked_tag: Any = None
+        self.tags: dict[int, Any] = {}  # seq -> tag of tagged frames (the caller clears it)
         self.rto = rto  # retransmission timeout, adapted to measured round trips
         self.srtt: float | None = None
         self._want: tuple[str, int] | None = None
         self._got: Record | None = None
+        self._stale = (-1, 0)
 
     def rebind(self, link: SerialLink, credit: int, seq: int) -> None:
-        """Continue on a new link (after a reconnect); unacknowledged frames are dropped:
-        the caller restarts from the device's checkpoint."""
+        """Continue on a (new) link from sequence number seq, which must be what the
+        device expects (from a pong, after the link went quiet: a sequence number is never
+        reused for different content while an old copy may still be on the wire);
+        unacknowledged frames are dropped: the caller resends from the matching position."""
         self.link = link
         self.credit = max(1, credit)
         self.seq = seq & 0xFFFF
         self.inflight.clear()
+        self.acked_tag = None
 
-    def send(self, kind: int, payload: bytes = b"") -> int:
+    def send(self, kind: int, payload: bytes = b"", tag: Any = None, splittable: bool = False) -> int:
         """Send one frame; blocks while the window is full. Returns its seq."""
         while len(self.inflight) >= self.credit:
             self._pump()
         seq = self.seq
         frame = P.encode_frame(kind, seq, payload)
-        self.inflight.append((seq, frame, time.monotonic()))
+        self.inflight.append([seq, frame, time.monotonic(), tag, 0, splittable])
+        if tag is not None:
+            self.tags[seq] = tag
         self.link.write(frame)
         self.frames_sent += 1
         self.seq = (self.seq + 1) & 0xFFFF
@@ -240,7 +272,7 @@ class FrameSender:
         while self.inflight:
             self._pump()
 
-    def request(self, kind: int, payload: bytes, ev: str, tries: int = 6) -> Record:
+    def request(self, kind: int, payload: bytes, ev: str, tries: int = 60) -> Record:
         """Send a frame whose answer is the record `ev` (carrying the frame's seq)."""
         self.flush()
         seq = self.send(kind, payload)
@@ -254,12 +286,24 @@ class FrameSender:
                     self.flush()
                     return self._got
                 # acked, answer lost: the device replays it for a repeated frame
-                self.inflight.append((seq, frame, time.monotonic()))
+                self.inflight.append([seq, frame, time.monotonic(), None, 0, False])
                 self.link.write(frame)
                 self.retransmitted += 1
             raise LinkError(f"{self.link.name}: the answer '{ev}' to frame {seq} kept getting lost")
         finally:
             self._want = None
+
+    def quiesce(self, quiet_s: float) -> None:
+        """Read (and handle) whatever the device still says until it has been silent
+        for quiet_s: every byte already written has then been consumed."""
+        while True:
+            rec = self.link.next_record(quiet_s)
+            if rec is None:
+                return
+            if rec.get("ev") == P.R_ACK:
+                self._acked(int(rec["seq"]))
+            elif rec.get("ev") not in (P.R_NAK, P.R_PONG) and self.on_record is not None:
+                self.on_record(rec)
 
     def _pump(self) -> None:
         """Handle one incoming record (or one timeout)."""
@@ -273,8 +317,14 @@ class FrameSender:
                 raise LinkError(f"{self.link.name}: no answer from the board after {silent - 1} resends{self.link._log_tail()}")
             self.rto = min(self.rto * 2, 30.0)  # back off, like TCP
             if self.inflight:
-                self._resend_from(self.inflight[0][0])
+                # The board may sit inside a frame whose length field was damaged, waiting
+                # for bytes that will never come: complete it with filler (not sync bytes),
+                # it fails its CRC, and the resent frames are read cleanly.
+                self.link.write(bytes(self.filler))
+                self._resend_from(self.inflight[0][0], force=True)
         ev = rec.get("ev")
+        if TRACE:
+            print(f"[link] {time.monotonic():.3f} {rec} inflight={[i[0] for i in self.inflight]} rto={self.rto:.2f}", file=sys.stderr)
         if ev == P.R_ACK:
             self._acked(int(rec["seq"]))
             self.credit = max(1, int(rec.get("cr", self.credit)))
@@ -283,7 +333,14 @@ class FrameSender:
             if code in (P.E_STATE, P.E_PAYLOAD, P.E_CONFIG):
                 raise DeviceError(f"device rejected a frame: {P.ERROR_NAMES.get(code, code)}")
             self.naks += 1
-            self._resend_from(int(rec["seq"]))
+            expect = int(rec["seq"])
+            self._acked((expect - 1) & 0xFFFF)  # "I expect E" also says "I have all before E"
+            if self.inflight and self.inflight[0][0] == expect:
+                head = self.inflight[0]
+                head[4] += 1
+                if head[4] > self.shrink_after and head[5]:
+                    raise FramesTooLong(self.acked_tag, expect)
+            self._resend_from(expect)
         elif ev == P.R_ERROR:
             raise DeviceError(f"device error: {rec.get('msg', rec)}")
         else:
@@ -294,19 +351,31 @@ class FrameSender:
 
     def _acked(self, seq: int) -> None:
         now = time.monotonic()
+        progress = False
         while self.inflight and ((seq - self.inflight[0][0]) & 0xFFFF) < 0x8000:
-            s, _, t = self.inflight.popleft()
-            if s == seq:
+            s, _, t, tag, naks, _ = self.inflight.popleft()
+            progress = True
+            if tag is not None:
+                self.acked_tag = tag
+            if s == seq and naks == 0:  # Karn: no round trip from resent frames
                 rtt = now - t
                 self.srtt = rtt if self.srtt is None else 0.875 * self.srtt + 0.125 * rtt
-                self.rto = min(30.0, max(0.3, 4 * self.srtt))
+        if progress and self.srtt is not None:  # the link moves again: drop the back-off
+            self.rto = min(30.0, max(0.5, 4 * self.srtt))
 
-    def _resend_from(self, seq: int) -> None:
+    def _resend_from(self, seq: int, force: bool = False) -> None:
+        # One damaged frame in a window of k draws k naks: its own and one "gap" nak for
+        # each later frame. Resend on the first; the next k-1 naks for the same seq are stale.
+        stale_seq, stale_left = self._stale
+        if not force and stale_seq == seq and stale_left > 0:
+            self._stale = (seq, stale_left - 1)
+            return
         now = time.monotonic()
-        again: deque[tuple[int, bytes, float]] = deque()
-        for s, frame, _ in self.inflight:
-            if ((s - seq) & 0xFFFF) < 0x8000:
-                self.link.write(frame)
+        later = 0
+        for item in self.inflight:
+            if ((item[0] - seq) & 0xFFFF) < 0x8000:
+                self.link.write(item[1])
                 self.retransmitted += 1
-            again.append((s, frame, now))
-        self.inflight = again
+                item[2] = now
+                later += 1
+        self._stale = (seq, max(0, later - 1))

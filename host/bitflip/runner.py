@@ -43,6 +43,7 @@ class TrainRequest:
     rule: dict[str, Any] = field(default_factory=dict)
     eval_every: int = 1
     resume: bool = False
+    limit: int = 0  # train on the first N training samples only (quick runs, tests)
     ckpt_every: int = 1000
     fault_in: Any = None  # test hooks: byte-level faults on the virtual board's link
     fault_out: Any = None
@@ -106,6 +107,10 @@ def prepare(req: TrainRequest) -> Plan:
     if board.kind == "board" and not req.port:
         raise UsageError(f"board '{board.name}' is a real board: give --port (or use sim-{board.real})")
     data = load_dataset(req.dataset)
+    if req.limit:
+        if req.limit < 0:
+            raise UsageError(f"--limit must be positive (got {req.limit})")
+        data.x_train, data.y_train = data.x_train[: req.limit], data.y_train[: req.limit]
     enc = parse_encoding(req.encoding or data.default_encoding, data.max_value)
     n_in = enc.n_bits(data.n_features)
     sizes = parse_model(req.model, n_in, data.n_classes)

@@ -19,7 +19,7 @@ import numpy as np
 
 from .device import protocol as P
 from .errors import DeviceError, LinkError, ProtocolMismatch, UsageError
-from .link import FrameSender, SerialLink
+from .link import FrameSender, FramesTooLong, SerialLink
 from .rundir import RunDir
 
 Progress = Callable[[int], None]
@@ -77,7 +77,11 @@ class VirtualTarget(Target):
     def open(self) -> SerialLink:
         self.vb.start()
         self.fresh = True
+        return self._link()
+
+    def _link(self) -> SerialLink:
         self.link = SerialLink(self.vb.port, name=f"virtual {self.vb.board.name}")
+        self.link.dead_check = lambda: not self.vb.alive
         return self.link
 
     def reopen(self) -> SerialLink:
@@ -90,8 +94,7 @@ class VirtualTarget(Target):
             self.vb.stop()
             self.vb.start()
             self.fresh = True
-        self.link = SerialLink(self.vb.port, name=f"virtual {self.vb.board.name}")
-        return self.link
+        return self._link()
 
     def close(self) -> None:
         if self.link is not None:
@@ -106,7 +109,7 @@ class Collected:
     evals: dict[int, dict[str, Any]] = field(default_factory=dict)
     done: dict[str, Any] = field(default_factory=dict)
     planes: dict[tuple[int, str], bytearray] = field(default_factory=dict)
-    chunks: dict[tuple[int, str], set[int]] = field(default_factory=dict)
+    have: dict[tuple[int, str], bytearray] = field(default_factory=dict)  # 1 = byte received
 
 
 class DeviceRun:
@@ -126,6 +129,10 @@ class DeviceRun:
         self.bytes_out = 0
         self.sender: FrameSender | None = None
         self.link: SerialLink | None = None
+        self.block = 0  # samples per frame now (adaptive), and the most that fit a frame
+        self.max_block = 0
+        self.ceiling = 0  # frames may grow while below this (it failed at this size)
+        self.shrinks = 0
 
     # records -------------------------------------------------------------------------------
     def on_record(self, rec: dict[str, Any]) -> None:
@@ -140,11 +147,11 @@ class DeviceRun:
             self._metric(int(rec["epoch"]))
         elif ev == P.R_WEIGHTS:
             key = (int(rec["layer"]), str(rec["plane"]))
-            buf = g.planes.setdefault(key, bytearray(int(rec["size"])))
-            chunk = base64.b64decode(rec["b64"])
-            off = int(rec["off"])
-            buf[off : off + len(chunk)] = chunk
-            g.chunks.setdefault(key, set()).add(off)
+            if key in g.planes:
+                chunk = base64.b64decode(rec["b64"])
+                off = int(rec["off"])
+                g.planes[key][off : off + len(chunk)] = chunk
+                g.have[key][off : off + len(chunk)] = b"\x01" * len(chunk)
 
     def _metric(self, epoch: int) -> None:
         e = self.got.epochs.get(epoch, {})
@@ -162,50 +169,64 @@ class DeviceRun:
         })
 
     # connecting ------------------------------------------------------------------------------
-    def _probe(self, link: SerialLink) -> int | None:
-        """Is an app already listening? Returns the sequence number it expects, or None."""
+    def _probe(self, link: SerialLink, tries: int = 3, filler: bool = False) -> dict[str, Any] | None:
+        """Is an app listening? Its pong (expected seq, protocol, link settings), or None.
+        While the app shows signs of life (other records) keep asking: on a noisy line
+        only its pongs may have been damaged."""
         link.start_records()
-        for _ in range(3):
+        left = tries
+        while left > 0:
+            left -= 1
+            if filler and left < tries - 1:  # complete a frame the board may be stuck in
+                link.write(bytes(P.HEADER_SIZE + int(self.plan.board.link["max_payload"]) + P.CRC_SIZE))
             link.write(P.encode_frame(P.K_PING, 0))
-            deadline = time.monotonic() + 1.0
+            srtt = self.sender.srtt if self.sender is not None and self.sender.srtt else 0.25
+            deadline = time.monotonic() + min(1.0, max(0.2, 4 * srtt))
             while time.monotonic() < deadline:
                 rec = link.next_record(0.25)
-                if rec is not None and rec.get("ev") == P.R_PONG:
-                    return int(rec["expect"])
+                if rec is None:
+                    continue
+                if rec.get("ev") == P.R_PONG:
+                    return rec
+                if rec.get("ev") in (P.R_BOOT, P.R_READY, P.R_ACK, P.R_NAK) and left < 20:
+                    left += 1
         return None
 
+    def _check(self, pong: dict[str, Any]) -> None:
+        if int(pong.get("proto", -1)) != P.VERSION:
+            raise ProtocolMismatch(
+                f"the board's firmware speaks protocol {pong.get('proto')} but this host speaks "
+                f"{P.VERSION}: run `bitflip deploy` to update the board"
+            )
+
     def _launch(self, link: SerialLink) -> int:
+        """Start the app through the raw REPL. Whether it runs, and with the settings asked
+        for, is read from its (checksummed) pong: on a noisy line the banner or the launch
+        command itself can arrive damaged."""
         lk = self.plan.board.link
-        for attempt in range(4):
-            try:
-                link.launch(f"import bitflip.app as A\nA.main({lk['max_payload']}, {lk['credit']})")
-                boot = link.expect(P.R_BOOT, 15)
-                self.run.event(boot)
-                if int(boot.get("proto", -1)) != P.VERSION:
-                    raise ProtocolMismatch(
-                        f"firmware speaks protocol {boot.get('proto')} but this host speaks {P.VERSION}: "
-                        "run `bitflip deploy` to update the board"
-                    )
-                ready = link.expect(P.R_READY, 15)
-                self.run.event(ready)
-                if (int(ready["max_payload"]), int(ready["credit"])) != (lk["max_payload"], lk["credit"]):
-                    raise LinkError("the launch command arrived damaged")  # a noisy line: launch again
-                return 0
-            except LinkError:
-                if attempt == 3:
-                    raise
-                link.write(P.encode_frame(P.K_EXIT, 0))  # an app that did start: leave
-                time.sleep(0.5)
-        raise AssertionError("unreachable")
+        for attempt in range(5):
+            link.launch(f"import bitflip.app as A\nA.main({lk['max_payload']}, {lk['credit']})",
+                        timeout=3 if self.target.fresh else 10)
+            pong = self._probe(link, tries=4)
+            if pong is not None:
+                self._check(pong)
+                if (int(pong["mp"]), int(pong["cr"])) == (lk["max_payload"], lk["credit"]):
+                    return int(pong["expect"])
+                link.write(P.encode_frame(P.K_EXIT, 0))  # started with damaged settings: leave
+            time.sleep(0.3)
+        raise LinkError(f"{link.name}: the app did not start{link._log_tail()}")
 
     def _connect(self, link: SerialLink, resume: bool) -> tuple[int, int]:
         """Get an app listening and configured; returns the stream position to go on from."""
-        seq = None if self.target.fresh else self._probe(link)
-        if seq is None:
+        pong = None if self.target.fresh else self._probe(link, filler=True)
+        if pong is not None:
+            self._check(pong)
+            seq = int(pong["expect"])
+        else:
             seq = self._launch(link)
         lk = self.plan.board.link
         if self.sender is None:
-            self.sender = FrameSender(link, lk["credit"], on_record=self.on_record)
+            self.sender = FrameSender(link, lk["credit"], on_record=self.on_record, max_payload=lk["max_payload"])
         self.sender.rebind(link, lk["credit"], seq)
         self.link = link
         cfg = dict(self.plan.cfg, resume=resume)
@@ -219,57 +240,119 @@ class DeviceRun:
         return 0, 0
 
     # streaming -----------------------------------------------------------------------------
+    def _send_samples(self, kind: int, x: np.ndarray, y: np.ndarray, order: np.ndarray, start: int, stop: int) -> None:
+        """Stream samples order[start:stop] and wait for their acks. Frames start at the
+        board's largest size; when they keep arriving damaged (a noisy line) the host
+        resynchronises with the board and goes on from its position in frames half as big;
+        after a run of clean frames they grow again, but stay below the size that failed
+        (like TCP's slow-start threshold, raised slowly)."""
+        sender = self.sender
+        assert sender is not None
+        i = start
+        sender.acked_tag = None
+        sender.tags.clear()
+        clean = 0
+        while True:
+            base = i  # everything before base is acknowledged
+            try:
+                while i < stop:
+                    n = min(self.block, stop - i)
+                    naks = sender.naks
+                    sender.send(kind, block(x, y, order[i : i + n]), tag=i + n, splittable=n > 1)
+                    self.progress(n)
+                    i += n
+                    clean = clean + 1 if sender.naks == naks else 0
+                    if clean >= 8 and self.block * 2 < self.ceiling:
+                        self.block, clean = self.block * 2, 0
+                    if clean >= 64 and self.ceiling <= self.max_block:
+                        self.ceiling, clean = self.ceiling + 1, 0
+                sender.flush()
+                return
+            except FramesTooLong:
+                # let the wire go quiet, ask the device where it is, go on from there
+                expect = self._resync()
+                i = sender.tags.get((expect - 1) & 0xFFFF, base)
+                self.ceiling = self.block
+                self.block = max(1, self.block // 2)
+                self.shrinks += 1
+                clean = 0
+
+    def _resync(self) -> int:
+        sender, link = self.sender, self.link
+        assert sender is not None and link is not None
+        sender.quiesce(max(0.3, 2 * (sender.srtt or 0.1)))
+        pong = self._probe(link, tries=10, filler=True)
+        if pong is None:
+            raise LinkError(f"{link.name}: the board stopped answering")
+        expect = int(pong["expect"])
+        sender.rebind(link, sender.credit, expect)
+        return expect
+
     def _stream(self, epoch: int, index: int) -> None:
         plan, sender = self.plan, self.sender
         assert sender is not None
         row_bytes = plan.x_train.shape[1] * 4
-        per_block = P.max_block_samples(int(plan.board.link["max_payload"]), row_bytes)
-        if per_block < 1:
+        self.max_block = P.max_block_samples(int(plan.board.link["max_payload"]), row_bytes)
+        if self.max_block < 1:
             raise UsageError(f"one sample ({row_bytes} bytes) does not fit the board's frames")
+        self.block = min(self.block or self.max_block, self.max_block)
+        self.ceiling = max(self.ceiling, self.block + 1) if self.ceiling else self.max_block + 1
         n = len(plan.x_train)
         for e in range(epoch, plan.req.epochs):
             order = plan.order(e)
             i = index if e == epoch else 0
-            next_ckpt = (i // self.ckpt_every + 1) * self.ckpt_every
             while i < n:
-                stop = min(i + per_block, n, next_ckpt)
-                sender.send(P.K_TRAIN, block(plan.x_train, plan.data.y_train, order[i:stop]))
-                self.progress(stop - i)
+                stop = min(n, (i // self.ckpt_every + 1) * self.ckpt_every)
+                self._send_samples(P.K_TRAIN, plan.x_train, plan.data.y_train, order, i, stop)
                 i = stop
-                if i == next_ckpt and i < n:
+                if i < n:
                     sender.request(P.K_CKPT, ckpt_payload(e, i), P.R_CKPT)
-                    next_ckpt += self.ckpt_every
             sender.request(P.K_MARK, bytes((P.MARK_EPOCH, e & 0xFF, e >> 8)), P.R_EPOCH)
             if plan.eval_after(e):
-                for j in range(0, len(plan.x_test), per_block):
-                    idx = np.arange(j, min(j + per_block, len(plan.x_test)))
-                    sender.send(P.K_EVAL, block(plan.x_test, plan.data.y_test, idx))
-                    self.progress(len(idx))
+                test_order = np.arange(len(plan.x_test))
+                self._send_samples(P.K_EVAL, plan.x_test, plan.data.y_test, test_order, 0, len(test_order))
                 sender.request(P.K_MARK, bytes((P.MARK_EVAL, e & 0xFF, e >> 8)), P.R_EVAL)
             sender.request(P.K_CKPT, ckpt_payload(e + 1, 0), P.R_CKPT)
 
     def _finish(self) -> None:
         sender = self.sender
-        assert sender is not None
-        for _ in range(4):  # every weights chunk must arrive; ask again for a lost one
-            self.got.planes.clear()
-            self.got.chunks.clear()
-            sender.send(P.K_DUMP)
-            sender.flush()
-            if self._dump_complete():
+        assert sender is not None and self.link is not None
+        sizes = self.plan.plane_sizes()
+        self.got.planes = {k: bytearray(n) for k, n in sizes.items()}
+        self.got.have = {k: bytearray(n) for k, n in sizes.items()}
+        sender.send(P.K_DUMP)  # everything, in big chunks
+        sender.flush()
+        chunk = 384
+        for _ in range(64):  # ask again for what arrived damaged, in smaller pieces
+            missing = self._missing()
+            if not missing:
                 break
+            chunk = max(8, chunk // 2)
+            for (layer, name), off, n in missing:
+                payload = bytes((layer, name == "z")) + off.to_bytes(4, "little") + n.to_bytes(4, "little")
+                sender.send(P.K_DUMP, payload + chunk.to_bytes(2, "little"))
+            sender.flush()
         else:
             raise LinkError("the final weights kept arriving damaged")
         self.got.done = sender.request(P.K_DONE, b"", P.R_DONE)
         # unsequenced and unanswered: an app that misses it leaves after its idle timeout
-        assert self.link is not None
         self.link.write(P.encode_frame(P.K_EXIT, 0))
 
-    def _dump_complete(self) -> bool:
-        sizes = self.plan.plane_sizes()
-        if set(self.got.planes) != set(sizes):
-            return False
-        return all(self.got.chunks[k] == set(range(0, sizes[k], 384)) for k in sizes)
+    def _missing(self) -> list[tuple[tuple[int, str], int, int]]:
+        """Byte ranges of the weight planes not received yet."""
+        out = []
+        for key, have in self.got.have.items():
+            i, n = 0, len(have)
+            while i < n:
+                if have[i]:
+                    i += 1
+                    continue
+                j = i
+                while j < n and not have[j]:
+                    j += 1
+                out.append((key, i, j - i))
+                i = j
+        return out
 
     def execute(self) -> dict[str, Any]:
         resume = self.resume
@@ -323,6 +406,7 @@ class DeviceRun:
             "damaged_records": self.bad_records,
             "reconnects": self.reconnects,
             "resumed_from": self.resumed_from or None,
+            "frame_shrinks": self.shrinks,
             "bytes_sent": self.bytes_out,
         }
 
