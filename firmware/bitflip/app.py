@@ -31,6 +31,7 @@ class App:
         self.link = link
         self.out = out
         self.trainer = None
+        self.totals = {}  # work counters over the whole run (long ints are fine here)
         self.cfg_id = ""
         self.last_seq = -1  # seq of the last frame that produced a record...
         self.last_rec = b""  # ...and that record, replayed if the frame comes again
@@ -75,11 +76,14 @@ class App:
             else:
                 meta = None
             if meta is not None:
-                trainer.set_meta(meta)
+                trainer.step = meta["step"]
+                self.totals = meta["totals"]
                 self.epoch_correct = meta["epoch_correct"]
                 self.epoch_seen = meta["epoch_seen"]
                 self.busy_us = meta["busy_us"]
                 resumed = {"epoch": meta["epoch"], "index": meta["index"], "step": meta["step"]}
+        if resumed is None:
+            self.totals = {}
         self.trainer = trainer
         self.cfg_id = cfg.get("id", "")
         gc.collect()
@@ -120,20 +124,16 @@ class App:
         value = buf[P.HEADER_SIZE + 1] | (buf[P.HEADER_SIZE + 2] << 8)
         t = self.trainer
         if mark == P.MARK_EPOCH:
-            self.record(
-                P.R_EPOCH,
-                {
-                    "epoch": value,
-                    "seen": self.epoch_seen,
-                    "correct": self.epoch_correct,
-                    "step": t.step,
-                    "flips": t.flips,
-                    "updates": t.updates,
-                    "busy_us": self.busy_us,
-                    "wall_us": time.ticks_diff(time.ticks_us(), self.epoch_t0),
-                },
-                True,
-            )
+            rec = {
+                "epoch": value,
+                "seen": self.epoch_seen,
+                "correct": self.epoch_correct,
+                "step": t.step,
+                "busy_us": self.busy_us,
+                "wall_us": time.ticks_diff(time.ticks_us(), self.epoch_t0),
+            }
+            rec.update(self.totals)
+            self.record(P.R_EPOCH, rec, True)
             self.reset_epoch()
         else:
             self.record(P.R_EVAL, {"epoch": value, "seen": self.eval_seen, "correct": self.eval_correct}, True)
@@ -147,7 +147,7 @@ class App:
         index = buf[p + 2] | (buf[p + 3] << 8) | (buf[p + 4] << 16) | (buf[p + 5] << 24)
         t = self.trainer
         t0 = time.ticks_us()
-        meta = t.meta()
+        meta = {"step": t.step, "totals": self.totals}
         meta.update(
             {
                 "id": self.cfg_id,
@@ -202,14 +202,17 @@ class App:
             micropython.heap_lock()
             try:
                 kind = link.next_frame(idle_ms)
-                if (kind == P.K_TRAIN or kind == P.K_EVAL) and self.trainer is not None:
+                block = (kind == P.K_TRAIN or kind == P.K_EVAL) and self.trainer is not None
+                if block:
                     if self.on_block(kind, link.length):
                         link.accept()
                     else:
                         link.send_nak(P.E_PAYLOAD)
-                    continue
             finally:
                 micropython.heap_unlock()
+            if block:
+                self.trainer.take_counters(self.totals)  # may allocate: outside the lock
+                continue
             if kind == NONE:
                 self.error(P.E_TIMEOUT, "no frame from the host for %d ms" % idle_ms)
                 return

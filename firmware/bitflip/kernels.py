@@ -352,9 +352,10 @@ def fill_valid(w: ptr32, nw: int, n_out: int, n_in: int):
 
 
 @micropython.viper
-def vote(w: ptr32, dirs: ptr8, nw: int, n_out: int, n_in: int, v: ptr32):
+def vote(w: ptr32, z: ptr32, tern: int, dirs: ptr8, nw: int, n_out: int, n_in: int, v: ptr32):
     # v[k] = sum over neurons c with a direction (dirs: 1 up, 2 down) of
-    #        dir_c * weight_ck (+-1): how the erroneous neurons above want input k to move.
+    #        dir_c * weight_ck: how the erroneous neurons above want input k to move.
+    # Weights are +-1 from the sign plane w; with tern != 0 a 0 bit in z is a 0 weight.
     for k in range(n_in):
         v[k] = 0
     for c in range(n_out):
@@ -363,18 +364,23 @@ def vote(w: ptr32, dirs: ptr8, nw: int, n_out: int, n_in: int, v: ptr32):
             continue
         d = 1 if dc == 1 else -1
         r = ptr32(uint(w) + (uint(c * nw) << 2))
+        zr = ptr32(uint(z) + (uint(c * nw) << 2))
         for k in range(n_in):
-            if (uint(r[k >> 5]) >> uint(k & 31)) & uint(1):
+            sh = uint(k & 31)
+            if tern and ((uint(zr[k >> 5]) >> sh) & uint(1)) == uint(0):
+                continue
+            if (uint(r[k >> 5]) >> sh) & uint(1):
                 v[k] = v[k] + d
             else:
                 v[k] = v[k] - d
 
 
 @micropython.viper
-def hidden_dirs(v: ptr32, pre: ptr32, dirs: ptr8, n: int, window: int) -> int:
+def hidden_dirs(v: ptr32, pre: ptr32, dirs: ptr8, n: int, window: int, idx: ptr16) -> int:
     # A hidden unit is in error when the vote from above disagrees with its sign and its
     # pre-activation is within `window` of the threshold (close enough to be moved).
-    # dirs[k] = 1 (should go up), 2 (down) or 0. Returns the number of units in error.
+    # dirs[k] = 1 (should go up), 2 (down) or 0; the indices of the units in error go to
+    # idx[0:count] in increasing order. Returns count.
     sb = uint(1) << 31
     count = 0
     for k in range(n):
@@ -390,6 +396,7 @@ def hidden_dirs(v: ptr32, pre: ptr32, dirs: ptr8, n: int, window: int) -> int:
         if a > window or a < 0 - window - 1:
             continue
         dirs[k] = 1 if vk > 0 else 2
+        idx[count] = k
         count += 1
     return count
 
@@ -402,14 +409,109 @@ def load_row(dst: ptr32, src: ptr32, woff: int, nw: int):
 
 
 @micropython.viper
-def argmax(a: ptr32, n: int) -> int:
-    # index of the largest signed value, lowest index on ties
+def argmax(a: ptr32, lo: int, hi: int) -> int:
+    # index in [lo, hi) of the largest signed value, lowest index on ties
     sb = uint(1) << 31
-    best = int((uint(a[0]) ^ sb) - sb)
-    bi = 0
-    for i in range(1, n):
+    best = int((uint(a[lo]) ^ sb) - sb)
+    bi = lo
+    for i in range(lo + 1, hi):
         v = int((uint(a[i]) ^ sb) - sb)
         if v > best:
             best = v
             bi = i
     return bi
+
+
+@micropython.viper
+def update_row(kind: int, s: ptr32, aux: ptr32, row: int, x: ptr32, nw: int, n_in: int, up: int, k: int, ks: int, st: ptr32, layer: int) -> int:
+    # Move a row's 2-bit weight states toward the target bits t = x (up: the neuron's sum
+    # should grow) or NOT x (down), for the bits chosen by a random mask of density 1/2**k.
+    #   kind 2, binary2 (sign s, confidence aux): a wrong confident bit loses confidence, a
+    #     wrong weak bit flips its sign; right weak bits gain confidence with density 1/2**ks
+    #     (draws k .. k+ks-1 of the same counter, so independent of the first mask);
+    #   kind 3, ternary (sign s, nonzero aux): a wrong nonzero weight becomes 0, a zero
+    #     weight becomes nonzero with sign t (its sign bit is kept while it is 0).
+    # (kind 1, binary, is flip_row.) Returns the number of state bits written.
+    m = (uint(0xFFFF) << 16) | uint(0xFFFF)
+    c1 = (uint(0x7FEB) << 16) | uint(0x352D)
+    c2 = (uint(0x846C) << 16) | uint(0xA68B)
+    gold = (uint(0x9E37) << 16) | uint(0x79B9)
+    m1 = (uint(0x5555) << 16) | uint(0x5555)
+    m2 = (uint(0x3333) << 16) | uint(0x3333)
+    key = (uint(st[0]) + (uint(layer) << 20) + uint(row)) & m
+    key ^= key >> 16
+    key = (key * c1) & m
+    key ^= key >> 15
+    key = (key * c2) & m
+    key ^= key >> 16
+    sr = ptr32(uint(s) + (uint(row * nw) << 2))
+    ar = ptr32(uint(aux) + (uint(row * nw) << 2))
+    inv = m if up == 0 else uint(0)
+    tail = n_in & 31
+    writes = 0
+    for i in range(nw):
+        valid = m
+        if i == nw - 1 and tail != 0:
+            valid = (uint(1) << tail) - uint(1)
+        t = (uint(x[i]) ^ inv) & valid
+        sv = uint(sr[i])
+        av = uint(ar[i])
+        r = valid
+        for d in range(k):
+            h = (key + uint(d * nw + i) * gold) & m
+            h ^= h >> 16
+            h = (h * c1) & m
+            h ^= h >> 15
+            h = (h * c2) & m
+            h ^= h >> 16
+            r &= h
+        if kind == 2:
+            r2 = valid & ~(sv ^ t) & ~av
+            if r2 != uint(0):
+                for d in range(k, k + ks):
+                    h = (key + uint(d * nw + i) * gold) & m
+                    h ^= h >> 16
+                    h = (h * c1) & m
+                    h ^= h >> 15
+                    h = (h * c2) & m
+                    h ^= h >> 16
+                    r2 &= h
+            wrong = (sv ^ t) & r
+            flip = wrong & ~av
+            sr[i] = sv ^ flip
+            ar[i] = (av & ~(wrong & av)) | r2
+            v = flip  # sign bits that change
+            u = (wrong & av) | r2  # confidence bits that change
+        else:
+            to_zero = av & (sv ^ t) & r
+            grow = ~av & valid & r
+            ar[i] = (av & ~to_zero) | grow
+            sr[i] = (sv & ~grow) | (t & grow)
+            v = grow & (sv ^ t)  # sign bits that change
+            u = to_zero | grow  # nonzero bits that change
+        v = v - ((v >> 1) & m1)
+        v = (v & m2) + ((v >> 2) & m2)
+        v = (v + (v >> 4)) & uint(0x0F0F0F0F)
+        u = u - ((u >> 1) & m1)
+        u = (u & m2) + ((u >> 2) & m2)
+        u = (u + (u >> 4)) & uint(0x0F0F0F0F)
+        writes += int(((v * uint(0x01010101)) >> 24) & uint(0xFF)) + int(((u * uint(0x01010101)) >> 24) & uint(0xFF))
+    return writes
+
+
+@micropython.viper
+def init_row(kind: int, s: ptr32, aux: ptr32, row: int, x: ptr32, nw: int, n_in: int):
+    # a prototype initialised from a sample: sign bits = x, binary2 weak, ternary nonzero
+    m = (uint(0xFFFF) << 16) | uint(0xFFFF)
+    tail = n_in & 31
+    sr = ptr32(uint(s) + (uint(row * nw) << 2))
+    ar = ptr32(uint(aux) + (uint(row * nw) << 2))
+    for i in range(nw):
+        valid = m
+        if i == nw - 1 and tail != 0:
+            valid = (uint(1) << tail) - uint(1)
+        sr[i] = uint(x[i]) & valid
+        if kind == 2:
+            ar[i] = 0
+        elif kind == 3:
+            ar[i] = valid

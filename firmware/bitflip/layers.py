@@ -1,15 +1,21 @@
 # Bit-plane dense layers. A layer of n_out neurons over n_in inputs keeps its weights as
 # bit-planes: one row of nw = ceil(n_in/32) little-endian u32 words per neuron, bit i of
-# word w = input 32*w+i. Binary: plane s (1 = +1, 0 = -1). Ternary: plane s (sign) and
-# plane z (1 = nonzero); a zero weight has s = 0. Padding bits are 0 in every plane.
+# word w = input 32*w+i. Padding bits are 0 in every plane.
+#   binary  (1 bit):  s (1 = +1, 0 = -1)
+#   binary2 (2 bits): s, and aux = confidence (a 4-state counter; the forward pass uses s)
+#   ternary (2 bits): s (sign), and aux = nonzero (0 = the weight is 0; s is kept)
 from array import array
 
 from micropython import const
 
+from . import accel
 from . import kernels as K
 
 BINARY = const(1)
-TERNARY = const(2)
+BINARY2 = const(2)
+TERNARY = const(3)
+KINDS = {"binary": BINARY, "binary2": BINARY2, "ternary": TERNARY}
+AUX_NAME = {BINARY2: "c", TERNARY: "z"}
 
 
 def words(n):
@@ -23,25 +29,36 @@ class Dense:
         self.nw = words(n_in)
         self.kind = kind
         self.s = bytearray(4 * self.nw * n_out)
-        self.z = bytearray(4 * self.nw * n_out) if kind == TERNARY else None
+        self.aux = bytearray(4 * self.nw * n_out) if kind != BINARY else self.s
         self.pre = array("i", bytes(4 * n_out))  # pre-activations of the last forward
         self.out = bytearray(4 * words(n_out))  # packed sign bits (pre >= 0)
+        self.dirs = bytearray(n_out)  # per-neuron direction of the current update
+        self.idx = array("H", bytes(2 * n_out))  # neurons with a direction
+
+    def planes(self):
+        if self.kind == BINARY:
+            return [("s", self.s)]
+        return [("s", self.s), (AUX_NAME[self.kind], self.aux)]
 
     def nbytes(self):
-        n = len(self.s) + len(self.pre) * 4 + len(self.out)
-        if self.z is not None:
-            n += len(self.z)
-        return n
+        n = sum(len(p) for _, p in self.planes())
+        return n + 4 * self.n_out + len(self.out) + self.n_out + 2 * self.n_out
 
     def init(self, seed, layer):
-        # sign bits from the hash (density 1/2); ternary starts with every weight nonzero
+        # sign bits from the hash (density 1/2); binary2 starts weak, ternary nonzero
         K.fill_random(self.s, self.nw, self.n_out, self.n_in, seed, layer)
-        if self.z is not None:
-            K.fill_valid(self.z, self.nw, self.n_out, self.n_in)
+        if self.kind == TERNARY:
+            K.fill_valid(self.aux, self.nw, self.n_out, self.n_in)
 
     def forward(self, x):
         if self.kind == TERNARY:
-            K.dense_ternary(x, self.s, self.z, self.pre, self.nw, self.n_out)
+            K.dense_ternary(x, self.s, self.aux, self.pre, self.nw, self.n_out)
         else:
-            K.dense_binary(x, self.s, self.pre, self.nw, self.n_out, self.n_in)
+            accel.dense_binary(x, self.s, self.pre, self.nw, self.n_out, self.n_in)
         K.sign_pack(self.pre, self.out, self.n_out, words(self.n_out))
+
+    def update(self, row, x, up, k, ks, st, layer):
+        # move one neuron's weights toward (up) or away from (not up) its input x
+        if self.kind == BINARY:
+            return accel.flip_row(self.s, row, x, self.nw, self.n_in, up, k, st, layer)
+        return K.update_row(self.kind, self.s, self.aux, row, x, self.nw, self.n_in, up, k, ks, st, layer)

@@ -1,134 +1,179 @@
 # The learning rule (device side). bitflip.reference (host, numpy) mirrors every step of
-# this file; a change here needs the same change there, and the digest test proves it.
+# this file; a change here needs the same change there, and the digest tests prove it.
 #
-# One training step on sample (x, label), all integer:
-#  1. forward: every layer computes pre-activations (XOR-popcount) and sign bits;
-#  2. output neuron c wants y_c = +1 if c == label else -1; it is in error when
-#     y_c * pre_c < margin, and its direction is y_c;
-#  3. going down, the directions of layer l vote on the units of layer l-1 through the
-#     current weights; a unit whose sign disagrees with its vote and whose pre-activation
-#     is within `window` of 0 gets the vote's direction;
-#  4. every neuron with a direction flips a random 1/2**k subset of its erroneous
-#     contributions (kernels.flip_row).
-# Votes for layer l-1 are taken before layer l's flips.
+# Network: hidden layers of sign units, then a competitive layer of P prototypes per class
+# (prototype j belongs to class j // P); the prediction is the class of the prototype with
+# the largest pre-activation (lowest index on ties). One training step on (x, label):
+#  1. forward: XOR-popcount pre-activations, sign bits, winner j*;
+#  2. while a class still has prototypes to fill and there is no hidden layer, the sample
+#     becomes the next prototype of its class (data initialisation) and that is all;
+#  3. competitive error: if j* is of the label's class it should grow (direction up);
+#     otherwise j* should shrink (down) and the best prototype of the label's class grow.
+#     With margin >= 0, a correct winner whose best rival is within margin also pushes the
+#     rival down;
+#  4. going down, the directions of layer l vote on the units of layer l-1 through the
+#     current weights; a unit whose sign disagrees with its vote and whose pre-activation is
+#     within `window` of 0 gets the vote's direction;
+#  5. every neuron with a direction moves the weight states of a random 1/2**k subset of
+#     its erroneous contributions one step (kernels.flip_row / update_row).
+# Votes for layer l-1 are taken before layer l is updated. All arithmetic is integer;
+# every random bit comes from the counter hash of (seed, step, layer, row, word).
 from array import array
 
 from . import kernels as K
-from .layers import BINARY, TERNARY, Dense, words
+from .layers import BINARY, KINDS, TERNARY, Dense, words
 
 
 class Trainer:
     def __init__(self, cfg):
         sizes = cfg["sizes"]
-        kind = TERNARY if cfg.get("weights", "binary") == "ternary" else BINARY
-        if kind != BINARY:
-            raise ValueError("ternary weights are not supported by this rule")
+        self.kind = KINDS[cfg.get("weights", "binary")]
         self.seed = int(cfg["seed"])
-        self.margin = int(cfg["margin"])
+        self.n_classes = int(cfg["classes"])
         self.window = int(cfg["window"])
+        self.margin = int(cfg["margin"])
         self.k = [int(k) for k in cfg["k"]]  # flip density exponent per layer
+        self.ks = int(cfg.get("ks", 0))  # binary2: confidence gain density exponent
+        if sizes[-1] % self.n_classes:
+            raise ValueError("the last layer must hold P prototypes per class")
+        self.P = sizes[-1] // self.n_classes
         self.layers = []
         for i in range(len(sizes) - 1):
-            self.layers.append(Dense(sizes[i], sizes[i + 1], kind))
+            self.layers.append(Dense(sizes[i], sizes[i + 1], self.kind))
         for i, layer in enumerate(self.layers):
             layer.init(self.seed, i)
         self.n_in = sizes[0]
-        self.n_classes = sizes[-1]
         self.x = bytearray(4 * words(self.n_in))
-        widest = max(sizes)
-        self.vote = array("i", bytes(4 * widest))
-        self.dirs = [bytearray(layer.n_out) for layer in self.layers]
+        self.vote = array("i", bytes(4 * max(sizes)))
+        # prototypes still to take from data, per class (only without hidden layers)
+        self.fill = bytearray([self.P if len(self.layers) == 1 else 0] * self.n_classes)
         self.st = array("I", bytes(4))
         self.step = 0
-        self.flips = 0
-        self.updates = 0  # neurons updated
-        self.correct = 0
-        self.seen = 0
+        # work counters since the last take_counters(); they stay small ints (a long int
+        # would allocate inside the heap-locked hot path on a 32-bit board)
+        self.writes = 0  # weight state bits written
+        self.updates = 0  # neuron (row) updates
+        self.fwd_words = 0  # 32-bit words XOR-popcounted in forward passes
+        self.upd_words = 0  # 32-bit words visited by updates
 
     def nbytes(self):
         n = sum(layer.nbytes() for layer in self.layers)
-        return n + len(self.x) + 4 * len(self.vote) + sum(len(d) for d in self.dirs) + 4
+        return n + len(self.x) + 4 * len(self.vote) + len(self.fill) + 4
 
     def weight_bytes(self):
-        n = 0
-        for layer in self.layers:
-            n += len(layer.s) + (len(layer.z) if layer.z is not None else 0)
-        return n
+        return sum(len(p) for layer in self.layers for _, p in layer.planes())
 
     def forward(self, x):
         for layer in self.layers:
             layer.forward(x)
+            self.fwd_words += layer.nw * layer.n_out
             x = layer.out
-        last = self.layers[-1]
-        return K.argmax(last.pre, last.n_out)
+        top = self.layers[-1]
+        return K.argmax(top.pre, 0, top.n_out)
 
-    def learn(self, label):
+    def learn(self, label, winner):
         layers = self.layers
-        K.step_key(self.st, self.seed, self.step)
         top = len(layers) - 1
         out = layers[top]
-        d = self.dirs[top]
-        for c in range(out.n_out):
-            y = 1 if c == label else -1
-            d[c] = 0
-            if y * out.pre[c] < self.margin:
-                d[c] = 1 if y > 0 else 2
+        P = self.P
+        K.step_key(self.st, self.seed, self.step)
+        self.step += 1
+        if self.fill[label]:  # data initialisation of a prototype
+            row = label * P + P - self.fill[label]
+            K.init_row(self.kind, out.s, out.aux, row, self.x, out.nw, out.n_in)
+            self.fill[label] -= 1
+            self.writes += out.n_in
+            return
+        d = out.dirs
+        idx = out.idx
+        lo = label * P
+        if winner // P == label:
+            d[winner] = 1
+            idx[0] = winner
+            n = 1
+            if self.margin >= 0:
+                rival = -1
+                if lo > 0:
+                    rival = K.argmax(out.pre, 0, lo)
+                if lo + P < out.n_out:
+                    r2 = K.argmax(out.pre, lo + P, out.n_out)
+                    if rival < 0 or out.pre[r2] > out.pre[rival]:
+                        rival = r2
+                if rival >= 0 and out.pre[rival] - out.pre[winner] > -self.margin:
+                    d[rival] = 2
+                    idx[1] = rival
+                    n = 2
+        else:
+            best = K.argmax(out.pre, lo, lo + P)
+            d[winner] = 2
+            d[best] = 1
+            idx[0] = winner
+            idx[1] = best
+            n = 2
         for li in range(top, -1, -1):
             layer = layers[li]
-            d = self.dirs[li]
+            d = layer.dirs
+            idx = layer.idx
             if li > 0:
                 below = layers[li - 1]
-                K.vote(layer.s, d, layer.nw, layer.n_out, layer.n_in, self.vote)
-                K.hidden_dirs(self.vote, below.pre, self.dirs[li - 1], below.n_out, self.window)
+                K.vote(layer.s, layer.aux, layer.kind == TERNARY, d, layer.nw, layer.n_out, layer.n_in, self.vote)
+                n_below = K.hidden_dirs(self.vote, below.pre, below.dirs, below.n_out, self.window, below.idx)
                 x = below.out
             else:
                 x = self.x
-            for j in range(layer.n_out):
-                if d[j]:
-                    self.flips += K.flip_row(layer.s, j, x, layer.nw, layer.n_in, d[j] == 1, self.k[li], self.st, li)
-                    self.updates += 1
-        self.step += 1
+            k = self.k[li]
+            for i in range(n):
+                j = idx[i]
+                self.writes += layer.update(j, x, d[j] == 1, k, self.ks, self.st, li)
+            self.updates += n
+            self.upd_words += n * layer.nw
+            if li == top:
+                for i in range(n):
+                    d[idx[i]] = 0
+            if li > 0:
+                n = n_below
 
     def train_block(self, buf, count, lab_off, row_off, row_words):
         # buf: the frame buffer; samples are label bytes at lab_off, rows at row_off
         correct = 0
         nw = words(self.n_in)
+        P = self.P
         for i in range(count):
             K.load_row(self.x, buf, (row_off >> 2) + i * row_words, nw)
             label = buf[lab_off + i]
-            if self.forward(self.x) == label:
+            winner = self.forward(self.x)
+            if winner // P == label:
                 correct += 1
-            self.learn(label)
-        self.correct += correct
-        self.seen += count
+            self.learn(label, winner)
         return correct
 
     def eval_block(self, buf, count, lab_off, row_off, row_words):
         correct = 0
         nw = words(self.n_in)
+        P = self.P
         for i in range(count):
             K.load_row(self.x, buf, (row_off >> 2) + i * row_words, nw)
-            if self.forward(self.x) == buf[lab_off + i]:
+            if self.forward(self.x) // P == buf[lab_off + i]:
                 correct += 1
         return correct
 
-    def state(self):
-        # every buffer a checkpoint must hold to continue bit-exactly
-        return [buf for _, _, buf in self.planes()]
-
-    def meta(self):
-        return {"step": self.step, "flips": self.flips, "updates": self.updates}
-
-    def set_meta(self, meta):
-        self.step = meta["step"]
-        self.flips = meta["flips"]
-        self.updates = meta["updates"]
-
     def planes(self):
-        # (layer, plane name, buffer) for digests and dumps
+        # (layer, plane name, buffer) for digests, dumps and checkpoints
         out = []
         for i, layer in enumerate(self.layers):
-            out.append((i, "s", layer.s))
-            if layer.z is not None:
-                out.append((i, "z", layer.z))
+            for name, p in layer.planes():
+                out.append((i, name, p))
         return out
+
+    def state(self):
+        # every buffer a checkpoint must hold to continue bit-exactly
+        return [p for _, _, p in self.planes()] + [self.fill]
+
+    def take_counters(self, totals):
+        # add the work counters to totals (a dict, may hold long ints) and reset them
+        for name in COUNTERS:
+            totals[name] = totals.get(name, 0) + getattr(self, name)
+            setattr(self, name, 0)
+
+
+COUNTERS = ("writes", "updates", "fwd_words", "upd_words")

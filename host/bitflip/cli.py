@@ -56,8 +56,9 @@ def main() -> None:
 @main.command()
 @click.option("--board", default="sim-pico", show_default=True, help="a name from `bitflip boards`")
 @click.option("--dataset", default="digits", show_default=True)
-@click.option("--model", default="256-10", show_default=True, help="hidden widths and classes, e.g. 256-10")
-@click.option("--weights", default="binary", show_default=True, type=click.Choice(["binary", "ternary"]))
+@click.option("--model", default=None, help="hidden widths, then CLASSESxPROTOTYPES, e.g. 256-10x16 (default per dataset)")
+@click.option("--weights", default=None, type=click.Choice(["binary", "binary2", "ternary"]),
+              help="1-bit, sign+confidence 2-bit, or ternary 2-bit weights (default per dataset)")
 @click.option("--encoding", default=None, help="thermo:K, thermo:t1,t2,... or threshold:T (default per dataset)")
 @click.option("--epochs", default=10, show_default=True, type=int)
 @click.option("--seed", default=0, show_default=True, type=int)
@@ -70,7 +71,7 @@ def main() -> None:
 @click.option("--ckpt-every", default=1000, show_default=True, type=int, help="checkpoint every N training samples")
 @click.option("--json", "as_json", is_flag=True, help="print the summary as one JSON object")
 @handled
-def train(board: str, dataset: str, model: str, weights: str, encoding: str | None, epochs: int, seed: int,
+def train(board: str, dataset: str, model: str | None, weights: str | None, encoding: str | None, epochs: int, seed: int,
           out: Path | None, port: str | None, rule: tuple[str, ...], eval_every: int, limit: int, resume: bool,
           ckpt_every: int, as_json: bool) -> None:
     """Train on a board (real or virtual) or on the host reference."""

@@ -8,7 +8,7 @@ with the same weights digest. Keep the two files in lock-step.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -88,96 +88,198 @@ def pack_bits(bits: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(by).view("<u4").astype(np.uint32)
 
 
+KINDS = {"binary": 1, "binary2": 2, "ternary": 3}
+AUX_NAME = {2: "c", 3: "z"}
+COUNTERS = ("writes", "updates", "fwd_words", "upd_words")
+
+
+def popcount_rows(a: np.ndarray) -> np.ndarray:
+    return np.bitwise_count(a).sum(axis=-1, dtype=np.int64)
+
+
 @dataclass
 class Layer:
     n_in: int
     n_out: int
+    kind: int
     s: np.ndarray  # (n_out, nw) uint32 sign plane
+    aux: np.ndarray | None  # confidence (binary2) or nonzero (ternary) plane
 
     @property
     def nw(self) -> int:
         return words(self.n_in)
 
+    def pre(self, x: np.ndarray) -> np.ndarray:
+        """Pre-activations for packed input rows x (..., nw) -> (..., n_out)."""
+        d = x[..., None, :] ^ self.s
+        if self.kind == 3:
+            assert self.aux is not None
+            return popcount_rows(self.aux) - 2 * popcount_rows(d & self.aux)
+        return self.n_in - 2 * popcount_rows(d)
 
-@dataclass
+    def planes(self) -> list[tuple[str, np.ndarray]]:
+        if self.aux is None:
+            return [("s", self.s)]
+        return [("s", self.s), (AUX_NAME[self.kind], self.aux)]
+
+
 class Reference:
-    """Host twin of firmware Trainer (rule v0: binary weights)."""
+    """Host twin of firmware/bitflip/rule.py Trainer."""
 
-    cfg: dict[str, Any]
-    layers: list[Layer] = field(init=False)
-    step: int = 0
-    flips: int = 0
-    updates: int = 0
-
-    def __post_init__(self) -> None:
-        sizes = self.cfg["sizes"]
-        if self.cfg.get("weights", "binary") != "binary":
-            raise ValueError("ternary weights are not supported by this rule")
-        self.seed = int(self.cfg["seed"])
-        self.margin = int(self.cfg["margin"])
-        self.window = int(self.cfg["window"])
-        self.k = [int(k) for k in self.cfg["k"]]
-        self.layers = [
-            Layer(sizes[i], sizes[i + 1], init_plane(self.seed, i, sizes[i + 1], sizes[i])) for i in range(len(sizes) - 1)
-        ]
+    def __init__(self, cfg: dict[str, Any]):
+        self.cfg = cfg
+        sizes = cfg["sizes"]
+        self.kind = KINDS[cfg.get("weights", "binary")]
+        self.seed = int(cfg["seed"])
+        self.n_classes = int(cfg["classes"])
+        self.window = int(cfg["window"])
+        self.margin = int(cfg["margin"])
+        self.k = [int(k) for k in cfg["k"]]
+        self.ks = int(cfg.get("ks", 0))
+        if sizes[-1] % self.n_classes:
+            raise ValueError("the last layer must hold P prototypes per class")
+        self.P = sizes[-1] // self.n_classes
+        self.layers: list[Layer] = []
+        for i in range(len(sizes) - 1):
+            n_in, n_out = sizes[i], sizes[i + 1]
+            s = init_plane(self.seed, i, n_out, n_in)
+            aux = None
+            if self.kind == 2:
+                aux = np.zeros_like(s)
+            elif self.kind == 3:
+                aux = np.tile(valid_mask(n_in), (n_out, 1))
+            self.layers.append(Layer(n_in, n_out, self.kind, s, aux))
+        self.fill = [self.P if len(self.layers) == 1 else 0] * self.n_classes
+        self.step = 0
+        self.totals = {name: 0 for name in COUNTERS}
 
     # forward ---------------------------------------------------------------------------
     def _forward(self, x: np.ndarray) -> tuple[list[np.ndarray], list[np.ndarray]]:
-        """x: (nw,) packed input -> per-layer pre-activations and packed outputs."""
         pres, outs = [], [x]
         for layer in self.layers:
-            pc = popcount(outs[-1][None, :] ^ layer.s).sum(axis=1, dtype=np.int64)
-            pre = layer.n_in - 2 * pc
+            pre = layer.pre(outs[-1])
             pres.append(pre)
             outs.append(pack_bits(pre >= 0))
+            self.totals["fwd_words"] += layer.nw * layer.n_out
         return pres, outs
 
-    def predict(self, X: np.ndarray) -> np.ndarray:
-        """Batch prediction (N, nw) -> labels; same integer math as the device."""
-        h = X
-        pre = None
-        for layer in self.layers:
-            pc = popcount(h[:, None, :] ^ layer.s[None, :, :]).sum(axis=2, dtype=np.int64)
-            pre = layer.n_in - 2 * pc
-            h = pack_bits(pre >= 0)
-        assert pre is not None
-        return np.argmax(pre, axis=1)  # first index on ties, like kernels.argmax
+    def predict(self, X: np.ndarray, chunk: int = 512) -> np.ndarray:
+        """Batch prediction (N, nw) -> class labels; same integer math as the device."""
+        out = []
+        for i in range(0, len(X), chunk):
+            h = X[i : i + chunk]
+            pre = None
+            for layer in self.layers:
+                pre = layer.pre(h)
+                h = pack_bits(pre >= 0)
+            assert pre is not None
+            out.append(np.argmax(pre, axis=1) // self.P)  # first index on ties, like kernels.argmax
+        return np.concatenate(out) if out else np.zeros(0, dtype=np.int64)
 
     # learning --------------------------------------------------------------------------
+    def _update(self, li: int, rows: np.ndarray, up: np.ndarray, x: np.ndarray, base: np.uint32) -> None:
+        layer = self.layers[li]
+        nw, valid = layer.nw, valid_mask(layer.n_in)[None, :]
+        keys = row_keys(base, li, rows)
+        t = np.where(up[:, None], x[None, :], ~x[None, :]) & valid
+        r = draws(keys, nw, self.k[li]) & valid
+        sv = layer.s[rows]
+        if self.kind == 1:
+            f = (sv ^ t) & r
+            layer.s[rows] = sv ^ f
+            self.totals["writes"] += int(popcount_rows(f).sum())
+        elif self.kind == 2:
+            assert layer.aux is not None
+            av = layer.aux[rows]
+            # the confidence mask uses draws k .. k+ks-1 of the same counter
+            r2_full = np.full_like(sv, 0xFFFFFFFF)
+            i = np.arange(nw, dtype=np.uint32)
+            with np.errstate(over="ignore"):
+                for d in range(self.k[li], self.k[li] + self.ks):
+                    r2_full &= hash32(keys[:, None] + (np.uint32(d * nw) + i)[None, :] * GOLD)
+            r2 = valid & ~(sv ^ t) & ~av & r2_full
+            wrong = (sv ^ t) & r
+            flip = wrong & ~av
+            layer.s[rows] = sv ^ flip
+            layer.aux[rows] = (av & ~(wrong & av)) | r2
+            self.totals["writes"] += int(popcount_rows(flip).sum() + popcount_rows((wrong & av) | r2).sum())
+        else:
+            assert layer.aux is not None
+            av = layer.aux[rows]
+            to_zero = av & (sv ^ t) & r
+            grow = ~av & valid & r
+            layer.aux[rows] = (av & ~to_zero) | grow
+            layer.s[rows] = (sv & ~grow) | (t & grow)
+            self.totals["writes"] += int(popcount_rows(grow & (sv ^ t)).sum() + popcount_rows(to_zero | grow).sum())
+        self.totals["updates"] += len(rows)
+        self.totals["upd_words"] += len(rows) * nw
+
     def train_sample(self, x: np.ndarray, label: int) -> bool:
         pres, outs = self._forward(x)
-        correct = int(np.argmax(pres[-1])) == label
-        base = step_key(self.seed, self.step)
         top = len(self.layers) - 1
-        y = np.where(np.arange(self.layers[top].n_out) == label, 1, -1)
-        d = np.where(y * pres[top] < self.margin, y, 0)
+        out = self.layers[top]
+        P = self.P
+        winner = int(np.argmax(pres[top]))
+        correct = winner // P == label
+        base = step_key(self.seed, self.step)
+        self.step += 1
+        if self.fill[label]:
+            row = label * P + P - self.fill[label]
+            valid = valid_mask(out.n_in)
+            out.s[row] = x & valid
+            if self.kind == 2:
+                assert out.aux is not None
+                out.aux[row] = 0
+            elif self.kind == 3:
+                assert out.aux is not None
+                out.aux[row] = valid
+            self.fill[label] -= 1
+            self.totals["writes"] += out.n_in
+            return correct
+        pre = pres[top]
+        lo = label * P
+        if correct:
+            rows, up = [winner], [True]
+            if self.margin >= 0:
+                rival = -1
+                if lo > 0:
+                    rival = int(np.argmax(pre[:lo]))
+                if lo + P < out.n_out:
+                    r2 = lo + P + int(np.argmax(pre[lo + P :]))
+                    if rival < 0 or pre[r2] > pre[rival]:
+                        rival = r2
+                if rival >= 0 and pre[rival] - pre[winner] > -self.margin:
+                    rows.append(rival)
+                    up.append(False)
+        else:
+            best = lo + int(np.argmax(pre[lo : lo + P]))
+            rows, up = [winner, best], [False, True]
+        d = np.zeros(out.n_out, dtype=np.int64)
+        for r, u in zip(rows, up):
+            d[r] = 1 if u else -1
         for li in range(top, -1, -1):
             layer = self.layers[li]
             d_below = None
             if li > 0:
-                w = unpack_pm(layer.s, layer.n_in)  # (n_out, n_in)
+                w = unpack_pm(layer.s, layer.n_in)
+                if self.kind == 3:
+                    assert layer.aux is not None
+                    w = w * ((unpack_pm(layer.aux, layer.n_in) + 1) // 2)
                 v = (d[:, None] * w).sum(axis=0)
                 a = pres[li - 1]
-                h_up = a >= 0
-                err = (v != 0) & ((v > 0) != h_up) & (a <= self.window) & (a >= -self.window - 1)
+                err = (v != 0) & ((v > 0) != (a >= 0)) & (a <= self.window) & (a >= -self.window - 1)
                 d_below = np.where(err, np.sign(v), 0)
-            x_in = outs[li]
-            rows = np.nonzero(d)[0]
-            if len(rows):
-                wrong = x_in[None, :] ^ layer.s[rows]
-                wrong = np.where((d[rows] > 0)[:, None], wrong, ~wrong) & valid_mask(layer.n_in)[None, :]
-                keys = row_keys(base, li, rows)
-                f = wrong & draws(keys, layer.nw, self.k[li])
-                layer.s[rows] ^= f
-                self.flips += int(popcount(f).sum())
-                self.updates += len(rows)
+            sel = np.nonzero(d)[0]
+            if li == top:  # the device updates the top rows in the order it chose them
+                sel = np.array(rows, dtype=np.int64)
+            if len(sel):
+                self._update(li, sel, d[sel] > 0, outs[li], base)
             if d_below is not None:
                 d = d_below
-        self.step += 1
         return correct
 
     def planes(self) -> list[tuple[int, str, np.ndarray]]:
-        return [(i, "s", layer.s) for i, layer in enumerate(self.layers)]
+        return [(i, name, p) for i, layer in enumerate(self.layers) for name, p in layer.planes()]
 
     def digest(self) -> str:
         h = hashlib.sha256()

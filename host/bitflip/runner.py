@@ -24,20 +24,21 @@ from .memory import check_fits
 from .session import DeviceRun, SerialTarget, Target, VirtualTarget
 from .reference import Reference, words
 from .rundir import RunDir
-from .rules import rule_config
+from .rules import DEFAULT_MODEL, DEFAULT_WEIGHTS, rule_config
 
 Progress = Callable[[int], None]
+AUX = {"binary2": "c", "ternary": "z"}  # the second plane of 2-bit weights
 
 
 @dataclass
 class TrainRequest:
     board: str = "sim-pico"
     dataset: str = "digits"
-    model: str = "256-10"
+    model: str | None = None  # default per dataset (rules.DEFAULT_MODEL)
     epochs: int = 10
     seed: int = 0
     out: Path | None = None
-    weights: str = "binary"
+    weights: str | None = None  # default per dataset (rules.DEFAULT_WEIGHTS)
     encoding: str | None = None
     port: str | None = None
     rule: dict[str, Any] = field(default_factory=dict)
@@ -77,8 +78,8 @@ class Plan:
         for li in range(len(self.sizes) - 1):
             size = self.sizes[li + 1] * words(self.sizes[li]) * 4
             out[(li, "s")] = size
-            if self.req.weights == "ternary":
-                out[(li, "z")] = size
+            if self.req.weights in AUX:
+                out[(li, AUX[self.req.weights])] = size
         return out
 
     def eval_after(self, epoch: int) -> bool:
@@ -86,23 +87,26 @@ class Plan:
 
 
 def parse_model(spec: str, n_in: int, n_classes: int) -> list[int]:
+    """'256-10x16' -> [n_in, 256, 160]: hidden widths, then the classes and P prototypes
+    per class of the competitive output layer ('10' means one per class)."""
+    *hidden, last = spec.split("-")
+    cls, _, per = last.partition("x")
     try:
-        widths = [int(p) for p in spec.split("-")]
+        widths = [int(p) for p in hidden]
+        c, p = int(cls), int(per or 1)
     except ValueError:
-        raise UsageError(f"bad model '{spec}': use hidden widths and the class count, e.g. 256-10") from None
-    if not widths or any(w <= 0 for w in widths):
+        raise UsageError(f"bad model '{spec}': use hidden widths and CLASSESxPROTOTYPES, e.g. 256-10x16") from None
+    if any(w <= 0 for w in widths) or p <= 0:
         raise UsageError(f"bad model '{spec}': every width must be a positive integer")
-    if widths[-1] != n_classes:
+    if c != n_classes:
         raise UsageError(f"bad model '{spec}': the last layer must have {n_classes} outputs (one per class)")
-    return [n_in] + widths
+    return [n_in] + widths + [c * p]
 
 
 def prepare(req: TrainRequest) -> Plan:
     """Every check that can fail on bad input, before anything is started or written."""
     if req.epochs <= 0:
         raise UsageError(f"--epochs must be positive (got {req.epochs})")
-    if req.weights not in ("binary", "ternary"):
-        raise UsageError(f"--weights must be binary or ternary (got {req.weights})")
     board = boards_mod.load(req.board)
     if board.kind == "board" and not req.port:
         raise UsageError(f"board '{board.name}' is a real board: give --port (or use sim-{board.real})")
@@ -111,10 +115,14 @@ def prepare(req: TrainRequest) -> Plan:
         if req.limit < 0:
             raise UsageError(f"--limit must be positive (got {req.limit})")
         data.x_train, data.y_train = data.x_train[: req.limit], data.y_train[: req.limit]
+    req.model = req.model or DEFAULT_MODEL.get(data.name, "10x20")
+    req.weights = req.weights or DEFAULT_WEIGHTS.get(data.name, "binary2")
+    if req.weights not in ("binary", "binary2", "ternary"):
+        raise UsageError(f"--weights must be binary, binary2 or ternary (got {req.weights})")
     enc = parse_encoding(req.encoding or data.default_encoding, data.max_value)
     n_in = enc.n_bits(data.n_features)
     sizes = parse_model(req.model, n_in, data.n_classes)
-    cfg = rule_config(data.name, sizes, req.weights, req.seed, req.rule)
+    cfg = rule_config(data.name, sizes, req.weights, req.seed, data.n_classes, req.rule)
     check_fits(sizes, req.weights, board)  # a model larger than the board's heap: exit 2 now
     # a checkpoint is only resumed by the very same job: same config, data, encoding, order
     ident = json.dumps({"cfg": cfg, "data": data.name, "enc": enc.spec, "n": len(data.x_train)}, sort_keys=True)
@@ -162,21 +170,20 @@ def run_host(plan: Plan, run: RunDir, progress: Progress) -> dict[str, Any]:
         seen += len(plan.x_train)
         progress(len(plan.x_train))
         train_acc = correct / len(plan.x_train)
-        rec: dict[str, Any] = {"ev": "epoch", "epoch": epoch, "seen": len(plan.x_train), "correct": correct,
-                               "flips": ref.flips, "updates": ref.updates}
-        run.event(rec)
+        run.event({"ev": "epoch", "epoch": epoch, "seen": len(plan.x_train), "correct": correct, "step": ref.step,
+                   **ref.totals})
         if plan.eval_after(epoch):
             pred = ref.predict(plan.x_test)
             test_acc = float((pred == y_test).mean())
             progress(len(plan.x_test))
             run.event({"ev": "eval", "epoch": epoch, "seen": len(y_test), "correct": int((pred == y_test).sum())})
         run.metric({"epoch": epoch, "samples_seen": seen, "train_accuracy": round(train_acc, 5),
-                    "test_accuracy": round(test_acc, 5), "flips": ref.flips, "updates": ref.updates,
-                    "wall_s": round(time.monotonic() - t0, 3)})
+                    "test_accuracy": round(test_acc, 5), "flips": ref.totals["writes"],
+                    "updates": ref.totals["updates"], "wall_s": round(time.monotonic() - t0, 3)})
     run.write_model(ref.planes(), plan.cfg)
-    return _summary(plan, samples_seen=seen, train_accuracy=train_acc, test_accuracy=test_acc, flips=ref.flips,
-                    updates=ref.updates, weights_sha256=ref.digest(), weight_bytes=ref.weight_bytes(),
-                    wall_s=round(time.monotonic() - t_start, 3))
+    return _summary(plan, samples_seen=seen, train_accuracy=train_acc, test_accuracy=test_acc,
+                    flips=ref.totals["writes"], counters=dict(ref.totals), weights_sha256=ref.digest(),
+                    weight_bytes=ref.weight_bytes(), wall_s=round(time.monotonic() - t_start, 3))
 
 
 def train(req: TrainRequest, progress_factory: Callable[[int], Any] | None = None) -> dict[str, Any]:
