@@ -40,6 +40,8 @@ def test_virtual_pico_matches_host_and_learns_digits(tmp_path: Path) -> None:
 
     m = np.load(run / "model.npz")
     h = hashlib.sha256()
-    for key in sorted(k for k in m.files if k.startswith("layer")):
+    order = {"s": 0, "c": 1, "z": 1}  # the device's plane order: sign, then the second bit
+    keys = [k for k in m.files if k.startswith("layer")]
+    for key in sorted(keys, key=lambda k: (int(k[5:].split("_")[0]), order[k.split("_")[1]])):
         h.update(m[key].astype("<u4").tobytes())
     assert h.hexdigest() == dev["weights_sha256"]

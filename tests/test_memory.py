@@ -94,7 +94,8 @@ def test_the_largest_accepted_model_trains_on_sim_pico_and_one_wider_is_refused(
     board = boards.load("sim-pico")
     w = largest_hidden([DIGITS_IN, 1, 10], "binary", board)
     assert w > 1000
-    s = train(TrainRequest(board="sim-pico", dataset="digits", model=f"{w}-10", epochs=1, out=tmp_path / "ok"))
+    s = train(TrainRequest(board="sim-pico", dataset="digits", model=f"{w}-10", epochs=1, out=tmp_path / "ok",
+                          weights="binary"))
     assert s["samples_seen"] > 0 and s["test_accuracy"] is not None
     # the plan must not under-estimate what the board really holds after allocating
     plan = plan_memory([DIGITS_IN, w, 10], "binary", board)
@@ -103,7 +104,7 @@ def test_the_largest_accepted_model_trains_on_sim_pico_and_one_wider_is_refused(
     assert used <= steady <= used + plan["import_holes"] + 8192, (used, steady)
 
     r = CliRunner().invoke(main, ["train", "--board", "sim-pico", "--dataset", "digits", "--model", f"{w + 1}-10",
-                                  "--epochs", "1", "--out", str(tmp_path / "refused")])
+                                  "--weights", "binary", "--epochs", "1", "--out", str(tmp_path / "refused")])
     assert r.exit_code == 2, r.output
     line = r.output.strip()
     assert "\n" not in line

@@ -50,7 +50,7 @@ CRC_TABLE = 1024
 # Used only when the unix port cannot be run: measured on MicroPython 1.29 unix x64 with
 # firmware 0.1.0 (boot 2.1 KiB, imports 23.2 KiB, base 2.2 KiB, 160 B per layer, holes 40.7
 # KiB) plus ~20% for firmware growth; tests/test_memory.py fails when a measurement passes it.
-FALLBACK = {"boot": 4096, "imports": 32768, "base": 3072, "per_layer": 512, "holes": 49152, "word": 8}
+FALLBACK = {"boot": 4096, "imports": 40960, "base": 3072, "per_layer": 768, "holes": 61440, "word": 8}
 
 _MEASURE = """import gc
 gc.collect()
@@ -77,7 +77,7 @@ res = [f0, f1, f2 - lo]
 link = None
 gc.collect()
 for sizes in %r:
-    cfg = {"sizes": sizes, "weights": "binary", "seed": 0, "margin": 8, "window": 16, "k": [3] * (len(sizes) - 1)}
+    cfg = {"sizes": sizes, "weights": "binary", "seed": 0, "classes": 10, "margin": -1, "window": 16, "k": [3] * (len(sizes) - 1), "ks": 0}
     link = Link(%d, 1)
     t = Trainer(cfg)
     gc.collect()
@@ -120,7 +120,7 @@ def buffers(sizes: list[int], weights: str, max_payload: int, word: int) -> dict
     def arr(n: int) -> int:  # bytearray / array: data rounded to blocks + its object
         return _round(max(n, 1), block) + block
 
-    planes = 2 if weights == "ternary" else 1
+    planes = 2 if weights in ("ternary", "binary2") else 1
     layers = list(itertools.pairwise(sizes))
     n_frame = HEADER + max_payload + CRC
     n_views = len(range(0, n_frame - HEADER, CHUNK))
@@ -128,10 +128,10 @@ def buffers(sizes: list[int], weights: str, max_payload: int, word: int) -> dict
         "weights": sum(planes * arr(4 * _words(n_in) * n_out) for n_in, n_out in layers),
         "pre_activations": sum(arr(4 * n_out) for _, n_out in layers),
         "outputs": sum(arr(4 * _words(n_out)) for _, n_out in layers),
-        "dirs": sum(arr(n_out) for _, n_out in layers),
+        "dirs": sum(arr(n_out) + arr(2 * n_out) for _, n_out in layers),  # directions + index list
         "input": arr(4 * _words(sizes[0])),
         "vote": arr(4 * max(sizes)),
-        "rule_state": arr(4),
+        "rule_state": arr(4) + arr(10),  # hash state, prototypes still to fill per class
         "link_frame": arr((n_frame + 3) & ~3),
         # one memoryview object (one block) per chunk, the header view, the list of views
         "link_views": (n_views + 1) * block + block + _round(_list_alloc(n_views) * word, block),
@@ -186,7 +186,14 @@ def measure_overhead(heap: int = MEASURE_HEAP, timeout: float = 60) -> dict[str,
     from .virtual import micropython_exe
 
     script = _MEASURE % (_PROBE_PAYLOAD, [list(s) for s in _PROBE_SIZES], _PROBE_PAYLOAD)
-    env = dict(os.environ, MICROPYPATH=f"{_firmware_dir().parent}:.frozen")
+    # import what boards run: compiled .mpy files (sources leave compile-garbage holes)
+    try:
+        from .deploy import build_firmware
+
+        path = str(build_firmware("x64").folder)
+    except Exception:
+        path = str(_firmware_dir().parent)
+    env = dict(os.environ, MICROPYPATH=f"{path}:.frozen")
     with tempfile.TemporaryDirectory() as cwd:  # the firmware may touch files (checkpoints)
         p = subprocess.run([micropython_exe(), "-X", f"heapsize={heap}", "-c", script], check=False, capture_output=True,
                            text=True, timeout=timeout, env=env, cwd=cwd)
@@ -217,7 +224,7 @@ def measure_overhead(heap: int = MEASURE_HEAP, timeout: float = 60) -> dict[str,
 def firmware_overhead() -> tuple[dict[str, int], str]:
     """The measured fixed part (cached per firmware source) and where it came from."""
     try:
-        return _cached("overhead-" + _source_key("overhead-v2"), measure_overhead), "measured"
+        return _cached("overhead-" + _source_key("overhead-v4"), measure_overhead), "measured"
     except (OSError, RuntimeError, UsageError, subprocess.SubprocessError, ValueError):
         return dict(FALLBACK), "fallback"
 
@@ -279,20 +286,15 @@ def plan_memory(sizes: list[int], weights_kind: str, board: Board, max_payload: 
     return plan
 
 
-def model_name(sizes: list[int]) -> str:
-    return "-".join(str(s) for s in sizes)
+def model_name(sizes: list[int], classes: int | None = None) -> str:
+    """'784-512-10', or with P > 1 prototypes per class '784-512-10x16'."""
+    parts = [str(s) for s in sizes]
+    if classes and sizes[-1] != classes and sizes[-1] % classes == 0:
+        parts[-1] = f"{classes}x{sizes[-1] // classes}"
+    return "-".join(parts)
 
 
-def largest_hidden(sizes: list[int], weights_kind: str, board: Board, max_payload: int | None = None) -> int:
-    """The largest width W such that the model with every hidden layer W wide fits
-    (0 when even W = 1 does not fit, or there is no hidden layer)."""
-    if len(sizes) < 3:
-        return 0
-
-    def fits(w: int) -> bool:
-        s = [sizes[0]] + [w] * (len(sizes) - 2) + [sizes[-1]]
-        return plan_memory(s, weights_kind, board, max_payload)["total"] <= board.heap_bytes
-
+def _largest(fits: Any) -> int:
     if not fits(1):
         return 0
     lo, hi = 1, 2
@@ -306,7 +308,24 @@ def largest_hidden(sizes: list[int], weights_kind: str, board: Board, max_payloa
     return lo
 
 
-def check_fits(sizes: list[int], weights_kind: str, board: Board, max_payload: int | None = None) -> dict[str, Any] | None:
+def largest_hidden(sizes: list[int], weights_kind: str, board: Board, max_payload: int | None = None) -> int:
+    """The largest width W such that the model with every hidden layer W wide fits
+    (0 when even W = 1 does not fit, or there is no hidden layer)."""
+    if len(sizes) < 3:
+        return 0
+    return _largest(lambda w: plan_memory([sizes[0]] + [w] * (len(sizes) - 2) + [sizes[-1]], weights_kind, board,
+                                          max_payload)["total"] <= board.heap_bytes)
+
+
+def largest_prototypes(sizes: list[int], weights_kind: str, board: Board, classes: int,
+                       max_payload: int | None = None) -> int:
+    """The largest P such that the model with P prototypes per class fits (0: none)."""
+    return _largest(lambda p: plan_memory(sizes[:-1] + [classes * p], weights_kind, board,
+                                          max_payload)["total"] <= board.heap_bytes)
+
+
+def check_fits(sizes: list[int], weights_kind: str, board: Board, max_payload: int | None = None,
+               classes: int | None = None) -> dict[str, Any] | None:
     """Raise UsageError when the model does not fit the board's heap; the plan otherwise
     (None for the host reference, which has no device heap)."""
     if board.is_host:
@@ -314,11 +333,16 @@ def check_fits(sizes: list[int], weights_kind: str, board: Board, max_payload: i
     plan = plan_memory(sizes, weights_kind, board, max_payload)
     if plan["total"] <= board.heap_bytes:
         return plan
-    head = f"model {model_name(sizes)} ({weights_kind}) needs {plan['total']} bytes but board {board.name} has {board.heap_bytes}"
+    name = model_name(sizes, classes)
+    head = f"model {name} ({weights_kind}) needs {plan['total']} bytes but board {board.name} has {board.heap_bytes}"
     w = largest_hidden(sizes, weights_kind, board, max_payload)
     if w:
         fit = [sizes[0]] + [w] * (len(sizes) - 2) + [sizes[-1]]
-        raise UsageError(f"{head}: the largest that fits is {model_name(fit)}")
+        raise UsageError(f"{head}: the largest that fits is {model_name(fit, classes)}")
+    if len(sizes) < 3 and classes and sizes[-1] > classes:
+        p = largest_prototypes(sizes, weights_kind, board, classes, max_payload)
+        if p:
+            raise UsageError(f"{head}: the largest that fits is {model_name(sizes[:-1] + [classes * p], classes)}")
     if len(sizes) < 3:
         raise UsageError(f"{head}: there is no hidden layer to shrink; use fewer input bits (--encoding)")
     raise UsageError(f"{head}: no {len(sizes) - 2}-hidden-layer model fits; use fewer input bits (--encoding)")

@@ -123,7 +123,7 @@ def prepare(req: TrainRequest) -> Plan:
     n_in = enc.n_bits(data.n_features)
     sizes = parse_model(req.model, n_in, data.n_classes)
     cfg = rule_config(data.name, sizes, req.weights, req.seed, data.n_classes, req.rule)
-    check_fits(sizes, req.weights, board)  # a model larger than the board's heap: exit 2 now
+    check_fits(sizes, req.weights, board, classes=data.n_classes)  # too big for the board's heap: exit 2 now
     # a checkpoint is only resumed by the very same job: same config, data, encoding, order
     ident = json.dumps({"cfg": cfg, "data": data.name, "enc": enc.spec, "n": len(data.x_train)}, sort_keys=True)
     cfg["id"] = hashlib.sha256(ident.encode()).hexdigest()[:16]

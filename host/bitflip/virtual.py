@@ -53,10 +53,23 @@ def firmware_dir() -> Path:
 
 
 def install_firmware(flash: Path) -> None:
-    """Copy the device package into flash/lib/bitflip (what `deploy` does over mpremote)."""
+    """Put the device package into flash/lib/bitflip as `deploy` would: compiled .mpy files
+    for the unix port's arch (x64), so the heap looks like a deployed board's (importing
+    sources leaves tens of KiB of compile garbage holes). Falls back to copying sources
+    when mpy-cross is unavailable."""
     dst = flash / "lib" / "bitflip"
     dst.mkdir(parents=True, exist_ok=True)
-    for f in sorted(firmware_dir().glob("*.py")):
+    try:
+        from .deploy import build_firmware
+
+        files = sorted(build_firmware("x64").package.glob("*.mpy"))
+    except Exception:  # no mpy-cross: sources work too, with a fuller heap
+        files = sorted(firmware_dir().glob("*.py"))
+    names = {f.name for f in files}
+    for old in dst.iterdir():  # a .py would shadow the .mpy of the same module, and v.v.
+        if old.name not in names and old.suffix in (".py", ".mpy"):
+            old.unlink()
+    for f in files:
         target = dst / f.name
         if not target.exists() or target.read_bytes() != f.read_bytes():
             shutil.copyfile(f, target)

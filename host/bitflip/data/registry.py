@@ -49,6 +49,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import os
+
 import numpy as np
 
 from ..errors import UsageError
@@ -433,11 +435,26 @@ def load_csv(path: str | Path) -> Dataset:
 
 
 def _digits(log: fetch.Log) -> Dataset:
-    from sklearn.datasets import load_digits
-    from sklearn.model_selection import train_test_split
+    # The split is made once with scikit-learn and kept in the data cache: importing
+    # scikit-learn costs seconds on every run otherwise.
+    cache = fetch.cache_dir() / f"digits-split{DIGITS_SPLIT_SEED}.npz"
+    try:
+        with np.load(cache) as z:
+            xtr, ytr, xte, yte = (z[k] for k in ("x_train", "y_train", "x_test", "y_test"))
+    except (OSError, KeyError, ValueError):
+        from sklearn.datasets import load_digits
+        from sklearn.model_selection import train_test_split
 
-    X, y = load_digits(return_X_y=True)
-    xtr, xte, ytr, yte = train_test_split(X, y, test_size=0.2, stratify=y, random_state=DIGITS_SPLIT_SEED)
+        X, y = load_digits(return_X_y=True)
+        xtr, xte, ytr, yte = train_test_split(X, y, test_size=0.2, stratify=y, random_state=DIGITS_SPLIT_SEED)
+        xtr, ytr, xte, yte = (a.astype(np.uint8) for a in (xtr, ytr, xte, yte))
+        try:
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            tmp = cache.with_suffix(".tmp.npz")
+            np.savez(tmp, x_train=xtr, y_train=ytr, x_test=xte, y_test=yte)
+            os.replace(tmp, cache)
+        except OSError:
+            pass  # a read-only cache only costs time
     return Dataset(
         "digits",
         xtr.astype(np.uint8),
@@ -445,7 +462,7 @@ def _digits(log: fetch.Log) -> Dataset:
         xte.astype(np.uint8),
         yte.astype(np.uint8),
         16,
-        "thermo:2,6,10",
+        "thermo:3,7,11",
         "scikit-learn load_digits, stratified 80/20 split, random_state=0",
     )
 
