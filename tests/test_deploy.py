@@ -1,5 +1,5 @@
 """deploy (mpy-cross build, device checks, copy through mpremote to a virtual board), mip's
-package.json, flash (UF2 boot drive, esptool command line), and device tests (--port)."""
+package.json, flash (UF2 boot drive, esptool command line). Device tests: test_device.py."""
 
 from __future__ import annotations
 
@@ -332,25 +332,3 @@ def test_flash_bin_runs_esptool(monkeypatch: pytest.MonkeyPatch, tmp_path: Path)
     assert ran == [["esptool", "--chip", "esp32c3", "--port", "/dev/ttyS0", "--baud", "460800", "write_flash", "-z",
                     "0x0", str(fw)]]
 
-
-# --- real boards (pytest --port PORT --board NAME) ----------------------------------------------
-@pytest.mark.device
-def test_device_deploy_then_train_matches_the_host(request: pytest.FixtureRequest, tmp_path: Path) -> None:
-    port, board = request.config.getoption("--port"), request.config.getoption("--board")
-    r = CliRunner().invoke(main, ["deploy", "--board", board, "--port", port, "--build-dir", str(tmp_path / "b")])
-    assert r.exit_code == 0, r.output
-    req = {"dataset": "digits", "model": "256-10", "epochs": 1, "seed": 0}
-    dev = train(TrainRequest(board=board, port=port, out=tmp_path / "dev", **req))
-    host = train(TrainRequest(board="host", out=tmp_path / "host", **req))
-    assert dev["weights_sha256"] == host["weights_sha256"]
-    assert dev["test_accuracy"] == host["test_accuracy"]
-
-
-@pytest.mark.device
-def test_device_second_deploy_copies_nothing(request: pytest.FixtureRequest, tmp_path: Path) -> None:
-    from bitflip.deploy import deploy
-
-    port, board = request.config.getoption("--port"), request.config.getoption("--board")
-    deploy(board, port, build_root=tmp_path)
-    res = deploy(board, port, build_root=tmp_path)
-    assert res.copied == [] and res.removed == []

@@ -199,9 +199,9 @@ def train(req: TrainRequest, progress_factory: Callable[[int], Any] | None = Non
         else:
             with ExitStack() as stack:
                 target: Target
-                if plan.board.is_virtual:
+                if plan.board.is_virtual and not req.port:
                     target = VirtualTarget(plan.board, plan.out / "flash", req.fault_in, req.fault_out)
-                else:
+                else:  # a real board, or a virtual one already running (`bitflip sim` printed its port)
                     assert req.port is not None
                     target = SerialTarget(req.port, plan.board.link["pace_bytes_per_s"])
                 stack.callback(target.close)
