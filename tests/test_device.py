@@ -61,6 +61,18 @@ def test_device_second_deploy_copies_nothing(deployed: tuple[str, str], tmp_path
     assert res.copied == [] and res.removed == []
 
 
+def test_train_port_is_checked_before_anything_starts(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from bitflip import ports
+
+    out = tmp_path / "run"
+    r = CliRunner().invoke(main, ["train", "--board", "pico", "--port", "/dev/ttyNOPE9", "--out", str(out)])
+    assert r.exit_code == 2 and "port /dev/ttyNOPE9 does not exist" in r.output
+    monkeypatch.setattr(ports, "list_ports", lambda records=None: [])
+    r = CliRunner().invoke(main, ["train", "--board", "esp32", "--port", "auto", "--out", str(out)])
+    assert r.exit_code == 2 and "no serial port looks like a esp32" in r.output
+    assert len(r.output.strip().splitlines()) == 1 and not out.exists()
+
+
 def test_the_device_tests_pass_against_a_bitflip_sim(tmp_path: Path) -> None:
     """Run this file's device tests the way a user with a board would, with the port of an
     empty virtual board started by `bitflip sim` standing in for the board."""

@@ -63,7 +63,7 @@ def main() -> None:
 @click.option("--epochs", default=10, show_default=True, type=int)
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--out", type=click.Path(path_type=Path), default=None, help="run directory (default: a new temp dir)")
-@click.option("--port", default=None, help="serial port of a real board (or of a running `bitflip sim`)")
+@click.option("--port", default=None, help="serial port of a real board, auto, or the port of a running `bitflip sim`")
 @click.option("--rule", multiple=True, metavar="KEY=VALUE", help="override a rule hyper-parameter")
 @click.option("--eval-every", default=1, show_default=True, type=int, help="evaluate on the test split every N epochs")
 @click.option("--limit", default=0, type=int, help="train on the first N training samples only")

@@ -108,8 +108,12 @@ def prepare(req: TrainRequest) -> Plan:
     if req.epochs <= 0:
         raise UsageError(f"--epochs must be positive (got {req.epochs})")
     board = boards_mod.load(req.board)
-    if board.kind == "board" and not req.port:
-        raise UsageError(f"board '{board.name}' is a real board: give --port (or use sim-{board.real})")
+    if board.kind == "board":
+        if not req.port:
+            raise UsageError(f"board '{board.name}' is a real board: give --port (or use sim-{board.real})")
+        from .ports import resolve_port
+
+        req.port = resolve_port(req.port, board)  # 'auto': the single port that looks like it
     data = load_dataset(req.dataset)
     if req.limit:
         if req.limit < 0:
