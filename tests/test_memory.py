@@ -111,3 +111,12 @@ def test_the_largest_accepted_model_trains_on_sim_pico_and_one_wider_is_refused(
     assert f"model {DIGITS_IN}-{w + 1}-10 (binary) needs" in line and f"board sim-pico has {board.heap_bytes}" in line
     assert line.endswith(f"the largest that fits is {DIGITS_IN}-{w}-10")
     assert not (tmp_path / "refused").exists()  # nothing started, nothing written
+
+
+def test_memory_command_takes_the_train_model_forms() -> None:
+    r = CliRunner().invoke(main, ["memory", "--board", "pico", "--model", "784-10x50", "--weights", "binary2"])
+    assert r.exit_code == 0, r.output
+    assert "784-10x50 binary2 on pico:" in r.output and "largest that fits: 784-10x" in r.output
+    r = CliRunner().invoke(main, ["memory", "--board", "pico", "--model", "784-512-10x1", "--weights", "ternary"])
+    assert r.exit_code == 0 and "784-512-10x1 ternary on pico:" in r.output
+    assert "largest that fits: 784-" in r.output and r.output.rstrip().endswith("-10")

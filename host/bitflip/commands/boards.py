@@ -120,18 +120,23 @@ def sim(board: str, flash_dir: Path | None, with_sources: bool) -> None:
 
 @click.command()
 @click.option("--board", required=True, help="a board name")
-@click.option("--model", required=True, help="all layer widths including the input, e.g. 784-512-10")
-@click.option("--weights", default="binary", show_default=True, type=click.Choice(["binary", "ternary"]))
+@click.option("--model", required=True,
+              help="all layer widths including the input, the last as CLASSES or CLASSESxPROTOTYPES, "
+                   "e.g. 784-512-10 or 784-10x50")
+@click.option("--weights", default="binary", show_default=True, type=click.Choice(["binary", "binary2", "ternary"]))
 @click.option("--json", "as_json", is_flag=True)
 @_handled
 def memory(board: str, model: str, weights: str, as_json: bool) -> None:
     """Device heap a model needs on a board, by part, and the largest that fits."""
     from ..boards import load
     from ..errors import UsageError
-    from ..memory import largest_hidden, model_name, plan_memory
+    from ..memory import largest_hidden, largest_prototypes, model_name, plan_memory
 
+    *head, last = model.split("-")
+    cls, _, per = last.partition("x")
     try:
-        sizes = [int(p) for p in model.split("-")]
+        classes = int(cls)
+        sizes = [int(p) for p in head] + [classes * int(per or 1)]
     except ValueError:
         raise UsageError(f"bad model '{model}': give every width including the input, e.g. 784-512-10") from None
     if len(sizes) < 2 or min(sizes) <= 0:
@@ -139,7 +144,10 @@ def memory(board: str, model: str, weights: str, as_json: bool) -> None:
     b = load(board)
     plan = plan_memory(sizes, weights, b)
     w = largest_hidden(sizes, weights, b)
-    largest = model_name([sizes[0]] + [w] * (len(sizes) - 2) + [sizes[-1]]) if w else None
+    largest = model_name([sizes[0]] + [w] * (len(sizes) - 2) + [sizes[-1]], classes) if w else None
+    if len(sizes) == 2:  # no hidden layer: grow the prototypes per class instead
+        p = largest_prototypes(sizes, weights, b, classes)
+        largest = model_name([sizes[0], classes * p], classes) if p else None
     if as_json:
         click.echo(json.dumps({**plan, "board": b.name, "model": model, "weights": weights, "largest": largest}))
         return
