@@ -162,7 +162,8 @@ class App:
         self.record(P.R_CKPT, {"epoch": epoch, "index": index, "step": t.step, "ms": time.ticks_diff(time.ticks_us(), t0) // 1000}, True)
 
     def on_dump(self, n):
-        # no payload: every plane in 384-byte chunks; else u8 layer, u8 plane (0 s, 1 z),
+        # no payload: every plane in 384-byte chunks; else u8 layer, u8 plane (0 "s", 1 the
+        # second plane: "c" of binary2 or "z" of ternary),
         # u32 offset, u32 length, u16 chunk: that range only (the host asks again for
         # chunks that arrived damaged, in smaller pieces on a noisy line)
         import binascii
@@ -171,14 +172,14 @@ class App:
         buf = self.link.buf
         want = None
         if n >= 12:
-            want = (buf[p], "z" if buf[p + 1] else "s")
+            want = (buf[p], 1 if buf[p + 1] else 0)
             off0 = buf[p + 2] | (buf[p + 3] << 8) | (buf[p + 4] << 16) | (buf[p + 5] << 24)
             size = buf[p + 6] | (buf[p + 7] << 8) | (buf[p + 8] << 16) | (buf[p + 9] << 24)
             step = max(4, buf[p + 10] | (buf[p + 11] << 8))
         for layer, name, plane in self.trainer.planes():
             if want is None:
                 off0, size, step = 0, len(plane), 384
-            elif want != (layer, name):
+            elif want != (layer, 0 if name == "s" else 1):
                 continue
             mv = memoryview(plane)
             end = min(len(plane), off0 + size)

@@ -329,7 +329,7 @@ class DeviceRun:
                 break
             chunk = max(8, chunk // 2)
             for (layer, name), off, n in missing:
-                payload = bytes((layer, name == "z")) + off.to_bytes(4, "little") + n.to_bytes(4, "little")
+                payload = bytes((layer, name != "s")) + off.to_bytes(4, "little") + n.to_bytes(4, "little")
                 sender.send(P.K_DUMP, payload + chunk.to_bytes(2, "little"))
             sender.flush()
         else:
