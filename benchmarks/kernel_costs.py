@@ -3,6 +3,7 @@ machine code mpy-cross emits in the unicorn emulator (bitflip.armv6m).
 
     .venv/bin/python benchmarks/kernel_costs.py            # table
     .venv/bin/python benchmarks/kernel_costs.py --json     # {kernel: {arch: {variant: {...}}}}
+    .venv/bin/python benchmarks/kernel_costs.py --write    # regenerate host/bitflip/kernel_costs.json
 
 "inner loop" is the marginal cost of one more 32-bit word (two sizes, difference), what the
 per-op cost model of the virtual boards uses. "layer" is everything a call pays (entry,
@@ -78,7 +79,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--kernels", nargs="+", default=list(FUNCTIONS), choices=list(FUNCTIONS))
     ap.add_argument("--words", type=int, default=48, help="words per row of the smaller run (default 48)")
     ap.add_argument("--no-layer", action="store_true", help="skip the whole-call layer columns")
+    ap.add_argument("--write", action="store_true",
+                    help="regenerate host/bitflip/kernel_costs.json, the per-op costs of the energy model")
     args = ap.parse_args(argv)
+    if args.write:
+        from bitflip.bench import write_costs
+
+        print(f"wrote {write_costs()}")
+        return 0
     table = collect(args.kernels, args.words, layers=not args.no_layer)
     if args.json:
         print(json.dumps(table, indent=2))

@@ -31,7 +31,9 @@ class App:
         self.link = link
         self.out = out
         self.trainer = None
-        self.totals = {}  # work counters over the whole run (long ints are fine here)
+        self.totals = {}  # work counters of training over the whole run (long ints are fine here)
+        self.eval_totals = {}  # the same for evaluation passes
+        self.eval_us = 0  # ticks_us spent in eval blocks since the last eval record
         self.cfg_id = ""
         self.last_seq = -1  # seq of the last frame that produced a record...
         self.last_rec = b""  # ...and that record, replayed if the frame comes again
@@ -84,6 +86,8 @@ class App:
                 resumed = {"epoch": meta["epoch"], "index": meta["index"], "step": meta["step"]}
         if resumed is None:
             self.totals = {}
+        self.eval_totals = {}
+        self.eval_us = 0
         self.trainer = trainer
         self.cfg_id = cfg.get("id", "")
         gc.collect()
@@ -112,10 +116,11 @@ class App:
         if kind == P.K_TRAIN:
             self.epoch_correct += t.train_block(buf, count, lab, rows, row_bytes >> 2)
             self.epoch_seen += count
+            self.busy_us += time.ticks_diff(time.ticks_us(), t0)
         else:
             self.eval_correct += t.eval_block(buf, count, lab, rows, row_bytes >> 2)
             self.eval_seen += count
-        self.busy_us += time.ticks_diff(time.ticks_us(), t0)
+            self.eval_us += time.ticks_diff(time.ticks_us(), t0)
         return True
 
     def on_mark(self):
@@ -136,9 +141,13 @@ class App:
             self.record(P.R_EPOCH, rec, True)
             self.reset_epoch()
         else:
-            self.record(P.R_EVAL, {"epoch": value, "seen": self.eval_seen, "correct": self.eval_correct}, True)
+            rec = {"epoch": value, "seen": self.eval_seen, "correct": self.eval_correct, "busy_us": self.eval_us}
+            for name, v in self.eval_totals.items():
+                rec["eval_" + name] = v
+            self.record(P.R_EVAL, rec, True)
             self.eval_correct = 0
             self.eval_seen = 0
+            self.eval_us = 0
 
     def on_ckpt(self):
         buf = self.link.buf
@@ -212,7 +221,8 @@ class App:
             finally:
                 micropython.heap_unlock()
             if block:
-                self.trainer.take_counters(self.totals)  # may allocate: outside the lock
+                # may allocate: outside the lock. Training and evaluation work apart.
+                self.trainer.take_counters(self.totals if kind == P.K_TRAIN else self.eval_totals)
                 continue
             if kind == NONE:
                 self.error(P.E_TIMEOUT, "no frame from the host for %d ms" % idle_ms)

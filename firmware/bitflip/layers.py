@@ -34,6 +34,7 @@ class Dense:
         self.out = bytearray(4 * words(n_out))  # packed sign bits (pre >= 0)
         self.dirs = bytearray(n_out)  # per-neuron direction of the current update
         self.idx = array("H", bytes(2 * n_out))  # neurons with a direction
+        self.split = None  # (worker, job, h): rows [h, n_out) of forward run on the other core (dual.py)
 
     def planes(self):
         if self.kind == BINARY:
@@ -50,12 +51,23 @@ class Dense:
         if self.kind == TERNARY:
             K.fill_valid(self.aux, self.nw, self.n_out, self.n_in)
 
-    def forward(self, x):
-        if self.kind == TERNARY:
+    def forward(self, x, pack=True):
+        # pack: the sign bits feed a layer above (the top layer's are never read)
+        sp = self.split
+        if sp is not None:
+            w, job, h = sp
+            seq = w.start(job)
+            if self.kind == TERNARY:
+                K.dense_ternary(x, self.s, self.aux, self.pre, self.nw, h)
+            else:
+                accel.dense_binary(x, self.s, self.pre, self.nw, h, self.n_in)
+            w.wait(seq)
+        elif self.kind == TERNARY:
             K.dense_ternary(x, self.s, self.aux, self.pre, self.nw, self.n_out)
         else:
             accel.dense_binary(x, self.s, self.pre, self.nw, self.n_out, self.n_in)
-        K.sign_pack(self.pre, self.out, self.n_out, words(self.n_out))
+        if pack:
+            K.sign_pack(self.pre, self.out, self.n_out, words(self.n_out))
 
     def update(self, row, x, up, k, ks, st, layer):
         # move one neuron's weights toward (up) or away from (not up) its input x

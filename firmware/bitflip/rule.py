@@ -20,6 +20,7 @@
 # every random bit comes from the counter hash of (seed, step, layer, row, word).
 from array import array
 
+from . import dual
 from . import kernels as K
 from .layers import BINARY, KINDS, TERNARY, Dense, words
 
@@ -49,12 +50,18 @@ class Trainer:
         self.fill = bytearray([self.P if len(self.layers) == 1 else 0] * self.n_classes)
         self.st = array("I", bytes(4))
         self.step = 0
+        # a second core takes half of every layer with >= 256 neurons where that pays (dual.py)
+        self.worker = None
+        if dual.wanted(cfg):
+            self.worker = dual.plan(self.layers, self.x)
         # work counters since the last take_counters(); they stay small ints (a long int
         # would allocate inside the heap-locked hot path on a 32-bit board)
         self.writes = 0  # weight state bits written
         self.updates = 0  # neuron (row) updates
         self.fwd_words = 0  # 32-bit words XOR-popcounted in forward passes
         self.upd_words = 0  # 32-bit words visited by updates
+        self.vote_words = 0  # 32-bit words of weight rows walked by votes (hidden layers)
+        self.samples = 0  # samples through forward (train or eval)
 
     def nbytes(self):
         n = sum(layer.nbytes() for layer in self.layers)
@@ -64,11 +71,11 @@ class Trainer:
         return sum(len(p) for layer in self.layers for _, p in layer.planes())
 
     def forward(self, x):
+        top = self.layers[-1]
         for layer in self.layers:
-            layer.forward(x)
+            layer.forward(x, layer is not top)
             self.fwd_words += layer.nw * layer.n_out
             x = layer.out
-        top = self.layers[-1]
         return K.argmax(top.pre, 0, top.n_out)
 
     def learn(self, label, winner):
@@ -117,6 +124,7 @@ class Trainer:
             if li > 0:
                 below = layers[li - 1]
                 K.vote(layer.s, layer.aux, layer.kind == TERNARY, d, layer.nw, layer.n_out, layer.n_in, self.vote)
+                self.vote_words += n * layer.nw
                 n_below = K.hidden_dirs(self.vote, below.pre, below.dirs, below.n_out, self.window, below.idx)
                 x = below.out
             else:
@@ -145,6 +153,7 @@ class Trainer:
             if winner // P == label:
                 correct += 1
             self.learn(label, winner)
+        self.samples += count
         return correct
 
     def eval_block(self, buf, count, lab_off, row_off, row_words):
@@ -155,6 +164,7 @@ class Trainer:
             K.load_row(self.x, buf, (row_off >> 2) + i * row_words, nw)
             if self.forward(self.x) // P == buf[lab_off + i]:
                 correct += 1
+        self.samples += count
         return correct
 
     def planes(self):
@@ -176,4 +186,4 @@ class Trainer:
             setattr(self, name, 0)
 
 
-COUNTERS = ("writes", "updates", "fwd_words", "upd_words")
+COUNTERS = ("writes", "updates", "fwd_words", "upd_words", "vote_words", "samples")

@@ -190,6 +190,27 @@ def run_host(plan: Plan, run: RunDir, progress: Progress) -> dict[str, Any]:
                     weight_bytes=ref.weight_bytes(), wall_s=round(time.monotonic() - t_start, 3))
 
 
+def _energy(plan: Plan, run: RunDir) -> dict[str, Any]:
+    """Device seconds and joules with their source (energy.py); "none" if they cannot be had."""
+    from . import energy
+
+    try:
+        return energy.for_run(plan.board, plan.sizes, str(plan.req.weights), plan.cfg, run.path)
+    except (OSError, KeyError, ValueError) as e:
+        return {"energy_source": "none", "energy_error": f"{type(e).__name__}: {e}"}
+
+
+def _plots(run: RunDir, summary: dict[str, Any]) -> None:
+    """PNG plots in the run directory; a plotting problem is recorded, never fatal."""
+    from . import plots
+
+    try:
+        written = plots.write_run_plots(run.path, summary)
+        run.event({"ev": "host", "what": "plots", "files": [p.name for p in written]})
+    except Exception as e:  # noqa: BLE001 - matplotlib can fail in many ways; the run is done
+        run.event({"ev": "host", "what": "plots", "error": f"{type(e).__name__}: {e}"})
+
+
 def train(req: TrainRequest, progress_factory: Callable[[int], Any] | None = None) -> dict[str, Any]:
     plan = prepare(req)
     run = RunDir(plan.out, resume=req.resume)
@@ -212,7 +233,9 @@ def train(req: TrainRequest, progress_factory: Callable[[int], Any] | None = Non
                 summary = _summary(plan, **DeviceRun(plan, target, run, progress, resume=req.resume,
                                                      ckpt_every=req.ckpt_every).execute())
         summary["wall_s"] = round(time.monotonic() - t0, 3)
+        summary.update(_energy(plan, run))
         run.write_json("summary.json", summary)
+        _plots(run, summary)
         run.event({"ev": "host", "what": "done"})
         return summary
     finally:

@@ -1,0 +1,79 @@
+"""`bitflip bench`: kernel costs (emulated armv6m), virtual-board and host samples/s, and the
+estimated time and energy per MNIST training sample on RP2040 and ESP32. Thin shell over
+bitflip.bench."""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+
+def _handled(fn: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from ..cli import handled
+
+        return handled(fn)(*args, **kwargs)
+
+    return wrapper
+
+
+def _fmt(v: float | None, unit: str, scale: float = 1.0, digits: int = 3) -> str:
+    return "-" if v is None else f"{v * scale:.{digits}f} {unit}"
+
+
+def print_report(r: dict[str, Any]) -> None:
+    click.echo("Kernel cost per 32-bit word, inner loop, emulated armv6m (RP2040 cycle model)")
+    click.echo(f"{'kernel':<14} {'variant':<10} {'instr/word':>10} {'cycles/word':>11}")
+    for kernel, arches in r["kernels"].items():
+        for arch, variants in arches.items():
+            for variant, c in variants.items():
+                click.echo(f"{kernel:<14} {variant:<10} {c['instructions_per_word']:>10.2f} {c['cycles_per_word']:>11.2f}")
+    h, v = r["host"], r["virtual"]
+    click.echo("")
+    click.echo(f"host reference (numpy), MNIST default model {h['model']} {h['weights']}: "
+               f"{h['samples_per_s']:.0f} training samples/s ({h['samples']} samples, {h['data']})")
+    sps = v["samples_per_s"]
+    click.echo(f"virtual board {v['board']} ({v['dataset']} {v['model']} {v['weights']}, unix port on this host): "
+               f"{sps:.0f} samples/s of device busy time, {v['samples_per_s_wall']:.0f} samples/s wall"
+               if sps else f"virtual board {v['board']}: no busy time recorded")
+    ps = r["per_sample"]
+    click.echo("")
+    click.echo(f"Estimated per MNIST training sample, default model {ps['model']} {ps['weights']} (steady state)")
+    click.echo(f"{'board':<8} {'chip':<8} {'kernel':<10} {'cores':>5} {'time/sample':>13} {'energy/sample':>14} "
+               f"{'samples/s':>10} {'power':>8}")
+    for name, row in ps["boards"].items():
+        for label in ("single_core", "dual_core"):
+            c = row[label]
+            click.echo(f"{name:<8} {row['chip']:<8} {row['kernel']:<10} {c['cores_used']:>5} "
+                       f"{_fmt(c['seconds'], 'ms', 1e3):>13} {_fmt(c['joules'], 'mJ', 1e3):>14} "
+                       f"{1 / c['seconds']:>10.0f} {c['power_w']:>6.3f} W")
+        click.echo(f"{'':<8} dual-core gain {row['dual_core_gain']:.2f}x per sample; "
+                   f"forward of the {ps['model'][-1]}-neuron layer "
+                   f"{row['single_core']['forward_dense_cycles'] / row['dual_core']['forward_dense_cycles']:.2f}x; "
+                   f"{row['source']}")
+    click.echo("")
+    click.echo("Estimates, not measurements: emulated armv6m kernel cycles (kernel_costs.json) + interpreter "
+               "overhead assumptions (bitflip.energy.ASSUMPTIONS) / clock x board supply power (boards/*.json).")
+
+
+@click.command()
+@click.option("--json", "as_json", is_flag=True, help="print one JSON object")
+@click.option("--quick", is_flag=True, help="smaller emulated runs and shorter throughput runs")
+@_handled
+def bench(as_json: bool, quick: bool) -> None:
+    """Kernel costs, samples/s, and estimated time and energy per training sample."""
+    from ..bench import run_bench
+
+    r = run_bench(quick=quick, log=lambda s: click.echo(s, err=True))
+    if as_json:
+        click.echo(json.dumps(r, sort_keys=True))
+    else:
+        print_report(r)
+
+
+COMMANDS = [bench]

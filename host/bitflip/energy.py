@@ -1,0 +1,326 @@
+"""Device seconds and joules of a training run, with where the figures come from.
+
+Three sources, never mixed up (DESIGN.md "Measuring"):
+
+- "measured": the board file has a `power_meter` (INA219/INA226 on the board's I2C) and the
+  device's epoch records carry the energy it integrated from it (`energy_uj`). The host side
+  of this is in place; the device side has not run on hardware (no board here).
+- "time x power model": a real board: the device's own `time.ticks_us` busy time in training
+  blocks x the board file's supply power (supply_v x active_ma, sources cited there).
+- "estimated (<chip> model)": virtual boards and the host reference: the device's work
+  counters (words XOR-popcounted, words updated, rows updated, words voted, samples) x per-op
+  cycle costs of the exact kernel machine code measured in the armv6m emulator
+  (kernel_costs.json, `benchmarks/kernel_costs.py --write`), plus the interpreter overhead
+  assumptions below, / the clock of the board imitated (the host estimates for the Pico)
+  x its supply power. ESP32 (Xtensa) cannot be emulated: its estimate prices the armv6m viper
+  *instruction* counts as Xtensa cycles, an uncalibrated proxy.
+
+Dual core: on RP2040/RP2350 the firmware (dual.py) splits the forward pass of every layer
+with >= 256 neurons over both cores; the model prices the two halves in parallel plus the
+hand-over, everything else single-core. ESP32 MicroPython has a GIL: one core.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from .boards import Board, load
+
+COSTS_PATH = Path(__file__).resolve().parent / "kernel_costs.json"
+SPLIT_MIN_ROWS = 256  # firmware dual.MIN_ROWS
+
+# Everything the emulator cannot see, with its source. "estimate:" = our assumption.
+ASSUMPTIONS: dict[str, Any] = {
+    "bytecode_op_cycles": 60,
+    "native_call_cycles": 500,
+    "ops_per_sample": 100,
+    "ops_per_layer": 30,
+    "ops_per_update": 25,
+    "ops_per_hidden_layer": 40,
+    "dual_sync_cycles": 2500,
+    "dual_bus_penalty": 0.05,
+    "second_core_ma": 5.0,
+    "xtensa_cycles_per_armv6m_instruction": 1.0,
+    "updates_per_training_sample": 1.11,
+    "source": (
+        "estimate: MicroPython bytecode ~60 cycles per op and ~500 cycles per call into a viper/asm "
+        "function with its argument conversions on a Cortex-M0+ (not emulated: the VM is not in the "
+        "emulator); op counts per sample/layer/update read off rule.py/layers.py; dual-core hand-over "
+        "(~40 bytecode ops on the two cores + polling) 2500 cycles, 5% extra for SRAM bank conflicts "
+        "while both cores read; a busy second RP2040 core +5 mA; Xtensa: armv6m viper instructions "
+        "priced 1 cycle each; updates per training sample 1.11 = 5011 row updates / 4500 "
+        "post-initialisation samples of `bitflip train --board host --dataset mnist --limit 5000 --epochs 1`"
+    ),
+}
+CHIP_MODEL = {"rp2040": "rp2040", "rp2350": "rp2040", "esp32": "esp32", "esp32s3": "esp32", "esp32c3": "esp32"}
+NO_GIL = ("rp2040", "rp2350")  # MicroPython ports where _thread runs on both cores at once
+
+
+@cache
+def load_costs(path: Path = COSTS_PATH) -> dict[str, Any]:
+    return json.loads(path.read_text())
+
+
+def default_sizes() -> list[int]:
+    """Layer sizes of the default MNIST model (rules.DEFAULT_MODEL, default encoding)."""
+    from .rules import DEFAULT_MODEL
+
+    spec = DEFAULT_MODEL["mnist"]  # '10x50' -> 784 threshold-encoded inputs, 500 prototypes
+    *hidden, last = spec.split("-")
+    c, _, p = last.partition("x")
+    return [784] + [int(h) for h in hidden] + [int(c) * int(p or 1)]
+
+
+def _words(n: int) -> int:
+    return (n + 31) >> 5
+
+
+class Model:
+    """Per-op cycle costs of one chip running one kernel variant."""
+
+    def __init__(self, chip: str, kernel: str, clock_hz: float, cores: int, costs: dict[str, Any] | None = None):
+        self.chip = CHIP_MODEL.get(chip, chip)
+        self.kernel = kernel if self.chip == "rp2040" else "viper"  # asm_thumb exists on Arm only
+        self.clock_hz = float(clock_hz)
+        self.cores = cores if self.chip in ("rp2040",) else 1
+        self.costs = (costs or load_costs())["kernels"]
+        # ESP32: armv6m instruction counts as the Xtensa cycle proxy
+        self.unit = "cycles" if self.chip == "rp2040" else "instructions"
+        self.scale = 1.0 if self.chip == "rp2040" else float(ASSUMPTIONS["xtensa_cycles_per_armv6m_instruction"])
+        a = ASSUMPTIONS
+        self.op = float(a["bytecode_op_cycles"])
+        self.call = float(a["native_call_cycles"])
+
+    def term(self, kernel: str, term: str, variant: str | None = None) -> float:
+        k = self.costs[kernel]
+        v = k.get(variant or self.kernel) or k["viper"]
+        return float(v[term][self.unit]) * self.scale if term in v else 0.0
+
+    def _dense(self, kind: str, nw: int, rows: int) -> float:
+        name = "dense_ternary" if kind == "ternary" else "dense_binary"
+        return self.term(name, "call") + rows * (self.term(name, "row") + nw * self.term(name, "word")) + self.call
+
+    def forward(self, sizes: list[int], weights: str, split: bool) -> dict[str, float]:
+        """Cycles of one forward pass (no learning), by part."""
+        dense = 0.0
+        other = self.term("load_row", "call") + _words(sizes[0]) * self.term("load_row", "word") + self.call
+        for li, (n_in, n_out) in enumerate(zip(sizes, sizes[1:])):
+            nw = _words(n_in)
+            if split and n_out >= SPLIT_MIN_ROWS:
+                h = n_out >> 1
+                par = max(self._dense(weights, nw, h), self._dense(weights, nw, n_out - h))
+                dense += par * (1 + float(ASSUMPTIONS["dual_bus_penalty"])) + float(ASSUMPTIONS["dual_sync_cycles"])
+            else:
+                dense += self._dense(weights, nw, n_out)
+            if li < len(sizes) - 2:  # the top layer's sign bits are not packed (nothing reads them)
+                other += self.term("sign_pack", "call") + n_out * self.term("sign_pack", "neuron") + self.call
+            other += self.op * float(ASSUMPTIONS["ops_per_layer"])
+        other += self.term("argmax", "call") + sizes[-1] * self.term("argmax", "neuron") + self.call
+        other += self.op * float(ASSUMPTIONS["ops_per_sample"]) / 2
+        return {"dense": dense, "other": other}
+
+    def update_word(self, weights: str, k: int, ks: int) -> tuple[float, float]:
+        """(cycles per updated word, cycles per row update call) at k (+ ks) hash draws."""
+        if weights == "binary":
+            name, draws = "flip_row", k
+        else:
+            name, draws = f"update_row_{weights}", k + (ks if weights == "binary2" else 0)
+        word = self.term(name, "word") + draws * self.term(name, "draw")
+        return word, self.term(name, "call") + self.call + self.op * float(ASSUMPTIONS["ops_per_update"])
+
+    def learn_fixed(self, sizes: list[int]) -> float:
+        """Per training sample, besides forward and row updates: step key, argmax of the
+        label's prototypes, votes and hidden directions (per vote call, not per voted row)."""
+        c = self.term("step_key", "call") + self.call + self.term("argmax", "call") + self.call
+        c += self.op * float(ASSUMPTIONS["ops_per_sample"]) / 2
+        for li in range(1, len(sizes) - 1):  # a vote from layer li onto layer li-1's units
+            n_in, n_out = sizes[li], sizes[li + 1]
+            c += self.term("vote", "call") + n_in * self.term("vote", "input") + n_out * self.term("vote", "neuron")
+            c += self.term("hidden_dirs", "call") + n_in * self.term("hidden_dirs", "neuron") + 2 * self.call
+            c += self.op * float(ASSUMPTIONS["ops_per_hidden_layer"])
+        return c
+
+    def vote_word(self) -> float:
+        return 32 * self.term("vote", "bit")
+
+    def vote_row(self) -> float:
+        return self.term("vote", "row")
+
+    def seconds(self, cycles: float) -> float:
+        return cycles / self.clock_hz
+
+
+def model_for(board: Board, sizes: list[int], cfg: dict[str, Any] | None = None) -> tuple[Board, Model]:
+    """The real board a run is priced on (a virtual board's original; the Pico for the host)
+    and its cost model; two cores where the firmware would split a layer."""
+    real = load("pico") if board.is_host else (load(board.real) if board.is_virtual else board)
+    chip = str(real.data.get("chip", "rp2040"))
+    split = any(n >= SPLIT_MIN_ROWS for n in sizes[1:]) and int((cfg or {}).get("cores", 0)) != 1
+    cores = int(real.data.get("cores", 1)) if split and CHIP_MODEL.get(chip) in NO_GIL else 1
+    return real, Model(chip, str(real.data.get("kernel", "viper")), real.clock_hz, cores)
+
+
+def power_w(real: Board, cores: int) -> float:
+    p = real.power
+    ma = float(p["active_ma"]) + (float(ASSUMPTIONS["second_core_ma"]) if cores > 1 else 0.0)
+    return float(p["supply_v"]) * ma / 1000.0
+
+
+def sample_estimate(model: Model, sizes: list[int], weights: str, k: list[int], ks: int,
+                    updates_per_sample: float | None = None) -> dict[str, float]:
+    """Cycles and seconds of one training sample (steady state: no prototype filling),
+    `updates_per_sample` rows updated in the top layer (and as many in each hidden layer)."""
+    ups = float(ASSUMPTIONS["updates_per_training_sample"] if updates_per_sample is None else updates_per_sample)
+    split = model.cores > 1
+    f = model.forward(sizes, weights, split)
+    upd = 0.0
+    for li, (n_in, _) in enumerate(zip(sizes, sizes[1:])):
+        word, call = model.update_word(weights, k[li], ks)
+        upd += ups * (call + _words(n_in) * word)
+        if li > 0:
+            upd += ups * (model.vote_row() + _words(n_in) * model.vote_word())
+    fixed = model.learn_fixed(sizes)
+    total = f["dense"] + f["other"] + upd + fixed
+    return {"cycles": total, "seconds": model.seconds(total), "forward_dense_cycles": f["dense"],
+            "update_cycles": upd, "other_cycles": f["other"] + fixed}
+
+
+def per_sample_table(boards: tuple[str, ...] = ("pico", "esp32")) -> dict[str, Any]:
+    """Estimated seconds and joules per MNIST training sample of the default model, per
+    board, single- and dual-core (dual = the firmware's split of layers >= 256 neurons)."""
+    from .rules import DEFAULTS, DEFAULT_WEIGHTS
+
+    sizes, weights = default_sizes(), DEFAULT_WEIGHTS["mnist"]
+    hp = DEFAULTS["mnist"]
+    k = [hp["k_hidden"]] * (len(sizes) - 2) + [hp["k_out"]]
+    out: dict[str, Any] = {"model": sizes, "weights": weights, "dataset": "mnist", "boards": {}}
+    for name in boards:
+        real = load(name)
+        chip = str(real.data["chip"])
+        row: dict[str, Any] = {"chip": chip, "clock_hz": real.clock_hz, "kernel": real.data.get("kernel"),
+                               "power_source": real.power["source"]}
+        for label, cores in (("single_core", 1), ("dual_core", int(real.data.get("cores", 1)))):
+            m = Model(chip, str(real.data.get("kernel", "viper")), real.clock_hz, cores)
+            est = sample_estimate(m, sizes, weights, k, hp["ks"])
+            pw = power_w(real, m.cores)
+            row[label] = {"seconds": est["seconds"], "joules": est["seconds"] * pw, "cycles": round(est["cycles"]),
+                          "cores_used": m.cores, "power_w": round(pw, 4),
+                          "forward_dense_cycles": round(est["forward_dense_cycles"]),
+                          "update_cycles": round(est["update_cycles"]), "other_cycles": round(est["other_cycles"])}
+        row["dual_core_gain"] = row["single_core"]["seconds"] / row["dual_core"]["seconds"]
+        row["source"] = ("estimated (rp2040 model): emulated armv6m cycles" if CHIP_MODEL.get(chip) == "rp2040" else
+                         "estimated (esp32 model): armv6m viper instruction counts as Xtensa cycles, uncalibrated; "
+                         "GIL: one core")
+        out["boards"][name] = row
+    return out
+
+
+# --- runs -----------------------------------------------------------------------------------
+def read_records(run_dir: Path) -> tuple[dict[int, dict[str, Any]], dict[int, dict[str, Any]]]:
+    """The last epoch and eval record of every epoch in a run's events.jsonl."""
+    epochs: dict[int, dict[str, Any]] = {}
+    evals: dict[int, dict[str, Any]] = {}
+    path = Path(run_dir) / "events.jsonl"
+    if not path.is_file():
+        return epochs, evals
+    for line in path.read_text().splitlines():
+        try:
+            rec = json.loads(line)
+        except ValueError:
+            continue
+        if rec.get("ev") == "epoch" and "epoch" in rec:
+            epochs[int(rec["epoch"])] = rec
+        elif rec.get("ev") == "eval" and "epoch" in rec:
+            evals[int(rec["epoch"])] = rec
+    return epochs, evals
+
+
+def _diffs(epochs: dict[int, dict[str, Any]], key: str) -> dict[int, float]:
+    # epoch records carry run totals: per-epoch work is the difference
+    out, prev = {}, 0.0
+    for e in sorted(epochs):
+        v = float(epochs[e].get(key, 0) or 0)
+        out[e] = max(0.0, v - prev)
+        prev = v
+    return out
+
+
+def for_run(board: Board, sizes: list[int], weights: str, cfg: dict[str, Any], run_dir: Path) -> dict[str, Any]:
+    """Summary fields: energy_source, device_s, joules, per-sample figures and the per-epoch
+    breakdown (`energy`)."""
+    epochs, evals = read_records(run_dir)
+    if not epochs:
+        return {"energy_source": "none"}
+    seen = {e: int(r.get("seen", 0)) for e, r in epochs.items()}
+    n_train = sum(seen.values())
+    notes: list[str] = []
+    per_epoch: list[dict[str, Any]] = []
+    meter = board.data.get("power_meter") if board.kind == "board" else None
+    if board.kind == "board":
+        real, cores = board, 1
+        pw = power_w(board, 1)
+        measured = meter is not None and all("energy_uj" in r for r in epochs.values())
+        source = "measured" if measured else "time x power model"
+        e_uj = _diffs(epochs, "energy_uj") if measured else {}
+        for e in sorted(epochs):
+            s = float(epochs[e].get("busy_us", 0)) / 1e6  # busy_us is per epoch on the device
+            j = e_uj[e] / 1e6 if measured else s * pw
+            per_epoch.append({"epoch": e, "samples": seen[e], "device_s": s, "joules": j})
+        eval_s = sum(float(r.get("busy_us", 0)) / 1e6 for r in evals.values())
+        if meter is not None and not measured:
+            notes.append("board file has a power_meter but the records carry no energy_uj: time x power model")
+    else:
+        real, model = model_for(board, sizes, cfg)
+        cores = model.cores
+        pw = power_w(real, cores)
+        chip = CHIP_MODEL.get(str(real.data.get("chip")), "rp2040")
+        source = f"estimated ({chip} model)"
+        k = [int(v) for v in cfg.get("k", [0] * (len(sizes) - 1))]
+        ks = int(cfg.get("ks", 0))
+        fwd = model.forward(sizes, weights, cores > 1)
+        fwd_c = fwd["dense"] + fwd["other"]
+        fixed = model.learn_fixed(sizes)
+        # one update word/call price per run: layers' k differ, weight by their row widths
+        top = len(sizes) - 2
+        word_c, call_c = model.update_word(weights, k[top], ks)
+        upd_w, upds, votes = _diffs(epochs, "upd_words"), _diffs(epochs, "updates"), _diffs(epochs, "vote_words")
+        if len(sizes) > 2 and not any("vote_words" in r for r in epochs.values()):
+            votes = upd_w  # host reference runs do not count votes: every updated word of a voted row
+            notes.append("vote work approximated by the updated words (the host reference does not count votes)")
+        for e in sorted(epochs):
+            cyc = seen[e] * (fwd_c + fixed) + upd_w[e] * word_c + upds[e] * call_c + votes[e] * model.vote_word()
+            s = model.seconds(cyc)
+            per_epoch.append({"epoch": e, "samples": seen[e], "device_s": s, "joules": s * pw})
+        eval_n = sum(int(r.get("seen", 0)) for r in evals.values())
+        eval_s = model.seconds(eval_n * fwd_c)
+        if len(set(k)) > 1:
+            notes.append("row updates priced at the output layer's k")
+    device_s = sum(p["device_s"] for p in per_epoch)
+    joules = sum(p["joules"] for p in per_epoch)
+    out = {
+        "energy_source": source,
+        "device_s": round(device_s, 6),
+        "joules": round(joules, 6),
+        "device_s_per_sample": device_s / n_train if n_train else None,
+        "joules_per_sample": joules / n_train if n_train else None,
+        "energy": {
+            "board": real.name,
+            "power_w": round(pw, 4),
+            "power_source": real.power["source"],
+            "clock_hz": real.clock_hz,
+            "cores": cores,
+            "per_epoch": [{**p, "device_s": round(p["device_s"], 6), "joules": round(p["joules"], 6)} for p in per_epoch],
+            "eval_device_s": round(eval_s, 6),
+            "eval_joules": round(eval_s * pw, 6),
+            "notes": notes,
+        },
+    }
+    if source.startswith("estimated"):
+        out["energy"]["assumptions"] = "kernel_costs.json (emulated armv6m) + energy.ASSUMPTIONS"
+    if any(math.isnan(p["joules"]) for p in per_epoch):
+        out["energy_source"] = "none"
+    return out
