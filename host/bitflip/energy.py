@@ -239,6 +239,11 @@ def read_records(run_dir: Path) -> tuple[dict[int, dict[str, Any]], dict[int, di
     return epochs, evals
 
 
+def _sig(x: float, digits: int = 6) -> float:
+    """x rounded to `digits` significant digits (micro-joule runs stay readable)."""
+    return float(f"{x:.{digits - 1}e}") if x else 0.0
+
+
 def _diffs(epochs: dict[int, dict[str, Any]], key: str) -> dict[int, float]:
     # epoch records carry run totals: per-epoch work is the difference
     out, prev = {}, 0.0
@@ -303,8 +308,8 @@ def for_run(board: Board, sizes: list[int], weights: str, cfg: dict[str, Any], r
     joules = sum(p["joules"] for p in per_epoch)
     out = {
         "energy_source": source,
-        "device_s": round(device_s, 6),
-        "joules": round(joules, 6),
+        "device_s": _sig(device_s),
+        "joules": _sig(joules),
         "device_s_per_sample": device_s / n_train if n_train else None,
         "joules_per_sample": joules / n_train if n_train else None,
         "energy": {
@@ -313,9 +318,9 @@ def for_run(board: Board, sizes: list[int], weights: str, cfg: dict[str, Any], r
             "power_source": real.power["source"],
             "clock_hz": real.clock_hz,
             "cores": cores,
-            "per_epoch": [{**p, "device_s": round(p["device_s"], 6), "joules": round(p["joules"], 6)} for p in per_epoch],
-            "eval_device_s": round(eval_s, 6),
-            "eval_joules": round(eval_s * pw, 6),
+            "per_epoch": [{**p, "device_s": _sig(p["device_s"]), "joules": _sig(p["joules"])} for p in per_epoch],
+            "eval_device_s": _sig(eval_s),
+            "eval_joules": _sig(eval_s * pw),
             "notes": notes,
         },
     }

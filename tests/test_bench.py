@@ -1,0 +1,130 @@
+"""`bitflip bench`, the energy model and its cached per-op costs (kernel_costs.json)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bitflip import energy
+from bitflip.boards import Board, load
+
+BITFLIP = str(Path(sys.executable).parent / "bitflip")
+
+
+@pytest.fixture(scope="module")
+def bench_json() -> dict:
+    p = subprocess.run([BITFLIP, "bench", "--quick", "--json"], capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr
+    return json.loads(p.stdout)
+
+
+def test_bench_json_schema_and_issue_figures(bench_json: dict) -> None:
+    k = bench_json["kernels"]
+    assert set(k) >= {"dense_binary", "flip_row"}
+    for kernel, arches in k.items():
+        for variant, c in arches["armv6m"].items():
+            assert variant in ("viper", "asm_thumb")
+            assert set(c) == {"instructions_per_word", "cycles_per_word"}
+            assert 0 < c["instructions_per_word"] <= c["cycles_per_word"]
+    assert k["dense_binary"]["armv6m"]["viper"]["instructions_per_word"] <= 60
+    assert k["dense_binary"]["armv6m"]["asm_thumb"]["instructions_per_word"] <= 28
+    assert bench_json["host"]["samples_per_s"] > 0
+    assert bench_json["virtual"]["samples_per_s"] > 0
+    ps = bench_json["per_sample"]
+    assert ps["model"] == energy.default_sizes()
+    for board in ("pico", "esp32"):
+        row = ps["boards"][board]
+        for label in ("single_core", "dual_core"):
+            assert 1e-5 < row[label]["seconds"] < 0.1, row
+            assert 1e-6 < row[label]["joules"] < 0.01, row
+    pico = ps["boards"]["pico"]
+    # the 500-neuron layer's forward pass on two cores: the issue's >= 1.6x
+    assert pico["single_core"]["forward_dense_cycles"] / pico["dual_core"]["forward_dense_cycles"] >= 1.6
+    assert pico["dual_core_gain"] > 1.2
+    assert ps["boards"]["esp32"]["dual_core_gain"] == 1.0  # GIL: one core
+
+
+def test_cached_costs_match_a_fresh_emulation() -> None:
+    """kernel_costs.json is what the emulator measures now (regenerate with
+    `benchmarks/kernel_costs.py --write` after changing a kernel)."""
+    from bitflip.bench import _fit_dense, _fit_update
+
+    cached = energy.load_costs()["kernels"]
+    for name, variant, fit in (("dense_binary", "asm_thumb", lambda: _fit_dense("dense_binary", "asm")),
+                               ("update_row_binary2", "viper", lambda: _fit_update(2))):
+        fresh = fit()
+        for term, v in fresh.items():
+            assert cached[name][variant][term]["cycles"] == pytest.approx(float(v[0]), abs=0.01), (name, term)
+            assert cached[name][variant][term]["instructions"] == pytest.approx(float(v[1]), abs=0.01), (name, term)
+
+
+def _events(run: Path, epochs: list[dict], evals: list[dict] | None = None) -> None:
+    run.mkdir(parents=True, exist_ok=True)
+    with open(run / "events.jsonl", "w") as f:
+        for e in epochs:
+            f.write(json.dumps({"ev": "epoch", **e}) + "\n")
+        for e in evals or []:
+            f.write(json.dumps({"ev": "eval", **e}) + "\n")
+
+
+SIZES = [784, 500]
+CFG = {"k": [6], "ks": 6}
+
+
+def test_real_board_is_time_x_power(tmp_path: Path) -> None:
+    _events(tmp_path, [{"epoch": 0, "seen": 100, "busy_us": 2_000_000, "fwd_words": 1},
+                       {"epoch": 1, "seen": 100, "busy_us": 1_000_000, "fwd_words": 2}],
+            [{"epoch": 1, "seen": 50, "busy_us": 500_000}])
+    r = energy.for_run(load("pico"), SIZES, "binary2", CFG, tmp_path)
+    assert r["energy_source"] == "time x power model"
+    assert r["device_s"] == pytest.approx(3.0)
+    assert r["joules"] == pytest.approx(3.0 * 5.0 * 0.026)
+    assert r["joules_per_sample"] == pytest.approx(r["joules"] / 200)
+    assert r["energy"]["eval_device_s"] == pytest.approx(0.5)
+
+
+def test_power_meter_records_are_measured(tmp_path: Path) -> None:
+    pico = load("pico")
+    meter = Board(pico.name, pico.title, pico.kind,
+                  {**pico.data, "power_meter": {"chip": "ina219", "i2c": 0, "sda": 4, "scl": 5, "addr": 64,
+                                                "shunt_ohms": 0.1}})
+    _events(tmp_path, [{"epoch": 0, "seen": 10, "busy_us": 1000, "energy_uj": 300_000},
+                       {"epoch": 1, "seen": 10, "busy_us": 1000, "energy_uj": 500_000}])
+    r = energy.for_run(meter, SIZES, "binary2", CFG, tmp_path)
+    assert r["energy_source"] == "measured"
+    assert r["joules"] == pytest.approx(0.5)
+    assert [p["joules"] for p in r["energy"]["per_epoch"]] == pytest.approx([0.3, 0.2])
+    _events(tmp_path, [{"epoch": 0, "seen": 10, "busy_us": 1000}])  # no readings: never called measured
+    assert energy.for_run(meter, SIZES, "binary2", CFG, tmp_path)["energy_source"] == "time x power model"
+
+
+@pytest.mark.parametrize("board, label, cores", [("host", "estimated (rp2040 model)", 2),
+                                                 ("sim-pico", "estimated (rp2040 model)", 2),
+                                                 ("sim-esp32", "estimated (esp32 model)", 1)])
+def test_virtual_and_host_are_estimated(tmp_path: Path, board: str, label: str, cores: int) -> None:
+    n = 1000
+    _events(tmp_path, [{"epoch": 0, "seen": n, "fwd_words": n * 25 * 500, "upd_words": 1100 * 25, "updates": 1100}])
+    r = energy.for_run(load(board), SIZES, "binary2", CFG, tmp_path)
+    assert r["energy_source"] == label
+    assert r["energy"]["cores"] == cores
+    # the run's per-sample figure is the bench's steady-state estimate (same model, same counts)
+    table = energy.per_sample_table(("pico", "esp32"))["boards"]["pico" if "esp32" not in board else "esp32"]
+    want = table["dual_core" if cores == 2 else "single_core"]["seconds"]
+    assert r["device_s_per_sample"] == pytest.approx(want, rel=0.01)
+
+
+def test_no_records_no_energy(tmp_path: Path) -> None:
+    assert energy.for_run(load("sim-pico"), SIZES, "binary2", CFG, tmp_path)["energy_source"] == "none"
+
+
+def test_small_layers_stay_single_core() -> None:
+    _, m = energy.model_for(load("sim-pico"), [192, 200])
+    assert m.cores == 1
+    _, m = energy.model_for(load("sim-pico"), [192, 256, 200])
+    assert m.cores == 2
+    _, m = energy.model_for(load("sim-pico"), [192, 256, 200], {"cores": 1})
+    assert m.cores == 1
