@@ -128,3 +128,41 @@ def test_small_layers_stay_single_core() -> None:
     assert m.cores == 2
     _, m = energy.model_for(load("sim-pico"), [192, 256, 200], {"cores": 1})
     assert m.cores == 1
+
+
+def test_power_meter_maths_on_a_fake_bus() -> None:
+    """firmware power.Meter: register maths of INA219/INA226 (no hardware here: a fake bus)."""
+    from conftest import run_micropython
+
+    out = run_micropython("""
+from bitflip.power import Meter
+class Bus:
+    def __init__(self, regs):
+        self.regs = regs
+    def readfrom_mem_into(self, addr, reg, buf):
+        v = self.regs[reg]
+        buf[0] = v >> 8
+        buf[1] = v & 0xFF
+# INA219: shunt 1000 x 10 uV = 10 mV over 0.1 ohm = 100 mA; bus 1250 x 4 mV = 5 V -> 500 mW
+m = Meter({"chip": "ina219", "shunt_ohms": 0.1}, Bus({1: 1000, 2: 1250 << 3}))
+a = m.power_mw()
+e = m.add(2000000)  # 2 s at 500 mW = 1 J
+# INA226: shunt 4000 x 2.5 uV = 10 mV -> 100 mA; bus 2640 x 1.25 mV = 3.3 V -> 330 mW; negative shunt
+n = Meter({"chip": "ina226", "shunt_ohms": 0.1}, Bus({1: 4000, 2: 2640}))
+b = n.power_mw()
+neg = Meter({"chip": "ina226", "shunt_ohms": 0.1}, Bus({1: 0x10000 - 4000, 2: 2640})).power_mw()
+print(round(a, 3), e, round(b, 3), round(neg, 3))
+""")
+    assert out.split() == ["500.0", "1000000", "330.0", "-330.0"]
+
+
+def test_power_meter_board_key_is_checked() -> None:
+    from bitflip.errors import UsageError
+
+    pico = load("pico")
+    ok = Board(pico.name, pico.title, pico.kind, {**pico.data, "power_meter": {"chip": "ina226", "sda": 4, "scl": 5}})
+    assert energy.meter_config(ok) == {"chip": "ina226", "i2c": 0, "sda": 4, "scl": 5, "addr": 64, "shunt_ohms": 0.1}
+    assert energy.meter_config(pico) is None
+    bad = Board(pico.name, pico.title, pico.kind, {**pico.data, "power_meter": {"chip": "ina3221", "sda": 4, "scl": 5}})
+    with pytest.raises(UsageError, match="power_meter.chip"):
+        energy.meter_config(bad)

@@ -34,6 +34,8 @@ class App:
         self.totals = {}  # work counters of training over the whole run (long ints are fine here)
         self.eval_totals = {}  # the same for evaluation passes
         self.eval_us = 0  # ticks_us spent in eval blocks since the last eval record
+        self.block_us = 0  # ticks_us of the last block
+        self.meter = None  # power.Meter when the config names a power meter
         self.cfg_id = ""
         self.last_seq = -1  # seq of the last frame that produced a record...
         self.last_rec = b""  # ...and that record, replayed if the frame comes again
@@ -88,6 +90,12 @@ class App:
             self.totals = {}
         self.eval_totals = {}
         self.eval_us = 0
+        self.meter = None
+        if cfg.get("meter"):
+            from .power import Meter
+
+            self.meter = Meter(cfg["meter"])  # OSError (no chip answers) ends up as an error record
+            self.meter.uj = self.totals.get("energy_uj", 0)
         self.trainer = trainer
         self.cfg_id = cfg.get("id", "")
         gc.collect()
@@ -116,7 +124,8 @@ class App:
         if kind == P.K_TRAIN:
             self.epoch_correct += t.train_block(buf, count, lab, rows, row_bytes >> 2)
             self.epoch_seen += count
-            self.busy_us += time.ticks_diff(time.ticks_us(), t0)
+            self.block_us = time.ticks_diff(time.ticks_us(), t0)
+            self.busy_us += self.block_us
         else:
             self.eval_correct += t.eval_block(buf, count, lab, rows, row_bytes >> 2)
             self.eval_seen += count
@@ -223,6 +232,8 @@ class App:
             if block:
                 # may allocate: outside the lock. Training and evaluation work apart.
                 self.trainer.take_counters(self.totals if kind == P.K_TRAIN else self.eval_totals)
+                if self.meter is not None and kind == P.K_TRAIN:
+                    self.totals["energy_uj"] = self.meter.add(self.block_us)
                 continue
             if kind == NONE:
                 self.error(P.E_TIMEOUT, "no frame from the host for %d ms" % idle_ms)
@@ -241,7 +252,7 @@ class App:
                     gc.collect()
                     self.error(P.E_MEMORY, "model does not fit: %d bytes free" % gc.mem_free())
                     return
-                except (KeyError, ValueError, TypeError) as e:
+                except (KeyError, ValueError, TypeError, OSError, ImportError) as e:
                     self.error(P.E_CONFIG, "bad configuration: %s" % e)
                     return
             elif kind == P.K_PING:

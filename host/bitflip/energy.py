@@ -219,6 +219,33 @@ def per_sample_table(boards: tuple[str, ...] = ("pico", "esp32")) -> dict[str, A
     return out
 
 
+METER_CHIPS = ("ina219", "ina226")
+
+
+def meter_config(board: Board) -> dict[str, Any] | None:
+    """A real board's `power_meter` (board file), checked, as the device config wants it:
+    {"chip": "ina219"|"ina226", "i2c": bus id, "sda": pin, "scl": pin, "addr": 64,
+    "shunt_ohms": 0.1}. None for virtual boards, the host and boards without one."""
+    from .errors import UsageError
+
+    m = board.data.get("power_meter")
+    if m is None or board.kind != "board":
+        return None
+    where = f"board {board.name}: power_meter"
+    if not isinstance(m, dict) or m.get("chip") not in METER_CHIPS:
+        raise UsageError(f"{where}.chip must be one of {', '.join(METER_CHIPS)}")
+    for key in ("sda", "scl"):
+        if not isinstance(m.get(key), int) or m[key] < 0:
+            raise UsageError(f"{where}.{key} must be a GPIO number")
+    if not isinstance(m.get("i2c", 0), int) or not isinstance(m.get("addr", 0x40), int):
+        raise UsageError(f"{where}.i2c and .addr must be integers")
+    ohms = m.get("shunt_ohms", 0.1)
+    if not isinstance(ohms, (int, float)) or ohms <= 0:
+        raise UsageError(f"{where}.shunt_ohms must be a positive number")
+    return {"chip": m["chip"], "i2c": int(m.get("i2c", 0)), "sda": m["sda"], "scl": m["scl"],
+            "addr": int(m.get("addr", 0x40)), "shunt_ohms": float(ohms)}
+
+
 # --- runs -----------------------------------------------------------------------------------
 def read_records(run_dir: Path) -> tuple[dict[int, dict[str, Any]], dict[int, dict[str, Any]]]:
     """The last epoch and eval record of every epoch in a run's events.jsonl."""

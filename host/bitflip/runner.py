@@ -18,6 +18,7 @@ from . import boards as boards_mod
 from .boards import Board
 from .data import Dataset, load_dataset
 from .data.encoding import Encoding, parse_encoding
+from .energy import meter_config
 from .device import protocol as P
 from .errors import UsageError
 from .memory import check_fits
@@ -128,6 +129,9 @@ def prepare(req: TrainRequest) -> Plan:
     sizes = parse_model(req.model, n_in, data.n_classes)
     cfg = rule_config(data.name, sizes, req.weights, req.seed, data.n_classes, req.rule)
     check_fits(sizes, req.weights, board, classes=data.n_classes)  # too big for the board's heap: exit 2 now
+    meter = meter_config(board)  # INA219/INA226 on the board: the device integrates its readings
+    if meter:
+        cfg["meter"] = meter
     # a checkpoint is only resumed by the very same job: same config, data, encoding, order
     ident = json.dumps({"cfg": cfg, "data": data.name, "enc": enc.spec, "n": len(data.x_train)}, sort_keys=True)
     cfg["id"] = hashlib.sha256(ident.encode()).hexdigest()[:16]
