@@ -8,7 +8,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from bitflip import energy
 from bitflip.boards import Board, load
 
@@ -25,7 +24,7 @@ def bench_json() -> dict:
 def test_bench_json_schema_and_issue_figures(bench_json: dict) -> None:
     k = bench_json["kernels"]
     assert set(k) >= {"dense_binary", "flip_row"}
-    for kernel, arches in k.items():
+    for arches in k.values():
         for variant, c in arches["armv6m"].items():
             assert variant in ("viper", "asm_thumb")
             assert set(c) == {"instructions_per_word", "cycles_per_word"}

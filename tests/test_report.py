@@ -8,7 +8,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from bitflip.runner import TrainRequest, train
 
 BITFLIP = str(Path(sys.executable).parent / "bitflip")

@@ -85,13 +85,15 @@ def _update_row_case(kind: int, nw: int, k: int, ks: int, seed: int = 0) -> np.n
     cfg = {"sizes": [n_in, 4], "classes": 4, "seed": 0, "window": 0, "margin": -1, "k": [k], "ks": ks,
            "weights": "binary2" if kind == 2 else "ternary"}
     ref = R.Reference(cfg)
+    ref_aux = ref.layers[0].aux
+    assert ref_aux is not None  # 2-bit weights
     ref.layers[0].s[:] = s
-    ref.layers[0].aux[:] = aux
+    ref_aux[:] = aux
     ref._update(0, np.array([row]), np.array([bool(up)]), x, np.uint32(st[0]))
     # the reference keys rows by its own layer index: run the device kernel with layer 0 too
     s_dev, aux_dev = s.copy(), aux.copy()
     run = _run_viper("update_row", [kind, s_dev, aux_dev, row, x, nw, n_in, up, k, ks, st, 0])
-    if not (np.array_equal(s_dev, ref.layers[0].s) and np.array_equal(aux_dev, ref.layers[0].aux)):
+    if not (np.array_equal(s_dev, ref.layers[0].s) and np.array_equal(aux_dev, ref_aux)):
         raise BitflipError(f"update_row (kind {kind}) does not match the numpy reference")
     if run.ret != ref.totals["writes"]:
         raise BitflipError(f"update_row (kind {kind}) returned {run.ret} writes, numpy says {ref.totals['writes']}")

@@ -25,6 +25,7 @@ from __future__ import annotations
 import json
 import math
 from functools import cache
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -108,7 +109,7 @@ class Model:
         """Cycles of one forward pass (no learning), by part."""
         dense = 0.0
         other = self.term("load_row", "call") + _words(sizes[0]) * self.term("load_row", "word") + self.call
-        for li, (n_in, n_out) in enumerate(zip(sizes, sizes[1:])):
+        for li, (n_in, n_out) in enumerate(pairwise(sizes)):
             nw = _words(n_in)
             if split and n_out >= SPLIT_MIN_ROWS:
                 h = n_out >> 1
@@ -178,7 +179,7 @@ def sample_estimate(model: Model, sizes: list[int], weights: str, k: list[int], 
     split = model.cores > 1
     f = model.forward(sizes, weights, split)
     upd = 0.0
-    for li, (n_in, _) in enumerate(zip(sizes, sizes[1:])):
+    for li, (n_in, _) in enumerate(pairwise(sizes)):
         word, call = model.update_word(weights, k[li], ks)
         upd += ups * (call + _words(n_in) * word)
         if li > 0:
@@ -192,7 +193,7 @@ def sample_estimate(model: Model, sizes: list[int], weights: str, k: list[int], 
 def per_sample_table(boards: tuple[str, ...] = ("pico", "esp32")) -> dict[str, Any]:
     """Estimated seconds and joules per MNIST training sample of the default model, per
     board, single- and dual-core (dual = the firmware's split of layers >= 256 neurons)."""
-    from .rules import DEFAULTS, DEFAULT_WEIGHTS
+    from .rules import DEFAULT_WEIGHTS, DEFAULTS
 
     sizes, weights = default_sizes(), DEFAULT_WEIGHTS["mnist"]
     hp = DEFAULTS["mnist"]
@@ -333,26 +334,27 @@ def for_run(board: Board, sizes: list[int], weights: str, cfg: dict[str, Any], r
             notes.append("row updates priced at the output layer's k")
     device_s = sum(p["device_s"] for p in per_epoch)
     joules = sum(p["joules"] for p in per_epoch)
-    out = {
+    detail: dict[str, Any] = {
+        "board": real.name,
+        "power_w": round(pw, 4),
+        "power_source": real.power["source"],
+        "clock_hz": real.clock_hz,
+        "cores": cores,
+        "per_epoch": [{**p, "device_s": _sig(p["device_s"]), "joules": _sig(p["joules"])} for p in per_epoch],
+        "eval_device_s": _sig(eval_s),
+        "eval_joules": _sig(eval_s * pw),
+        "notes": notes,
+    }
+    if source.startswith("estimated"):
+        detail["assumptions"] = "kernel_costs.json (emulated armv6m) + energy.ASSUMPTIONS"
+    out: dict[str, Any] = {
         "energy_source": source,
         "device_s": _sig(device_s),
         "joules": _sig(joules),
         "device_s_per_sample": device_s / n_train if n_train else None,
         "joules_per_sample": joules / n_train if n_train else None,
-        "energy": {
-            "board": real.name,
-            "power_w": round(pw, 4),
-            "power_source": real.power["source"],
-            "clock_hz": real.clock_hz,
-            "cores": cores,
-            "per_epoch": [{**p, "device_s": _sig(p["device_s"]), "joules": _sig(p["joules"])} for p in per_epoch],
-            "eval_device_s": _sig(eval_s),
-            "eval_joules": _sig(eval_s * pw),
-            "notes": notes,
-        },
+        "energy": detail,
     }
-    if source.startswith("estimated"):
-        out["energy"]["assumptions"] = "kernel_costs.json (emulated armv6m) + energy.ASSUMPTIONS"
     if any(math.isnan(p["joules"]) for p in per_epoch):
         out["energy_source"] = "none"
     return out
