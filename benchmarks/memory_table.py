@@ -1,0 +1,152 @@
+"""Device RAM each model needs on each board, from the memory planner (bitflip.memory), next
+to the board's heap budget: the numbers `bitflip train` checks before it sends anything.
+
+    .venv/bin/python benchmarks/memory_table.py            # markdown tables
+    .venv/bin/python benchmarks/memory_table.py --json
+
+Models are written as `bitflip train --model` takes them (hidden widths, then
+CLASSESxPROTOTYPES) with the dataset that fixes the input width: digits 192 bits (64
+features x 3 thermometer levels), MNIST 784 bits (threshold). The plan is an upper bound
+built from the firmware's buffers plus a fixed part measured on the unix port (see
+host/bitflip/memory.py); on the sim- boards it is checked by tests/test_memory.py, which
+trains the largest model the planner accepts. Real boards: planned, not measured.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "host"))
+
+from bitflip import boards as boards_mod
+from bitflip.deploy import firmware_versions
+from bitflip.memory import largest_hidden, largest_prototypes, model_name, plan_memory
+from bitflip.rules import DEFAULT_MODEL, DEFAULT_WEIGHTS
+from bitflip.runner import parse_model
+
+INPUT_BITS = {"digits": 192, "mnist": 784}
+CLASSES = 10
+# (dataset, model, weights, why it is in the table)
+MODELS = [
+    ("digits", DEFAULT_MODEL["digits"], DEFAULT_WEIGHTS["digits"], "digits default"),
+    ("mnist", DEFAULT_MODEL["mnist"], DEFAULT_WEIGHTS["mnist"], "MNIST default"),
+    ("digits", "256-10x16", "binary2", "hidden layer + prototypes"),
+    ("mnist", "256-10x16", "binary2", "hidden layer + prototypes"),
+    ("mnist", "512-10", "binary", "784-512-10, 1-bit"),
+    ("mnist", "512-10", "binary2", "784-512-10, sign + confidence"),
+    ("mnist", "512-10", "ternary", "784-512-10 ternary (issue 3: must fit the Pico)"),
+]
+BOARDS = ["pico", "pico2", "esp32", "esp32s3", "esp32c3", "sim-pico", "sim-esp32"]
+
+
+def firmware_commit() -> str:
+    """The commit of this checkout, '+dirty' when firmware/ has uncommitted changes."""
+    import subprocess
+
+    root = Path(__file__).resolve().parents[1]
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True,
+                              check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "firmware"], cwd=root, capture_output=True,
+                               text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return head + ("+dirty" if dirty else "")
+
+
+def sizes_of(dataset: str, model: str) -> list[int]:
+    return parse_model(model, INPUT_BITS[dataset], CLASSES)
+
+
+def largest(sizes: list[int], weights: str, board: Any) -> str:
+    """The largest model of the same shape that fits: wider hidden layers, or (no hidden
+    layer) more prototypes per class."""
+    if len(sizes) > 2:
+        w = largest_hidden(sizes, weights, board)
+        return model_name([sizes[0]] + [w] * (len(sizes) - 2) + [sizes[-1]], CLASSES) if w else "none"
+    p = largest_prototypes(sizes, weights, board, CLASSES)
+    return model_name([sizes[0], CLASSES * p], CLASSES) if p else "none"
+
+
+def collect() -> dict[str, Any]:
+    boards = [boards_mod.load(b) for b in BOARDS]
+    rows = []
+    for dataset, model, weights, why in MODELS:
+        sizes = sizes_of(dataset, model)
+        cells = {}
+        for b in boards:
+            plan = plan_memory(sizes, weights, b)
+            cells[b.name] = {"needed": plan["total"], "heap": b.heap_bytes, "fits": plan["total"] <= b.heap_bytes,
+                             "spare": b.heap_bytes - plan["total"], "largest": largest(sizes, weights, b),
+                             "source": plan["overhead_source"]}
+        rows.append({"dataset": dataset, "model": model, "weights": weights, "why": why,
+                     "name": model_name(sizes, CLASSES), "sizes": sizes, "boards": cells})
+    pico = boards_mod.load("pico")
+    t_sizes = sizes_of("mnist", "512-10")
+    detail = plan_memory(t_sizes, "ternary", pico)
+    return {"boards": [{"name": b.name, "heap": b.heap_bytes, "word": b.word_bytes,
+                        "heap_source": b.data.get("heap_source", "")} for b in boards],
+            "rows": rows, "pico_ternary_784_512_10": detail}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args()
+    cmd = " ".join(["python benchmarks/memory_table.py"] + [shlex.quote(a) for a in sys.argv[1:]])
+    data = collect()
+    if args.json:
+        print(json.dumps({"command": cmd, **data}, indent=1))
+        return
+    version, proto = firmware_versions()
+    sources = {c["source"] for r in data["rows"] for c in r["boards"].values()}
+    print("### Device RAM per model (planned)\n")
+    print(f"`{cmd}` — firmware {version} (protocol {proto}) at commit {firmware_commit()}; bytes of heap from the memory planner "
+          f"(fixed part: {', '.join(sorted(sources))} on the unix port). Planned upper bounds, not measurements "
+          "on a board.\n")
+    heads = [f"{b['name']} ({b['heap']:,})" for b in data["boards"]]
+    print("| model (dataset, weights) | " + " | ".join(heads) + " |")
+    print("|---|" + "---:|" * len(heads))
+    for r in data["rows"]:
+        cells = []
+        for b in data["boards"]:
+            c = r["boards"][b["name"]]
+            cells.append(f"{c['needed']:,} {'yes' if c['fits'] else '**no**'}")
+        print(f"| `{r['model']}` = {r['name']} ({r['dataset']}, {r['weights']}) | " + " | ".join(cells) + " |")
+    print("\nColumn heads: board (heap budget in bytes, from boards/*.json). Cells: bytes needed, and whether "
+          "that is within the budget. The sim- boards run the 64-bit unix port (32-byte GC blocks, bigger "
+          "objects) but keep no machine code in their heap, so their figures differ from the real board's.\n")
+    print("### Largest model of the same shape that fits (planned)\n")
+    print("| model shape (weights) | " + " | ".join(b["name"] for b in data["boards"]) + " |")
+    print("|---|" + "---|" * len(data["boards"]))
+    seen = set()
+    for r in data["rows"]:
+        key = (r["dataset"], len(r["sizes"]), r["weights"])
+        if key in seen:
+            continue
+        seen.add(key)
+        shape = f"{r['sizes'][0]}-W-10" if len(r["sizes"]) > 2 and r["sizes"][-1] == CLASSES else (
+            f"{r['sizes'][0]}-W-10x{r['sizes'][-1] // CLASSES}" if len(r["sizes"]) > 2 else f"{r['sizes'][0]}-10xP")
+        print(f"| {shape} ({r['weights']}) | " + " | ".join(r["boards"][b["name"]]["largest"] for b in data["boards"])
+              + " |")
+    d = data["pico_ternary_784_512_10"]
+    spare = d["heap"] - d["total"]
+    print("\n### 784-512-10 ternary on the Pico, by part (planned)\n")
+    print(f"`bitflip memory --board pico --model 784-512-10 --weights ternary`: **{d['total']:,} of {d['heap']:,} "
+          f"bytes, {spare:,} bytes ({100 * spare / d['heap']:.1f}%) to spare** in the 180 KiB budget; the budget "
+          "itself is ~25 KB below the ~210 KB MicroPython reports free at boot on a Pico (boards/pico.json).\n")
+    print("| part | bytes |")
+    print("|---|---:|")
+    for key, value in d.items():
+        if isinstance(value, int) and key not in ("total", "heap", "word_bytes"):
+            print(f"| {key} | {value:,} |")
+    print(f"| **total** | **{d['total']:,}** |")
+
+
+if __name__ == "__main__":
+    main()
