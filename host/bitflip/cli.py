@@ -117,6 +117,7 @@ from .commands.data import data as _data  # noqa: E402
 main.add_command(_data)
 from .commands import boards as _b
 for _c in _b.COMMANDS: main.add_command(_c)
+from .commands.compare import compare as _compare; main.add_command(_compare)  # noqa: E402,E702
 from .commands import bench as _bench, report as _report; [main.add_command(_c) for _c in _bench.COMMANDS + _report.COMMANDS]  # noqa: E402,E702
 
 
