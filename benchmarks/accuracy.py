@@ -37,6 +37,9 @@ MORE_MODELS = {
     "mnist": ["10x50:ternary", "256-10x16:binary2", "256-10x16:ternary", "256-128-10x8:binary2"],
     "fashion": ["10x50:ternary", "256-10x16:binary2", "256-10x16:ternary", "256-128-10x8:binary2"],
 }
+# the code whose changes would change the figures (the rule's reference, baselines, data)
+RESULT_CODE = ["host/bitflip/reference.py", "host/bitflip/rules.py", "host/bitflip/runner.py",
+               "host/bitflip/baselines.py", "host/bitflip/compare.py", "host/bitflip/data", "benchmarks/accuracy.py"]
 QUICK_LIMIT = {"digits": 400, "mnist": 1000, "fashion": 1000}
 
 
@@ -72,9 +75,9 @@ def _commit() -> str:
     try:
         out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True,
                              cwd=root)
-        dirty = subprocess.run(["git", "status", "--porcelain", "--", "host", "firmware"], capture_output=True,
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", *RESULT_CODE], capture_output=True,
                                text=True, check=True, cwd=root).stdout.strip()
-        return out.stdout.strip() + (" (uncommitted changes in host/ or firmware/)" if dirty else "")
+        return out.stdout.strip() + (" (with uncommitted changes to the code measured)" if dirty else "")
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
 
