@@ -5,7 +5,7 @@
 # (prototype j belongs to class j // P); the prediction is the class of the prototype with
 # the largest pre-activation (lowest index on ties). One training step on (x, label):
 #  1. forward: XOR-popcount pre-activations, sign bits, winner j*;
-#  2. while a class still has prototypes to fill and there is no hidden layer, the sample
+#  2. while a class still has prototypes to fill, the sample (as the top layer sees it)
 #     becomes the next prototype of its class (data initialisation) and that is all;
 #  3. competitive error: if j* is of the label's class it should grow (direction up);
 #     otherwise j* should shrink (down) and the best prototype of the label's class grow.
@@ -46,8 +46,9 @@ class Trainer:
         self.n_in = sizes[0]
         self.x = bytearray(4 * words(self.n_in))
         self.vote = array("i", bytes(4 * max(sizes)))
-        # prototypes still to take from data, per class (only without hidden layers)
-        self.fill = bytearray([self.P if len(self.layers) == 1 else 0] * self.n_classes)
+        # prototypes still to take from data, per class: the first P samples of a class
+        # become its prototypes (as seen by the top layer: input bits or hidden sign bits)
+        self.fill = bytearray([self.P] * self.n_classes)
         self.st = array("I", bytes(4))
         self.step = 0
         # a second core takes half of every layer with >= 256 neurons where that pays (dual.py)
@@ -87,7 +88,8 @@ class Trainer:
         self.step += 1
         if self.fill[label]:  # data initialisation of a prototype
             row = label * P + P - self.fill[label]
-            K.init_row(self.kind, out.s, out.aux, row, self.x, out.nw, out.n_in)
+            src = self.x if top == 0 else layers[top - 1].out
+            K.init_row(self.kind, out.s, out.aux, row, src, out.nw, out.n_in)
             self.fill[label] -= 1
             self.writes += out.n_in
             return

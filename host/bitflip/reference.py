@@ -149,7 +149,7 @@ class Reference:
             elif self.kind == 3:
                 aux = np.tile(valid_mask(n_in), (n_out, 1))
             self.layers.append(Layer(n_in, n_out, self.kind, s, aux))
-        self.fill = [self.P if len(self.layers) == 1 else 0] * self.n_classes
+        self.fill = [self.P] * self.n_classes  # data-initialised prototypes (rule.py step 2)
         self.step = 0
         self.totals = {name: 0 for name in COUNTERS}
 
@@ -226,7 +226,7 @@ class Reference:
         if self.fill[label]:
             row = label * P + P - self.fill[label]
             valid = valid_mask(out.n_in)
-            out.s[row] = x & valid
+            out.s[row] = outs[top] & valid  # the input bits or the hidden sign bits below
             if self.kind == 2:
                 assert out.aux is not None
                 out.aux[row] = 0
