@@ -24,6 +24,9 @@ data: $(STAMP)
 	$(BIN)/bitflip data fetch mnist
 	$(BIN)/bitflip data fetch fashion
 
+bench: $(STAMP)
+	$(BIN)/bitflip bench
+
 lint: $(STAMP)
 	$(BIN)/ruff check host tests benchmarks
 
