@@ -51,7 +51,7 @@ class ByteFaults:
 
 class Chain:
     def __init__(self, *hooks: Hook):
-        self.hooks = hooks
+        self.hooks = hooks  # the VirtualBoard hands itself to hooks that want it (KillSwitch)
 
     def __call__(self, data: bytes) -> bytes:
         for h in self.hooks:
@@ -64,27 +64,92 @@ class KillSwitch:
     frames of kind `kind`, after a random delay of up to max_delay_s — e.g. in the middle
     of a checkpoint write. `board` is set once the VirtualBoard exists."""
 
-    def __init__(self, seed: int, kind: int, every: int, max_kills: int, max_delay_s: float = 0.01):
+    def __init__(self, seed: int, kind: int, every: int, max_kills: int, max_delay_s: float = 0.01,
+                 distinct: bool = False):
         self.rng = random.Random(seed)
         self.kind, self.every, self.left, self.max_delay_s = kind, every, max_kills, max_delay_s
+        # distinct: count a frame only if its sequence number is newer than the last one
+        # counted (retransmissions are not new frames); numbering restarts after a kill
+        self.distinct = distinct
+        self._last_seq: int | None = None
         self.board = None
         self.count = 0
         self.kills = 0
         self._tail = b""
 
+    def _kill(self) -> None:
+        self.board.kill()
+        self._last_seq = None  # the restarted board's frames are numbered from 0 again
+
+    def _new(self, seq: int) -> bool:
+        if self._last_seq is not None and not 0 < (seq - self._last_seq) & 0xFFFF < 0x8000:
+            return False
+        self._last_seq = seq
+        return True
+
     def __call__(self, data: bytes) -> bytes:
         # spot frame headers 'B' 'F' kind in the stream (a header split across reads is
-        # caught by keeping the last two bytes)
+        # caught by keeping the last bytes)
+        keep = 6 if self.distinct else 2
         scan = self._tail + data
         i = scan.find(b"BF")
         while i >= 0:
+            if self.distinct and i + 6 > len(scan):
+                break  # the seq is in the next chunk: look again then
             if i + 2 < len(scan) and scan[i + 2] == self.kind:
+                if self.distinct and not self._new(scan[i + 4] | scan[i + 5] << 8):
+                    i = scan.find(b"BF", i + 1)
+                    continue
                 self.count += 1
                 if self.count % self.every == 0 and self.left > 0 and self.board is not None:
                     self.left -= 1
                     self.kills += 1
                     delay = self.rng.random() * self.max_delay_s
-                    threading.Timer(delay, self.board.kill).start()
+                    threading.Timer(delay, self._kill).start()
             i = scan.find(b"BF", i + 1)
-        self._tail = scan[-2:]
+        if self.distinct and i >= 0:
+            self._tail = scan[i:]
+        else:
+            self._tail = scan[-keep:]
+        return data
+
+
+class Cut:
+    """Cuts the line in both directions: once the host has sent `at` bytes, nothing passes
+    either way for `for_s` seconds (None: for good, a dead cable). The board keeps running,
+    as when a USB cable is pulled from a self-powered board. Use `.inbound` as the
+    host -> board hook and `.outbound` as the board -> host hook."""
+
+    def __init__(self, at: int, for_s: float | None = None):
+        self.at, self.for_s = at, for_s
+        self.seen = 0
+        self.t_cut: float | None = None
+        self.cuts = 0
+        self.dropped = 0
+
+    def _down(self) -> bool:
+        if self.t_cut is None:
+            return False
+        if self.for_s is not None and time.monotonic() - self.t_cut > self.for_s:
+            return False
+        return True
+
+    def inbound(self, data: bytes) -> bytes:
+        if self.t_cut is None and self.seen + len(data) >= self.at:
+            self.t_cut = time.monotonic()
+            self.cuts += 1
+            keep = max(0, self.at - self.seen)
+            self.seen += len(data)
+            self.dropped += len(data) - keep
+            return data[:keep]
+        self.seen += len(data)
+        if self._down():
+            self.dropped += len(data)
+            return b""
+        return data
+
+    def outbound(self, data: bytes) -> bytes:
+        if self._down():
+            self.dropped += len(data)
+            return b""
         return data

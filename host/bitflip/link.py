@@ -45,6 +45,7 @@ class SerialLink:
         self.bytes_out = 0
         self.bad_records = 0
         self.dead_check: Callable[[], bool] | None = None  # e.g. "the board process exited"
+        self.last_rx = 0.0  # time.monotonic() of the last byte from the board (0: none yet)
         self._thread = threading.Thread(target=self._reader, daemon=True)
         self._thread.start()
 
@@ -60,6 +61,7 @@ class SerialLink:
                     self._cond.notify_all()
                 return
             if data:
+                self.last_rx = time.monotonic()
                 with self._cond:
                     self._rx += data
                     if self._parse_lines:

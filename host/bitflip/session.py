@@ -115,6 +115,10 @@ class Collected:
 class DeviceRun:
     """Drives one training job on a board; collects its records into the run directory."""
 
+    # after a link failure, give up instead of reconnecting when the board has sent no
+    # byte at all for this long: the line is dead (unplugged cable, wrong port)
+    dead_after_s = 60.0
+
     def __init__(self, plan: Any, target: Target, run: RunDir, progress: Progress, resume: bool = False,
                  ckpt_every: int = 1000, max_reconnects: int = 10):
         self.plan, self.target, self.run, self.progress = plan, target, run, progress
@@ -354,9 +358,28 @@ class DeviceRun:
                 i = j
         return out
 
+    def _earlier_records(self) -> None:
+        """--resume: the epochs finished by the interrupted session count in the summary
+        (their records are in the run directory's event log; epochs redone now replace them)."""
+        path = self.run.path / "events.jsonl"
+        if not path.is_file():
+            return
+        for line in path.read_text().splitlines():
+            try:
+                rec = json.loads(line)
+                if rec.get("ev") == P.R_EPOCH:
+                    self.got.epochs[int(rec["epoch"])] = rec
+                elif rec.get("ev") == P.R_EVAL:
+                    self.got.evals[int(rec["epoch"])] = rec
+            except (ValueError, KeyError, TypeError, AttributeError):
+                continue  # a line cut short when the host was killed
+
     def execute(self) -> dict[str, Any]:
         resume = self.resume
+        if resume:
+            self._earlier_records()
         link = self.target.open()
+        heard = time.monotonic()  # the last time the board said anything
         while True:
             try:
                 epoch, index = self._connect(link, resume)
@@ -364,11 +387,18 @@ class DeviceRun:
                     self._stream(epoch, index)
                 self._finish()
                 break
+            except ProtocolMismatch:
+                raise  # permanent: reconnecting cannot fix the firmware
             except LinkError as e:
                 self.reconnects += 1
                 self.run.event({"ev": "host", "what": "link lost", "error": str(e), "reconnect": self.reconnects})
                 if self.reconnects > self.max_reconnects:
                     raise LinkError(f"{e} (gave up after {self.max_reconnects} reconnects)") from None
+                heard = max(heard, link.last_rx)
+                silent = time.monotonic() - heard
+                if silent > self.dead_after_s:
+                    raise LinkError(f"{link.name}: no answer from the board for {silent:.0f} s: the line is dead "
+                                    "(check the cable, the port and the board's power)") from None
                 self._account(link)
                 link = self.target.reopen()
                 resume = True

@@ -91,6 +91,10 @@ class VirtualBoard:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.tail = bytearray()  # last bytes the board printed (for error messages)
+        for hook in (fault, fault_out):  # hooks that act on the board itself (KillSwitch)
+            for h in getattr(hook, "hooks", (hook,)):  # also inside a faults.Chain
+                if h is not None and getattr(h, "board", False) is None:
+                    h.board = self
 
     def __enter__(self) -> "VirtualBoard":
         self.start()
@@ -151,7 +155,7 @@ class VirtualBoard:
                 except OSError:  # the MicroPython process exited
                     data = b""
                 if data == b"":
-                    return
+                    return self._drain(host)
                 if data:
                     self.tail = (self.tail + data)[-2000:]
                     if self.fault_out is not None:
@@ -175,8 +179,20 @@ class VirtualBoard:
                 except BlockingIOError:
                     n = 0
                 except OSError:
-                    return
+                    return self._drain(host)
                 del pending[:n]
+
+    def _drain(self, host: int) -> None:
+        # The board process is gone: swallow what the host still sends, so its writes
+        # never block (a vanished USB board does not stall the host for write_timeout);
+        # the host sees the board dead through dead_check and restarts it.
+        while not self._stop.is_set():
+            try:
+                r, _, _ = select.select([host], [], [], 0.1)
+                if r:
+                    os.read(host, 65536)
+            except (OSError, ValueError):
+                return
 
     def reconnect(self) -> None:
         """The host reopens the same port after link trouble; the board keeps running."""
