@@ -455,6 +455,15 @@ def test_parser_times_out_inside_a_frame_and_recovers() -> None:
     assert recs[-1] == b"END 1 4 0", recs  # 1 frame accepted, 4 rejected (the lone 'B' too)
 
 
+def test_parser_leaves_at_end_of_input() -> None:
+    # the unix port's stdin closes when the virtual board's line goes away (host killed):
+    # the parser reports "no frame" instead of spinning on empty reads
+    for tail in (b"", b"xyz", b"B"):
+        p = _device(HARNESS % 64)
+        out, _ = p.communicate(P.encode_frame(P.K_PING, 3) + tail, timeout=10)
+        assert out.splitlines() == [b"PING 3", b"IDLE"]
+
+
 # --- checkpoint atomicity --------------------------------------------------------------------
 CKPT = """
 import sys

@@ -112,21 +112,21 @@ class Link:
         buf = self.buf
         v0 = self.views[0]  # buf[8:]: sync bytes are hunted here, then rewritten
         # hunt for the two sync bytes, one byte at a time
-        if not self._wait(idle_ms):
+        # (readinto gives 0 bytes only at end of input: the unix port's line closed)
+        if not self._wait(idle_ms) or not self.inp.readinto(v0, 1):
             return NONE
-        self.inp.readinto(v0, 1)
         while True:
             if buf[8] == P.SYNC0:
                 if not self._wait(self.timeout_ms):
                     self.rx_bad += 1
                     return BAD  # a stray sync byte, then silence
-                self.inp.readinto(v0, 1)
+                if not self.inp.readinto(v0, 1):
+                    return NONE
                 if buf[8] == P.SYNC1:
                     break
                 continue  # this byte may be SYNC0 again
-            if not self._wait(idle_ms):
+            if not self._wait(idle_ms) or not self.inp.readinto(v0, 1):
                 return NONE  # garbage, then nothing: the host is gone
-            self.inp.readinto(v0, 1)
         buf[0] = P.SYNC0
         buf[1] = P.SYNC1
         if not self._wait(self.timeout_ms):
