@@ -113,7 +113,7 @@ def _kb(n: int) -> str:
     return f"{n / 1000:.1f} KB"
 
 
-def report(dataset: str, m: dict[str, Any], argv: list[str], wall_s: float, quick: bool) -> str:
+def report(dataset: str, m: dict[str, Any], argv: list[str], wall_s: float, quick: bool, commit: str) -> str:
     s = m["settings"]
     target, budget = TARGET[dataset], BUDGET_BYTES[dataset]
     out = [
@@ -121,7 +121,7 @@ def report(dataset: str, m: dict[str, Any], argv: list[str], wall_s: float, quic
         "",
         f"Command: `{' '.join(shlex.quote(a) for a in argv)}`  ",
         (f"Measured {datetime.date.today().isoformat()} on {platform.machine()} / Python {platform.python_version()}, "
-         f"commit {_commit()}, {wall_s / 60:.1f} min{' (QUICK settings: not the results)' if quick else ''}.  "),
+         f"commit {commit}, {wall_s / 60:.1f} min{' (QUICK settings: not the results)' if quick else ''}.  "),
         (f"Data: {s['n_train']} training / {s['n_test']} test samples (the official test split), "
          f"encoding {s['encoding']}, seed {s['seed']}, {s['epochs']} epochs for every method.  "),
         (f"Baselines: mini-batch {s['batch']}, learning rate chosen on a {s['val_fraction']:.0%} validation slice of "
@@ -191,12 +191,13 @@ def main(argv: list[str] | None = None) -> int:
     else:
         models = MORE_MODELS[a.dataset][:1] if a.quick else MORE_MODELS[a.dataset]
     t0 = time.monotonic()
+    commit = _commit()  # at the start: the code is imported now, a commit during the run must not be named
     try:
         m = measure(a.dataset, epochs, limit, models, matched=not (a.no_matched or a.quick), seed=a.seed)
     except BitflipError as e:
         print(f"accuracy.py: error: {e}", file=sys.stderr)
         return getattr(e, "exit_code", 1)
-    text = report(a.dataset, m, ["python", "benchmarks/accuracy.py", *argv], time.monotonic() - t0, a.quick)
+    text = report(a.dataset, m, ["python", "benchmarks/accuracy.py", *argv], time.monotonic() - t0, a.quick, commit)
     sys.stdout.write(text)
     if a.out:
         a.out.parent.mkdir(parents=True, exist_ok=True)
