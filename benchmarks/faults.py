@@ -77,7 +77,7 @@ def fuzz() -> None:
     t0 = time.monotonic()
     T.test_fuzz_device_frame_parser()  # the hypothesis property test, all its examples
     st = T.FUZZ_STATS
-    print(f"device frame parser (firmware/bitflip/stream.py) under the MicroPython unix port, heap locked")
+    print("device frame parser (firmware/bitflip/stream.py) under the MicroPython unix port, heap locked")
     print(f"cases run: {st['cases']} ({st['batches']} hypothesis examples x {T.BATCH}; "
           f"mutations: {', '.join(T.MUTATIONS)})")
     print(f"bytes fed: {st['bytes']}, frames accepted: {st['frames']}, naks (each checked against an exact "

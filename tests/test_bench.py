@@ -16,7 +16,7 @@ BITFLIP = str(Path(sys.executable).parent / "bitflip")
 
 @pytest.fixture(scope="module")
 def bench_json() -> dict:
-    p = subprocess.run([BITFLIP, "bench", "--quick", "--json"], capture_output=True, text=True, timeout=300)
+    p = subprocess.run([BITFLIP, "bench", "--quick", "--json"], capture_output=True, text=True, timeout=300, check=False)
     assert p.returncode == 0, p.stderr
     return json.loads(p.stdout)
 
@@ -64,10 +64,8 @@ def test_cached_costs_match_a_fresh_emulation() -> None:
 def _events(run: Path, epochs: list[dict], evals: list[dict] | None = None) -> None:
     run.mkdir(parents=True, exist_ok=True)
     with open(run / "events.jsonl", "w") as f:
-        for e in epochs:
-            f.write(json.dumps({"ev": "epoch", **e}) + "\n")
-        for e in evals or []:
-            f.write(json.dumps({"ev": "eval", **e}) + "\n")
+        f.writelines(json.dumps({"ev": "epoch", **e}) + "\n" for e in epochs)
+        f.writelines(json.dumps({"ev": "eval", **e}) + "\n" for e in evals or [])
 
 
 SIZES = [784, 500]

@@ -8,12 +8,11 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-from click.testing import CliRunner
-
 from bitflip import boards
 from bitflip.cli import main
 from bitflip.errors import UsageError
 from bitflip.ports import describe, list_ports, looks_like, resolve_port
+from click.testing import CliRunner
 
 ROOT = Path(__file__).resolve().parents[1]
 BOARD_FILES = sorted((ROOT / "boards").glob("*.json"))

@@ -6,9 +6,8 @@ import json
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
-
 from bitflip.cli import main
+from click.testing import CliRunner
 
 
 @pytest.mark.parametrize(

@@ -11,8 +11,6 @@ import sys
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
-
 from bitflip import boards
 from bitflip import flash as flash_mod
 from bitflip.cli import main
@@ -32,6 +30,7 @@ from bitflip.errors import BitflipError, UsageError
 from bitflip.remote import Remote
 from bitflip.runner import TrainRequest, train
 from bitflip.virtual import VirtualBoard
+from click.testing import CliRunner
 
 ROOT = Path(__file__).resolve().parents[1]
 SOURCES = sorted(p.stem for p in (ROOT / "firmware" / "bitflip").glob("*.py"))

@@ -21,18 +21,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
-
 from bitflip import faults as F
 from bitflip.device import protocol as P
 from bitflip.errors import LinkError
 from bitflip.runner import TrainRequest, train
 from conftest import FIRMWARE, micropython_exe
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 BITFLIP = str(Path(sys.executable).parent / "bitflip")
 LIMIT = 400
-JOB = dict(dataset="digits", epochs=1, limit=LIMIT, ckpt_every=100)
+JOB = {"dataset": "digits", "epochs": 1, "limit": LIMIT, "ckpt_every": 100}
 
 
 @pytest.fixture(scope="module")
@@ -50,13 +49,13 @@ _cut = F.Cut(at=random.Random(11).randrange(2000, 9000), for_s=3.0)  # a random 
 
 SCENARIOS = {
     # launch bytes (raw REPL) are left alone: the pong check decides whether the app runs
-    "corrupt host->board 1%": dict(fault_in=F.ByteFaults(1, corrupt=0.01, after=2000)),
-    "corrupt board->host 0.2%": dict(fault_out=F.ByteFaults(2, corrupt=0.002, after=500)),
-    "drop host->board 0.1%": dict(fault_in=F.ByteFaults(3, drop=0.001, after=2000)),
-    "duplicate host->board 0.2%": dict(fault_in=F.ByteFaults(4, dup=0.002, after=2000)),
-    "delay both ways": dict(fault_in=F.ByteFaults(5, delay=0.05, delay_s=0.05),
-                            fault_out=F.ByteFaults(6, delay=0.05, delay_s=0.05)),
-    "line cut for 3 s at a random point": dict(fault_in=_cut.inbound, fault_out=_cut.outbound),
+    "corrupt host->board 1%": {"fault_in": F.ByteFaults(1, corrupt=0.01, after=2000)},
+    "corrupt board->host 0.2%": {"fault_out": F.ByteFaults(2, corrupt=0.002, after=500)},
+    "drop host->board 0.1%": {"fault_in": F.ByteFaults(3, drop=0.001, after=2000)},
+    "duplicate host->board 0.2%": {"fault_in": F.ByteFaults(4, dup=0.002, after=2000)},
+    "delay both ways": {"fault_in": F.ByteFaults(5, delay=0.05, delay_s=0.05),
+                            "fault_out": F.ByteFaults(6, delay=0.05, delay_s=0.05)},
+    "line cut for 3 s at a random point": {"fault_in": _cut.inbound, "fault_out": _cut.outbound},
 }
 
 
@@ -135,7 +134,7 @@ def test_host_killed_then_resume_same_run_dir(tmp_path: Path) -> None:
         time.sleep(0.1)
     for pid in _orphans(out / "flash"):
         os.kill(pid, signal.SIGKILL)
-    r = subprocess.run(args[:-2] + ["--resume", "--out", str(out)], capture_output=True, text=True, timeout=180)
+    r = subprocess.run(args[:-2] + ["--resume", "--out", str(out)], capture_output=True, text=True, timeout=180, check=False)
     assert r.returncode == 0, r.stderr
     s = json.loads(r.stdout)
     assert s["weights_sha256"] == host["weights_sha256"]
@@ -153,9 +152,8 @@ def test_host_killed_then_resume_same_run_dir(tmp_path: Path) -> None:
 
 
 def test_protocol_mismatch_is_one_clear_message(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from click.testing import CliRunner
-
     from bitflip.cli import main
+    from click.testing import CliRunner
 
     monkeypatch.setattr(P, "VERSION", P.VERSION + 1)  # this host speaks a newer protocol
     t0 = time.monotonic()
@@ -370,7 +368,7 @@ def fuzz_batch(cases: list[tuple[int, int]], mp: int, timeout: float = 60) -> di
     got: list[tuple[Any, ...]] = []
     end = None
     for line in out.splitlines():
-        if line.startswith(b"CRASH") or line.startswith(b"Traceback"):
+        if line.startswith((b"CRASH", b"Traceback")):
             FUZZ_STATS["crashes"] += 1
             raise AssertionError(f"device parser crashed: {line!r} on batch {cases!r} (max_payload {mp})")
         if line.startswith(b"PING "):
@@ -447,7 +445,7 @@ def test_parser_times_out_inside_a_frame_and_recovers() -> None:
     p.stdin.write(P.encode_frame(P.K_PING, 7) + P.encode_frame(P.K_MARK, 0, b"\x01\x00\x00")
                   + P.encode_frame(P.K_EXIT, 0xBEEF, b"end"))
     p.stdin.flush()
-    out, err = p.communicate(timeout=20)
+    out, _err = p.communicate(timeout=20)
     recs = [P.parse_record(ln) or ln for ln in out.splitlines()]
     naks = [r["code"] for r in recs if isinstance(r, dict) and r["ev"] == P.R_NAK]
     assert naks == [P.E_TIMEOUT, P.E_TIMEOUT, P.E_CRC], recs
@@ -476,7 +474,7 @@ def bufs(v):
 def _upy(script: str, cwd: Path, timeout: float = 20) -> str:
     env = dict(os.environ, MICROPYPATH=f"{FIRMWARE}:.frozen")
     p = subprocess.run([micropython_exe(), "-X", "heapsize=256K", "-c", script], capture_output=True, text=True,
-                       env=env, cwd=cwd, timeout=timeout)
+                       env=env, cwd=cwd, timeout=timeout, check=False)
     assert p.returncode == 0, p.stdout + p.stderr
     return p.stdout
 

@@ -6,7 +6,6 @@ import binascii
 import random
 
 import pytest
-
 from bitflip.device import protocol as P
 
 
@@ -53,7 +52,7 @@ def test_crc_is_zlib_crc32() -> None:
 def test_block_layout_is_word_aligned_and_fits() -> None:
     for row_bytes in (4, 8, 100, 296):
         n = P.max_block_samples(P.MAX_PAYLOAD, row_bytes)
-        lab, rows, total = P.block_layout(n, row_bytes)
+        _lab, rows, total = P.block_layout(n, row_bytes)
         assert rows % 4 == 0 and total <= P.MAX_PAYLOAD
         assert P.block_layout(n + 1, row_bytes)[2] > P.MAX_PAYLOAD
         payload = P.encode_block([i % 10 for i in range(n)], [bytes([i % 256]) * row_bytes for i in range(n)], row_bytes)

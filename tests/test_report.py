@@ -51,14 +51,14 @@ def test_device_records_carry_counters_and_time(runs: list[Path]) -> None:
 def test_report_compares_runs(runs: list[Path], tmp_path: Path) -> None:
     png = tmp_path / "cmp.png"
     p = subprocess.run([BITFLIP, "report", *map(str, runs), "--png", str(png)], capture_output=True, text=True,
-                       timeout=120)
+                       timeout=120, check=False)
     assert p.returncode == 0, p.stderr
     assert png.read_bytes()[:8] == PNG
     lines = p.stdout.splitlines()
     assert "energy source" in lines[0] and "test acc" in lines[0]
     assert any(line.startswith("host") for line in lines) and any(line.startswith("sim-pico") for line in lines)
     p = subprocess.run([BITFLIP, "report", str(runs[0]), "--json", "--png", str(png)], capture_output=True,
-                       text=True, timeout=120)
+                       text=True, timeout=120, check=False)
     rows = json.loads(p.stdout)["runs"]
     assert rows[0]["board"] == "host" and rows[0]["energy source"] == "estimated (rp2040 model)"
 
@@ -71,6 +71,6 @@ def test_report_bad_dir_is_one_line_exit_2(tmp_path: Path, make: str) -> None:
     if make == "badjson":
         (d / "summary.json").write_text("{nope")
     p = subprocess.run([BITFLIP, "report", str(d), "--png", str(tmp_path / "x.png")], capture_output=True,
-                       text=True, timeout=60)
+                       text=True, timeout=60, check=False)
     assert p.returncode == 2
     assert len(p.stderr.strip().splitlines()) == 1 and str(d) in p.stderr

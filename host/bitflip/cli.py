@@ -6,8 +6,9 @@ from __future__ import annotations
 import functools
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import click
 
@@ -75,7 +76,8 @@ def train(board: str, dataset: str, model: str | None, weights: str | None, enco
           out: Path | None, port: str | None, rule: tuple[str, ...], eval_every: int, limit: int, resume: bool,
           ckpt_every: int, as_json: bool) -> None:
     """Train on a board (real or virtual) or on the host reference."""
-    from .runner import TrainRequest, train as run_train
+    from .runner import TrainRequest
+    from .runner import train as run_train
 
     if resume and out is None:
         raise click.UsageError("--resume needs the --out directory of the job to continue")
@@ -112,13 +114,16 @@ def boards(as_json: bool) -> None:
         click.echo(f"{b.name:<12} {b.kind:<8} {arch:<10} {heap:<14} {b.title}")
 
 
-# command modules (host/bitflip/commands/*.py) register themselves here, one line each
-from .commands.data import data as _data  # noqa: E402
-main.add_command(_data)
-from .commands import boards as _b
-for _c in _b.COMMANDS: main.add_command(_c)
-from .commands.compare import compare as _compare; main.add_command(_compare)  # noqa: E402,E702
-from .commands import bench as _bench, report as _report; [main.add_command(_c) for _c in _bench.COMMANDS + _report.COMMANDS]  # noqa: E402,E702
+# command modules (host/bitflip/commands/*.py): each exports COMMANDS or one click command;
+# imported at the end because they use `handled` from this module
+from .commands import bench as _bench
+from .commands import boards as _boards
+from .commands import report as _report
+from .commands.compare import compare as _compare
+from .commands.data import data as _data
+
+for _command in [_data, *_boards.COMMANDS, _compare, *_bench.COMMANDS, *_report.COMMANDS]:
+    main.add_command(_command)
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@ from __future__ import annotations
 import random
 import threading
 import time
-from typing import Callable
+from collections.abc import Callable
 
 Hook = Callable[[bytes], bytes]
 
@@ -130,9 +130,7 @@ class Cut:
     def _down(self) -> bool:
         if self.t_cut is None:
             return False
-        if self.for_s is not None and time.monotonic() - self.t_cut > self.for_s:
-            return False
-        return True
+        return not (self.for_s is not None and time.monotonic() - self.t_cut > self.for_s)
 
     def inbound(self, data: bytes) -> bytes:
         if self.t_cut is None and self.seen + len(data) >= self.at:

@@ -17,8 +17,8 @@ import shutil
 import struct
 import subprocess
 import sys
-from pathlib import Path
 from collections.abc import Callable
+from pathlib import Path
 
 from . import boards as boards_mod
 from .boards import Board

@@ -15,7 +15,8 @@ import sys
 import threading
 import time
 from collections import deque
-from typing import Any, Callable, Iterable
+from collections.abc import Callable
+from typing import Any
 
 import serial
 

@@ -10,8 +10,8 @@ choice between several candidates is left to the user with one clear message.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 from .boards import Board, all_boards

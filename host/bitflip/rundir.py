@@ -29,9 +29,9 @@ class RunDir:
         self.path = Path(path)
         self.path.mkdir(parents=True, exist_ok=True)
         mode = "a" if resume else "w"
-        self._events = open(self.path / "events.jsonl", mode)
+        self._events = open(self.path / "events.jsonl", mode)  # noqa: SIM115 (open for the run; close())
         new_metrics = not resume or not (self.path / "metrics.csv").exists()
-        self._metrics_f = open(self.path / "metrics.csv", mode, newline="")
+        self._metrics_f = open(self.path / "metrics.csv", mode, newline="")  # noqa: SIM115
         self._metrics = csv.DictWriter(self._metrics_f, fieldnames=METRIC_FIELDS)
         if new_metrics:
             self._metrics.writeheader()

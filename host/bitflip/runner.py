@@ -7,10 +7,11 @@ import hashlib
 import json
 import tempfile
 import time
+from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -19,13 +20,12 @@ from .boards import Board
 from .data import Dataset, load_dataset
 from .data.encoding import Encoding, parse_encoding
 from .energy import meter_config
-from .device import protocol as P
 from .errors import UsageError
 from .memory import check_fits
-from .session import DeviceRun, SerialTarget, Target, VirtualTarget
 from .reference import Reference, words
-from .rundir import RunDir
 from .rules import DEFAULT_MODEL, DEFAULT_WEIGHTS, rule_config
+from .rundir import RunDir
+from .session import DeviceRun, SerialTarget, Target, VirtualTarget
 
 Progress = Callable[[int], None]
 AUX = {"binary2": "c", "ternary": "z"}  # the second plane of 2-bit weights

@@ -11,14 +11,15 @@ from __future__ import annotations
 import base64
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
 from .device import protocol as P
-from .errors import DeviceError, LinkError, ProtocolMismatch, UsageError
+from .errors import LinkError, ProtocolMismatch, UsageError
 from .link import FrameSender, FramesTooLong, SerialLink
 from .rundir import RunDir
 

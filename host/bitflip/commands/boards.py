@@ -9,8 +9,8 @@ import signal
 import sys
 import tempfile
 import time
-from pathlib import Path
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import click
@@ -60,7 +60,8 @@ def ports(as_json: bool) -> None:
 @_handled
 def deploy(board: str, port: str | None, dry_run: bool, force: bool, build_dir: Path | None) -> None:
     """Compile the firmware with mpy-cross for the board and copy it to its lib/bitflip."""
-    from ..deploy import Build, deploy as run_deploy
+    from ..deploy import Build
+    from ..deploy import deploy as run_deploy
 
     res = run_deploy(board, port, dry_run=dry_run, build_root=build_dir, log=_log, force=force)
     if isinstance(res, Build):

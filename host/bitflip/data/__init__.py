@@ -1,5 +1,5 @@
 """Datasets: loaders (package-provided and user files) and bit encodings."""
 
-from .registry import Dataset, load_dataset, DATASETS
+from .registry import DATASETS, Dataset, load_dataset
 
-__all__ = ["Dataset", "load_dataset", "DATASETS"]
+__all__ = ["DATASETS", "Dataset", "load_dataset"]

@@ -40,6 +40,7 @@ The rule applied is written into Dataset.source and shown by `bitflip data info`
 from __future__ import annotations
 
 import gzip
+import os
 import re
 import struct
 import zipfile
@@ -48,8 +49,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-
-import os
 
 import numpy as np
 
