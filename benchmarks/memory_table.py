@@ -24,6 +24,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "host"))
 
 from bitflip import boards as boards_mod
+from bitflip import gitinfo
 from bitflip.deploy import firmware_versions
 from bitflip.memory import largest_hidden, largest_prototypes, model_name, plan_memory
 from bitflip.rules import DEFAULT_MODEL, DEFAULT_WEIGHTS
@@ -45,18 +46,7 @@ BOARDS = ["pico", "pico2", "esp32", "esp32s3", "esp32c3", "sim-pico", "sim-esp32
 
 
 def firmware_commit() -> str:
-    """The commit of this checkout, '+dirty' when firmware/ has uncommitted changes."""
-    import subprocess
-
-    root = Path(__file__).resolve().parents[1]
-    try:
-        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True,
-                              check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--", "firmware"], cwd=root, capture_output=True,
-                               text=True, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-    return head + ("+dirty" if dirty else "")
+    return gitinfo.commit(("firmware",))
 
 
 def sizes_of(dataset: str, model: str) -> list[int]:

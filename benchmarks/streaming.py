@@ -49,6 +49,7 @@ from typing import Any, Self
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "host"))
 
 from bitflip import boards as boards_mod
+from bitflip import gitinfo
 from bitflip import link as link_mod
 from bitflip import session as session_mod
 from bitflip.errors import UsageError
@@ -91,18 +92,7 @@ class Clock:
 
 
 def firmware_commit() -> str:
-    """The commit of this checkout, '+dirty' when firmware/ has uncommitted changes."""
-    import subprocess
-
-    root = Path(__file__).resolve().parents[1]
-    try:
-        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True,
-                              check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--", "firmware"], cwd=root, capture_output=True,
-                               text=True, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-    return head + ("+dirty" if dirty else "")
+    return gitinfo.commit(("firmware",))
 
 
 def phases(clock: Clock, n_train: int, n_test: int) -> dict[str, dict[str, float]]:
