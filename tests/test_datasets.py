@@ -7,6 +7,7 @@ touches the network: fetch tests run fake `npm` / `apt-get` scripts from a temp 
 from __future__ import annotations
 
 import gzip
+import os
 import io
 import signal
 import stat
@@ -621,7 +622,9 @@ def time_limit(seconds: int) -> Iterator[None]:
         signal.signal(signal.SIGALRM, old)
 
 
-FUZZ = settings(max_examples=300, deadline=2000, database=None, derandomize=False,
+# derandomized so CI is repeatable; BITFLIP_FUZZ_RANDOM=1 explores new seeds (and more examples)
+_EXPLORE = os.environ.get("BITFLIP_FUZZ_RANDOM") == "1"
+FUZZ = settings(max_examples=3000 if _EXPLORE else 300, deadline=2000, database=None, derandomize=not _EXPLORE,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 
 

@@ -10,6 +10,7 @@ they are; the dataset loaders decide how to turn them into uint8 features and la
 from __future__ import annotations
 
 import gzip
+import math
 import struct
 import zlib
 from pathlib import Path
@@ -48,6 +49,9 @@ def _data_bytes(dtype: np.dtype, dims: tuple[int, ...], where: str) -> int:
     size = dtype.itemsize
     for d in dims:  # python ints: no overflow, and we stop as soon as it is absurd
         size *= d
+    # a zero dim hides absurd others: 0 bytes, but numpy cannot even shape such an array
+    if size == 0 and math.prod(d for d in dims if d) * dtype.itemsize > MAX_DATA_BYTES:
+        raise UsageError(f"{where}: IDX header dims {dims} are not a dataset's shape")
     if size > MAX_DATA_BYTES:
         raise UsageError(f"{where}: IDX header dims {dims} mean {size} data bytes; that is not a dataset file")
     return size
