@@ -53,7 +53,7 @@ ASSUMPTIONS: dict[str, Any] = {
         "emulator); op counts per sample/layer/update read off rule.py/layers.py; dual-core hand-over "
         "(~40 bytecode ops on the two cores + polling) 2500 cycles, 5% extra for SRAM bank conflicts "
         "while both cores read; a busy second RP2040 core +5 mA; Xtensa: armv6m viper instructions "
-        "priced 1 cycle each; updates per training sample 1.11 = 5011 row updates / 4500 "
+        "priced 1 cycle each; updates per training sample 1.11 = 5000 row updates / 4500 "
         "post-initialisation samples of `bitflip train --board host --dataset mnist --limit 5000 --epochs 1`"
     ),
 }

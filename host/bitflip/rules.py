@@ -13,8 +13,8 @@ from .errors import UsageError
 FALLBACK: dict[str, Any] = {"k_out": 3, "k_hidden": 4, "ks": 3, "window": 16, "margin": -1}
 DEFAULTS: dict[str, dict[str, Any]] = {
     "digits": {"k_out": 3, "k_hidden": 4, "ks": 3, "window": 16, "margin": -1},
-    "mnist": {"k_out": 6, "k_hidden": 6, "ks": 6, "window": 32, "margin": -1},
-    "fashion": {"k_out": 6, "k_hidden": 6, "ks": 6, "window": 32, "margin": -1},
+    "mnist": {"k_out": 6, "k_hidden": 6, "ks": 4, "window": 32, "margin": -1},
+    "fashion": {"k_out": 6, "k_hidden": 6, "ks": 4, "window": 32, "margin": -1},
 }
 DEFAULT_MODEL = {"digits": "10x20", "mnist": "10x50", "fashion": "10x50"}
 DEFAULT_WEIGHTS = {"digits": "binary2", "mnist": "binary2", "fashion": "binary2"}
