@@ -7,8 +7,8 @@ touches the network: fetch tests run fake `npm` / `apt-get` scripts from a temp 
 from __future__ import annotations
 
 import gzip
-import os
 import io
+import os
 import signal
 import stat
 import zipfile

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from bitflip import reference as R
 from conftest import run_micropython
 

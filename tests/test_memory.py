@@ -6,8 +6,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
-
 from bitflip import boards
 from bitflip.cli import main
 from bitflip.errors import UsageError
@@ -21,6 +19,7 @@ from bitflip.memory import (
     plan_memory,
 )
 from bitflip.runner import TrainRequest, train
+from click.testing import CliRunner
 
 DIGITS_IN = 192  # digits: 64 features x 3 thermometer levels
 

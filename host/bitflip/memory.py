@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from .boards import Board
-from .errors import UsageError
+from .errors import BitflipError, UsageError
 
 MEASURE_HEAP = 262144  # heap of the measuring unix-port run (the fixed part barely depends on it)
 RUNTIME_MARGIN = 4096  # records, config JSON, checkpoint meta, dump chunks (each < 1 KiB, garbage)
@@ -191,7 +191,7 @@ def measure_overhead(heap: int = MEASURE_HEAP, timeout: float = 60) -> dict[str,
         from .deploy import build_firmware
 
         path = str(build_firmware("x64").folder)
-    except Exception:
+    except (BitflipError, OSError, subprocess.SubprocessError):  # no mpy-cross: measure the sources
         path = str(_firmware_dir().parent)
     env = dict(os.environ, MICROPYPATH=f"{path}:.frozen")
     with tempfile.TemporaryDirectory() as cwd:  # the firmware may touch files (checkpoints)
