@@ -99,25 +99,25 @@ def phases(clock: Clock, n_train: int, n_test: int) -> dict[str, dict[str, float
     """Seconds, bytes, samples and device busy time of the train and eval phases (summed
     over epochs)."""
     out = {k: {"s": 0.0, "bytes": 0, "samples": 0, "busy_s": 0.0} for k in ("train", "eval")}
+    samples = {"epoch": ("train", n_train), "eval": ("eval", n_test)}
+
+    def add(phase: str, n: int, t0: float, t1: float, rec: dict[str, Any]) -> None:
+        ph = out[phase]
+        ph["s"] += t1 - t0
+        ph["bytes"] += clock.bytes_between(t0, t1)
+        ph["samples"] += n
+        # eval records of older firmware carry no busy time
+        ph["busy_s"] += int(rec["busy_us"]) / 1e6 if "busy_us" in rec else (0.0 if phase == "train" else float("nan"))
+
     start = None
     for t, rec in clock.records:
         ev = rec.get("ev")
         if ev == "config" or (ev == "ckpt" and int(rec.get("index", -1)) == 0):
             start = t
-        elif ev == "epoch" and start is not None:
-            ph = out["train"]
-            ph["s"] += t - start
-            ph["bytes"] += clock.bytes_between(start, t)
-            ph["samples"] += n_train
-            ph["busy_s"] += int(rec.get("busy_us", 0)) / 1e6
-            start = t
-        elif ev == "eval" and start is not None:
-            ph = out["eval"]
-            ph["s"] += t - start
-            ph["bytes"] += clock.bytes_between(start, t)
-            ph["samples"] += n_test
-            ph["busy_s"] += int(rec.get("busy_us", 0)) / 1e6 if "busy_us" in rec else float("nan")
-            start = None
+        elif ev in samples and start is not None:
+            phase, n = samples[ev]
+            add(phase, n, start, t, rec)
+            start = t if ev == "epoch" else None
     return out
 
 
