@@ -77,6 +77,10 @@ class App:
             meta = ckpt.peek()
             if meta is not None and meta.get("id") == cfg.get("id"):
                 meta = ckpt.load(trainer.state())
+                if meta is None:  # the file changed since peek: a failed load may have filled
+                    trainer = None  # part of the buffers, so start from a clean model
+                    gc.collect()
+                    trainer = Trainer(cfg)
             else:
                 meta = None
             if meta is not None:
