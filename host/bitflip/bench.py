@@ -21,6 +21,7 @@ import numpy as np
 
 from . import energy
 from .errors import BitflipError
+from .rundir import read_epoch_records
 
 ARCH = "armv6m"
 VARIANTS = {"viper": "viper", "asm": "asm_thumb"}  # armv6m.measure's name -> published name
@@ -271,7 +272,7 @@ def virtual_samples_per_s(board: str = "sim-pico", samples: int = 300, epochs: i
     with tempfile.TemporaryDirectory(prefix="bitflip-bench-") as tmp:
         s = train(TrainRequest(board=board, dataset="digits", epochs=epochs, limit=samples, out=Path(tmp) / "run",
                                eval_every=epochs))
-        epochs_rec, _ = energy.read_records(Path(tmp) / "run")
+        epochs_rec, _ = read_epoch_records(Path(tmp) / "run")
     busy = sum(float(r.get("busy_us", 0)) for r in epochs_rec.values()) / 1e6
     seen = int(s["samples_seen"])
     return {"board": board, "dataset": "digits", "model": s["sizes"], "weights": s["weights"], "samples": seen,

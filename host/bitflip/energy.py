@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from .boards import Board, load
+from .rundir import read_epoch_records
 
 COSTS_PATH = Path(__file__).resolve().parent / "kernel_costs.json"
 SPLIT_MIN_ROWS = 256  # firmware dual.MIN_ROWS
@@ -248,25 +249,6 @@ def meter_config(board: Board) -> dict[str, Any] | None:
 
 
 # --- runs -----------------------------------------------------------------------------------
-def read_records(run_dir: Path) -> tuple[dict[int, dict[str, Any]], dict[int, dict[str, Any]]]:
-    """The last epoch and eval record of every epoch in a run's events.jsonl."""
-    epochs: dict[int, dict[str, Any]] = {}
-    evals: dict[int, dict[str, Any]] = {}
-    path = Path(run_dir) / "events.jsonl"
-    if not path.is_file():
-        return epochs, evals
-    for line in path.read_text().splitlines():
-        try:
-            rec = json.loads(line)
-        except ValueError:
-            continue
-        if rec.get("ev") == "epoch" and "epoch" in rec:
-            epochs[int(rec["epoch"])] = rec
-        elif rec.get("ev") == "eval" and "epoch" in rec:
-            evals[int(rec["epoch"])] = rec
-    return epochs, evals
-
-
 def _sig(x: float, digits: int = 6) -> float:
     """x rounded to `digits` significant digits (micro-joule runs stay readable)."""
     return float(f"{x:.{digits - 1}e}") if x else 0.0
@@ -285,7 +267,7 @@ def _diffs(epochs: dict[int, dict[str, Any]], key: str) -> dict[int, float]:
 def for_run(board: Board, sizes: list[int], weights: str, cfg: dict[str, Any], run_dir: Path) -> dict[str, Any]:
     """Summary fields: energy_source, device_s, joules, per-sample figures and the per-epoch
     breakdown (`energy`)."""
-    epochs, evals = read_records(run_dir)
+    epochs, evals = read_epoch_records(run_dir)
     if not epochs:
         return {"energy_source": "none"}
     seen = {e: int(r.get("seen", 0)) for e, r in epochs.items()}

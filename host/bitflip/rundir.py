@@ -58,3 +58,24 @@ class RunDir:
     def close(self) -> None:
         self._events.close()
         self._metrics_f.close()
+
+
+def read_epoch_records(path: Path) -> tuple[dict[int, dict[str, Any]], dict[int, dict[str, Any]]]:
+    """The last epoch and eval record of every epoch in a run directory's events.jsonl
+    (later records of an epoch, e.g. one redone after a resume, replace earlier ones; a line
+    cut short when the host was killed is skipped)."""
+    epochs: dict[int, dict[str, Any]] = {}
+    evals: dict[int, dict[str, Any]] = {}
+    events = Path(path) / "events.jsonl"
+    if not events.is_file():
+        return epochs, evals
+    for line in events.read_text().splitlines():
+        try:
+            rec = json.loads(line)
+            if rec.get("ev") == "epoch":
+                epochs[int(rec["epoch"])] = rec
+            elif rec.get("ev") == "eval":
+                evals[int(rec["epoch"])] = rec
+        except (ValueError, KeyError, TypeError, AttributeError):
+            continue
+    return epochs, evals

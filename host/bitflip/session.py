@@ -21,7 +21,7 @@ import numpy as np
 from .device import protocol as P
 from .errors import LinkError, ProtocolMismatch, UsageError
 from .link import FrameSender, FramesTooLong, SerialLink
-from .rundir import RunDir
+from .rundir import RunDir, read_epoch_records
 
 Progress = Callable[[int], None]
 
@@ -362,18 +362,9 @@ class DeviceRun:
     def _earlier_records(self) -> None:
         """--resume: the epochs finished by the interrupted session count in the summary
         (their records are in the run directory's event log; epochs redone now replace them)."""
-        path = self.run.path / "events.jsonl"
-        if not path.is_file():
-            return
-        for line in path.read_text().splitlines():
-            try:
-                rec = json.loads(line)
-                if rec.get("ev") == P.R_EPOCH:
-                    self.got.epochs[int(rec["epoch"])] = rec
-                elif rec.get("ev") == P.R_EVAL:
-                    self.got.evals[int(rec["epoch"])] = rec
-            except (ValueError, KeyError, TypeError, AttributeError):
-                continue  # a line cut short when the host was killed
+        epochs, evals = read_epoch_records(self.run.path)
+        self.got.epochs.update(epochs)
+        self.got.evals.update(evals)
 
     def execute(self) -> dict[str, Any]:
         resume = self.resume
