@@ -34,7 +34,7 @@ MAX_BITS = 2
 # larger rule models to try besides the default: one and two hidden layers, 2-bit weights
 MORE_MODELS = {
     "digits": ["10x20:ternary", "64-10x8:binary2", "64-10x8:ternary", "64-64-10x8:binary2"],
-    "mnist": ["10x50:ternary", "256-10x16:binary2", "256-10x16:ternary", "256-128-10x8:binary2"],
+    "mnist": ["10x96:ternary", "256-10x16:binary2", "256-10x16:ternary", "256-128-10x8:binary2"],
     "fashion": ["10x50:ternary", "256-10x16:binary2", "256-10x16:ternary", "256-128-10x8:binary2"],
 }
 # the code whose changes would change the figures (the rule's reference, baselines, data)

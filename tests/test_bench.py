@@ -69,8 +69,8 @@ def _events(run: Path, epochs: list[dict], evals: list[dict] | None = None) -> N
         f.writelines(json.dumps({"ev": "eval", **e}) + "\n" for e in evals or [])
 
 
-SIZES = [784, 500]
-# the MNIST defaults, as the bench table uses them
+SIZES = energy.default_sizes()  # the MNIST default model and rule settings, as the bench table uses them
+WORDS = (SIZES[0] + 31) // 32
 CFG = {"k": [DEFAULTS["mnist"]["k_out"]], "ks": DEFAULTS["mnist"]["ks"]}
 
 
@@ -106,7 +106,8 @@ def test_power_meter_records_are_measured(tmp_path: Path) -> None:
                                                  ("sim-esp32", "estimated (esp32 model)", 1)])
 def test_virtual_and_host_are_estimated(tmp_path: Path, board: str, label: str, cores: int) -> None:
     n = 1000
-    _events(tmp_path, [{"epoch": 0, "seen": n, "fwd_words": n * 25 * 500, "upd_words": 1100 * 25, "updates": 1100}])
+    _events(tmp_path, [{"epoch": 0, "seen": n, "fwd_words": n * WORDS * SIZES[1], "upd_words": 1100 * WORDS,
+                                "updates": 1100}])
     r = energy.for_run(load(board), SIZES, "binary2", CFG, tmp_path)
     assert r["energy_source"] == label
     assert r["energy"]["cores"] == cores

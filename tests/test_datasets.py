@@ -65,7 +65,8 @@ def check_invariants(ds: Dataset) -> None:
     assert 2 <= ds.n_classes <= 256 and ds.y_test.max() <= ds.y_train.max()
     assert 1 <= ds.max_value <= 255 and ds.x_train.max() <= ds.max_value and ds.x_test.max() <= ds.max_value
     enc = parse_encoding(ds.default_encoding, ds.max_value)
-    assert enc.n_bits(ds.n_features) >= ds.n_features
+    # every feature is kept unless the encoding has image steps (crop, pool)
+    assert enc.n_bits(ds.n_features) >= (1 if enc.steps else ds.n_features)
 
 
 def usage(fn: Callable[..., Any], *args: Any, match: str) -> str:
@@ -539,7 +540,8 @@ def test_real_package_dataset(name: str, alias: str) -> None:
     check_invariants(ds)
     assert ds.name == name and ds.x_train.shape == (60000, 784) and ds.x_test.shape == (10000, 784)
     assert tuple(ds.y_train[:10]) == spec.first_train_labels and tuple(ds.y_test[:10]) == spec.first_test_labels
-    assert ds.max_value == 255 and ds.default_encoding == "threshold:32" and "sha256-verified" in ds.source
+    enc, n_bits = {"mnist": ("deskew+crop:20+threshold:32", 400), "fashion": ("threshold:32", 784)}[name]
+    assert ds.max_value == 255 and ds.default_encoding == enc and "sha256-verified" in ds.source
     counts = np.bincount(ds.y_train).tolist()
     if name == "mnist":
         assert counts == [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
@@ -548,7 +550,7 @@ def test_real_package_dataset(name: str, alias: str) -> None:
         assert counts == [6000] * 10
         assert abs(ds.x_train.mean() / 255 - 0.2860) < 1e-4
     r = CliRunner().invoke(main, ["data", "info", alias])
-    assert r.exit_code == 0 and "default encoding threshold:32 -> 784 bits per sample" in r.stdout
+    assert r.exit_code == 0 and f"default encoding {enc} -> {n_bits} bits per sample" in r.stdout
 
 
 def test_real_mnist_as_user_idx_dir() -> None:

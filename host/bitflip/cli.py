@@ -60,7 +60,7 @@ def main() -> None:
 @click.option("--model", default=None, help="hidden widths, then CLASSESxPROTOTYPES, e.g. 256-10x16 (default per dataset)")
 @click.option("--weights", default=None, type=click.Choice(["binary", "binary2", "ternary"]),
               help="1-bit, sign+confidence 2-bit, or ternary 2-bit weights (default per dataset)")
-@click.option("--encoding", default=None, help="thermo:K, thermo:t1,t2,... or threshold:T (default per dataset)")
+@click.option("--encoding", default=None, help="[deskew+][crop:C+][pool:F+]thermo:K, thermo:t1,t2,... or threshold:T (default per dataset)")
 @click.option("--epochs", default=10, show_default=True, type=int)
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--out", type=click.Path(path_type=Path), default=None, help="run directory (default: a new temp dir)")

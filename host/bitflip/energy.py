@@ -47,15 +47,16 @@ ASSUMPTIONS: dict[str, Any] = {
     "dual_bus_penalty": 0.05,
     "second_core_ma": 5.0,
     "xtensa_cycles_per_armv6m_instruction": 1.0,
-    "updates_per_training_sample": 1.11,
+    "updates_per_training_sample": 1.07,
     "source": (
         "estimate: MicroPython bytecode ~60 cycles per op and ~500 cycles per call into a viper/asm "
         "function with its argument conversions on a Cortex-M0+ (not emulated: the VM is not in the "
         "emulator); op counts per sample/layer/update read off rule.py/layers.py; dual-core hand-over "
         "(~40 bytecode ops on the two cores + polling) 2500 cycles, 5% extra for SRAM bank conflicts "
         "while both cores read; a busy second RP2040 core +5 mA; Xtensa: armv6m viper instructions "
-        "priced 1 cycle each; updates per training sample 1.11 = 5000 row updates / 4500 "
-        "post-initialisation samples of `bitflip train --board host --dataset mnist --limit 5000 --epochs 1`"
+        "priced 1 cycle each; updates per training sample 1.07 = 4307 row updates / 4040 "
+        "post-initialisation samples of `bitflip train --board host --dataset mnist --limit 5000 --epochs 1` "
+        "(default model 400-10x96)"
     ),
 }
 CHIP_MODEL = {"rp2040": "rp2040", "rp2350": "rp2040", "esp32": "esp32", "esp32s3": "esp32", "esp32c3": "esp32"}
@@ -69,12 +70,15 @@ def load_costs(path: Path = COSTS_PATH) -> dict[str, Any]:
 
 def default_sizes() -> list[int]:
     """Layer sizes of the default MNIST model (rules.DEFAULT_MODEL, default encoding)."""
+    from .data.encoding import parse_encoding
+    from .data.registry import MNIST_ENCODING
     from .rules import DEFAULT_MODEL
 
-    spec = DEFAULT_MODEL["mnist"]  # '10x50' -> 784 threshold-encoded inputs, 500 prototypes
+    n_in = parse_encoding(MNIST_ENCODING, 255).n_bits(28 * 28)  # 400 bits after deskew + crop
+    spec = DEFAULT_MODEL["mnist"]  # e.g. '10x96': 960 prototypes
     *hidden, last = spec.split("-")
     c, _, p = last.partition("x")
-    return [784] + [int(h) for h in hidden] + [int(c) * int(p or 1)]
+    return [n_in] + [int(h) for h in hidden] + [int(c) * int(p or 1)]
 
 
 def _words(n: int) -> int:

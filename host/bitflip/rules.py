@@ -13,10 +13,11 @@ from .errors import UsageError
 FALLBACK: dict[str, Any] = {"k_out": 3, "k_hidden": 4, "ks": 3, "window": 16, "margin": -1}
 DEFAULTS: dict[str, dict[str, Any]] = {
     "digits": {"k_out": 3, "k_hidden": 4, "ks": 3, "window": 16, "margin": -1},
-    "mnist": {"k_out": 6, "k_hidden": 6, "ks": 4, "window": 32, "margin": -1},
+    "mnist": {"k_out": 5, "k_hidden": 6, "ks": 4, "window": 32, "margin": -1},
     "fashion": {"k_out": 6, "k_hidden": 6, "ks": 4, "window": 32, "margin": -1},
 }
-DEFAULT_MODEL = {"digits": "10x20", "mnist": "10x50", "fashion": "10x50"}
+# MNIST: 400 bits after deskew+crop:20 (registry.MNIST_ENCODING), 960 prototypes = 99,840 B
+DEFAULT_MODEL = {"digits": "10x20", "mnist": "10x96", "fashion": "10x50"}
 DEFAULT_WEIGHTS = {"digits": "binary2", "mnist": "binary2", "fashion": "binary2"}
 
 

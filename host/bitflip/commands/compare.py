@@ -27,7 +27,7 @@ def _handled(fn: Callable[..., Any]) -> Callable[..., Any]:
               "baselines use its hidden widths and a plain CLASSES-way output")
 @click.option("--weights", default=None, type=click.Choice(["binary", "binary2", "ternary"]),
               help="the rule's weights (default per dataset)")
-@click.option("--encoding", default=None, help="thermo:K, thermo:t1,t2,... or threshold:T (default per dataset)")
+@click.option("--encoding", default=None, help="[deskew+][crop:C+][pool:F+]thermo:K, thermo:t1,t2,... or threshold:T (default per dataset)")
 @click.option("--epochs", default=10, show_default=True, type=int, help="the same budget for every method")
 @click.option("--limit", default=0, type=int, help="use the first N training samples only")
 @click.option("--seed", default=0, show_default=True, type=int)

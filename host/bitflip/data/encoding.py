@@ -1,6 +1,13 @@
-"""Feature -> bit encodings. 'thermo:t1,t2,...' sets bit (level l, feature i) when
-x_i >= t_l (level-major layout); 'thermo:K' spaces K thresholds evenly over the value
-range; 'threshold:T' is thermo with one level."""
+"""Feature -> bit encodings.
+
+A spec is optional image steps then one bit step, joined by '+':
+  bit steps:   'thermo:t1,t2,...' sets bit (level l, feature i) when x_i >= t_l (level-major
+               layout); 'thermo:K' spaces K thresholds evenly over the value range;
+               'threshold:T' is thermo with one level.
+  image steps: 'deskew' (shear the ink upright, centre it), 'crop:C' (keep the centre CxC),
+               'pool:F' (mean of FxF blocks); square images only (images.py).
+Example: 'deskew+crop:20+threshold:32' (the MNIST default: 400 bits per sample).
+"""
 
 from __future__ import annotations
 
@@ -10,27 +17,83 @@ import numpy as np
 
 from ..errors import UsageError
 from ..reference import pack_bits
+from . import images
+
+CHUNK = 4096  # images per deskew pass: bounds the float temporaries to ~100 MB
 
 
 @dataclass(frozen=True)
 class Encoding:
     spec: str
     thresholds: tuple[int, ...]
+    steps: tuple[tuple[str, int], ...] = ()  # image steps in order: ("deskew", 0), ("crop", C), ("pool", F)
+
+    def out_side(self, n_features: int) -> int | None:
+        """Side of the image the bit step sees (None: not an image or no image steps);
+        raises UsageError when a step does not fit the data."""
+        if not self.steps:
+            return None
+        side = images.side_of(n_features)
+        if side is None:
+            raise UsageError(f"encoding '{self.spec}': image steps need square images "
+                             f"({n_features} features is not a square)")
+        for name, arg in self.steps:
+            if name == "crop":
+                if not 1 <= arg <= side:
+                    raise UsageError(f"encoding '{self.spec}': crop:{arg} must be within 1..{side}")
+                side = arg
+            elif name == "pool":
+                if side % arg:
+                    raise UsageError(f"encoding '{self.spec}': pool:{arg} must divide the image side {side}")
+                side //= arg
+        return side
+
+    def image(self, x: np.ndarray) -> np.ndarray:
+        """Apply the image steps: (N, F) -> (N, F') whole numbers in the same value range."""
+        side = images.side_of(x.shape[1])
+        self.out_side(x.shape[1])  # validate before any work
+        for name, arg in self.steps:
+            assert side is not None
+            if name == "deskew":
+                x = np.concatenate([images.deskew(x[i : i + CHUNK], side) for i in range(0, len(x), CHUNK)]
+                                   or [x.astype(np.int64)])
+            elif name == "crop":
+                x, side = images.crop(x, side, arg), arg
+            else:
+                x, side = images.pool(x, side, arg), side // arg
+        return x
 
     def bits(self, x: np.ndarray) -> np.ndarray:
+        x = self.image(x)
         return np.concatenate([x >= t for t in self.thresholds], axis=1)
 
     def n_bits(self, n_features: int) -> int:
-        return n_features * len(self.thresholds)
+        side = self.out_side(n_features)
+        n = n_features if side is None else side * side
+        return n * len(self.thresholds)
 
     def pack(self, x: np.ndarray) -> np.ndarray:
         """(N, F) uint8 -> (N, words) uint32 rows for the wire and the kernels."""
         return pack_bits(self.bits(x))
 
 
+HELP = "[deskew+][crop:C+][pool:F+] then thermo:K, thermo:t1,t2,... or threshold:T"
+
+
+def _step(part: str) -> tuple[str, int]:
+    name, _, arg = part.partition(":")
+    if name == "deskew" and not arg:
+        return ("deskew", 0)
+    if name in ("crop", "pool") and arg.isdigit() and int(arg) >= 1:
+        return (name, int(arg))
+    raise ValueError
+
+
 def parse_encoding(spec: str, max_value: int) -> Encoding:
-    kind, _, arg = spec.partition(":")
+    *head, last = spec.split("+")
+    kind, _, arg = last.partition(":")
     try:
+        steps = tuple(_step(p) for p in head)
         if kind == "threshold":
             ts: tuple[int, ...] = (int(arg),)
         elif kind == "thermo" and "," in arg:
@@ -43,7 +106,7 @@ def parse_encoding(spec: str, max_value: int) -> Encoding:
         else:
             raise ValueError
     except ValueError:
-        raise UsageError(f"bad encoding '{spec}' (use thermo:K, thermo:t1,t2,... or threshold:T)") from None
+        raise UsageError(f"bad encoding '{spec}' (use {HELP})") from None
     if not all(0 < t <= max_value for t in ts) or list(ts) != sorted(set(ts)):
         raise UsageError(f"bad encoding '{spec}': thresholds must rise within 1..{max_value}")
-    return Encoding(spec, ts)
+    return Encoding(spec, ts, steps)
