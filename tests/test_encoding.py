@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from bitflip.data import images
 from bitflip.data.encoding import parse_encoding
 from bitflip.errors import UsageError
@@ -68,7 +67,7 @@ def _slanted_images(n: int, side: int = 28) -> np.ndarray:
     for k in range(n):
         slope, x0, top = rng.uniform(-0.6, 0.6), rng.integers(8, 20), rng.integers(2, 8)
         for y in range(top, side - top):
-            xc = int(round(x0 + slope * (y - side / 2)))
+            xc = round(float(x0 + slope * (y - side / 2)))
             out[k, y, max(0, xc - 1) : xc + 2] = rng.integers(100, 256)
     return out.reshape(n, -1)
 
