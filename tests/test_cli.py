@@ -20,6 +20,8 @@ from click.testing import CliRunner
         (["--model", "256-7"], "must have 10 outputs"),
         (["--model", "abc"], "bad model"),
         (["--encoding", "thermo:99,1"], "bad encoding"),
+        (["--encoding", "deskew+crop:9+threshold:8"], "crop:9 must be within 1..8"),  # digits are 8x8
+        (["--encoding", "pool:3+threshold:8"], "pool:3 must divide the image side 8"),
         (["--rule", "nosuch=1"], "unknown rule parameter"),
         (["--board", "pico"], "give --port"),
     ],

@@ -47,7 +47,8 @@ def print_report(r: dict[str, Any]) -> None:
     click.echo(f"{'board':<8} {'chip':<8} {'kernel':<10} {'cores':>5} {'time/sample':>13} {'energy/sample':>14} "
                f"{'samples/s':>10} {'power':>8}")
     for name, row in ps["boards"].items():
-        for label in ("single_core", "dual_core"):
+        one_core = row["dual_core"]["cores_used"] == row["single_core"]["cores_used"]
+        for label in ("single_core",) if one_core else ("single_core", "dual_core"):  # one row where _thread has a GIL
             c = row[label]
             click.echo(f"{name:<8} {row['chip']:<8} {row['kernel']:<10} {c['cores_used']:>5} "
                        f"{_fmt(c['seconds'], 'ms', 1e3):>13} {_fmt(c['joules'], 'mJ', 1e3):>14} "
