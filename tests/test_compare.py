@@ -158,3 +158,25 @@ def test_accuracy_benchmark_quick(tmp_path: Path) -> None:
     assert text == p.stdout
     assert "(measured)" in text and "python benchmarks/accuracy.py --dataset digits --quick" in text
     assert "| rule |" in text and "| logreg |" in text and "QUICK" in text
+
+
+def test_nn_ceiling_is_brute_force_nearest_neighbour() -> None:
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        from nn_ceiling import nearest_neighbour
+    finally:
+        sys.path.pop(0)
+    rng = np.random.default_rng(3)
+    xtr, xte = rng.random((300, 70)) < 0.3, rng.random((40, 70)) < 0.3
+    xtr[7] = xtr[5]  # a duplicate row: ties go to the lower index
+    ytr = rng.integers(0, 10, 300)
+    want = [ytr[int(np.argmin((xtr != x).sum(axis=1)))] for x in xte]
+    assert nearest_neighbour(xtr, ytr, xte).tolist() == want
+    assert nearest_neighbour(xtr, ytr, xtr).tolist() == [ytr[i if i != 7 else 5] for i in range(300)]
+
+
+def test_nn_ceiling_script_on_digits() -> None:
+    p = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "nn_ceiling.py"), "--dataset", "digits"],
+                       capture_output=True, text=True, timeout=120, check=False)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.startswith("| digits | thermo:3,7,11 (192 bits) | 1,437 prototypes") and " % |" in p.stdout
