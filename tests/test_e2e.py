@@ -45,3 +45,14 @@ def test_virtual_pico_matches_host_and_learns_digits(tmp_path: Path) -> None:
     for key in sorted(keys, key=lambda k: (int(k[5:].split("_")[0]), order[k.split("_")[1]])):
         h.update(m[key].astype("<u4").tobytes())
     assert h.hexdigest() == dev["weights_sha256"]
+
+
+def test_image_step_encoding_reaches_the_board_bit_exact(tmp_path: Path) -> None:
+    # digits are 8x8 images: deskew + crop run on the host, the board gets 36-bit rows
+    enc = ["--encoding", "deskew+crop:6+thermo:4,8", "--epochs", "1", "--limit", "400", "--model", "10x4"]
+    dev = _train(tmp_path, "sim-pico", *enc)
+    host = _train(tmp_path, "host", *enc)
+    assert dev["weights_sha256"] == host["weights_sha256"] and dev["test_accuracy"] == host["test_accuracy"]
+    assert dev["test_accuracy"] > 0.5
+    summary = json.loads((Path(dev["run_dir"]) / "summary.json").read_text())
+    assert summary["sizes"] == [72, 40]  # 6x6 pixels x 2 levels
