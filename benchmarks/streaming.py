@@ -53,7 +53,7 @@ from bitflip import gitinfo
 from bitflip import link as link_mod
 from bitflip import session as session_mod
 from bitflip.errors import UsageError
-from bitflip.memory import largest_prototypes, model_name
+from bitflip.memory import model_name
 from bitflip.reference import Reference
 from bitflip.runner import TrainRequest, prepare, train
 from bitflip.virtual import VirtualBoard
@@ -216,8 +216,9 @@ def main() -> None:
             except UsageError as e:  # the default model does not fit this board: its largest that does
                 if "the largest that fits" not in str(e):
                     raise
-                p = largest_prototypes([784, 500], "binary2", boards_mod.load(board), 10)
-                req.model, label = f"10x{p}", f"{label} -> largest that fits"
+                # the planner names it in its message, input width first: "... is 400-10x41"
+                largest = str(e).rsplit("the largest that fits is ", 1)[1].strip()
+                req.model, label = largest.split("-", 1)[1], f"{label} -> largest that fits"
             runs = []
             for r in range(max(1, args.repeat)):
                 req.out = work / f"{board}-{label.replace(' ', '-')}-{r}"
