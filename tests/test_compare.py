@@ -180,3 +180,20 @@ def test_nn_ceiling_script_on_digits() -> None:
                        capture_output=True, text=True, timeout=120, check=False)
     assert p.returncode == 0, p.stderr
     assert p.stdout.startswith("| digits | thermo:3,7,11 (192 bits) | 1,437 prototypes") and " % |" in p.stdout
+
+
+def test_torch_crosscheck_runs_or_says_how_to_get_torch() -> None:
+    import importlib.util
+
+    p = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "torch_crosscheck.py"), "--dataset", "digits",
+                        "--hidden", "64", "--epochs", "10"],
+                       capture_output=True, text=True, timeout=300, check=False)
+    if importlib.util.find_spec("torch") is None:  # an optional extra: `make test` never installs it
+        assert p.returncode == 2 and "pip install torch==2.13.0" in p.stderr
+        return
+    assert p.returncode == 0, p.stderr
+    rows = [ln for ln in p.stdout.splitlines() if ln.startswith("| mlp-sgd") or ln.startswith("| ste")]
+    assert len(rows) == 2
+    for row in rows:  # the two implementations of one definition agree on digits
+        numpy_acc, torch_acc = (float(c.strip(" %")) for c in row.split("|")[4:6])
+        assert numpy_acc > 85 and abs(numpy_acc - torch_acc) < 4, row
