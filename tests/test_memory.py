@@ -3,6 +3,7 @@ the largest model it accepts for sim-pico must really train; one wider is refuse
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import pytest
@@ -119,3 +120,28 @@ def test_memory_command_takes_the_train_model_forms() -> None:
     r = CliRunner().invoke(main, ["memory", "--board", "pico", "--model", "784-512-10x1", "--weights", "ternary"])
     assert r.exit_code == 0 and "784-512-10x1 ternary on pico:" in r.output
     assert "largest that fits: 784-" in r.output and r.output.rstrip().endswith("-10")
+
+
+@pytest.mark.parametrize("dataset, features, encoding, budget", [
+    ("digits", 64, "thermo:3,7,11", 16_000),
+    ("mnist", 784, "deskew+crop:20+threshold:32", 100_000),
+    ("fashion", 784, "threshold:32", 100_000),
+])
+def test_default_models_meet_the_issue_budget_and_fit_the_pico(dataset: str, features: int, encoding: str,
+                                                               budget: int) -> None:
+    # without loading the data (CI has no MNIST): the registry's default encodings, the rules'
+    # default models and weights, the issue's weight budget (2 bits/weight at most)
+    from bitflip.data import registry
+    from bitflip.data.encoding import parse_encoding
+    from bitflip.rules import DEFAULT_MODEL, DEFAULT_WEIGHTS
+    from bitflip.runner import parse_model
+
+    if dataset != "digits":
+        assert {"mnist": registry.MNIST_ENCODING, "fashion": registry.FASHION_ENCODING}[dataset] == encoding
+    n_in = parse_encoding(encoding, 255 if dataset != "digits" else 16).n_bits(features)
+    sizes = parse_model(DEFAULT_MODEL[dataset], n_in, 10)
+    weights = DEFAULT_WEIGHTS[dataset]
+    bits = {"binary": 1, "binary2": 2, "ternary": 2}[weights]
+    weight_bytes = sum(n_out * bits * 4 * ((n + 31) // 32) for n, n_out in itertools.pairwise(sizes))
+    assert weight_bytes <= budget
+    check_fits(sizes, weights, boards.load("pico"))
