@@ -192,7 +192,7 @@ def test_torch_crosscheck_runs_or_says_how_to_get_torch() -> None:
         assert p.returncode == 2 and "pip install torch==2.13.0" in p.stderr
         return
     assert p.returncode == 0, p.stderr
-    rows = [ln for ln in p.stdout.splitlines() if ln.startswith("| mlp-sgd") or ln.startswith("| ste")]
+    rows = [ln for ln in p.stdout.splitlines() if ln.startswith(("| mlp-sgd", "| ste"))]
     assert len(rows) == 2
     for row in rows:  # the two implementations of one definition agree on digits
         numpy_acc, torch_acc = (float(c.strip(" %")) for c in row.split("|")[4:6])
