@@ -17,8 +17,8 @@ import time
 import numpy as np
 
 sys.path.insert(0, "host")
-from bitflip.data.encoding import parse_encoding  # noqa: E402
-from bitflip.data.registry import load_dataset  # noqa: E402
+from bitflip.data.encoding import parse_encoding
+from bitflip.data.registry import load_dataset
 
 name, encs, H, P, EP = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
 E = dict(a.split("=") for a in sys.argv[6:])
