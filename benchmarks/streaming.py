@@ -49,12 +49,13 @@ from typing import Any, Self
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "host"))
 
 from bitflip import boards as boards_mod
-from bitflip import gitinfo
+from bitflip import energy, gitinfo
 from bitflip import link as link_mod
 from bitflip import session as session_mod
 from bitflip.errors import UsageError
-from bitflip.memory import model_name
+from bitflip.memory import largest_prototypes, model_name
 from bitflip.reference import Reference
+from bitflip.rules import DEFAULT_WEIGHTS
 from bitflip.runner import TrainRequest, prepare, train
 from bitflip.virtual import VirtualBoard
 
@@ -216,9 +217,8 @@ def main() -> None:
             except UsageError as e:  # the default model does not fit this board: its largest that does
                 if "the largest that fits" not in str(e):
                     raise
-                # the planner names it in its message, input width first: "... is 400-10x41"
-                largest = str(e).rsplit("the largest that fits is ", 1)[1].strip()
-                req.model, label = largest.split("-", 1)[1], f"{label} -> largest that fits"
+                p = largest_prototypes(energy.default_sizes(), DEFAULT_WEIGHTS["mnist"], boards_mod.load(board), 10)
+                req.model, label = f"10x{p}", f"{label} -> largest that fits"
             runs = []
             for r in range(max(1, args.repeat)):
                 req.out = work / f"{board}-{label.replace(' ', '-')}-{r}"
