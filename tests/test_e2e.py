@@ -56,3 +56,21 @@ def test_image_step_encoding_reaches_the_board_bit_exact(tmp_path: Path) -> None
     assert dev["test_accuracy"] > 0.5
     summary = json.loads((Path(dev["run_dir"]) / "summary.json").read_text())
     assert summary["sizes"] == [72, 40]  # 6x6 pixels x 2 levels
+
+
+def test_pool_rule_on_the_virtual_pico_matches_the_host(tmp_path: Path) -> None:
+    # the pool rule's hidden layer is 1-bit with int32 thresholds: both reach the run's
+    # digest and the model file, and the board ends where the reference does
+    args = ["--model", "48-10x3", "--epochs", "2", "--limit", "500", "--rule", "pool=16", "--rule", "pool_every=50",
+            "--rule", "pool_tau=2", "--rule", "near=20"]
+    dev = _train(tmp_path, "sim-pico", *args)
+    host = _train(tmp_path, "host", *args)
+    assert dev["weights_sha256"] == host["weights_sha256"] and dev["test_accuracy"] == host["test_accuracy"]
+    assert dev["flips"] == host["flips"] > 0
+    assert dev["test_accuracy"] > 0.6, dev
+    for run in (dev, host):
+        m = np.load(Path(run["run_dir"]) / "model.npz")
+        assert m["layer0_s"].shape == (48, 6) and "layer0_c" not in m.files  # 192 bits -> 6 words, 1 plane
+        assert m["layer1_s"].shape == m["layer1_c"].shape == (30, 2)
+        assert m["layer0_t"].dtype == np.int32 and np.any(m["layer0_t"] != 0)
+    assert dev["weight_bytes"] == host["weight_bytes"] == 48 * 6 * 4 + 2 * 30 * 2 * 4

@@ -562,3 +562,14 @@ def test_damaged_checkpoint_is_ignored(tmp_path: Path) -> None:
     f.write_bytes(bytes(b))
     out = _upy(CKPT + "b = bufs(0)\nprint(ckpt.peek(), ckpt.load(b))\n", tmp_path)
     assert out.split() == ["None", "None"]
+
+
+def test_pool_rule_resumes_bit_exact_after_kills(tmp_path: Path) -> None:
+    # the pool rule keeps state besides the weights (counters, window position, thresholds):
+    # checkpoints must hold all of it, or the resumed run would leave the reference's path
+    job = dict(JOB, model="48-10x3", rule={"pool": "16", "pool_every": "30", "pool_tau": "2", "near": "20"})
+    host = train(TrainRequest(board="host", out=tmp_path / "host", **job))
+    ks = F.KillSwitch(17, P.K_CKPT, every=2, max_kills=2, max_delay_s=0.005)
+    s = train(TrainRequest(board="sim-pico", out=tmp_path / "run", fault_in=ks, **job))
+    assert ks.kills == 2 and s["resumed_from"], s  # (a kill before the first checkpoint restarts)
+    assert s["weights_sha256"] == host["weights_sha256"] and s["flips"] == host["flips"] > 0

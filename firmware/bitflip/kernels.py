@@ -194,6 +194,14 @@ def sign_pack(a: ptr32, bits: ptr32, n: int, nw: int):
 
 
 @micropython.viper
+def sub_thresholds(a: ptr32, t: ptr32, n: int):
+    # a[i] -= t[i]: pre-activations relative to the units' thresholds (pool.py); 32-bit
+    # wrap-around arithmetic, the same on every port
+    for i in range(n):
+        a[i] = uint(a[i]) - uint(t[i])
+
+
+@micropython.viper
 def crc32_check(buf: ptr8, start: int, n: int, table: ptr32) -> int:
     # CRC-32 (zlib polynomial, reflected) of buf[start:start+n], compared with the
     # little-endian u32 stored right after it. Returns 1 if equal. No slicing (slices

@@ -34,6 +34,7 @@ class Dense:
         self.out = bytearray(4 * words(n_out))  # packed sign bits (pre >= 0)
         self.dirs = bytearray(n_out)  # per-neuron direction of the current update
         self.idx = array("H", bytes(2 * n_out))  # neurons with a direction
+        self.thr = None  # per-unit thresholds (pool.py), subtracted from pre
         self.split = None  # (worker, job, h): rows [h, n_out) of forward run on the other core (dual.py)
 
     def planes(self):
@@ -66,6 +67,8 @@ class Dense:
             K.dense_ternary(x, self.s, self.aux, self.pre, self.nw, self.n_out)
         else:
             accel.dense_binary(x, self.s, self.pre, self.nw, self.n_out, self.n_in)
+        if self.thr is not None:
+            K.sub_thresholds(self.pre, self.thr, self.n_out)
         if pack:
             K.sign_pack(self.pre, self.out, self.n_out, words(self.n_out))
 

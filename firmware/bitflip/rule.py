@@ -18,11 +18,18 @@
 #     its erroneous contributions one step (kernels.flip_row / update_row).
 # Votes for layer l-1 are taken before layer l is updated. All arithmetic is integer;
 # every random bit comes from the counter hash of (seed, step, layer, row, word).
+#
+# With cfg["pool"] the hidden layers follow pool.py instead of step 5: they are 1-bit with a
+# threshold per unit, only errors and near-misses (a rival within `near` of a correct
+# winner: winner up, rival down) vote on them, and their units in error add evidence to
+# the layer's counter window; every `every` samples the evidence flips weights. The top
+# layer keeps steps 1-5 and the run's weight kind.
 from array import array
 
 from . import dual
 from . import kernels as K
 from .layers import BINARY, KINDS, TERNARY, Dense, words
+from .pool import Pool, step_thresholds
 
 
 class Trainer:
@@ -38,11 +45,22 @@ class Trainer:
         if sizes[-1] % self.n_classes:
             raise ValueError("the last layer must hold P prototypes per class")
         self.P = sizes[-1] // self.n_classes
+        pc = cfg.get("pool")
         self.layers = []
         for i in range(len(sizes) - 1):
-            self.layers.append(Dense(sizes[i], sizes[i + 1], self.kind))
+            hidden = i < len(sizes) - 2
+            self.layers.append(Dense(sizes[i], sizes[i + 1], BINARY if pc and hidden else self.kind))
         for i, layer in enumerate(self.layers):
             layer.init(self.seed, i)
+        self.pools = []  # one per hidden layer under the pool rule
+        if pc:
+            self.pools = [Pool(layer, int(pc["rows"])) for layer in self.layers[:-1]]
+            self.every = int(pc["every"])
+            self.tau = int(pc["tau"])
+            self.flips = int(pc["flips"])
+            self.epoch = int(pc.get("epoch", 0))  # samples per halving of flips (0: never)
+            self.near = int(pc["near"])
+            self.vdir = bytearray(sizes[-1])  # the top's votes on the hidden layers
         self.n_in = sizes[0]
         self.x = bytearray(4 * words(self.n_in))
         self.vote = array("i", bytes(4 * max(sizes)))
@@ -65,7 +83,9 @@ class Trainer:
         self.samples = 0  # samples through forward (train or eval)
 
     def nbytes(self):
-        n = sum(layer.nbytes() for layer in self.layers)
+        n = sum(layer.nbytes() for layer in self.layers) + sum(p.nbytes() for p in self.pools)
+        if self.pools:
+            n += len(self.vdir)
         return n + len(self.x) + 4 * len(self.vote) + len(self.fill) + 4
 
     def weight_bytes(self):
@@ -86,13 +106,31 @@ class Trainer:
         P = self.P
         K.step_key(self.st, self.seed, self.step)
         self.step += 1
+        pools = self.pools
+        for li in range(len(pools)):
+            step_thresholds(layers[li].pre, pools[li].t, layers[li].n_out)
         if self.fill[label]:  # data initialisation of a prototype
             row = label * P + P - self.fill[label]
             src = self.x if top == 0 else layers[top - 1].out
             K.init_row(self.kind, out.s, out.aux, row, src, out.nw, out.n_in)
             self.fill[label] -= 1
             self.writes += out.n_in
-            return
+        else:
+            self._learn(label, winner)
+        if pools and self.step % self.every == 0:
+            flips = self.flips >> ((self.step - 1) // self.epoch) if self.epoch else self.flips
+            for pool in pools:
+                self.writes += pool.flush(flips if flips > 0 else 1, self.tau)
+
+    def _learn(self, label, winner):
+        layers = self.layers
+        top = len(layers) - 1
+        out = layers[top]
+        P = self.P
+        pools = self.pools
+        vdir = self.vdir if pools else None
+        nv = 0  # top rows voting on the hidden layers (pool rule): winner and vb
+        vb = 0
         d = out.dirs
         idx = out.idx
         lo = label * P
@@ -100,7 +138,7 @@ class Trainer:
             d[winner] = 1
             idx[0] = winner
             n = 1
-            if self.margin >= 0:
+            if self.margin >= 0 or pools:
                 rival = -1
                 if lo > 0:
                     rival = K.argmax(out.pre, 0, lo)
@@ -108,10 +146,15 @@ class Trainer:
                     r2 = K.argmax(out.pre, lo + P, out.n_out)
                     if rival < 0 or out.pre[r2] > out.pre[rival]:
                         rival = r2
-                if rival >= 0 and out.pre[rival] - out.pre[winner] > -self.margin:
+                if self.margin >= 0 and rival >= 0 and out.pre[rival] - out.pre[winner] > -self.margin:
                     d[rival] = 2
                     idx[1] = rival
                     n = 2
+                if pools and rival >= 0 and out.pre[rival] - out.pre[winner] > -self.near:
+                    vdir[winner] = 1
+                    vdir[rival] = 2
+                    vb = rival
+                    nv = 2
         else:
             best = K.argmax(out.pre, lo, lo + P)
             d[winner] = 2
@@ -119,29 +162,43 @@ class Trainer:
             idx[0] = winner
             idx[1] = best
             n = 2
+            if pools:
+                vdir[winner] = 2
+                vdir[best] = 1
+                vb = best
+                nv = 2
         for li in range(top, -1, -1):
             layer = layers[li]
             d = layer.dirs
             idx = layer.idx
-            if li > 0:
+            vd = vdir if li == top and pools else d
+            nd = nv if li == top and pools else n
+            if li > 0 and nd:
                 below = layers[li - 1]
-                K.vote(layer.s, layer.aux, layer.kind == TERNARY, d, layer.nw, layer.n_out, layer.n_in, self.vote)
-                self.vote_words += n * layer.nw
+                K.vote(layer.s, layer.aux, layer.kind == TERNARY, vd, layer.nw, layer.n_out, layer.n_in, self.vote)
+                self.vote_words += nd * layer.nw
                 n_below = K.hidden_dirs(self.vote, below.pre, below.dirs, below.n_out, self.window, below.idx)
-                x = below.out
             else:
-                x = self.x
-            k = self.k[li]
-            for i in range(n):
-                j = idx[i]
-                self.writes += layer.update(j, x, d[j] == 1, k, self.ks, self.st, li)
-            self.updates += n
-            self.upd_words += n * layer.nw
+                n_below = 0
+            x = layers[li - 1].out if li > 0 else self.x
+            if li < top and pools:  # evidence only: the window's flips come in learn()
+                pools[li].add(x, n)
+            else:
+                k = self.k[li]
+                for i in range(n):
+                    j = idx[i]
+                    self.writes += layer.update(j, x, d[j] == 1, k, self.ks, self.st, li)
+                self.updates += n
+                self.upd_words += n * layer.nw
             if li == top:
                 for i in range(n):
                     d[idx[i]] = 0
-            if li > 0:
-                n = n_below
+                if nv:
+                    vdir[winner] = 0
+                    vdir[vb] = 0
+            n = n_below
+            if n == 0 and pools:
+                break
 
     def train_block(self, buf, count, lab_off, row_off, row_words):
         # buf: the frame buffer; samples are label bytes at lab_off, rows at row_off
@@ -170,16 +227,22 @@ class Trainer:
         return correct
 
     def planes(self):
-        # (layer, plane name, buffer) for digests, dumps and checkpoints
+        # (layer, plane name, buffer) for digests, dumps and checkpoints: weight planes and,
+        # under the pool rule, the hidden layers' thresholds ("t", int32)
         out = []
         for i, layer in enumerate(self.layers):
             for name, p in layer.planes():
                 out.append((i, name, p))
+            if i < len(self.pools):  # the pool rule's thresholds are part of the model
+                out.append((i, "t", self.pools[i].t))
         return out
 
     def state(self):
         # every buffer a checkpoint must hold to continue bit-exactly
-        return [p for _, _, p in self.planes()] + [self.fill]
+        st = [p for _, _, p in self.planes()] + [self.fill]
+        for pool in self.pools:
+            st += pool.state()
+        return st
 
     def take_counters(self, totals):
         # add the work counters to totals (a dict, may hold long ints) and reset them

@@ -90,18 +90,27 @@ def rule_row(p: Plan, progress: Progress) -> dict[str, Any]:
             run.close()
     c = s["counters"]
     bits = WEIGHT_BITS[s["weights"]]
+    pc = p.cfg.get("pool")
+    layers = list(zip(p.sizes[:-2], p.sizes[1:-1]))
+    # the pool rule adds an int32 threshold per hidden unit to the model, and its int8
+    # evidence window to what training keeps across samples
+    thresholds = 4 * sum(n_out for _, n_out in layers) if pc else 0
+    counters = sum(min(pc["rows"], n_out) * n_in for n_in, n_out in layers) if pc else 0
+    title = f"bitflip rule v1, {s['weights']} weights, host reference"
+    if pc:
+        title = f"bitflip pool rule (1-bit hidden, {s['weights']} top), host reference"
     return {
         "method": "rule",
-        "title": f"bitflip rule v1, {s['weights']} weights, host reference",
+        "title": title,
         "sizes": p.sizes,
         "test_accuracy": s["test_accuracy"],
         "train_accuracy": s["train_accuracy"],
         "weight_bits": bits,
         "param_updates": c["writes"],
         "ops": {"xor_words": c["fwd_words"], "upd_words": c["upd_words"]},
-        "model_bytes": s["weight_bytes"],
-        # the rule keeps nothing but its weight planes across samples
-        "train_state_bytes": s["weight_bytes"],
+        "model_bytes": s["weight_bytes"] + thresholds,
+        # rule v1 keeps nothing but its weight planes across samples
+        "train_state_bytes": s["weight_bytes"] + thresholds + counters,
         "lr": None,
         "epochs": p.req.epochs,
         "weights_sha256": s["weights_sha256"],

@@ -113,8 +113,9 @@ def gc_tables(heap: int, word: int) -> int:
     return heap - heap * 8 * block // (8 * block + 3)
 
 
-def buffers(sizes: list[int], weights: str, max_payload: int, word: int) -> dict[str, int]:
-    """Bytes of every buffer the firmware allocates for this model, by kind."""
+def buffers(sizes: list[int], weights: str, max_payload: int, word: int, pool_rows: int = 0) -> dict[str, int]:
+    """Bytes of every buffer the firmware allocates for this model, by kind. pool_rows > 0:
+    the pool rule (pool.py): 1-bit hidden layers, thresholds and an int8 counter window."""
     block = 4 * word
 
     def arr(n: int) -> int:  # bytearray / array: data rounded to blocks + its object
@@ -124,8 +125,17 @@ def buffers(sizes: list[int], weights: str, max_payload: int, word: int) -> dict
     layers = list(itertools.pairwise(sizes))
     n_frame = HEADER + max_payload + CRC
     n_views = len(range(0, n_frame - HEADER, CHUNK))
-    return {
-        "weights": sum(planes * arr(4 * _words(n_in) * n_out) for n_in, n_out in layers),
+    hidden = layers[:-1]
+    pool = 0
+    if pool_rows:  # thresholds, counter window, window position, histogram; the top's votes
+        pool = sum(arr(4 * n_out) + arr(min(pool_rows, n_out) * n_in) + arr(4) + arr(512) for n_in, n_out in hidden)
+        pool += arr(sizes[-1])
+
+    def plane_count(i: int) -> int:
+        return 1 if pool_rows and i < len(hidden) else planes
+
+    out = {
+        "weights": sum(plane_count(i) * arr(4 * _words(n_in) * n_out) for i, (n_in, n_out) in enumerate(layers)),
         "pre_activations": sum(arr(4 * n_out) for _, n_out in layers),
         "outputs": sum(arr(4 * _words(n_out)) for _, n_out in layers),
         "dirs": sum(arr(n_out) + arr(2 * n_out) for _, n_out in layers),  # directions + index list
@@ -137,6 +147,9 @@ def buffers(sizes: list[int], weights: str, max_payload: int, word: int) -> dict
         "link_views": (n_views + 1) * block + block + _round(_list_alloc(n_views) * word, block),
         "crc_table": arr(CRC_TABLE),
     }
+    if pool:
+        out["pool_rule"] = pool
+    return out
 
 
 # --- the measured fixed part ---------------------------------------------------------------
@@ -261,14 +274,15 @@ def native_code_bytes(arch: str) -> int:
 
 
 # --- the plan -------------------------------------------------------------------------------
-def plan_memory(sizes: list[int], weights_kind: str, board: Board, max_payload: int | None = None) -> dict[str, Any]:
+def plan_memory(sizes: list[int], weights_kind: str, board: Board, max_payload: int | None = None,
+                pool_rows: int = 0) -> dict[str, Any]:
     """Bytes of device heap the model and its buffers need on this board, by part, with
     'total' and the board's 'heap'."""
     if board.is_host:
         raise UsageError("the host reference has no device heap to plan")
     word = board.word_bytes
     payload = int(max_payload if max_payload is not None else board.link["max_payload"])
-    plan: dict[str, Any] = dict(buffers(sizes, weights_kind, payload, word))
+    plan: dict[str, Any] = dict(buffers(sizes, weights_kind, payload, word, pool_rows))
     over, source = firmware_overhead()
     n_layers = len(sizes) - 1
     plan["firmware"] = over["boot"] + over["imports"] + over["base"] + over["per_layer"] * n_layers
@@ -308,13 +322,14 @@ def _largest(fits: Any) -> int:
     return lo
 
 
-def largest_hidden(sizes: list[int], weights_kind: str, board: Board, max_payload: int | None = None) -> int:
+def largest_hidden(sizes: list[int], weights_kind: str, board: Board, max_payload: int | None = None,
+                   pool_rows: int = 0) -> int:
     """The largest width W such that the model with every hidden layer W wide fits
     (0 when even W = 1 does not fit, or there is no hidden layer)."""
     if len(sizes) < 3:
         return 0
     return _largest(lambda w: plan_memory([sizes[0]] + [w] * (len(sizes) - 2) + [sizes[-1]], weights_kind, board,
-                                          max_payload)["total"] <= board.heap_bytes)
+                                          max_payload, pool_rows)["total"] <= board.heap_bytes)
 
 
 def largest_prototypes(sizes: list[int], weights_kind: str, board: Board, classes: int,
@@ -325,17 +340,17 @@ def largest_prototypes(sizes: list[int], weights_kind: str, board: Board, classe
 
 
 def check_fits(sizes: list[int], weights_kind: str, board: Board, max_payload: int | None = None,
-               classes: int | None = None) -> dict[str, Any] | None:
+               classes: int | None = None, pool_rows: int = 0) -> dict[str, Any] | None:
     """Raise UsageError when the model does not fit the board's heap; the plan otherwise
     (None for the host reference, which has no device heap)."""
     if board.is_host:
         return None
-    plan = plan_memory(sizes, weights_kind, board, max_payload)
+    plan = plan_memory(sizes, weights_kind, board, max_payload, pool_rows)
     if plan["total"] <= board.heap_bytes:
         return plan
-    name = model_name(sizes, classes)
+    name = model_name(sizes, classes) + (f", pool rule with {pool_rows}-unit windows" if pool_rows else "")
     head = f"model {name} ({weights_kind}) needs {plan['total']} bytes but board {board.name} has {board.heap_bytes}"
-    w = largest_hidden(sizes, weights_kind, board, max_payload)
+    w = largest_hidden(sizes, weights_kind, board, max_payload, pool_rows)
     if w:
         fit = [sizes[0]] + [w] * (len(sizes) - 2) + [sizes[-1]]
         raise UsageError(f"{head}: the largest that fits is {model_name(fit, classes)}")

@@ -123,6 +123,45 @@ class Layer:
         return [("s", self.s), (AUX_NAME[self.kind], self.aux)]
 
 
+SAT = 127  # pool.py _SAT: counters saturate at +-127 (int8)
+
+
+class PoolRef:
+    """Twin of firmware/bitflip/pool.py Pool: thresholds and the evidence window of one
+    1-bit hidden layer."""
+
+    def __init__(self, layer: Layer, rows: int):
+        self.layer = layer
+        self.rows = min(rows, layer.n_out)
+        self.t = np.zeros(layer.n_out, dtype=np.int32)
+        self.c = np.zeros((self.rows, layer.n_in), dtype=np.int64)
+        self.pos = 0
+
+    def add(self, units: np.ndarray, up: np.ndarray, x: np.ndarray) -> None:
+        r = (units - self.pos) % self.layer.n_out
+        keep = r < self.rows
+        if keep.any():
+            xpm = unpack_pm(x, self.layer.n_in)
+            sgn = np.where(up[keep], 1, -1)
+            self.c[r[keep]] = np.clip(self.c[r[keep]] + sgn[:, None] * xpm[None, :], -SAT, SAT)
+
+    def flush(self, flips: int, tau: int) -> int:
+        layer, done = self.layer, 0
+        for r in range(self.rows):
+            j = (self.pos + r) % layer.n_out
+            e = -self.c[r] * unpack_pm(layer.s[j], layer.n_in)  # evidence against each weight
+            order = np.argsort(-e, kind="stable")[:flips]  # largest first, lowest input on ties
+            sel = order[e[order] >= tau]
+            if len(sel):
+                bits = np.zeros(layer.n_in, dtype=bool)
+                bits[sel] = True
+                layer.s[j] ^= pack_bits(bits)
+                done += len(sel)
+        self.c[:] = 0
+        self.pos = (self.pos + self.rows) % layer.n_out
+        return done
+
+
 class Reference:
     """Host twin of firmware/bitflip/rule.py Trainer."""
 
@@ -139,16 +178,22 @@ class Reference:
         if sizes[-1] % self.n_classes:
             raise ValueError("the last layer must hold P prototypes per class")
         self.P = sizes[-1] // self.n_classes
+        pc = cfg.get("pool")
         self.layers: list[Layer] = []
         for i in range(len(sizes) - 1):
             n_in, n_out = sizes[i], sizes[i + 1]
+            kind = 1 if pc and i < len(sizes) - 2 else self.kind  # pool: 1-bit hidden layers
             s = init_plane(self.seed, i, n_out, n_in)
             aux = None
-            if self.kind == 2:
+            if kind == 2:
                 aux = np.zeros_like(s)
-            elif self.kind == 3:
+            elif kind == 3:
                 aux = np.tile(valid_mask(n_in), (n_out, 1))
-            self.layers.append(Layer(n_in, n_out, self.kind, s, aux))
+            self.layers.append(Layer(n_in, n_out, kind, s, aux))
+        self.pools = [PoolRef(layer, int(pc["rows"])) for layer in self.layers[:-1]] if pc else []
+        if pc:
+            self.every, self.tau, self.flips = int(pc["every"]), int(pc["tau"]), int(pc["flips"])
+            self.epoch, self.near = int(pc.get("epoch", 0)), int(pc["near"])
         self.fill = [self.P] * self.n_classes  # data-initialised prototypes (rule.py step 2)
         self.step = 0
         self.totals = {name: 0 for name in COUNTERS}
@@ -156,8 +201,10 @@ class Reference:
     # forward ---------------------------------------------------------------------------
     def _forward(self, x: np.ndarray) -> tuple[list[np.ndarray], list[np.ndarray]]:
         pres, outs = [], [x]
-        for layer in self.layers:
+        for li, layer in enumerate(self.layers):
             pre = layer.pre(outs[-1])
+            if li < len(self.pools):
+                pre = pre - self.pools[li].t
             pres.append(pre)
             outs.append(pack_bits(pre >= 0))
             self.totals["fwd_words"] += layer.nw * layer.n_out
@@ -169,8 +216,10 @@ class Reference:
         for i in range(0, len(X), chunk):
             h = X[i : i + chunk]
             pre = None
-            for layer in self.layers:
+            for li, layer in enumerate(self.layers):
                 pre = layer.pre(h)
+                if li < len(self.pools):
+                    pre = pre - self.pools[li].t
                 h = pack_bits(pre >= 0)
             assert pre is not None
             out.append(np.argmax(pre, axis=1) // self.P)  # first index on ties, like kernels.argmax
@@ -184,11 +233,11 @@ class Reference:
         t = np.where(up[:, None], x[None, :], ~x[None, :]) & valid
         r = draws(keys, nw, self.k[li]) & valid
         sv = layer.s[rows]
-        if self.kind == 1:
+        if layer.kind == 1:
             f = (sv ^ t) & r
             layer.s[rows] = sv ^ f
             self.totals["writes"] += int(popcount_rows(f).sum())
-        elif self.kind == 2:
+        elif layer.kind == 2:
             assert layer.aux is not None
             av = layer.aux[rows]
             # the confidence mask uses draws k .. k+ks-1 of the same counter
@@ -217,30 +266,46 @@ class Reference:
     def train_sample(self, x: np.ndarray, label: int) -> bool:
         pres, outs = self._forward(x)
         top = len(self.layers) - 1
-        out = self.layers[top]
-        P = self.P
         winner = int(np.argmax(pres[top]))
-        correct = winner // P == label
+        correct = winner // self.P == label
         base = step_key(self.seed, self.step)
         self.step += 1
-        if self.fill[label]:
-            row = label * P + P - self.fill[label]
-            valid = valid_mask(out.n_in)
-            out.s[row] = outs[top] & valid  # the input bits or the hidden sign bits below
-            if self.kind == 2:
-                assert out.aux is not None
-                out.aux[row] = 0
-            elif self.kind == 3:
-                assert out.aux is not None
-                out.aux[row] = valid
-            self.fill[label] -= 1
-            self.totals["writes"] += out.n_in
-            return correct
+        for li, pool in enumerate(self.pools):
+            pool.t += np.sign(pres[li])
+        if not self.fill[label]:
+            self._learn(label, winner, pres, outs, base)
+        else:
+            self._fill(label, outs[top])
+        if self.pools and self.step % self.every == 0:
+            flips = self.flips >> ((self.step - 1) // self.epoch) if self.epoch else self.flips
+            for pool in self.pools:
+                self.totals["writes"] += pool.flush(max(flips, 1), self.tau)
+        return correct
+
+    def _fill(self, label: int, bits: np.ndarray) -> None:
+        out, P = self.layers[-1], self.P
+        row = label * P + P - self.fill[label]
+        valid = valid_mask(out.n_in)
+        out.s[row] = bits & valid  # the input bits or the hidden sign bits below
+        if out.kind == 2:
+            assert out.aux is not None
+            out.aux[row] = 0
+        elif out.kind == 3:
+            assert out.aux is not None
+            out.aux[row] = valid
+        self.fill[label] -= 1
+        self.totals["writes"] += out.n_in
+
+    def _learn(self, label: int, winner: int, pres: list[np.ndarray], outs: list[np.ndarray], base: np.uint32) -> None:
+        top = len(self.layers) - 1
+        out, P = self.layers[top], self.P
+        correct = winner // P == label
         pre = pres[top]
         lo = label * P
+        vote: dict[int, int] = {}  # pool rule: the top rows that vote on the hidden layers
         if correct:
             rows, up = [winner], [True]
-            if self.margin >= 0:
+            if self.margin >= 0 or self.pools:
                 rival = -1
                 if lo > 0:
                     rival = int(np.argmax(pre[:lo]))
@@ -248,38 +313,55 @@ class Reference:
                     r2 = lo + P + int(np.argmax(pre[lo + P :]))
                     if rival < 0 or pre[r2] > pre[rival]:
                         rival = r2
-                if rival >= 0 and pre[rival] - pre[winner] > -self.margin:
+                if self.margin >= 0 and rival >= 0 and pre[rival] - pre[winner] > -self.margin:
                     rows.append(rival)
                     up.append(False)
+                if self.pools and rival >= 0 and pre[rival] - pre[winner] > -self.near:
+                    vote = {winner: 1, rival: -1}
         else:
             best = lo + int(np.argmax(pre[lo : lo + P]))
             rows, up = [winner, best], [False, True]
+            vote = {winner: -1, best: 1}
         d = np.zeros(out.n_out, dtype=np.int64)
         for r, u in zip(rows, up):
             d[r] = 1 if u else -1
         for li in range(top, -1, -1):
             layer = self.layers[li]
             d_below = None
-            if li > 0:
+            dv = d
+            if li == top and self.pools:
+                dv = np.zeros(out.n_out, dtype=np.int64)
+                for r, sgn in vote.items():
+                    dv[r] = sgn
+            if li > 0 and dv.any():
                 w = unpack_pm(layer.s, layer.n_in)
-                if self.kind == 3:
+                if layer.kind == 3:
                     assert layer.aux is not None
                     w = w * ((unpack_pm(layer.aux, layer.n_in) + 1) // 2)
-                v = (d[:, None] * w).sum(axis=0)
+                v = (dv[:, None] * w).sum(axis=0)
                 a = pres[li - 1]
                 err = (v != 0) & ((v > 0) != (a >= 0)) & (a <= self.window) & (a >= -self.window - 1)
                 d_below = np.where(err, np.sign(v), 0)
             sel = np.nonzero(d)[0]
             if li == top:  # the device updates the top rows in the order it chose them
                 sel = np.array(rows, dtype=np.int64)
-            if len(sel):
+            if li < top and self.pools:
+                self.pools[li].add(sel, d[sel] > 0, outs[li])
+            elif len(sel):
                 self._update(li, sel, d[sel] > 0, outs[li], base)
-            if d_below is not None:
-                d = d_below
-        return correct
+            if d_below is None:
+                break
+            d = d_below
 
     def planes(self) -> list[tuple[int, str, np.ndarray]]:
-        return [(i, name, p) for i, layer in enumerate(self.layers) for name, p in layer.planes()]
+        """Weight planes and, under the pool rule, the hidden thresholds ("t"), in the
+        device's order (rule.py Trainer.planes)."""
+        out = []
+        for i, layer in enumerate(self.layers):
+            out += [(i, name, p) for name, p in layer.planes()]
+            if i < len(self.pools):
+                out.append((i, "t", self.pools[i].t.view(np.uint32)))
+        return out
 
     def digest(self) -> str:
         h = hashlib.sha256()
@@ -288,4 +370,4 @@ class Reference:
         return h.hexdigest()
 
     def weight_bytes(self) -> int:
-        return sum(p.size * 4 for _, _, p in self.planes())
+        return sum(p.size * 4 for layer in self.layers for _, p in layer.planes())

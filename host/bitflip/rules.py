@@ -10,11 +10,16 @@ from .errors import UsageError
 # k_out / k_hidden: flip density 1/2**k of the output (prototype) and hidden layers;
 # ks: binary2 confidence gain density; window: hidden units this close to 0 may move;
 # margin: >= 0 also pushes a rival prototype within margin of a correct winner.
-FALLBACK: dict[str, Any] = {"k_out": 3, "k_hidden": 4, "ks": 3, "window": 16, "margin": -1}
+# pool > 0 switches the hidden layers to the pool rule (firmware pool.py) with windows of
+# that many units; pool_every: samples per window; pool_tau: evidence a flip needs;
+# pool_flips: flips per unit and window (halved every epoch); near: a correct winner whose
+# best rival is this close still votes on the hidden layers.
+POOL = {"pool": 0, "pool_every": 2048, "pool_tau": 8, "pool_flips": 8, "near": 60}
+FALLBACK: dict[str, Any] = {"k_out": 3, "k_hidden": 4, "ks": 3, "window": 16, "margin": -1, **POOL}
 DEFAULTS: dict[str, dict[str, Any]] = {
-    "digits": {"k_out": 3, "k_hidden": 4, "ks": 3, "window": 16, "margin": -1},
-    "mnist": {"k_out": 5, "k_hidden": 6, "ks": 4, "window": 32, "margin": -1},
-    "fashion": {"k_out": 6, "k_hidden": 6, "ks": 4, "window": 32, "margin": -1},
+    "digits": {"k_out": 3, "k_hidden": 4, "ks": 3, "window": 16, "margin": -1, **POOL},
+    "mnist": {"k_out": 5, "k_hidden": 6, "ks": 4, "window": 32, "margin": -1, **POOL},
+    "fashion": {"k_out": 6, "k_hidden": 6, "ks": 4, "window": 32, "margin": -1, **POOL},
 }
 # MNIST: 400 bits after deskew+crop:20 (registry.MNIST_ENCODING), 960 prototypes = 99,840 B
 DEFAULT_MODEL = {"digits": "10x20", "mnist": "10x96", "fashion": "10x50"}
@@ -22,7 +27,8 @@ DEFAULT_WEIGHTS = {"digits": "binary2", "mnist": "binary2", "fashion": "binary2"
 
 
 def rule_config(dataset: str, sizes: list[int], weights: str, seed: int, classes: int,
-                overrides: dict[str, Any]) -> dict[str, Any]:
+                overrides: dict[str, Any], n_train: int = 0) -> dict[str, Any]:
+    """n_train: training samples per epoch (the pool rule halves its flips every epoch)."""
     hp = dict(DEFAULTS.get(dataset, FALLBACK))
     for key, value in overrides.items():
         if key not in hp:
@@ -34,8 +40,12 @@ def rule_config(dataset: str, sizes: list[int], weights: str, seed: int, classes
     for key in ("k_out", "k_hidden", "ks"):
         if not 0 <= hp[key] <= 16:
             raise UsageError(f"rule parameter {key} must be within 0..16 (got {hp[key]})")
+    for key, lo, hi in (("pool", 0, 4096), ("pool_every", 1, 1 << 20), ("pool_tau", 1, 127),
+                        ("pool_flips", 1, 4096)):
+        if not lo <= hp[key] <= hi:
+            raise UsageError(f"rule parameter {key} must be within {lo}..{hi} (got {hp[key]})")
     n_layers = len(sizes) - 1
-    return {
+    cfg: dict[str, Any] = {
         "sizes": sizes,
         "classes": classes,
         "weights": weights,
@@ -45,3 +55,9 @@ def rule_config(dataset: str, sizes: list[int], weights: str, seed: int, classes
         "k": [hp["k_hidden"]] * (n_layers - 1) + [hp["k_out"]],
         "ks": hp["ks"],
     }
+    if hp["pool"] and n_layers < 2:
+        raise UsageError("rule parameter pool needs a model with a hidden layer (e.g. --model 576-10x29)")
+    if hp["pool"]:
+        cfg["pool"] = {"rows": hp["pool"], "every": hp["pool_every"], "tau": hp["pool_tau"],
+                       "flips": hp["pool_flips"], "near": hp["near"], "epoch": n_train}
+    return cfg

@@ -50,7 +50,9 @@ class RunDir:
         os.replace(tmp, self.path / name)
 
     def write_model(self, planes: list[tuple[int, str, np.ndarray]], cfg: dict[str, Any]) -> None:
-        arrays = {f"layer{i}_{name}": np.asarray(p, dtype=np.uint32) for i, name, p in planes}
+        # "t": the pool rule's thresholds, signed
+        arrays = {f"layer{i}_{name}": np.asarray(p, dtype=np.uint32).view(np.int32 if name == "t" else np.uint32)
+                  for i, name, p in planes}
         tmp = self.path / "model.tmp.npz"
         np.savez(tmp, config=json.dumps(cfg), **arrays)
         os.replace(tmp, self.path / "model.npz")

@@ -76,9 +76,13 @@ class Plan:
     def plane_sizes(self) -> dict[tuple[int, str], int]:
         """Bytes of every weight plane the device reports: (layer, plane) -> size."""
         out = {}
-        for li in range(len(self.sizes) - 1):
+        top = len(self.sizes) - 2
+        for li in range(top + 1):
             size = self.sizes[li + 1] * words(self.sizes[li]) * 4
             out[(li, "s")] = size
+            if "pool" in self.cfg and li < top:  # the pool rule's hidden layers: 1-bit, thresholds
+                out[(li, "t")] = 4 * self.sizes[li + 1]
+                continue
             if self.req.weights in AUX:
                 out[(li, AUX[self.req.weights])] = size
         return out
@@ -127,8 +131,8 @@ def prepare(req: TrainRequest) -> Plan:
     enc = parse_encoding(req.encoding or data.default_encoding, data.max_value)
     n_in = enc.n_bits(data.n_features)
     sizes = parse_model(req.model, n_in, data.n_classes)
-    cfg = rule_config(data.name, sizes, req.weights, req.seed, data.n_classes, req.rule)
-    check_fits(sizes, req.weights, board, classes=data.n_classes)  # too big for the board's heap: exit 2 now
+    cfg = rule_config(data.name, sizes, req.weights, req.seed, data.n_classes, req.rule, len(data.x_train))
+    check_fits(sizes, req.weights, board, classes=data.n_classes, pool_rows=cfg.get("pool", {}).get("rows", 0))  # too big for the board's heap: exit 2 now
     meter = meter_config(board)  # INA219/INA226 on the board: the device integrates its readings
     if meter:
         cfg["meter"] = meter
