@@ -2,7 +2,10 @@
 settings and at larger models (1 and 2 hidden layers), and the gradient baselines of
 `bitflip compare` on the same bits, the same training samples and the same epochs.
 
-    python benchmarks/accuracy.py --dataset mnist [--quick] [--epochs N] [--models M:W,...]
+    python benchmarks/accuracy.py --dataset mnist [--quick] [--epochs N] [--models M:W[|enc=E][|KEY=V...],...]
+
+A model may carry its own encoding and rule overrides after '|', e.g. the pool rule on Fashion:
+`576-10x29:binary2|enc=threshold:16|pool=128|k_out=9|window=8`.
 
 Prints one markdown document on stdout (progress on stderr). Every figure in it is measured by
 this run on the test split; the header holds the exact command line. Nothing is hard-coded
@@ -31,11 +34,14 @@ from tqdm import tqdm
 TARGET = {"digits": 0.95, "mnist": 0.95, "fashion": 0.85}
 BUDGET_BYTES = {"digits": 16_000, "mnist": 100_000, "fashion": 100_000}  # decimal KB, the stricter reading
 MAX_BITS = 2
+# the pool rule for hidden layers (firmware pool.py) at its measured Fashion settings:
+# 560 x 784 1-bit + 290 x 560 binary2 + 560 int32 thresholds = 100,000 bytes
+POOL_FASHION = "560-10x29:binary2|enc=threshold:16|pool=128|k_out=9|window=8"
 # larger rule models to try besides the default: one and two hidden layers, 2-bit weights
 MORE_MODELS = {
     "digits": ["10x20:ternary", "64-10x8:binary2", "64-10x8:ternary", "64-64-10x8:binary2"],
     "mnist": ["10x96:ternary", "256-10x16:binary2", "256-10x16:ternary", "256-128-10x8:binary2"],
-    "fashion": ["10x50:ternary", "256-10x16:binary2", "256-10x16:ternary", "256-128-10x8:binary2"],
+    "fashion": ["10x50:ternary", "256-10x16:binary2", "256-10x16:ternary", "256-128-10x8:binary2", POOL_FASHION],
 }
 # the code whose changes would change the figures (the rule's reference, baselines, data)
 RESULT_CODE = ["host/bitflip/reference.py", "host/bitflip/rules.py", "host/bitflip/runner.py",
@@ -89,10 +95,14 @@ def measure(dataset: str, epochs: int, limit: int, models: list[str], matched: b
     compares, rule_rows = [], []
     shapes_done: set[tuple[int, ...]] = set()
     for i, spec in enumerate(configs):
-        model, _, weights = spec.partition(":")
-        req = CompareRequest(dataset=dataset, model=model, weights=weights or None, epochs=epochs, seed=seed,
-                             limit=limit, matched=matched and i == 0)
-        hidden = tuple(plan(req).sizes[1:-1])
+        head, *opts = spec.split("|")
+        model, _, weights = head.partition(":")
+        kv = dict(o.partition("=")[::2] for o in opts)
+        enc = kv.pop("enc", None)
+        req = CompareRequest(dataset=dataset, model=model, weights=weights or None, encoding=enc, rule=kv,
+                             epochs=epochs, seed=seed, limit=limit, matched=matched and i == 0)
+        p = plan(req)
+        hidden = (p.enc.spec, *p.sizes[1:-1])  # baselines once per encoding and hidden shape
         if i == 0:
             only: tuple[str, ...] = ()  # everything, logistic regression included
         elif hidden in shapes_done:
@@ -103,7 +113,8 @@ def measure(dataset: str, epochs: int, limit: int, models: list[str], matched: b
         res = _compare(req, f"{dataset} {spec}" + ("" if only == ("rule",) else " + baselines"))
         shapes_done.add(hidden)
         rule = res["rows"][0]
-        rule_rows.append({"model": res["model"], "weights": res["weights"], **rule})
+        rule_rows.append({"model": res["model"], "weights": res["weights"], "encoding": res["encoding"],
+                          "overrides": kv, **rule})
         if len(res["rows"]) > 1:
             compares.append(res)
     return {"configs": rule_rows, "compares": compares, "settings": compares[0]}
@@ -130,16 +141,19 @@ def report(dataset: str, m: dict[str, Any], argv: list[str], wall_s: float, quic
         (f"## The rule, every model tried (budget: <= {MAX_BITS} bits/weight, <= {_kb(budget)} of weights; "
          f"target >= {100 * target:.1f} %)"),
         "",
-        "| model | weights | bits/weight | weight bytes | within budget | test accuracy | weight bits written |",
-        "|---|---|---|---|---|---|---|",
+        ("| model | weights | encoding | rule overrides | bits/weight | model bytes | within budget | test accuracy "
+         "| weight bits written |"),
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     best = None
     for r in m["configs"]:
         ok = r["weight_bits"] <= MAX_BITS and r["model_bytes"] <= budget
         if ok and (best is None or r["test_accuracy"] > best["test_accuracy"]):
             best = r
-        out.append(f"| {r['model']} | {r['weights']} | {r['weight_bits']} | {r['model_bytes']:,} | "
-                   f"{'yes' if ok else 'no'} | {100 * r['test_accuracy']:.2f} % | {r['param_updates']:,} |")
+        over = " ".join(f"{k}={v}" for k, v in r["overrides"].items()) or "-"
+        out.append(f"| {r['model']} | {r['weights']} | {r['encoding']} | {over} | {r['weight_bits']} | "
+                   f"{r['model_bytes']:,} | {'yes' if ok else 'no'} | {100 * r['test_accuracy']:.2f} % | "
+                   f"{r['param_updates']:,} |")
     out.append("")
     if best is not None:
         verdict = "reached" if best["test_accuracy"] >= target else "NOT reached"
@@ -150,7 +164,8 @@ def report(dataset: str, m: dict[str, Any], argv: list[str], wall_s: float, quic
     for res in m["compares"]:
         rule = res["rows"][0]
         hidden = "-".join(map(str, rule["sizes"][1:-1])) or "no hidden layer"
-        out += ["", f"## Rule {res['model']} {res['weights']} against baselines with its hidden widths ({hidden})",
+        out += ["", (f"## Rule {res['model']} {res['weights']} against baselines with its hidden widths ({hidden}), "
+                     f"encoding {res['encoding']}"),
                 "", markdown(res), ""]
         sgd = next((r for r in res["rows"] if r["method"] == "mlp-sgd"), None)
         ste = next((r for r in res["rows"] if r["method"] == "ste"), None)

@@ -160,6 +160,19 @@ def test_accuracy_benchmark_quick(tmp_path: Path) -> None:
     assert "| rule |" in text and "| logreg |" in text and "QUICK" in text
 
 
+def test_accuracy_benchmark_models_carry_their_encoding_and_rule(tmp_path: Path) -> None:
+    spec = "48-10x3:binary2|enc=thermo:4|pool=16|pool_every=50"
+    p = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "accuracy.py"), "--dataset", "digits", "--quick",
+                        "--models", spec], capture_output=True, text=True, timeout=300, check=False)
+    assert p.returncode == 0, p.stderr
+    row = next(ln for ln in p.stdout.splitlines() if ln.startswith("| 48-10x3 |"))
+    assert "| thermo:4 | pool=16 pool_every=50 |" in row
+    assert "hidden widths (48), encoding thermo:4" in p.stdout  # its own baselines, on its own bits
+    # model bytes: 1-bit hidden (48 rows of 256 bits = 8 words), binary2 top (30 rows of 2 words, 2
+    # planes) and the pool rule's int32 thresholds
+    assert f"| {48 * 8 * 4 + 30 * 2 * 2 * 4 + 48 * 4:,} |" in row
+
+
 def test_nn_ceiling_is_brute_force_nearest_neighbour() -> None:
     sys.path.insert(0, str(ROOT / "benchmarks"))
     try:

@@ -33,10 +33,12 @@ def step_thresholds(a: ptr32, t: ptr32, n: int):
 
 
 @micropython.viper
-def add_evidence(c: ptr8, x: ptr32, n_in: int, dirs: ptr8, idx: ptr16, n: int, pos: int, n_out: int, rows: int):
+def add_evidence(c: ptr8, x: ptr32, n_in: int, dirs: ptr8, idx: ptr16, n: int, pos: int, n_out: int, rows: int) -> int:
     # for the n units idx[0:n] with a direction (dirs 1 up, 2 down) that are inside the
     # window [pos, pos + rows) (mod n_out): counter row r = unit - pos gets +1 where the
-    # input bit agrees with the direction (bit 1 and up, or bit 0 and down), else -1
+    # input bit agrees with the direction (bit 1 and up, or bit 0 and down), else -1.
+    # Returns the number of rows that took evidence.
+    done = 0
     for m in range(n):
         j = int(idx[m])
         r = j - pos
@@ -46,6 +48,7 @@ def add_evidence(c: ptr8, x: ptr32, n_in: int, dirs: ptr8, idx: ptr16, n: int, p
             continue
         up = 1 if int(dirs[j]) == 1 else 0
         off = r * n_in
+        done += 1
         for i in range(n_in):
             b = int((uint(x[i >> 5]) >> uint(i & 31)) & uint(1))
             v = int(c[off + i])
@@ -57,6 +60,7 @@ def add_evidence(c: ptr8, x: ptr32, n_in: int, dirs: ptr8, idx: ptr16, n: int, p
             elif v > 0 - _SAT:
                 v -= 1
             c[off + i] = v & 0xFF
+    return done
 
 
 @micropython.viper
@@ -126,15 +130,17 @@ class Pool:
         return [self.c, self.pos]
 
     def add(self, x, n):
-        # evidence from the layer's n units in error (layer.idx / layer.dirs); x: its input
+        # evidence from the layer's n units in error (layer.idx / layer.dirs); x: its input.
+        # Returns the counter bytes written.
         layer = self.layer
-        add_evidence(self.c, x, layer.n_in, layer.dirs, layer.idx, n, self.window(), layer.n_out, self.rows)
+        return layer.n_in * add_evidence(self.c, x, layer.n_in, layer.dirs, layer.idx, n, self.window(), layer.n_out, self.rows)
 
     def window(self):
         return self.pos[0] | (self.pos[1] << 8)
 
     def flush(self, flips, tau):
         # apply the window's evidence, clear it, move the window on; returns bits flipped
+        # (each counter is read twice: Trainer counts 2 * rows * n_in evidence bytes)
         layer = self.layer
         n_out = layer.n_out
         pos = self.window()

@@ -81,6 +81,7 @@ class Trainer:
         self.upd_words = 0  # 32-bit words visited by updates
         self.vote_words = 0  # 32-bit words of weight rows walked by votes (hidden layers)
         self.samples = 0  # samples through forward (train or eval)
+        self.evidence_bytes = 0  # pool rule: counter bytes written by evidence and read by flushes
 
     def nbytes(self):
         n = sum(layer.nbytes() for layer in self.layers) + sum(p.nbytes() for p in self.pools)
@@ -121,6 +122,7 @@ class Trainer:
             flips = self.flips >> ((self.step - 1) // self.epoch) if self.epoch else self.flips
             for pool in pools:
                 self.writes += pool.flush(flips if flips > 0 else 1, self.tau)
+                self.evidence_bytes += 2 * pool.rows * pool.layer.n_in
 
     def _learn(self, label, winner):
         layers = self.layers
@@ -182,7 +184,7 @@ class Trainer:
                 n_below = 0
             x = layers[li - 1].out if li > 0 else self.x
             if li < top and pools:  # evidence only: the window's flips come in learn()
-                pools[li].add(x, n)
+                self.evidence_bytes += pools[li].add(x, n)
             else:
                 k = self.k[li]
                 for i in range(n):
@@ -251,4 +253,4 @@ class Trainer:
             setattr(self, name, 0)
 
 
-COUNTERS = ("writes", "updates", "fwd_words", "upd_words", "vote_words", "samples")
+COUNTERS = ("writes", "updates", "fwd_words", "upd_words", "vote_words", "samples", "evidence_bytes")

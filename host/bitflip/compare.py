@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import tempfile
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +31,7 @@ class CompareRequest:
     model: str | None = None  # default per dataset, as for `bitflip train`
     weights: str | None = None
     encoding: str | None = None
+    rule: dict[str, Any] = field(default_factory=dict)  # rule hyper-parameter overrides (rules.py)
     epochs: int = 10
     seed: int = 0
     limit: int = 0
@@ -44,7 +45,7 @@ def plan(req: CompareRequest) -> Plan:
     if req.batch <= 0:
         raise UsageError(f"--batch must be positive (got {req.batch})")
     tr = TrainRequest(board="host", dataset=req.dataset, model=req.model, weights=req.weights,
-                      encoding=req.encoding, epochs=req.epochs, seed=req.seed, limit=req.limit)
+                      encoding=req.encoding, epochs=req.epochs, seed=req.seed, limit=req.limit, rule=dict(req.rule))
     p = prepare(tr)  # also checks epochs, limit, model and encoding
     if p.out.exists():  # prepare made a fresh temporary run directory that compare does not use
         p.out.rmdir()
@@ -107,7 +108,8 @@ def rule_row(p: Plan, progress: Progress) -> dict[str, Any]:
         "train_accuracy": s["train_accuracy"],
         "weight_bits": bits,
         "param_updates": c["writes"],
-        "ops": {"xor_words": c["fwd_words"], "upd_words": c["upd_words"]},
+        "ops": {"xor_words": c["fwd_words"], "upd_words": c["upd_words"],
+                **({"evidence_bytes": c.get("evidence_bytes", 0)} if pc else {})},
         "model_bytes": s["weight_bytes"] + thresholds,
         # rule v1 keeps nothing but its weight planes across samples
         "train_state_bytes": s["weight_bytes"] + thresholds + counters,

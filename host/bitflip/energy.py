@@ -318,6 +318,8 @@ def for_run(board: Board, sizes: list[int], weights: str, cfg: dict[str, Any], r
         eval_s = model.seconds(eval_n * fwd_c)
         if len(set(k)) > 1:
             notes.append("row updates priced at the output layer's k")
+        if cfg.get("pool"):
+            notes.append("pool rule: its evidence work (the evidence_bytes counter) is not priced, so the estimate is low")
     device_s = sum(p["device_s"] for p in per_epoch)
     joules = sum(p["joules"] for p in per_epoch)
     detail: dict[str, Any] = {

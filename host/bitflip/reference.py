@@ -90,7 +90,7 @@ def pack_bits(bits: np.ndarray) -> np.ndarray:
 
 KINDS = {"binary": 1, "binary2": 2, "ternary": 3}
 AUX_NAME = {2: "c", 3: "z"}
-COUNTERS = ("writes", "updates", "fwd_words", "upd_words")
+COUNTERS = ("writes", "updates", "fwd_words", "upd_words", "evidence_bytes")
 
 
 def popcount_rows(a: np.ndarray) -> np.ndarray:
@@ -137,13 +137,15 @@ class PoolRef:
         self.c = np.zeros((self.rows, layer.n_in), dtype=np.int64)
         self.pos = 0
 
-    def add(self, units: np.ndarray, up: np.ndarray, x: np.ndarray) -> None:
+    def add(self, units: np.ndarray, up: np.ndarray, x: np.ndarray) -> int:
+        """Evidence from the units in error; returns the counter bytes written."""
         r = (units - self.pos) % self.layer.n_out
         keep = r < self.rows
         if keep.any():
             xpm = unpack_pm(x, self.layer.n_in)
             sgn = np.where(up[keep], 1, -1)
             self.c[r[keep]] = np.clip(self.c[r[keep]] + sgn[:, None] * xpm[None, :], -SAT, SAT)
+        return int(keep.sum()) * self.layer.n_in
 
     def flush(self, flips: int, tau: int) -> int:
         layer, done = self.layer, 0
@@ -280,6 +282,7 @@ class Reference:
             flips = self.flips >> ((self.step - 1) // self.epoch) if self.epoch else self.flips
             for pool in self.pools:
                 self.totals["writes"] += pool.flush(max(flips, 1), self.tau)
+                self.totals["evidence_bytes"] += 2 * pool.rows * pool.layer.n_in
         return correct
 
     def _fill(self, label: int, bits: np.ndarray) -> None:
@@ -346,7 +349,7 @@ class Reference:
             if li == top:  # the device updates the top rows in the order it chose them
                 sel = np.array(rows, dtype=np.int64)
             if li < top and self.pools:
-                self.pools[li].add(sel, d[sel] > 0, outs[li])
+                self.totals["evidence_bytes"] += self.pools[li].add(sel, d[sel] > 0, outs[li])
             elif len(sel):
                 self._update(li, sel, d[sel] > 0, outs[li], base)
             if d_below is None:

@@ -28,6 +28,7 @@ def _handled(fn: Callable[..., Any]) -> Callable[..., Any]:
 @click.option("--weights", default=None, type=click.Choice(["binary", "binary2", "ternary"]),
               help="the rule's weights (default per dataset)")
 @click.option("--encoding", default=None, help="[deskew+][crop:C+][pool:F+]thermo:K, thermo:t1,t2,... or threshold:T (default per dataset)")
+@click.option("--rule", multiple=True, metavar="KEY=VALUE", help="override a rule hyper-parameter (as for train)")
 @click.option("--epochs", default=10, show_default=True, type=int, help="the same budget for every method")
 @click.option("--limit", default=0, type=int, help="use the first N training samples only")
 @click.option("--seed", default=0, show_default=True, type=int)
@@ -36,13 +37,13 @@ def _handled(fn: Callable[..., Any]) -> Callable[..., Any]:
 @click.option("--only", default="", help="comma-separated methods to run (rule, mlp-sgd, mlp-adam, ste, logreg, ...)")
 @click.option("--json", "as_json", is_flag=True, help="print one JSON object")
 @_handled
-def compare(dataset: str, model: str | None, weights: str | None, encoding: str | None, epochs: int, limit: int,
-            seed: int, batch: int, matched: bool, only: str, as_json: bool) -> None:
+def compare(dataset: str, model: str | None, weights: str | None, encoding: str | None, rule: tuple[str, ...],
+            epochs: int, limit: int, seed: int, batch: int, matched: bool, only: str, as_json: bool) -> None:
     """Compare the learning rule with gradient baselines on the same bits and epochs."""
-    from ..cli import _bar
+    from ..cli import _bar, _kv
     from ..compare import CompareRequest, markdown, plan, run, total_work
 
-    req = CompareRequest(dataset=dataset, model=model, weights=weights, encoding=encoding, epochs=epochs,
+    req = CompareRequest(dataset=dataset, model=model, weights=weights, encoding=encoding, rule=_kv(rule), epochs=epochs,
                          seed=seed, limit=limit, batch=batch, matched=matched,
                          only=tuple(m.strip() for m in only.split(",") if m.strip()))
     p = plan(req)
