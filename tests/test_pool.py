@@ -17,9 +17,11 @@ from conftest import run_micropython
 
 def _pool_cfg(sizes: list[int], weights: str, rows: int) -> dict:
     # small windows that wrap around the layer, a flush every 7 samples, flips halved
-    # every 40 samples, a near-miss margin wide enough that correct samples vote too
+    # every 40 samples (an "epoch"), from the second epoch on k_out and tau grow by 1 per
+    # epoch, a near-miss margin wide enough that correct samples vote too
     return {"sizes": sizes, "classes": 4, "seed": 5, "margin": -1, "window": 8, "k": [2] * (len(sizes) - 1), "ks": 2,
-            "weights": weights, "pool": {"rows": rows, "every": 7, "tau": 1, "flips": 6, "near": 30, "epoch": 40}}
+            "weights": weights, "epoch": 40, "anneal": 2,
+            "pool": {"rows": rows, "every": 7, "tau": 1, "flips": 6, "near": 30, "tau_step": 1}}
 
 
 @pytest.mark.parametrize("weights", ["binary2", "ternary"])
@@ -65,6 +67,11 @@ print(json.dumps({{'digest': binascii.hexlify(h.digest()).decode(), 'writes': to
     assert all(p.pos == (count // 7 * p.rows) % p.layer.n_out for p in ref.pools)
     fresh = R.Reference(cfg)
     assert any(np.any(a.s != b.s) for a, b in zip(ref.layers[:-1], fresh.layers[:-1]))
+    # the anneal took effect: without it the same run ends elsewhere
+    plain = R.Reference(dict(cfg, anneal=0))
+    for i in range(count):
+        plain.train_sample(X[i], int(y[i]))
+    assert plain.digest() != ref.digest() and ref.extra == 2
     # hidden layers are 1-bit under the pool rule, the top keeps the run's kind
     assert [len(layer.planes()) for layer in ref.layers] == [1] * (len(sizes) - 2) + [2]
 
@@ -102,7 +109,10 @@ print(json.dumps([n, list(w), list(c)]))
 
 def test_pool_rule_parameters_are_checked() -> None:
     cfg = rule_config("fashion", [784, 64, 40], "binary2", 0, 10, {"pool": "32"}, n_train=600)
-    assert cfg["pool"] == {"rows": 32, "every": 2048, "tau": 8, "flips": 8, "near": 60, "epoch": 600}
+    assert cfg["pool"] == {"rows": 32, "every": 2048, "tau": 8, "flips": 8, "near": 60, "tau_step": 0}
+    assert cfg["epoch"] == 600 and "anneal" not in cfg
+    cfg = rule_config("fashion", [784, 40], "binary2", 0, 10, {"anneal": "3"}, n_train=600)
+    assert cfg["anneal"] == 3 and cfg["epoch"] == 600 and "pool" not in cfg
     assert "pool" not in rule_config("fashion", [784, 64, 40], "binary2", 0, 10, {})
     with pytest.raises(UsageError, match="needs a model with a hidden layer"):
         rule_config("fashion", [784, 40], "binary2", 0, 10, {"pool": "32"})

@@ -42,6 +42,11 @@ class Trainer:
         self.margin = int(cfg["margin"])
         self.k = [int(k) for k in cfg["k"]]  # flip density exponent per layer
         self.ks = int(cfg.get("ks", 0))  # binary2: confidence gain density exponent
+        # annealing: from epoch `anneal` (1-based; 0 = never) on, every epoch adds 1 to the top
+        # layer's k and `tau_step` to the pool rule's tau; epochs are `epoch` samples long
+        self.anneal = int(cfg.get("anneal", 0))
+        self.epoch = int(cfg.get("epoch", 0))
+        self.extra = 0  # the current epoch's addition
         if sizes[-1] % self.n_classes:
             raise ValueError("the last layer must hold P prototypes per class")
         self.P = sizes[-1] // self.n_classes
@@ -58,7 +63,7 @@ class Trainer:
             self.every = int(pc["every"])
             self.tau = int(pc["tau"])
             self.flips = int(pc["flips"])
-            self.epoch = int(pc.get("epoch", 0))  # samples per halving of flips (0: never)
+            self.tau_step = int(pc.get("tau_step", 0))
             self.near = int(pc["near"])
             self.vdir = bytearray(sizes[-1])  # the top's votes on the hidden layers
         self.n_in = sizes[0]
@@ -107,6 +112,9 @@ class Trainer:
         P = self.P
         K.step_key(self.st, self.seed, self.step)
         self.step += 1
+        e = (self.step - 1) // self.epoch if self.epoch else 0  # this sample's epoch, 0-based
+        if self.anneal and e + 2 > self.anneal:
+            self.extra = e + 2 - self.anneal
         pools = self.pools
         for li in range(len(pools)):
             step_thresholds(layers[li].pre, pools[li].t, layers[li].n_out)
@@ -119,9 +127,9 @@ class Trainer:
         else:
             self._learn(label, winner)
         if pools and self.step % self.every == 0:
-            flips = self.flips >> ((self.step - 1) // self.epoch) if self.epoch else self.flips
+            flips = self.flips >> e  # halved every epoch
             for pool in pools:
-                self.writes += pool.flush(flips if flips > 0 else 1, self.tau)
+                self.writes += pool.flush(flips if flips > 0 else 1, self.tau + self.tau_step * self.extra)
                 self.evidence_bytes += 2 * pool.rows * pool.layer.n_in
 
     def _learn(self, label, winner):
@@ -186,7 +194,7 @@ class Trainer:
             if li < top and pools:  # evidence only: the window's flips come in learn()
                 self.evidence_bytes += pools[li].add(x, n)
             else:
-                k = self.k[li]
+                k = self.k[li] + self.extra if li == top else self.k[li]
                 for i in range(n):
                     j = idx[i]
                     self.writes += layer.update(j, x, d[j] == 1, k, self.ks, self.st, li)

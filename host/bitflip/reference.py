@@ -195,7 +195,8 @@ class Reference:
         self.pools = [PoolRef(layer, int(pc["rows"])) for layer in self.layers[:-1]] if pc else []
         if pc:
             self.every, self.tau, self.flips = int(pc["every"]), int(pc["tau"]), int(pc["flips"])
-            self.epoch, self.near = int(pc.get("epoch", 0)), int(pc["near"])
+            self.near, self.tau_step = int(pc["near"]), int(pc.get("tau_step", 0))
+        self.anneal, self.epoch, self.extra = int(cfg.get("anneal", 0)), int(cfg.get("epoch", 0)), 0  # rule.py
         self.fill = [self.P] * self.n_classes  # data-initialised prototypes (rule.py step 2)
         self.step = 0
         self.totals = {name: 0 for name in COUNTERS}
@@ -233,7 +234,8 @@ class Reference:
         nw, valid = layer.nw, valid_mask(layer.n_in)[None, :]
         keys = row_keys(base, li, rows)
         t = np.where(up[:, None], x[None, :], ~x[None, :]) & valid
-        r = draws(keys, nw, self.k[li]) & valid
+        k = self.k[li] + (self.extra if li == len(self.layers) - 1 else 0)  # annealed top (rule.py)
+        r = draws(keys, nw, k) & valid
         sv = layer.s[rows]
         if layer.kind == 1:
             f = (sv ^ t) & r
@@ -246,7 +248,7 @@ class Reference:
             r2_full = np.full_like(sv, 0xFFFFFFFF)
             i = np.arange(nw, dtype=np.uint32)
             with np.errstate(over="ignore"):
-                for d in range(self.k[li], self.k[li] + self.ks):
+                for d in range(k, k + self.ks):
                     r2_full &= hash32(keys[:, None] + (np.uint32(d * nw) + i)[None, :] * GOLD)
             r2 = valid & ~(sv ^ t) & ~av & r2_full
             wrong = (sv ^ t) & r
@@ -272,6 +274,9 @@ class Reference:
         correct = winner // self.P == label
         base = step_key(self.seed, self.step)
         self.step += 1
+        e = (self.step - 1) // self.epoch if self.epoch else 0
+        if self.anneal and e + 2 > self.anneal:
+            self.extra = e + 2 - self.anneal
         for li, pool in enumerate(self.pools):
             pool.t += np.sign(pres[li])
         if not self.fill[label]:
@@ -279,9 +284,8 @@ class Reference:
         else:
             self._fill(label, outs[top])
         if self.pools and self.step % self.every == 0:
-            flips = self.flips >> ((self.step - 1) // self.epoch) if self.epoch else self.flips
             for pool in self.pools:
-                self.totals["writes"] += pool.flush(max(flips, 1), self.tau)
+                self.totals["writes"] += pool.flush(max(self.flips >> e, 1), self.tau + self.tau_step * self.extra)
                 self.totals["evidence_bytes"] += 2 * pool.rows * pool.layer.n_in
         return correct
 

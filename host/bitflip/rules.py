@@ -14,7 +14,9 @@ from .errors import UsageError
 # that many units; pool_every: samples per window; pool_tau: evidence a flip needs;
 # pool_flips: flips per unit and window (halved every epoch); near: a correct winner whose
 # best rival is this close still votes on the hidden layers.
-POOL = {"pool": 0, "pool_every": 2048, "pool_tau": 8, "pool_flips": 8, "near": 60}
+# anneal E (>= 1; 0 = off): from epoch E on, every epoch adds 1 to k_out and pool_tau_step to
+# pool_tau, so late epochs move fewer weights.
+POOL = {"pool": 0, "pool_every": 2048, "pool_tau": 8, "pool_flips": 8, "near": 60, "pool_tau_step": 0, "anneal": 0}
 FALLBACK: dict[str, Any] = {"k_out": 3, "k_hidden": 4, "ks": 3, "window": 16, "margin": -1, **POOL}
 DEFAULTS: dict[str, dict[str, Any]] = {
     "digits": {"k_out": 3, "k_hidden": 4, "ks": 3, "window": 16, "margin": -1, **POOL},
@@ -41,7 +43,7 @@ def rule_config(dataset: str, sizes: list[int], weights: str, seed: int, classes
         if not 0 <= hp[key] <= 16:
             raise UsageError(f"rule parameter {key} must be within 0..16 (got {hp[key]})")
     for key, lo, hi in (("pool", 0, 4096), ("pool_every", 1, 1 << 20), ("pool_tau", 1, 127),
-                        ("pool_flips", 1, 4096)):
+                        ("pool_flips", 1, 4096), ("pool_tau_step", 0, 127), ("anneal", 0, 1000)):
         if not lo <= hp[key] <= hi:
             raise UsageError(f"rule parameter {key} must be within {lo}..{hi} (got {hp[key]})")
     n_layers = len(sizes) - 1
@@ -55,9 +57,13 @@ def rule_config(dataset: str, sizes: list[int], weights: str, seed: int, classes
         "k": [hp["k_hidden"]] * (n_layers - 1) + [hp["k_out"]],
         "ks": hp["ks"],
     }
+    if hp["anneal"]:
+        cfg["anneal"] = hp["anneal"]
+        cfg["epoch"] = n_train
     if hp["pool"] and n_layers < 2:
         raise UsageError("rule parameter pool needs a model with a hidden layer (e.g. --model 576-10x29)")
     if hp["pool"]:
         cfg["pool"] = {"rows": hp["pool"], "every": hp["pool_every"], "tau": hp["pool_tau"],
-                       "flips": hp["pool_flips"], "near": hp["near"], "epoch": n_train}
+                       "flips": hp["pool_flips"], "near": hp["near"], "tau_step": hp["pool_tau_step"]}
+        cfg["epoch"] = n_train  # the pool rule halves its flips every epoch
     return cfg
