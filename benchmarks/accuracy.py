@@ -38,7 +38,7 @@ MAX_BITS = 2
 # 560 x 784 1-bit + 290 x 560 binary2 + 560 int32 thresholds = 100,000 bytes; an evidence
 # window over every hidden unit (560 x 784 int8 counters = 439 KB while training), annealed
 # from epoch 4 on
-POOL_FASHION = "560-10x29:binary2|enc=threshold:16|pool=560|k_out=9|window=8|anneal=4|pool_tau_step=4"
+POOL_FASHION = "560-10x29:binary2|enc=threshold:16|pool=560|pool_every=2048|k_out=9|window=8|anneal=4|pool_tau_step=4"
 # larger rule models to try besides the default: one and two hidden layers, 2-bit weights
 MORE_MODELS = {
     "digits": ["10x20:ternary", "64-10x8:binary2", "64-10x8:ternary", "64-64-10x8:binary2"],

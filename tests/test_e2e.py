@@ -74,3 +74,29 @@ def test_pool_rule_on_the_virtual_pico_matches_the_host(tmp_path: Path) -> None:
         assert m["layer1_s"].shape == m["layer1_c"].shape == (30, 2)
         assert m["layer0_t"].dtype == np.int32 and np.any(m["layer0_t"] != 0)
     assert dev["weight_bytes"] == host["weight_bytes"] == 48 * 6 * 4 + 2 * 30 * 2 * 4
+
+
+def test_the_fashion_pool_recipe_fits_and_trains_on_the_virtual_pico2(tmp_path: Path) -> None:
+    # the README's Fashion model with the pool window a Pico 2 can hold (560-10x29, 280-unit
+    # window: 419 KB of its 440 KiB heap by the memory plan) runs under the real heap limit
+    # and matches the host; 28x28 images made here (Fashion is not fetched in CI)
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 10, 700)
+    x = (rng.random((700, 28, 28)) * 60 + y[:, None, None] * 18).astype(np.uint8)
+    data = tmp_path / "img.npz"
+    np.savez(data, x_train=x[:600], y_train=y[:600], x_test=x[600:], y_test=y[600:])
+    args = ["--dataset", str(data), "--model", "560-10x29", "--encoding", "threshold:100", "--epochs", "1",
+            "--rule", "pool=280", "--rule", "pool_every=100", "--rule", "anneal=1", "--rule", "pool_tau_step=2",
+            "--json"]
+    runs = {}
+    for board in ("sim-pico2", "host"):
+        p = subprocess.run([BITFLIP, "train", "--board", board, "--out", str(tmp_path / board), *args],
+                           capture_output=True, text=True, timeout=600, check=False)
+        assert p.returncode == 0, p.stderr
+        runs[board] = json.loads(p.stdout)
+    assert runs["sim-pico2"]["weights_sha256"] == runs["host"]["weights_sha256"]
+    assert runs["sim-pico2"]["flips"] == runs["host"]["flips"] > 0
+    # the window over every unit (439 KB of counters alone) is refused before anything starts
+    p = subprocess.run([BITFLIP, "train", "--board", "sim-pico2", "--out", str(tmp_path / "big"), *args,
+                        "--rule", "pool=560"], capture_output=True, text=True, timeout=120, check=False)
+    assert p.returncode == 2 and "pool rule with 560-unit windows" in p.stderr

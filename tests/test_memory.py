@@ -90,25 +90,29 @@ def test_memory_command() -> None:
     assert r.exit_code == 2
 
 
-def test_the_largest_accepted_model_trains_on_sim_pico_and_one_wider_is_refused(tmp_path: Path) -> None:
+@pytest.mark.parametrize("pool", [0, 32], ids=["rule-v1", "pool-rule"])
+def test_the_largest_accepted_model_trains_on_sim_pico_and_one_wider_is_refused(tmp_path: Path, pool: int) -> None:
     board = boards.load("sim-pico")
-    w = largest_hidden([DIGITS_IN, 1, 10], "binary", board)
+    w = largest_hidden([DIGITS_IN, 1, 10], "binary", board, pool_rows=pool)
     assert w > 1000
+    rule = {"pool": str(pool)}
     s = train(TrainRequest(board="sim-pico", dataset="digits", model=f"{w}-10", epochs=1, out=tmp_path / "ok",
-                          weights="binary"))
+                          weights="binary", rule=rule))
     assert s["samples_seen"] > 0 and s["test_accuracy"] is not None
     # the plan must not under-estimate what the board really holds after allocating
-    plan = plan_memory([DIGITS_IN, w, 10], "binary", board)
+    plan = plan_memory([DIGITS_IN, w, 10], "binary", board, pool_rows=pool)
     used = board.heap_bytes - plan["gc_tables"] - int(s["heap_free_after_alloc"])
     steady = plan["total"] - plan["transient"] - plan["gc_tables"]
     assert used <= steady <= used + plan["import_holes"] + 8192, (used, steady)
 
     r = CliRunner().invoke(main, ["train", "--board", "sim-pico", "--dataset", "digits", "--model", f"{w + 1}-10",
-                                  "--weights", "binary", "--epochs", "1", "--out", str(tmp_path / "refused")])
+                                  "--weights", "binary", "--epochs", "1", "--out", str(tmp_path / "refused"),
+                                  "--rule", f"pool={pool}"])
     assert r.exit_code == 2, r.output
     line = r.output.strip()
     assert "\n" not in line
-    assert f"model {DIGITS_IN}-{w + 1}-10 (binary) needs" in line and f"board sim-pico has {board.heap_bytes}" in line
+    name = f"{DIGITS_IN}-{w + 1}-10" + (f", pool rule with {pool}-unit windows" if pool else "")
+    assert f"model {name} (binary) needs" in line and f"board sim-pico has {board.heap_bytes}" in line
     assert line.endswith(f"the largest that fits is {DIGITS_IN}-{w}-10")
     assert not (tmp_path / "refused").exists()  # nothing started, nothing written
 

@@ -108,12 +108,16 @@ print(json.dumps([n, list(w), list(c)]))
 
 
 def test_pool_rule_parameters_are_checked() -> None:
-    cfg = rule_config("fashion", [784, 64, 40], "binary2", 0, 10, {"pool": "32"}, n_train=600)
-    assert cfg["pool"] == {"rows": 32, "every": 2048, "tau": 8, "flips": 8, "near": 60, "tau_step": 0}
-    assert cfg["epoch"] == 600 and "anneal" not in cfg
+    cfg = rule_config("fashion", [784, 64, 40], "binary2", 0, 10, {"pool": "48"}, n_train=600)
+    assert cfg["pool"] == {"rows": 48, "every": 512, "tau": 8, "flips": 8, "near": 60, "tau_step": 0}
+    assert cfg["epoch"] == 600 and "anneal" not in cfg and cfg["window"] == 8 and cfg["k"] == [6, 9]
     cfg = rule_config("fashion", [784, 40], "binary2", 0, 10, {"anneal": "3"}, n_train=600)
     assert cfg["anneal"] == 3 and cfg["epoch"] == 600 and "pool" not in cfg
-    assert "pool" not in rule_config("fashion", [784, 64, 40], "binary2", 0, 10, {})
+    # hidden layers train with the pool rule by default; pool=0 is rule v1 with the dataset's settings
+    assert rule_config("fashion", [784, 64, 40], "binary2", 0, 10, {})["pool"]["rows"] == 32
+    v1 = rule_config("fashion", [784, 64, 40], "binary2", 0, 10, {"pool": "0"})
+    assert "pool" not in v1 and v1["window"] == 32 and v1["k"] == [6, 6]
+    assert "pool" not in rule_config("fashion", [784, 40], "binary2", 0, 10, {})
     with pytest.raises(UsageError, match="needs a model with a hidden layer"):
         rule_config("fashion", [784, 40], "binary2", 0, 10, {"pool": "32"})
     with pytest.raises(UsageError, match="pool_tau must be within 1..127"):

@@ -123,7 +123,7 @@ class Pool:
         layer.thr = self.t
 
     def nbytes(self):
-        return 4 * len(self.t) + len(self.c) + 4 + 4 * _BINS
+        return len(self.t) + len(self.c) + len(self.pos) + 4 * _BINS
 
     def state(self):
         # what a checkpoint needs besides Trainer.planes() (which holds t)

@@ -57,6 +57,16 @@ class Trainer:
             self.layers.append(Dense(sizes[i], sizes[i + 1], BINARY if pc and hidden else self.kind))
         for i, layer in enumerate(self.layers):
             layer.init(self.seed, i)
+        self.n_in = sizes[0]
+        self.x = bytearray(4 * words(self.n_in))
+        self.vote = array("i", bytes(4 * max(sizes)))
+        # prototypes still to take from data, per class: the first P samples of a class
+        # become its prototypes (as seen by the top layer: input bits or hidden sign bits)
+        self.fill = bytearray([self.P] * self.n_classes)
+        self.st = array("I", bytes(4))
+        self.step = 0
+        # after the vote buffer: its construction briefly needs twice its size, which the
+        # memory plan reserves as "transient" on a heap not yet split by the pool buffers
         self.pools = []  # one per hidden layer under the pool rule
         if pc:
             self.pools = [Pool(layer, int(pc["rows"])) for layer in self.layers[:-1]]
@@ -66,14 +76,6 @@ class Trainer:
             self.tau_step = int(pc.get("tau_step", 0))
             self.near = int(pc["near"])
             self.vdir = bytearray(sizes[-1])  # the top's votes on the hidden layers
-        self.n_in = sizes[0]
-        self.x = bytearray(4 * words(self.n_in))
-        self.vote = array("i", bytes(4 * max(sizes)))
-        # prototypes still to take from data, per class: the first P samples of a class
-        # become its prototypes (as seen by the top layer: input bits or hidden sign bits)
-        self.fill = bytearray([self.P] * self.n_classes)
-        self.st = array("I", bytes(4))
-        self.step = 0
         # a second core takes half of every layer with >= 256 neurons where that pays (dual.py)
         self.worker = None
         if dual.wanted(cfg):

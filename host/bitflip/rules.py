@@ -23,6 +23,16 @@ DEFAULTS: dict[str, dict[str, Any]] = {
     "mnist": {"k_out": 5, "k_hidden": 6, "ks": 4, "window": 32, "margin": -1, **POOL},
     "fashion": {"k_out": 6, "k_hidden": 6, "ks": 4, "window": 32, "margin": -1, **POOL},
 }
+# Models with hidden layers train them with the pool rule (measured far better than rule v1:
+# docs/research/hidden-layers.md sections 4-7); these settings replace the dataset's for them.
+# A 32-unit window keeps the counters small enough for a Pico (784 inputs: 25 KB); `pool=0`
+# selects rule v1 (then --weights also applies to the hidden layers).
+HIDDEN: dict[str, dict[str, Any]] = {
+    "digits": {"pool": 32, "pool_every": 128, "window": 4, "near": 20, "k_out": 5},
+    "mnist": {"pool": 32, "pool_every": 512, "window": 8, "k_out": 9},
+    "fashion": {"pool": 32, "pool_every": 512, "window": 8, "k_out": 9},
+}
+HIDDEN_FALLBACK: dict[str, Any] = {"pool": 32, "pool_every": 512, "window": 8, "k_out": 9}
 # MNIST: 400 bits after deskew+crop:20 (registry.MNIST_ENCODING), 960 prototypes = 99,840 B
 DEFAULT_MODEL = {"digits": "10x20", "mnist": "10x96", "fashion": "10x50"}
 DEFAULT_WEIGHTS = {"digits": "binary2", "mnist": "binary2", "fashion": "binary2"}
@@ -31,14 +41,19 @@ DEFAULT_WEIGHTS = {"digits": "binary2", "mnist": "binary2", "fashion": "binary2"
 def rule_config(dataset: str, sizes: list[int], weights: str, seed: int, classes: int,
                 overrides: dict[str, Any], n_train: int = 0) -> dict[str, Any]:
     """n_train: training samples per epoch (the pool rule halves its flips every epoch)."""
+    n_layers = len(sizes) - 1
     hp = dict(DEFAULTS.get(dataset, FALLBACK))
+    given: dict[str, int] = {}
     for key, value in overrides.items():
         if key not in hp:
             raise UsageError(f"unknown rule parameter '{key}' (known: {', '.join(sorted(hp))})")
         try:
-            hp[key] = int(value)
+            given[key] = int(value)
         except (TypeError, ValueError):
             raise UsageError(f"rule parameter {key} must be an integer (got {value!r})") from None
+    if n_layers > 1 and given.get("pool", 1):  # pool=0: rule v1 with the dataset's settings
+        hp.update(HIDDEN.get(dataset, HIDDEN_FALLBACK))
+    hp.update(given)
     for key in ("k_out", "k_hidden", "ks"):
         if not 0 <= hp[key] <= 16:
             raise UsageError(f"rule parameter {key} must be within 0..16 (got {hp[key]})")
@@ -46,7 +61,6 @@ def rule_config(dataset: str, sizes: list[int], weights: str, seed: int, classes
                         ("pool_flips", 1, 4096), ("pool_tau_step", 0, 127), ("anneal", 0, 1000)):
         if not lo <= hp[key] <= hi:
             raise UsageError(f"rule parameter {key} must be within {lo}..{hi} (got {hp[key]})")
-    n_layers = len(sizes) - 1
     cfg: dict[str, Any] = {
         "sizes": sizes,
         "classes": classes,
@@ -60,9 +74,9 @@ def rule_config(dataset: str, sizes: list[int], weights: str, seed: int, classes
     if hp["anneal"]:
         cfg["anneal"] = hp["anneal"]
         cfg["epoch"] = n_train
-    if hp["pool"] and n_layers < 2:
+    if n_layers < 2 and given.get("pool"):
         raise UsageError("rule parameter pool needs a model with a hidden layer (e.g. --model 576-10x29)")
-    if hp["pool"]:
+    if hp["pool"] and n_layers > 1:
         cfg["pool"] = {"rows": hp["pool"], "every": hp["pool_every"], "tau": hp["pool_tau"],
                        "flips": hp["pool_flips"], "near": hp["near"], "tau_step": hp["pool_tau_step"]}
         cfg["epoch"] = n_train  # the pool rule halves its flips every epoch

@@ -125,9 +125,11 @@ def sim(board: str, flash_dir: Path | None, with_sources: bool) -> None:
               help="all layer widths including the input, the last as CLASSES or CLASSESxPROTOTYPES, "
                    "e.g. 784-512-10 or 784-10x50")
 @click.option("--weights", default="binary", show_default=True, type=click.Choice(["binary", "binary2", "ternary"]))
+@click.option("--pool", default=0, show_default=True, type=click.IntRange(0, 4096),
+              help="the pool rule's evidence window in units (as --rule pool=M of train); 0: rule v1")
 @click.option("--json", "as_json", is_flag=True)
 @_handled
-def memory(board: str, model: str, weights: str, as_json: bool) -> None:
+def memory(board: str, model: str, weights: str, pool: int, as_json: bool) -> None:
     """Device heap a model needs on a board, by part, and the largest that fits."""
     from ..boards import load
     from ..errors import UsageError
@@ -142,21 +144,25 @@ def memory(board: str, model: str, weights: str, as_json: bool) -> None:
         raise UsageError(f"bad model '{model}': give every width including the input, e.g. 784-512-10") from None
     if len(sizes) < 2 or min(sizes) <= 0:
         raise UsageError(f"bad model '{model}': at least an input and an output width, all positive")
+    if pool and len(sizes) < 3:
+        raise UsageError("--pool needs a model with a hidden layer (e.g. 784-560-10x29)")
     b = load(board)
-    plan = plan_memory(sizes, weights, b)
-    w = largest_hidden(sizes, weights, b)
+    plan = plan_memory(sizes, weights, b, pool_rows=pool)
+    w = largest_hidden(sizes, weights, b, pool_rows=pool)
     largest = model_name([sizes[0]] + [w] * (len(sizes) - 2) + [sizes[-1]], classes) if w else None
     if len(sizes) == 2:  # no hidden layer: grow the prototypes per class instead
         p = largest_prototypes(sizes, weights, b, classes)
         largest = model_name([sizes[0], classes * p], classes) if p else None
     if as_json:
-        click.echo(json.dumps({**plan, "board": b.name, "model": model, "weights": weights, "largest": largest}))
+        click.echo(json.dumps({**plan, "board": b.name, "model": model, "weights": weights, "pool": pool,
+                               "largest": largest}))
         return
     for key, value in plan.items():
         if isinstance(value, int) and key not in ("total", "heap", "word_bytes"):
             click.echo(f"  {key:<16} {value:>9}")
     verdict = "fits" if plan["total"] <= plan["heap"] else "does NOT fit"
-    click.echo(f"{model} {weights} on {b.name}: {plan['total']} of {plan['heap']} bytes, {verdict}"
+    rule = f", pool rule over {pool}-unit windows" if pool else ""
+    click.echo(f"{model} {weights}{rule} on {b.name}: {plan['total']} of {plan['heap']} bytes, {verdict}"
                + (f"; largest that fits: {largest}" if largest else ""))
 
 
