@@ -33,17 +33,20 @@ from bitflip.runner import parse_model
 
 # input bits: digits thermo:3,7,11; MNIST's default encoding (deskew+crop:20+threshold:32) gives
 # 400; the issue's 784-512-10 rows use the whole 28x28 image (threshold:32)
-INPUT_BITS = {"digits": 192, "mnist": 400, "mnist 28x28": 784}
+INPUT_BITS = {"digits": 192, "mnist": 400, "mnist 28x28": 784, "fashion": 784}
 CLASSES = 10
-# (dataset, model, weights, why it is in the table)
+# (dataset, model, weights, why it is in the table, pool rule window: 0 = rule v1)
 MODELS = [
-    ("digits", DEFAULT_MODEL["digits"], DEFAULT_WEIGHTS["digits"], "digits default"),
-    ("mnist", DEFAULT_MODEL["mnist"], DEFAULT_WEIGHTS["mnist"], "MNIST default"),
-    ("digits", "256-10x16", "binary2", "hidden layer + prototypes"),
-    ("mnist 28x28", "256-10x16", "binary2", "hidden layer + prototypes"),
-    ("mnist 28x28", "512-10", "binary", "784-512-10, 1-bit"),
-    ("mnist 28x28", "512-10", "binary2", "784-512-10, sign + confidence"),
-    ("mnist 28x28", "512-10", "ternary", "784-512-10 ternary (issue 3: must fit the Pico)"),
+    ("digits", DEFAULT_MODEL["digits"], DEFAULT_WEIGHTS["digits"], "digits default", 0),
+    ("mnist", DEFAULT_MODEL["mnist"], DEFAULT_WEIGHTS["mnist"], "MNIST default", 0),
+    ("digits", "256-10x16", "binary2", "hidden layer + prototypes, rule v1", 0),
+    ("mnist 28x28", "256-10x16", "binary2", "hidden layer + prototypes, rule v1", 0),
+    ("mnist 28x28", "256-10x16", "binary2", "the same, pool rule (the default for hidden layers)", 32),
+    ("mnist 28x28", "512-10", "binary", "784-512-10, 1-bit", 0),
+    ("mnist 28x28", "512-10", "binary2", "784-512-10, sign + confidence", 0),
+    ("mnist 28x28", "512-10", "ternary", "784-512-10 ternary (issue 3: must fit the Pico)", 0),
+    ("fashion", "560-10x29", "binary2", "Fashion 85 % recipe, evidence window over every unit", 560),
+    ("fashion", "560-10x29", "binary2", "Fashion recipe with the window a Pico 2 holds", 280),
 ]
 BOARDS = ["pico", "pico2", "esp32", "esp32s3", "esp32c3", "sim-pico", "sim-esp32"]
 
@@ -56,11 +59,11 @@ def sizes_of(dataset: str, model: str) -> list[int]:
     return parse_model(model, INPUT_BITS[dataset], CLASSES)
 
 
-def largest(sizes: list[int], weights: str, board: Any) -> str:
+def largest(sizes: list[int], weights: str, board: Any, pool: int = 0) -> str:
     """The largest model of the same shape that fits: wider hidden layers, or (no hidden
     layer) more prototypes per class."""
     if len(sizes) > 2:
-        w = largest_hidden(sizes, weights, board)
+        w = largest_hidden(sizes, weights, board, pool_rows=pool)
         return model_name([sizes[0]] + [w] * (len(sizes) - 2) + [sizes[-1]], CLASSES) if w else "none"
     p = largest_prototypes(sizes, weights, board, CLASSES)
     return model_name([sizes[0], CLASSES * p], CLASSES) if p else "none"
@@ -69,15 +72,15 @@ def largest(sizes: list[int], weights: str, board: Any) -> str:
 def collect() -> dict[str, Any]:
     boards = [boards_mod.load(b) for b in BOARDS]
     rows = []
-    for dataset, model, weights, why in MODELS:
+    for dataset, model, weights, why, pool in MODELS:
         sizes = sizes_of(dataset, model)
         cells = {}
         for b in boards:
-            plan = plan_memory(sizes, weights, b)
+            plan = plan_memory(sizes, weights, b, pool_rows=pool)
             cells[b.name] = {"needed": plan["total"], "heap": b.heap_bytes, "fits": plan["total"] <= b.heap_bytes,
-                             "spare": b.heap_bytes - plan["total"], "largest": largest(sizes, weights, b),
+                             "spare": b.heap_bytes - plan["total"], "largest": largest(sizes, weights, b, pool),
                              "source": plan["overhead_source"]}
-        rows.append({"dataset": dataset, "model": model, "weights": weights, "why": why,
+        rows.append({"dataset": dataset, "model": model, "weights": weights, "why": why, "pool": pool,
                      "name": model_name(sizes, CLASSES), "sizes": sizes, "boards": cells})
     pico = boards_mod.load("pico")
     t_sizes = sizes_of("mnist 28x28", "512-10")
@@ -110,7 +113,8 @@ def main() -> None:
         for b in data["boards"]:
             c = r["boards"][b["name"]]
             cells.append(f"{c['needed']:,} {'yes' if c['fits'] else '**no**'}")
-        print(f"| `{r['model']}` = {r['name']} ({r['dataset']}, {r['weights']}) | " + " | ".join(cells) + " |")
+        rule = f", pool={r['pool']}" if r["pool"] else ""
+        print(f"| `{r['model']}` = {r['name']} ({r['dataset']}, {r['weights']}{rule}) | " + " | ".join(cells) + " |")
     print("\nColumn heads: board (heap budget in bytes, from boards/*.json). Cells: bytes needed, and whether "
           "that is within the budget. The sim- boards run the 64-bit unix port (32-byte GC blocks, bigger "
           "objects) but keep no machine code in their heap, so their figures differ from the real board's.\n")
@@ -119,13 +123,14 @@ def main() -> None:
     print("|---|" + "---|" * len(data["boards"]))
     seen = set()
     for r in data["rows"]:
-        key = (r["dataset"], len(r["sizes"]), r["weights"])
+        key = (r["dataset"], len(r["sizes"]), r["weights"], r["pool"])
         if key in seen:
             continue
         seen.add(key)
         shape = f"{r['sizes'][0]}-W-10" if len(r["sizes"]) > 2 and r["sizes"][-1] == CLASSES else (
             f"{r['sizes'][0]}-W-10x{r['sizes'][-1] // CLASSES}" if len(r["sizes"]) > 2 else f"{r['sizes'][0]}-10xP")
-        print(f"| {shape} ({r['weights']}) | " + " | ".join(r["boards"][b["name"]]["largest"] for b in data["boards"])
+        rule = f", pool={r['pool']}" if r["pool"] else ""
+        print(f"| {shape} ({r['weights']}{rule}) | " + " | ".join(r["boards"][b["name"]]["largest"] for b in data["boards"])
               + " |")
     d = data["pico_ternary_784_512_10"]
     spare = d["heap"] - d["total"]

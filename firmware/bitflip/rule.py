@@ -29,7 +29,6 @@ from array import array
 from . import dual
 from . import kernels as K
 from .layers import BINARY, KINDS, TERNARY, Dense, words
-from .pool import Pool, step_thresholds
 
 
 class Trainer:
@@ -69,6 +68,10 @@ class Trainer:
         # memory plan reserves as "transient" on a heap not yet split by the pool buffers
         self.pools = []  # one per hidden layer under the pool rule
         if pc:
+            # imported only here: models without it keep the module's ~7 KB of heap
+            from .pool import Pool, step_thresholds
+
+            self.step_thresholds = step_thresholds
             self.pools = [Pool(layer, int(pc["rows"])) for layer in self.layers[:-1]]
             self.every = int(pc["every"])
             self.tau = int(pc["tau"])
@@ -119,7 +122,7 @@ class Trainer:
             self.extra = e + 2 - self.anneal
         pools = self.pools
         for li in range(len(pools)):
-            step_thresholds(layers[li].pre, pools[li].t, layers[li].n_out)
+            self.step_thresholds(layers[li].pre, pools[li].t, layers[li].n_out)
         if self.fill[label]:  # data initialisation of a prototype
             row = label * P + P - self.fill[label]
             src = self.x if top == 0 else layers[top - 1].out

@@ -50,7 +50,8 @@ CRC_TABLE = 1024
 # Used only when the unix port cannot be run: measured on MicroPython 1.29 unix x64 with
 # firmware 0.1.0 (boot 2.1 KiB, imports 23.2 KiB, base 2.2 KiB, 160 B per layer, holes 40.7
 # KiB) plus ~20% for firmware growth; tests/test_memory.py fails when a measurement passes it.
-FALLBACK = {"boot": 4096, "imports": 40960, "base": 3072, "per_layer": 768, "holes": 61440, "word": 8}
+FALLBACK = {"boot": 4096, "imports": 40960, "base": 3072, "per_layer": 768, "holes": 61440, "word": 8,
+            "pool_module": 12288}
 
 _MEASURE = """import gc
 gc.collect()
@@ -84,6 +85,10 @@ for sizes in %r:
     res.append(f1 - gc.mem_free())
     link = t = cfg = None
     gc.collect()
+f3 = gc.mem_free()
+import bitflip.pool  # imported by rule.py only for the pool rule
+gc.collect()
+res.append(f3 - gc.mem_free())
 print(repr(res))
 """
 _PROBE_SIZES = ([32, 10], [32, 8, 10])
@@ -212,7 +217,7 @@ def measure_overhead(heap: int = MEASURE_HEAP, timeout: float = 60) -> dict[str,
                            text=True, timeout=timeout, env=env, cwd=cwd)
     if p.returncode != 0:
         raise RuntimeError(f"measuring on the unix port failed: {(p.stderr or p.stdout).strip()[-300:]}")
-    f0, f1, holes, one, two = json.loads(p.stdout.strip().splitlines()[-1])
+    f0, f1, holes, one, two, pool_module = json.loads(p.stdout.strip().splitlines()[-1])
     word = 8  # the unix port here is x64
     usable = heap - gc_tables(heap, word)
 
@@ -231,13 +236,14 @@ def measure_overhead(heap: int = MEASURE_HEAP, timeout: float = 60) -> dict[str,
         # small objects fit there, so it is counted as used
         "holes": holes,
         "word": word,
+        "pool_module": pool_module,  # the pool rule's module (bytecode, functions), when used
     }
 
 
 def firmware_overhead() -> tuple[dict[str, int], str]:
     """The measured fixed part (cached per firmware source) and where it came from."""
     try:
-        return _cached("overhead-" + _source_key("overhead-v4"), measure_overhead), "measured"
+        return _cached("overhead-" + _source_key("overhead-v5"), measure_overhead), "measured"
     except (OSError, RuntimeError, UsageError, subprocess.SubprocessError, ValueError):
         return dict(FALLBACK), "fallback"
 
@@ -245,9 +251,9 @@ def firmware_overhead() -> tuple[dict[str, int], str]:
 _NATIVE_MARKERS = ("@micropython.viper", "@micropython.native", "@micropython.asm_")
 
 
-def native_code_bytes(arch: str) -> int:
+def native_code_bytes(arch: str, pool: bool = False) -> int:
     """Size of the compiled .mpy files that hold native code for arch (an upper bound of the
-    machine code a board keeps in its heap)."""
+    machine code a board keeps in its heap); pool.py only when the pool rule imports it."""
 
     def compute() -> int:
         from .deploy import ARCH_ONLY, ARM_ARCHS, mpy_cross_exe
@@ -260,6 +266,8 @@ def native_code_bytes(arch: str) -> int:
                     continue
                 if ARCH_ONLY.match(f.name) and arch not in ARM_ARCHS:
                     continue
+                if f.name == "pool.py" and not pool:
+                    continue
                 out = Path(tmp) / (f.stem + ".mpy")
                 p = subprocess.run([exe, f"-march={arch}", "-o", str(out), str(f)], check=False,
                                    capture_output=True, timeout=120)
@@ -268,7 +276,7 @@ def native_code_bytes(arch: str) -> int:
         return total
 
     try:
-        return int(_cached(f"native-{arch}-" + _source_key("native-v1"), compute))
+        return int(_cached(f"native-{arch}{'-pool' if pool else ''}-" + _source_key("native-v2"), compute))
     except (OSError, UsageError, subprocess.SubprocessError):
         return 16384  # no mpy-cross: a generous guess (kernels compile to 7-9 KB)
 
@@ -287,8 +295,10 @@ def plan_memory(sizes: list[int], weights_kind: str, board: Board, max_payload: 
     n_layers = len(sizes) - 1
     plan["firmware"] = over["boot"] + over["imports"] + over["base"] + over["per_layer"] * n_layers
     plan["import_holes"] = over["holes"]
+    if pool_rows:
+        plan["pool_module"] = over.get("pool_module", FALLBACK["pool_module"])
     # machine code lives in the GC heap on a board, in mmap'ed memory on the unix port
-    plan["native_code"] = 0 if board.is_virtual else native_code_bytes(board.deploy_arch)
+    plan["native_code"] = 0 if board.is_virtual else native_code_bytes(board.deploy_arch, pool=bool(pool_rows))
     block = 4 * word
     # array('i', bytes(4n)) briefly holds both: the widest such temporary, plus records etc.
     plan["transient"] = _round(4 * max(sizes), block) + block + RUNTIME_MARGIN
