@@ -137,3 +137,11 @@ def test_memory_plan_counts_the_pool_state_and_1_bit_hidden_layers() -> None:
     assert "pool_rule" not in v1
     with pytest.raises(UsageError, match=r"784-576-10x29, pool rule with 128-unit windows .* largest that fits is 784-"):
         check_fits([784, 576, 290], "binary2", boards.load("pico"), classes=10, pool_rows=128)
+    # the refusal also names the largest window for the same model, and that one fits
+    pico2 = boards.load("pico2")
+    with pytest.raises(UsageError, match=r"\(or this model with --rule pool=\d+\)$") as e:
+        check_fits([784, 560, 290], "binary2", pico2, classes=10, pool_rows=560)
+    rows = int(str(e.value).rsplit("=", 1)[1].rstrip(")"))
+    assert 0 < rows < 560 and check_fits([784, 560, 290], "binary2", pico2, classes=10, pool_rows=rows)
+    with pytest.raises(UsageError):
+        check_fits([784, 560, 290], "binary2", pico2, classes=10, pool_rows=rows + 1)

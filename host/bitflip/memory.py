@@ -363,7 +363,11 @@ def check_fits(sizes: list[int], weights_kind: str, board: Board, max_payload: i
     w = largest_hidden(sizes, weights_kind, board, max_payload, pool_rows)
     if w:
         fit = [sizes[0]] + [w] * (len(sizes) - 2) + [sizes[-1]]
-        raise UsageError(f"{head}: the largest that fits is {model_name(fit, classes)}")
+        also = ""
+        if pool_rows:  # or keep the model and shrink the evidence window
+            r = _largest(lambda m: plan_memory(sizes, weights_kind, board, max_payload, m)["total"] <= board.heap_bytes)
+            also = f" (or this model with --rule pool={r})" if 0 < r < pool_rows else ""
+        raise UsageError(f"{head}: the largest that fits is {model_name(fit, classes)}{also}")
     if len(sizes) < 3 and classes and sizes[-1] > classes:
         p = largest_prototypes(sizes, weights_kind, board, classes, max_payload)
         if p:
