@@ -46,3 +46,23 @@ def run_micropython(script: str, heap: str = "2M", timeout: float = 120, cwd: Pa
 @pytest.fixture
 def upy():
     return run_micropython
+
+
+def reference_block(tmp: Path, cfg: dict, seed: int, count: int) -> tuple:
+    """Train the numpy reference on `count` random samples (density 0.4, labels < 4) and write
+    the same samples as a frame block (labels, padding to 4, packed rows) to tmp/block.bin for
+    Trainer.train_block on the device. Returns (reference, label bytes incl. padding, packed
+    rows, labels)."""
+    import numpy as np
+    from bitflip import reference as R
+
+    rng = np.random.default_rng(seed)
+    n_in = cfg["sizes"][0]
+    X = R.pack_bits(rng.random((count, n_in)) < 0.4)
+    y = rng.integers(0, 4, count)
+    ref = R.Reference(cfg)
+    for i in range(count):
+        ref.train_sample(X[i], int(y[i]))
+    lab_pad = (count + 3) & ~3
+    (tmp / "block.bin").write_bytes(bytes(y.astype(np.uint8)) + bytes(lab_pad - count) + X.astype("<u4").tobytes())
+    return ref, lab_pad, X, y

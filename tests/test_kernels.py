@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from bitflip import reference as R
-from conftest import run_micropython
+from conftest import reference_block, run_micropython
 
 
 def _save(tmp: Path, **arrays: np.ndarray) -> None:
@@ -134,17 +134,10 @@ print(json.dumps(ok))
 def test_training_allocates_nothing_and_matches_reference(tmp_path: Path, weights: str, sizes: list[int]) -> None:
     """heap_lock() around a block of training: any allocation in the hot path raises; the
     weights after the block equal the numpy reference's, bit for bit."""
-    rng = np.random.default_rng(11)
     n_in, count = sizes[0], 60
     cfg = {"sizes": sizes, "classes": 4, "seed": 9, "margin": 2, "window": 6, "k": [2] * (len(sizes) - 1), "ks": 2,
            "weights": weights}
-    X = R.pack_bits(rng.random((count, n_in)) < 0.4)
-    y = rng.integers(0, 4, count)
-    ref = R.Reference(cfg)
-    for i in range(count):
-        ref.train_sample(X[i], int(y[i]))
-    lab_pad = (count + 3) & ~3
-    (tmp_path / "block.bin").write_bytes(bytes(y.astype(np.uint8)) + bytes(lab_pad - count) + X.astype("<u4").tobytes())
+    ref, lab_pad, _, _ = reference_block(tmp_path, cfg, 11, count)
     out = run_micropython(f"""
 import json, hashlib, binascii, micropython
 from bitflip.rule import Trainer

@@ -12,7 +12,7 @@ import pytest
 from bitflip import reference as R
 from bitflip.errors import UsageError
 from bitflip.rules import rule_config
-from conftest import run_micropython
+from conftest import reference_block, run_micropython
 
 
 def _pool_cfg(sizes: list[int], weights: str, rows: int) -> dict:
@@ -28,16 +28,9 @@ def _pool_cfg(sizes: list[int], weights: str, rows: int) -> dict:
 @pytest.mark.parametrize("sizes,rows", [([70, 40, 4 * 3], 16), ([70, 40, 24, 4 * 2], 24)], ids=["1h", "2h"])
 def test_pool_training_allocates_nothing_and_matches_reference(tmp_path: Path, weights: str, sizes: list[int],
                                                                rows: int) -> None:
-    rng = np.random.default_rng(3)
     n_in, count = sizes[0], 120
     cfg = _pool_cfg(sizes, weights, rows)
-    X = R.pack_bits(rng.random((count, n_in)) < 0.4)
-    y = rng.integers(0, 4, count)
-    ref = R.Reference(cfg)
-    for i in range(count):
-        ref.train_sample(X[i], int(y[i]))
-    lab_pad = (count + 3) & ~3
-    (tmp_path / "block.bin").write_bytes(bytes(y.astype(np.uint8)) + bytes(lab_pad - count) + X.astype("<u4").tobytes())
+    ref, lab_pad, X, y = reference_block(tmp_path, cfg, 3, count)
     out = run_micropython(f"""
 import json, hashlib, binascii, micropython
 from array import array
