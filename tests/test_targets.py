@@ -1,0 +1,168 @@
+"""Every firmware module's top-level code runs, for each target's module set, under the real
+unix port: a module whose top level fails on MicroPython fails here.
+
+The unix port is x64 and has no inline Thumb assembler, so the rp2 set is imported with
+two stand-ins: a `sys` whose platform, native arch and thread model are the board's (the
+firmware reads only those), and `kernels_thumb.py` with the body of every
+`@micropython.asm_thumb` function replaced by a call to its viper twin (the machine code
+itself is checked in the armv6m emulator, tests/test_armv6m.py). Everything else in
+kernels_thumb.py — its top level, the wrappers and their parameter blocks — runs as written,
+and a digits model trained through the rp2 module set must end with the host reference's
+digest.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import FIRMWARE, reference_block, run_micropython
+
+SRC = FIRMWARE / "bitflip"
+
+# name -> MicroPython source of a stand-in with the asm function's arguments (r0..r3)
+STANDINS = {
+    "dense_binary_asm": "K.dense_binary(r0, r1, r2, r3[0], r3[1], r3[2])\n    return 0",
+    "flip_row_asm": "return K.flip_row(r0, r3[0], r1, r3[1], r3[2], r3[3], r3[4], r2, r3[5])",
+}
+
+# (sys.platform, sys.implementation._mpy native arch number, _thread) of each target
+TARGETS = {
+    "rp2": ("rp2", 4, "unsafe"),  # RP2040: armv6m, no GIL
+    "esp32": ("esp32", 10, "GIL"),  # xtensawin
+    "esp32c3": ("esp32", 11, "GIL"),  # rv32imc
+}
+ARM_ONLY = ("kernels_thumb",)
+
+
+def asm_standins(source: str) -> str:
+    """kernels_thumb.py with every asm_thumb body replaced by its viper twin; the rest as is."""
+    tree = ast.parse(source)
+    lines = source.splitlines()
+    out: list[str] = []
+    pos = 0
+    for node in tree.body:
+        if not isinstance(node, ast.FunctionDef):
+            continue
+        if not any(ast.unparse(d) == "micropython.asm_thumb" for d in node.decorator_list):
+            continue
+        if node.name not in STANDINS:
+            raise AssertionError(f"kernels_thumb.{node.name} has no viper stand-in: add it to STANDINS")
+        start = min(d.lineno for d in node.decorator_list) - 1
+        assert node.end_lineno is not None
+        out += lines[pos:start]
+        args = ", ".join(a.arg for a in node.args.args)
+        out += [f"def {node.name}({args}):", f"    {STANDINS[node.name]}"]
+        pos = node.end_lineno
+    out += lines[pos:]
+    return "from bitflip import kernels as K\n" + "\n".join(out) + "\n"
+
+
+def target_package(tmp: Path, target: str) -> Path:
+    """A copy of the firmware package as the target loads it (lib/bitflip)."""
+    root = tmp / "lib"
+    pkg = root / "bitflip"
+    pkg.mkdir(parents=True)
+    for f in SRC.glob("*.py"):
+        if f.stem in ARM_ONLY:
+            if target == "rp2":
+                (pkg / f.name).write_text(asm_standins(f.read_text()))
+            continue
+        shutil.copyfile(f, pkg / f.name)
+    return root
+
+
+def as_target(target: str) -> str:
+    """MicroPython prelude: from here on `import sys` gives the target's platform."""
+    platform, arch, thread = TARGETS[target]
+    return f"""
+import sys
+class _Sys:
+    pass
+class _Impl:
+    pass
+_s = _Sys()
+for _k in dir(sys):
+    try:
+        setattr(_s, _k, getattr(sys, _k))
+    except AttributeError:
+        pass
+_i = _Impl()
+_i.name = 'micropython'
+_i.version = sys.implementation.version
+_i._mpy = ({arch} << 10) | (sys.implementation._mpy & 0x3FF)
+_i._thread = {thread!r}
+_s.implementation = _i
+_s.platform = {platform!r}
+sys.modules['sys'] = _s
+import sys
+"""
+
+
+def modules(target: str) -> list[str]:
+    names = sorted(f.stem for f in SRC.glob("*.py") if f.stem != "__init__")
+    return [n for n in names if target == "rp2" or n not in ARM_ONLY]
+
+
+def run_as(target: str, script: str, tmp: Path, heap: str = "2M") -> str:
+    root = target_package(tmp, target)
+    return run_micropython(as_target(target) + f"sys.path.insert(0, {str(root)!r})\n" + script, heap=heap, cwd=tmp)
+
+
+@pytest.mark.parametrize("target", sorted(TARGETS))
+def test_every_module_top_level_runs_for_the_target(target: str, tmp_path: Path) -> None:
+    names = modules(target)
+    out = run_as(target, f"""
+import json
+for name in {names!r}:
+    __import__('bitflip.' + name)
+from bitflip import accel, dual
+print(json.dumps({{'kind': accel.KIND, 'dual': dual.available(), 'platform': sys.platform}}))
+""", tmp_path)
+    got = json.loads(out.strip().splitlines()[-1])
+    assert got["platform"] == TARGETS[target][0]
+    assert got["kind"] == ("asm_thumb" if target == "rp2" else "viper")
+    assert got["dual"] == (target == "rp2")
+
+
+def test_asm_standins_replace_only_the_asm_bodies() -> None:
+    src = (SRC / "kernels_thumb.py").read_text()
+    out = asm_standins(src)
+    assert "@micropython.asm_thumb" not in out
+    assert "def dense_binary(x, w, out, nw, nout, nbits):" in out  # the wrappers are kept as written
+    tree = ast.parse(src)
+    top = [ast.unparse(n) for n in tree.body if isinstance(n, (ast.Assign, ast.Import, ast.ImportFrom))]
+    for stmt in top:
+        assert stmt in ast.unparse(ast.parse(out)), stmt
+
+
+@pytest.mark.parametrize("cores", [1, 2])
+def test_digits_through_the_rp2_module_set_match_the_reference(cores: int, tmp_path: Path) -> None:
+    # binary (flip_row) and binary2 tops, a layer wide enough for the dual-core split
+    for weights, sizes in (("binary", [64, 40]), ("binary2", [64, 300])):
+        cfg = {"sizes": sizes, "classes": 4, "weights": weights, "seed": 3, "window": 8, "margin": 2,
+               "k": [2], "ks": 2, "cores": cores}
+        ref, lab_pad, X, _ = reference_block(tmp_path, cfg, seed=7, count=160)
+        out = run_as("rp2", f"""
+import hashlib, binascii
+from bitflip import accel
+from bitflip.rule import Trainer
+t = Trainer({cfg!r})
+buf = bytearray(open('block.bin', 'rb').read())
+t.train_block(buf, 160, 0, {lab_pad}, {X.shape[1]})
+h = hashlib.sha256()
+for _, _, p in t.planes():
+    h.update(p)
+print(accel.KIND, t.worker is not None, binascii.hexlify(h.digest()).decode())
+if t.worker is not None:
+    t.worker.stop()
+""", tmp_path / f"{weights}{cores}")
+        kind, split, digest = out.split()[-3:]
+        assert kind == "asm_thumb"
+        assert split == str(cores == 2 and sizes[-1] >= 256)
+        assert digest == ref.digest(), (weights, cores)
+        assert np.any(ref.layers[0].s)  # it trained something
