@@ -146,7 +146,9 @@ def test_digits_through_the_rp2_module_set_match_the_reference(cores: int, tmp_p
     for weights, sizes in (("binary", [64, 40]), ("binary2", [64, 300])):
         cfg = {"sizes": sizes, "classes": 4, "weights": weights, "seed": 3, "window": 8, "margin": 2,
                "k": [2], "ks": 2, "cores": cores}
-        ref, lab_pad, X, _ = reference_block(tmp_path, cfg, seed=7, count=160)
+        work = tmp_path / f"{weights}{cores}"
+        work.mkdir()
+        ref, lab_pad, X, _ = reference_block(work, cfg, seed=7, count=160)
         out = run_as("rp2", f"""
 import hashlib, binascii
 from bitflip import accel
@@ -160,7 +162,7 @@ for _, _, p in t.planes():
 print(accel.KIND, t.worker is not None, binascii.hexlify(h.digest()).decode())
 if t.worker is not None:
     t.worker.stop()
-""", tmp_path / f"{weights}{cores}")
+""", work)
         kind, split, digest = out.split()[-3:]
         assert kind == "asm_thumb"
         assert split == str(cores == 2 and sizes[-1] >= 256)

@@ -22,9 +22,9 @@ import micropython
 from array import array
 
 # dense_binary_asm(x, w, out, p): p = [nw, nout, nbits] + scratch, nw < 65536.
-_PB = array("i", 8)
+_PB = array("i", [0] * 8)
 # flip_row_asm(w, x, st, p): p = [row, nw, n_in, up, k, layer] + scratch.
-_PF = array("i", 16)
+_PF = array("i", [0] * 16)
 
 
 @micropython.asm_thumb
