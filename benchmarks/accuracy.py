@@ -25,9 +25,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bitflip.compare import CompareRequest, markdown, plan, run, total_work
 from bitflip.errors import BitflipError
-from bitflip.rules import DEFAULT_MODEL, DEFAULT_WEIGHTS
+from bitflip.measure.compare import CompareRequest, markdown, plan, run, total_work
+from bitflip.training.hparams import DEFAULT_MODEL, DEFAULT_WEIGHTS
 from tqdm import tqdm
 
 # issue 3: what the rule must reach, and the model budget it must reach it in

@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def scenario(name: str, epochs: int, fault_in=None, fault_out=None, board: str = "sim-pico") -> dict:
-    from bitflip.runner import TrainRequest, train
+    from bitflip.training.runner import TrainRequest, train
 
     out = Path(tempfile.mkdtemp(prefix="bitflip-faults-"))
     t0 = time.monotonic()
@@ -37,8 +37,8 @@ def scenario(name: str, epochs: int, fault_in=None, fault_out=None, board: str =
 
 
 def table(args: argparse.Namespace) -> None:
-    from bitflip import faults as F
     from bitflip.device import protocol as P
+    from bitflip.link import faults as F
 
     ref = scenario("host reference", args.epochs, board="host")
     runs = [scenario("clean (virtual Pico)", args.epochs)]

@@ -26,10 +26,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "host"))
 
 from bitflip import boards as boards_mod
 from bitflip import gitinfo
-from bitflip.deploy import firmware_versions
-from bitflip.memory import largest_hidden, largest_prototypes, model_name, plan_memory
-from bitflip.rules import DEFAULT_MODEL, DEFAULT_WEIGHTS
-from bitflip.runner import parse_model
+from bitflip.link.deploy import firmware_versions
+from bitflip.training.hparams import DEFAULT_MODEL, DEFAULT_WEIGHTS
+from bitflip.training.memory import largest_hidden, largest_prototypes, model_name, plan_memory
+from bitflip.training.runner import parse_model
 
 # input bits: digits thermo:3,7,11; MNIST's default encoding (deskew+crop:20+threshold:32) gives
 # 400; the 784-512-10 rows use the whole 28x28 image (threshold:32)

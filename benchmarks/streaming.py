@@ -50,14 +50,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "host"))
 
 from bitflip import boards as boards_mod
 from bitflip import energy, gitinfo
-from bitflip import link as link_mod
-from bitflip import session as session_mod
 from bitflip.errors import UsageError
-from bitflip.memory import largest_prototypes, model_name
-from bitflip.reference import Reference
-from bitflip.rules import DEFAULT_WEIGHTS
-from bitflip.runner import TrainRequest, prepare, train
-from bitflip.virtual import VirtualBoard
+from bitflip.link import serial as link_mod
+from bitflip.link.virtual import VirtualBoard
+from bitflip.training import device as session_mod
+from bitflip.training.hparams import DEFAULT_WEIGHTS
+from bitflip.training.memory import largest_prototypes, model_name
+from bitflip.training.reference import Reference
+from bitflip.training.runner import TrainRequest, prepare, train
 
 
 class Clock:

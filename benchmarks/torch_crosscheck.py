@@ -27,9 +27,9 @@ import time
 from typing import Any
 
 import numpy as np
-from bitflip import baselines as B
 from bitflip.data.encoding import parse_encoding
 from bitflip.data.registry import load_dataset
+from bitflip.measure import baselines as B
 
 try:
     import torch

@@ -54,7 +54,7 @@ def reference_block(tmp: Path, cfg: dict, seed: int, count: int) -> tuple:
     Trainer.train_block on the device. Returns (reference, label bytes incl. padding, packed
     rows, labels)."""
     import numpy as np
-    from bitflip import reference as R
+    from bitflip.training import reference as R
 
     rng = np.random.default_rng(seed)
     n_in = cfg["sizes"][0]

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from bitflip import energy
 from bitflip.boards import Board, load
-from bitflip.rules import DEFAULTS
+from bitflip.training.hparams import DEFAULTS
 
 BITFLIP = str(Path(sys.executable).parent / "bitflip")
 

@@ -11,7 +11,7 @@ import pytest
 from bitflip import boards
 from bitflip.cli import main
 from bitflip.errors import UsageError
-from bitflip.ports import describe, list_ports, looks_like, resolve_port
+from bitflip.link.ports import describe, list_ports, looks_like, resolve_port
 from click.testing import CliRunner
 
 ROOT = Path(__file__).resolve().parents[1]

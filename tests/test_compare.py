@@ -10,11 +10,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from bitflip import baselines as B
 from bitflip.cli import main
-from bitflip.compare import CompareRequest, run
 from bitflip.data import load_dataset
 from bitflip.data.encoding import parse_encoding
+from bitflip.measure import baselines as B
+from bitflip.measure.compare import CompareRequest, run
 from click.testing import CliRunner
 
 ROOT = Path(__file__).resolve().parent.parent

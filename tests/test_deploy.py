@@ -12,9 +12,10 @@ from pathlib import Path
 
 import pytest
 from bitflip import boards
-from bitflip import flash as flash_mod
 from bitflip.cli import main
-from bitflip.deploy import (
+from bitflip.errors import BitflipError, UsageError
+from bitflip.link import flash as flash_mod
+from bitflip.link.deploy import (
     ARCH_NUM,
     Build,
     build_firmware,
@@ -26,10 +27,9 @@ from bitflip.deploy import (
     mpy_header,
     render_package_json,
 )
-from bitflip.errors import BitflipError, UsageError
-from bitflip.remote import Remote
-from bitflip.runner import TrainRequest, train
-from bitflip.virtual import VirtualBoard
+from bitflip.link.remote import Remote
+from bitflip.link.virtual import VirtualBoard
+from bitflip.training.runner import TrainRequest, train
 from click.testing import CliRunner
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -181,7 +181,7 @@ def test_deploy_refuses_a_port_that_is_not_micropython(tmp_path: Path) -> None:
     import os
     import pty
 
-    from bitflip.deploy import deploy
+    from bitflip.link.deploy import deploy
 
     master, slave = pty.openpty()  # nobody answers on this pty
     try:

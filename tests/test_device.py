@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from bitflip.cli import main
-from bitflip.runner import TrainRequest, train
+from bitflip.training.runner import TrainRequest, train
 from click.testing import CliRunner
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -52,7 +52,7 @@ def test_device_one_epoch_of_digits_matches_the_host(deployed: tuple[str, str], 
 
 @pytest.mark.device
 def test_device_second_deploy_copies_nothing(deployed: tuple[str, str], tmp_path: Path) -> None:
-    from bitflip.deploy import deploy
+    from bitflip.link.deploy import deploy
 
     port, board = deployed
     deploy(board, port, build_root=tmp_path)
@@ -61,7 +61,7 @@ def test_device_second_deploy_copies_nothing(deployed: tuple[str, str], tmp_path
 
 
 def test_train_port_is_checked_before_anything_starts(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    from bitflip import ports
+    from bitflip.link import ports
 
     out = tmp_path / "run"
     r = CliRunner().invoke(main, ["train", "--board", "pico", "--port", "/dev/ttyNOPE9", "--out", str(out)])

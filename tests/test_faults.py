@@ -21,10 +21,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from bitflip import faults as F
 from bitflip.device import protocol as P
 from bitflip.errors import LinkError
-from bitflip.runner import TrainRequest, train
+from bitflip.link import faults as F
+from bitflip.training.runner import TrainRequest, train
 from conftest import FIRMWARE, micropython_exe
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from bitflip import reference as R
+from bitflip.training import reference as R
 from conftest import reference_block, run_micropython
 
 

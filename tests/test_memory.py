@@ -10,7 +10,7 @@ import pytest
 from bitflip import boards
 from bitflip.cli import main
 from bitflip.errors import UsageError
-from bitflip.memory import (
+from bitflip.training.memory import (
     FALLBACK,
     buffers,
     check_fits,
@@ -19,7 +19,7 @@ from bitflip.memory import (
     measure_overhead,
     plan_memory,
 )
-from bitflip.runner import TrainRequest, train
+from bitflip.training.runner import TrainRequest, train
 from click.testing import CliRunner
 
 DIGITS_IN = 192  # digits: 64 features x 3 thermometer levels
@@ -138,8 +138,8 @@ def test_default_models_meet_the_issue_budget_and_fit_the_pico(dataset: str, fea
     # default models and weights, the issue's weight budget (2 bits/weight at most)
     from bitflip.data import registry
     from bitflip.data.encoding import parse_encoding
-    from bitflip.rules import DEFAULT_MODEL, DEFAULT_WEIGHTS
-    from bitflip.runner import parse_model
+    from bitflip.training.hparams import DEFAULT_MODEL, DEFAULT_WEIGHTS
+    from bitflip.training.runner import parse_model
 
     if dataset != "digits":
         assert {"mnist": registry.MNIST_ENCODING, "fashion": registry.FASHION_ENCODING}[dataset] == encoding

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from bitflip import reference as R
 from bitflip.errors import UsageError
-from bitflip.rules import rule_config
+from bitflip.training import reference as R
+from bitflip.training.hparams import rule_config
 from conftest import reference_block, run_micropython
 
 
@@ -119,7 +119,7 @@ def test_pool_rule_parameters_are_checked() -> None:
 
 def test_memory_plan_counts_the_pool_state_and_1_bit_hidden_layers() -> None:
     from bitflip import boards
-    from bitflip.memory import buffers, check_fits
+    from bitflip.training.memory import buffers, check_fits
 
     b = buffers([784, 576, 290], "binary2", 2048, 4, pool_rows=128)
     v1 = buffers([784, 576, 290], "binary2", 2048, 4)

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from bitflip.runner import TrainRequest, train
+from bitflip.training.runner import TrainRequest, train
 
 BITFLIP = str(Path(sys.executable).parent / "bitflip")
 PNG = b"\x89PNG\r\n\x1a\n"

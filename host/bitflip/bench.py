@@ -21,7 +21,7 @@ import numpy as np
 
 from . import energy
 from .errors import BitflipError
-from .rundir import read_epoch_records
+from .training.rundir import read_epoch_records
 
 ARCH = "armv6m"
 VARIANTS = {"viper": "viper", "asm": "asm_thumb"}  # armv6m.measure's name -> published name
@@ -73,7 +73,7 @@ def _fit_flip(variant: str) -> dict[str, np.ndarray]:
 def _update_row_case(kind: int, nw: int, k: int, ks: int, seed: int = 0) -> np.ndarray:
     """One emulated kernels.update_row call on a random 4-row plane, checked against the
     numpy reference's update of the same row."""
-    from . import reference as R
+    from .training import reference as R
 
     rng = np.random.default_rng(seed)
     n_in = 32 * nw - 5
@@ -122,7 +122,7 @@ def _simple(name: str, make: Callable[[int], list[Any]], check: Callable[[list[A
 
 
 def _fit_small() -> dict[str, dict[str, np.ndarray]]:
-    from . import reference as R
+    from .training import reference as R
 
     rng = np.random.default_rng(5)
     res: dict[str, dict[str, np.ndarray]] = {}
@@ -164,7 +164,7 @@ def _fit_small() -> dict[str, dict[str, np.ndarray]]:
 
 
 def _vote_cost(n_in: int, n_out: int, n_dirs: int) -> np.ndarray:
-    from . import reference as R
+    from .training import reference as R
 
     rng = np.random.default_rng(n_in * 31 + n_dirs)
     nw = R.words(n_in)
@@ -246,8 +246,8 @@ def kernel_table(quick: bool = False) -> dict[str, dict[str, dict[str, dict[str,
 # --- throughput -----------------------------------------------------------------------------
 def host_samples_per_s(samples: int = 2000, seed: int = 0) -> dict[str, Any]:
     """The numpy reference training the default MNIST model on random MNIST-like inputs."""
-    from .reference import Reference, pack_bits
-    from .rules import rule_config
+    from .training.hparams import rule_config
+    from .training.reference import Reference, pack_bits
 
     sizes = energy.default_sizes()
     cfg = rule_config("mnist", sizes, "binary2", seed, 10, {})
@@ -267,7 +267,7 @@ def virtual_samples_per_s(board: str = "sim-pico", samples: int = 300, epochs: i
     """A short `bitflip train` on a virtual board (digits): device busy time and wall time."""
     import tempfile
 
-    from .runner import TrainRequest, train
+    from .training.runner import TrainRequest, train
 
     with tempfile.TemporaryDirectory(prefix="bitflip-bench-") as tmp:
         s = train(TrainRequest(board=board, dataset="digits", epochs=epochs, limit=samples, out=Path(tmp) / "run",

@@ -76,8 +76,8 @@ def train(board: str, dataset: str, model: str | None, weights: str | None, enco
           out: Path | None, port: str | None, rule: tuple[str, ...], eval_every: int, limit: int, resume: bool,
           ckpt_every: int, as_json: bool) -> None:
     """Train on a board (real or virtual) or on the host reference."""
-    from .runner import TrainRequest
-    from .runner import train as run_train
+    from .training.runner import TrainRequest
+    from .training.runner import train as run_train
 
     if resume and out is None:
         raise click.UsageError("--resume needs the --out directory of the job to continue")

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from .boards import Board, load
-from .rundir import read_epoch_records
+from .training.rundir import read_epoch_records
 
 COSTS_PATH = Path(__file__).resolve().parent / "kernel_costs.json"
 SPLIT_MIN_ROWS = 256  # firmware dual.MIN_ROWS
@@ -72,7 +72,7 @@ def default_sizes() -> list[int]:
     """Layer sizes of the default MNIST model (rules.DEFAULT_MODEL, default encoding)."""
     from .data.encoding import parse_encoding
     from .data.registry import MNIST_ENCODING
-    from .rules import DEFAULT_MODEL
+    from .training.hparams import DEFAULT_MODEL
 
     n_in = parse_encoding(MNIST_ENCODING, 255).n_bits(28 * 28)  # 400 bits after deskew + crop
     spec = DEFAULT_MODEL["mnist"]  # e.g. '10x96': 960 prototypes
@@ -198,7 +198,7 @@ def sample_estimate(model: Model, sizes: list[int], weights: str, k: list[int], 
 def per_sample_table(boards: tuple[str, ...] = ("pico", "esp32")) -> dict[str, Any]:
     """Estimated seconds and joules per MNIST training sample of the default model, per
     board, single- and dual-core (dual = the firmware's split of layers >= 256 neurons)."""
-    from .rules import DEFAULT_WEIGHTS, DEFAULTS
+    from .training.hparams import DEFAULT_WEIGHTS, DEFAULTS
 
     sizes, weights = default_sizes(), DEFAULT_WEIGHTS["mnist"]
     hp = DEFAULTS["mnist"]

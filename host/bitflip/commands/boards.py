@@ -36,7 +36,7 @@ def _log(line: str) -> None:
 @_handled
 def ports(as_json: bool) -> None:
     """List serial ports and the boards they look like (by USB VID:PID)."""
-    from ..ports import describe, list_ports, looks_like
+    from ..link.ports import describe, list_ports, looks_like
 
     found = list_ports()
     if as_json:
@@ -60,8 +60,8 @@ def ports(as_json: bool) -> None:
 @_handled
 def deploy(board: str, port: str | None, dry_run: bool, force: bool, build_dir: Path | None) -> None:
     """Compile the firmware with mpy-cross for the board and copy it to its lib/bitflip."""
-    from ..deploy import Build
-    from ..deploy import deploy as run_deploy
+    from ..link.deploy import Build
+    from ..link.deploy import deploy as run_deploy
 
     res = run_deploy(board, port, dry_run=dry_run, build_root=build_dir, log=_log, force=force)
     if isinstance(res, Build):
@@ -78,7 +78,7 @@ def deploy(board: str, port: str | None, dry_run: bool, force: bool, build_dir: 
 @_handled
 def flash(board: str, firmware: Path, port: str | None, drive: Path | None) -> None:
     """Put a MicroPython firmware on a board (UF2 boot drive or esptool)."""
-    from ..flash import flash as run_flash
+    from ..link.flash import flash as run_flash
 
     run_flash(board, firmware, port=port, drive=drive, log=_log)
 
@@ -93,7 +93,7 @@ def sim(board: str, flash_dir: Path | None, with_sources: bool) -> None:
     """Start a virtual board and print its port path; runs until Ctrl-C."""
     from ..boards import load
     from ..errors import UsageError
-    from ..virtual import VirtualBoard
+    from ..link.virtual import VirtualBoard
 
     b = load(board)
     if not b.is_virtual:
@@ -133,7 +133,7 @@ def memory(board: str, model: str, weights: str, pool: int, as_json: bool) -> No
     """Device heap a model needs on a board, by part, and the largest that fits."""
     from ..boards import load
     from ..errors import UsageError
-    from ..memory import largest_hidden, largest_prototypes, model_name, plan_memory
+    from ..training.memory import largest_hidden, largest_prototypes, model_name, plan_memory
 
     *head, last = model.split("-")
     cls, _, per = last.partition("x")

@@ -41,7 +41,7 @@ def compare(dataset: str, model: str | None, weights: str | None, encoding: str 
             epochs: int, limit: int, seed: int, batch: int, matched: bool, only: str, as_json: bool) -> None:
     """Compare the learning rule with gradient baselines on the same bits and epochs."""
     from ..cli import _bar, _kv
-    from ..compare import CompareRequest, markdown, plan, run, total_work
+    from ..measure.compare import CompareRequest, markdown, plan, run, total_work
 
     req = CompareRequest(dataset=dataset, model=model, weights=weights, encoding=encoding, rule=_kv(rule), epochs=epochs,
                          seed=seed, limit=limit, batch=batch, matched=matched,

@@ -78,7 +78,7 @@ def format_table(rows: list[dict[str, str]]) -> str:
 def report(run_dirs: tuple[Path, ...], png: Path | None, as_json: bool) -> None:
     """Compare finished runs side by side: a table and one combined PNG."""
     from ..errors import UsageError
-    from ..plots import compare_plot, load_run
+    from ..measure.plots import compare_plot, load_run
 
     runs = [load_run(p) for p in run_dirs]  # a bad directory: UsageError, one line, exit 2
     png = png or Path("report.png")

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import UsageError
-from ..reference import pack_bits
+from ..training.reference import pack_bits
 from . import images
 
 CHUNK = 4096  # images per deskew pass: bounds the float temporaries to ~100 MB

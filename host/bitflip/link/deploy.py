@@ -21,9 +21,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import boards as boards_mod
-from .boards import Board
-from .errors import BitflipError, LinkError, UsageError
+from .. import boards as boards_mod
+from ..boards import Board
+from ..errors import BitflipError, LinkError, UsageError
 
 Log = Callable[[str], None]
 
@@ -42,7 +42,7 @@ LIB_NAME = "bitflip"
 
 
 def repo_root() -> Path:
-    return Path(__file__).resolve().parents[2]
+    return Path(__file__).resolve().parents[3]
 
 
 def firmware_src() -> Path:

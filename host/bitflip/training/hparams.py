@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .errors import UsageError
+from ..errors import UsageError
 
 # k_out / k_hidden: flip density 1/2**k of the output (prototype) and hidden layers;
 # ks: binary2 confidence gain density; window: hidden units this close to 0 may move;

@@ -16,10 +16,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..errors import UsageError
+from ..training.rundir import RunDir
+from ..training.runner import Plan, TrainRequest, prepare, run_host
 from . import baselines
-from .errors import UsageError
-from .rundir import RunDir
-from .runner import Plan, TrainRequest, prepare, run_host
 
 Progress = Callable[[int], None]
 WEIGHT_BITS = {"binary": 1, "binary2": 2, "ternary": 2}

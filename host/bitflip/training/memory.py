@@ -39,8 +39,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from .boards import Board
-from .errors import BitflipError, UsageError
+from ..boards import Board
+from ..errors import BitflipError, UsageError
 
 MEASURE_HEAP = 262144  # heap of the measuring unix-port run (the fixed part barely depends on it)
 RUNTIME_MARGIN = 4096  # records, config JSON, checkpoint meta, dump chunks (each < 1 KiB, garbage)
@@ -159,7 +159,7 @@ def buffers(sizes: list[int], weights: str, max_payload: int, word: int, pool_ro
 
 # --- the measured fixed part ---------------------------------------------------------------
 def _firmware_dir() -> Path:
-    from .deploy import firmware_src
+    from ..link.deploy import firmware_src
 
     return firmware_src()
 
@@ -173,7 +173,7 @@ def _source_key(extra: str) -> str:
 
 
 def _cache_path() -> Path:
-    from .deploy import default_build_root
+    from ..link.deploy import default_build_root
 
     return default_build_root() / "memory-cache.json"
 
@@ -201,12 +201,12 @@ def _cached(key: str, compute: Any) -> Any:
 def measure_overhead(heap: int = MEASURE_HEAP, timeout: float = 60) -> dict[str, int]:
     """Run the unix port: gc.mem_free() before/after importing the app, and after building a
     Link and a Trainer for two tiny models; returns the fixed part with the buffers taken out."""
-    from .virtual import micropython_exe
+    from ..link.virtual import micropython_exe
 
     script = _MEASURE % (_PROBE_PAYLOAD, [list(s) for s in _PROBE_SIZES], _PROBE_PAYLOAD)
     # import what boards run: compiled .mpy files (sources leave compile-garbage holes)
     try:
-        from .deploy import build_firmware
+        from ..link.deploy import build_firmware
 
         path = str(build_firmware("x64").folder)
     except (BitflipError, OSError, subprocess.SubprocessError):  # no mpy-cross: measure the sources
@@ -256,7 +256,7 @@ def native_code_bytes(arch: str, pool: bool = False) -> int:
     machine code a board keeps in its heap); pool.py only when the pool rule imports it."""
 
     def compute() -> int:
-        from .deploy import ARCH_ONLY, ARM_ARCHS, mpy_cross_exe
+        from ..link.deploy import ARCH_ONLY, ARM_ARCHS, mpy_cross_exe
 
         exe = mpy_cross_exe()
         total = 0

@@ -18,9 +18,9 @@ from typing import Any
 
 import numpy as np
 
-from .device import protocol as P
-from .errors import LinkError, ProtocolMismatch, UsageError
-from .link import FrameSender, FramesTooLong, SerialLink
+from ..device import protocol as P
+from ..errors import LinkError, ProtocolMismatch, UsageError
+from ..link.serial import FrameSender, FramesTooLong, SerialLink
 from .rundir import RunDir, read_epoch_records
 
 Progress = Callable[[int], None]
@@ -70,7 +70,7 @@ class SerialTarget(Target):
 
 class VirtualTarget(Target):
     def __init__(self, board: Any, flash: Path, fault_in: Any = None, fault_out: Any = None):
-        from .virtual import VirtualBoard
+        from ..link.virtual import VirtualBoard
 
         self.vb = VirtualBoard(board, flash, fault=fault_in, fault_out=fault_out)
         self.link: SerialLink | None = None

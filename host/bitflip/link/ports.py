@@ -14,8 +14,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from .boards import Board, all_boards
-from .errors import UsageError
+from ..boards import Board, all_boards
+from ..errors import UsageError
 
 # What the shared ids mean, for the listing.
 SHARED_NOTES = {

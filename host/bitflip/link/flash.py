@@ -20,9 +20,9 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from . import boards as boards_mod
-from .boards import Board
-from .errors import BitflipError, UsageError
+from .. import boards as boards_mod
+from ..boards import Board
+from ..errors import BitflipError, UsageError
 
 Log = Callable[[str], None]
 

@@ -20,8 +20,8 @@ from typing import Any
 
 import serial
 
-from .device import protocol as P
-from .errors import DeviceError, LinkError
+from ..device import protocol as P
+from ..errors import DeviceError, LinkError
 
 Record = dict[str, Any]
 TRACE = bool(os.environ.get("BITFLIP_TRACE"))  # print every record the sender handles

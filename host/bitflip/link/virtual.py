@@ -24,8 +24,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Self
 
-from .boards import Board
-from .errors import BitflipError, UsageError
+from ..boards import Board
+from ..errors import BitflipError, UsageError
 
 # A fault hook sees every chunk the host sends and returns what the board receives.
 Fault = Callable[[bytes], bytes]
@@ -47,7 +47,7 @@ def micropython_exe() -> str:
 
 
 def firmware_dir() -> Path:
-    from . import device
+    from .. import device
 
     return Path(device.__file__).resolve().parent
 

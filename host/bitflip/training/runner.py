@@ -15,17 +15,17 @@ from typing import Any
 
 import numpy as np
 
-from . import boards as boards_mod
-from .boards import Board
-from .data import Dataset, load_dataset
-from .data.encoding import Encoding, parse_encoding
-from .energy import meter_config
-from .errors import UsageError
+from .. import boards as boards_mod
+from ..boards import Board
+from ..data import Dataset, load_dataset
+from ..data.encoding import Encoding, parse_encoding
+from ..energy import meter_config
+from ..errors import UsageError
+from .device import DeviceRun, SerialTarget, Target, VirtualTarget
+from .hparams import DEFAULT_MODEL, DEFAULT_WEIGHTS, rule_config
 from .memory import check_fits
 from .reference import Reference, words
-from .rules import DEFAULT_MODEL, DEFAULT_WEIGHTS, rule_config
 from .rundir import RunDir
-from .session import DeviceRun, SerialTarget, Target, VirtualTarget
 
 Progress = Callable[[int], None]
 AUX = {"binary2": "c", "ternary": "z"}  # the second plane of 2-bit weights
@@ -116,7 +116,7 @@ def prepare(req: TrainRequest) -> Plan:
     if board.kind == "board":
         if not req.port:
             raise UsageError(f"board '{board.name}' is a real board: give --port (or use sim-{board.real})")
-        from .ports import resolve_port
+        from ..link.ports import resolve_port
 
         req.port = resolve_port(req.port, board)  # 'auto': the single port that looks like it
     data = load_dataset(req.dataset)
@@ -200,7 +200,7 @@ def run_host(plan: Plan, run: RunDir, progress: Progress) -> dict[str, Any]:
 
 def _energy(plan: Plan, run: RunDir) -> dict[str, Any]:
     """Device seconds and joules with their source (energy.py); "none" if they cannot be had."""
-    from . import energy
+    from .. import energy
 
     try:
         return energy.for_run(plan.board, plan.sizes, str(plan.req.weights), plan.cfg, run.path)
@@ -210,7 +210,7 @@ def _energy(plan: Plan, run: RunDir) -> dict[str, Any]:
 
 def _plots(run: RunDir, summary: dict[str, Any]) -> None:
     """PNG plots in the run directory; a plotting problem is recorded, never fatal."""
-    from . import plots
+    from ..measure import plots
 
     try:
         written = plots.write_run_plots(run.path, summary)

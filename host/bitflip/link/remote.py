@@ -16,7 +16,7 @@ import io
 import struct
 from typing import Any, Self
 
-from .errors import LinkError, UsageError
+from ..errors import LinkError, UsageError
 
 PINNED = "1.29.0"
 CHUNK = 1536  # raw bytes per write exec: 2 KiB of base64, compiles in a few KiB of heap
