@@ -4,22 +4,12 @@ bitflip.bench."""
 
 from __future__ import annotations
 
-import functools
 import json
-from collections.abc import Callable
 from typing import Any
 
 import click
 
-
-def _handled(fn: Callable[..., Any]) -> Callable[..., Any]:
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from ..cli import handled
-
-        return handled(fn)(*args, **kwargs)
-
-    return wrapper
+from .common import handled
 
 
 def _fmt(v: float | None, unit: str, scale: float = 1.0, digits: int = 3) -> str:
@@ -65,7 +55,7 @@ def print_report(r: dict[str, Any]) -> None:
 @click.command()
 @click.option("--json", "as_json", is_flag=True, help="print one JSON object")
 @click.option("--quick", is_flag=True, help="smaller emulated runs and shorter throughput runs")
-@_handled
+@handled
 def bench(as_json: bool, quick: bool) -> None:
     """Kernel costs, samples/s, and estimated time and energy per training sample."""
     from ..bench import run_bench

@@ -3,37 +3,41 @@ deploy.py, flash.py, virtual.py and memory.py."""
 
 from __future__ import annotations
 
-import functools
 import json
 import signal
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import click
 
-
-def _handled(fn: Callable[..., Any]) -> Callable[..., Any]:
-    # cli.handled, looked up at call time: cli imports this module while it is being built
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from ..cli import handled
-
-        return handled(fn)(*args, **kwargs)
-
-    return wrapper
+from .common import handled
+from .common import log as _log
 
 
-def _log(line: str) -> None:
-    click.echo(line, err=True)
+@click.command()
+@click.option("--json", "as_json", is_flag=True)
+@handled
+def boards(as_json: bool) -> None:
+    """List the boards in boards/."""
+    from ..boards import all_boards
+
+    bs = all_boards()
+    if as_json:
+        click.echo(json.dumps([{"name": b.name, "kind": b.kind, "title": b.title} for b in bs]))
+        return
+    for b in bs:
+        d = b.data
+        heap = f"{d['heap_bytes'] // 1024} KiB heap" if "heap_bytes" in d else ""
+        arch = d.get("arch", "")
+        click.echo(f"{b.name:<12} {b.kind:<8} {arch:<10} {heap:<14} {b.title}")
 
 
 @click.command()
 @click.option("--json", "as_json", is_flag=True, help="one JSON object per port")
-@_handled
+@handled
 def ports(as_json: bool) -> None:
     """List serial ports and the boards they look like (by USB VID:PID)."""
     from ..link.ports import describe, list_ports, looks_like
@@ -57,7 +61,7 @@ def ports(as_json: bool) -> None:
 @click.option("--dry-run", is_flag=True, help="build only; print the build folder")
 @click.option("--force", is_flag=True, help="copy every file even when the board already has it")
 @click.option("--build-dir", type=click.Path(path_type=Path), default=None, help="build root (default: build/)")
-@_handled
+@handled
 def deploy(board: str, port: str | None, dry_run: bool, force: bool, build_dir: Path | None) -> None:
     """Compile the firmware with mpy-cross for the board and copy it to its lib/bitflip."""
     from ..link.deploy import Build
@@ -75,7 +79,7 @@ def deploy(board: str, port: str | None, dry_run: bool, force: bool, build_dir: 
 @click.option("--firmware", required=True, type=click.Path(path_type=Path), help="MicroPython firmware file")
 @click.option("--port", default=None, help="serial port for esptool (default: auto)")
 @click.option("--drive", type=click.Path(path_type=Path), default=None, help="UF2 boot drive folder (default: found)")
-@_handled
+@handled
 def flash(board: str, firmware: Path, port: str | None, drive: Path | None) -> None:
     """Put a MicroPython firmware on a board (UF2 boot drive or esptool)."""
     from ..link.flash import flash as run_flash
@@ -88,7 +92,7 @@ def flash(board: str, firmware: Path, port: str | None, drive: Path | None) -> N
 @click.option("--flash", "flash_dir", type=click.Path(path_type=Path), default=None,
               help="folder used as the board's flash (default: a new temp dir)")
 @click.option("--with-sources", is_flag=True, help="start with firmware/bitflip/*.py in lib/bitflip")
-@_handled
+@handled
 def sim(board: str, flash_dir: Path | None, with_sources: bool) -> None:
     """Start a virtual board and print its port path; runs until Ctrl-C."""
     from ..boards import load
@@ -128,7 +132,7 @@ def sim(board: str, flash_dir: Path | None, with_sources: bool) -> None:
 @click.option("--pool", default=0, show_default=True, type=click.IntRange(0, 4096),
               help="the pool rule's evidence window in units (as --rule pool=M of train); 0: rule v1")
 @click.option("--json", "as_json", is_flag=True)
-@_handled
+@handled
 def memory(board: str, model: str, weights: str, pool: int, as_json: bool) -> None:
     """Device heap a model needs on a board, by part, and the largest that fits."""
     from ..boards import load
@@ -166,4 +170,4 @@ def memory(board: str, model: str, weights: str, pool: int, as_json: bool) -> No
                + (f"; largest that fits: {largest}" if largest else ""))
 
 
-COMMANDS = [ports, deploy, flash, sim, memory]
+COMMANDS = [boards, ports, deploy, flash, sim, memory]

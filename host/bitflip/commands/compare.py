@@ -2,23 +2,11 @@
 
 from __future__ import annotations
 
-import functools
 import json
-from collections.abc import Callable
-from typing import Any
 
 import click
 
-
-def _handled(fn: Callable[..., Any]) -> Callable[..., Any]:
-    # cli.handled, looked up at call time: cli imports this module while it is being built
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from ..cli import handled
-
-        return handled(fn)(*args, **kwargs)
-
-    return wrapper
+from .common import handled
 
 
 @click.command()
@@ -36,18 +24,18 @@ def _handled(fn: Callable[..., Any]) -> Callable[..., Any]:
 @click.option("--matched", is_flag=True, help="also run baselines with as many weights as the rule")
 @click.option("--only", default="", help="comma-separated methods to run (rule, mlp-sgd, mlp-adam, ste, logreg, ...)")
 @click.option("--json", "as_json", is_flag=True, help="print one JSON object")
-@_handled
+@handled
 def compare(dataset: str, model: str | None, weights: str | None, encoding: str | None, rule: tuple[str, ...],
             epochs: int, limit: int, seed: int, batch: int, matched: bool, only: str, as_json: bool) -> None:
     """Compare the learning rule with gradient baselines on the same bits and epochs."""
-    from ..cli import _bar, _kv
     from ..measure.compare import CompareRequest, markdown, plan, run, total_work
+    from .common import kv_pairs, progress_bar
 
-    req = CompareRequest(dataset=dataset, model=model, weights=weights, encoding=encoding, rule=_kv(rule), epochs=epochs,
+    req = CompareRequest(dataset=dataset, model=model, weights=weights, encoding=encoding, rule=kv_pairs(rule), epochs=epochs,
                          seed=seed, limit=limit, batch=batch, matched=matched,
                          only=tuple(m.strip() for m in only.split(",") if m.strip()))
     p = plan(req)
-    bar = _bar(total_work(p, req))
+    bar = progress_bar(total_work(p, req))
     try:
         result = run(req, bar.update, p)
     finally:
@@ -59,3 +47,6 @@ def compare(dataset: str, model: str | None, weights: str | None, encoding: str 
                f"rule model {result['model']} {result['weights']}, {result['epochs']} epochs, seed {result['seed']}, "
                f"baseline batch {result['batch']}")
     click.echo(markdown(result))
+
+
+COMMANDS = [compare]

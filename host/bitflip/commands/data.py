@@ -2,25 +2,12 @@
 
 from __future__ import annotations
 
-import functools
 import json
-from collections.abc import Callable
-from typing import Any
 
 import click
 
 from ..errors import UsageError
-
-
-def handled(fn: Callable[..., Any]) -> Callable[..., Any]:
-    # cli.handled, looked up at call time: cli imports this module while it is being built
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from ..cli import handled as cli_handled
-
-        return cli_handled(fn)(*args, **kwargs)
-
-    return wrapper
+from .common import handled
 
 
 def _err(msg: str) -> None:
@@ -89,3 +76,6 @@ def info(dataset: str, as_json: bool) -> None:
     click.echo(f"  train per class  {' '.join(str(c) for c in d['train_counts'])}")
     click.echo(f"  test per class   {' '.join(str(c) for c in d['test_counts'])}")
     click.echo(f"  default encoding {d['default_encoding']} -> {d['bits_per_sample']} bits per sample")
+
+
+COMMANDS = [data]

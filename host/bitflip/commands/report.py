@@ -3,24 +3,13 @@ accuracy vs samples and accuracy vs energy curves)."""
 
 from __future__ import annotations
 
-import functools
 import json
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import click
 
-
-def _handled(fn: Callable[..., Any]) -> Callable[..., Any]:
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from ..cli import handled
-
-        return handled(fn)(*args, **kwargs)
-
-    return wrapper
-
+from .common import handled
 
 # (column title, summary key, format)
 COLUMNS = [
@@ -74,7 +63,7 @@ def format_table(rows: list[dict[str, str]]) -> str:
 @click.option("--png", type=click.Path(path_type=Path), default=None,
               help="combined plot (default: report.png in the current directory)")
 @click.option("--json", "as_json", is_flag=True, help="print the table as JSON (one object per run)")
-@_handled
+@handled
 def report(run_dirs: tuple[Path, ...], png: Path | None, as_json: bool) -> None:
     """Compare finished runs side by side: a table and one combined PNG."""
     from ..errors import UsageError
