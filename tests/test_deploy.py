@@ -8,6 +8,7 @@ import shutil
 import struct
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -172,9 +173,16 @@ def test_deploy_into_an_empty_virtual_board_then_train_bit_exactly(empty_sim: Vi
     # the deployed x64 .mpy firmware trains like a real board (the real-board path, --port)
     # and gives the host reference's weights bit for bit
     req = {"dataset": "digits", "model": "32-10", "epochs": 1, "seed": 3}
-    dev = train(TrainRequest(board="pico", port=empty_sim.port, out=tmp_path / "dev", **req))
+    dev = train(TrainRequest(board="sim-pico", port=empty_sim.port, out=tmp_path / "dev", **req))
     host = train(TrainRequest(board="host", out=tmp_path / "host", **req))
     assert dev["weights_sha256"] == host["weights_sha256"]
+    # the same board named as a Pico is refused before anything is sent: it says it is x64
+    t0 = time.monotonic()
+    r = CliRunner().invoke(main, ["train", "--board", "pico", "--port", empty_sim.port, "--dataset", "digits",
+                                  "--epochs", "1", "--out", str(tmp_path / "wrong")])
+    assert r.exit_code == 2, r.output
+    assert r.stderr.count("\n") == 1 and "x64 native code" in r.stderr and "--board pico" in r.stderr
+    assert time.monotonic() - t0 < 30
 
 
 def test_deploy_refuses_a_port_that_is_not_micropython(tmp_path: Path) -> None:

@@ -46,18 +46,18 @@ for _, _, b in t.planes():
     h.update(b)
 tot = {{}}
 t.take_counters(tot)
-pools = [[list(array('i', p.t)), [b - 256 if b > 127 else b for b in p.c], p.window()] for p in t.pools]
+pools = [[list(array("i", p.t)), [b - 256 if b > 127 else b for b in p.c], p.window()] for p in t.hidden.pools]
 print(json.dumps({{'digest': binascii.hexlify(h.digest()).decode(), 'writes': tot['writes'], 'pools': pools,
                   'evidence': tot['evidence_bytes']}}))
 """, cwd=tmp_path)
     got = json.loads(out)
-    want_pools = [[p.t.tolist(), p.c.ravel().tolist(), p.pos] for p in ref.pools]
+    want_pools = [[p.t.tolist(), p.c.ravel().tolist(), p.pos] for p in ref.hidden.pools]
     assert got == {"digest": ref.digest(), "writes": ref.totals["writes"], "pools": want_pools,
                    "evidence": ref.totals["evidence_bytes"]}
-    assert ref.totals["evidence_bytes"] > 2 * (count // 7) * sum(p.rows * p.layer.n_in for p in ref.pools)
+    assert ref.totals["evidence_bytes"] > 2 * (count // 7) * sum(p.rows * p.layer.n_in for p in ref.hidden.pools)
     # the run exercised the rule: thresholds moved, windows moved on, hidden weights flipped
-    assert all(np.any(p.t != 0) for p in ref.pools)
-    assert all(p.pos == (count // 7 * p.rows) % p.layer.n_out for p in ref.pools)
+    assert all(np.any(p.t != 0) for p in ref.hidden.pools)
+    assert all(p.pos == (count // 7 * p.rows) % p.layer.n_out for p in ref.hidden.pools)
     fresh = R.Reference(cfg)
     assert any(np.any(a.s != b.s) for a, b in zip(ref.layers[:-1], fresh.layers[:-1]))
     # the anneal took effect: without it the same run ends elsewhere

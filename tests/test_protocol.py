@@ -1,52 +1,91 @@
-"""The shared wire protocol, host side: frames round-trip, corruption is rejected."""
+"""The shared wire contract (protocol.py) and model spec (spec.py): frames through the
+device's real parser, every payload codec round-trips on both sides, the device's copies
+of the ack/nak offsets and constants agree with the contract, and the Trainer allocates
+exactly what the spec says."""
 
 from __future__ import annotations
 
 import binascii
+import json
+import os
 import random
+import re
+import subprocess
+from pathlib import Path
 
 import pytest
 from bitflip.device import protocol as P
+from bitflip.device import spec
+from conftest import FIRMWARE, micropython_exe, run_micropython
+
+# the device's frame parser (stream.Link) on stdin: every frame it accepts is echoed as
+# "kind seq length crc32(payload)"
+ECHO = """
+import sys, binascii
+from bitflip import protocol as P
+from bitflip.stream import Link, NONE
+link = Link(%d, 1, 10000)
+while True:
+    k = link.next_frame(5000)
+    if k == NONE:
+        break
+    if k < 0:  # rejected (nak sent) or a duplicate
+        continue
+    n = link.length
+    print(k, link.seq, n, binascii.crc32(link.buf[P.HEADER_SIZE:P.HEADER_SIZE + n]) & 0xFFFFFFFF)
+    if k == P.K_EXIT:
+        break
+    if k != P.K_PING:
+        link.accept()
+"""
 
 
-def test_frame_round_trip() -> None:
+def _through_device(stream: bytes, mp: int = P.MAX_PAYLOAD) -> list[list[int]]:
+    env = dict(os.environ, MICROPYPATH=f"{FIRMWARE}:.frozen")
+    p = subprocess.run([micropython_exe(), "-X", "heapsize=256K", "-c", ECHO % mp], input=stream,
+                       capture_output=True, env=env, timeout=60, check=False)
+    assert p.returncode == 0, p.stderr.decode()
+    out = []
+    for line in p.stdout.splitlines():
+        if P.parse_record(line) is None:  # acks and naks are records
+            out.append([int(v) for v in line.split()])
+    return out
+
+
+def test_frames_round_trip_through_the_device_parser() -> None:
     rng = random.Random(1)
+    stream, want, seq = b"", [], 0
     for n in (0, 1, 7, 100, P.MAX_PAYLOAD):
-        payload = bytes(rng.randrange(256) for _ in range(n))
-        for kind in P.KIND_NAMES:
-            seq = rng.randrange(65536)
+        for kind in sorted(P.KIND_NAMES):
+            if kind in (P.K_PING, P.K_EXIT):
+                continue
+            payload = rng.randbytes(n)
             frame = P.encode_frame(kind, seq, payload)
             assert len(frame) == P.HEADER_SIZE + n + P.CRC_SIZE
-            k, flags, s, got, used = P.decode_frame(frame)
-            assert (k, flags, s, got, used) == (kind, 0, seq, payload, len(frame))
+            stream += frame
+            want.append([kind, seq, n, binascii.crc32(payload)])
+            seq += 1
+    stream += P.encode_frame(P.K_EXIT, 0)
+    want.append([P.K_EXIT, 0, 0, 0])
+    assert _through_device(stream) == want
 
 
-def test_crc_covers_header_and_payload() -> None:
-    frame = P.encode_frame(P.K_TRAIN, 5, b"hello world")
+def test_the_device_rejects_every_damaged_byte_and_long_frames() -> None:
+    frame = P.encode_frame(P.K_TRAIN, 0, b"hello world")
+    stream = b""
     for i in range(2, len(frame)):  # every byte after the sync, crc bytes included
         bad = bytearray(frame)
         bad[i] ^= 0x10
-        with pytest.raises(ValueError) as e:
-            P.decode_frame(bytes(bad))
-        assert e.value.args[0] in (P.E_CRC, P.E_LEN), i
-
-
-def test_length_and_sync_rejected() -> None:
-    frame = bytearray(P.encode_frame(P.K_TRAIN, 1, b"x" * 10))
-    with pytest.raises(ValueError) as e:
-        P.decode_frame(bytes(frame), max_payload=9)
-    assert e.value.args[0] == P.E_LEN
-    with pytest.raises(ValueError):
-        P.decode_frame(bytes(frame[:-1]))
-    frame[0] = 0
-    with pytest.raises(ValueError):
-        P.decode_frame(bytes(frame))
+        stream += bytes(bad) + bytes(32)  # filler: a damaged length field waits for bytes
+    stream += P.encode_frame(P.K_TRAIN, 0, b"x" * 10)  # longer than max_payload 9
+    stream += P.encode_frame(P.K_TRAIN, 0, b"ok") + P.encode_frame(P.K_EXIT, 0)
+    got = _through_device(stream, mp=9)
+    assert got[:-1] == [[P.K_TRAIN, 0, 2, binascii.crc32(b"ok")]]  # only the clean frame passes
 
 
 def test_crc_is_zlib_crc32() -> None:
     frame = P.encode_frame(P.K_PING, 0x1234, b"abc")
-    crc = int.from_bytes(frame[-4:], "little")
-    assert crc == binascii.crc32(frame[2:-4])
+    assert int.from_bytes(frame[-4:], "little") == binascii.crc32(frame[2:-4])
 
 
 def test_block_layout_is_word_aligned_and_fits() -> None:
@@ -55,5 +94,111 @@ def test_block_layout_is_word_aligned_and_fits() -> None:
         _lab, rows, total = P.block_layout(n, row_bytes)
         assert rows % 4 == 0 and total <= P.MAX_PAYLOAD
         assert P.block_layout(n + 1, row_bytes)[2] > P.MAX_PAYLOAD
-        payload = P.encode_block([i % 10 for i in range(n)], [bytes([i % 256]) * row_bytes for i in range(n)], row_bytes)
-        assert len(payload) == total and payload[0] | payload[1] << 8 == n
+        payload = P.encode_block(bytes(i % 10 for i in range(n)), b"".join(bytes([i % 256]) * row_bytes
+                                                                          for i in range(n)), row_bytes)
+        assert len(payload) == total and P.block_count(payload, 0) == n and P.block_row_bytes(payload, 0) == row_bytes
+        assert payload[rows : rows + row_bytes] == bytes(row_bytes)  # row 0 right after the padded labels
+    with pytest.raises(ValueError):
+        P.encode_block(b"\x01\x02", b"\x00" * 7, 4)
+
+
+def test_payload_codecs_round_trip_on_host_and_device(tmp_path: Path) -> None:
+    cases = {
+        "mark": (P.encode_mark(P.MARK_EVAL, 513), [P.MARK_EVAL, 513]),
+        "ckpt": (P.encode_ckpt(700, 123456), [700, 123456]),
+        "dump": (P.encode_dump(3, "z", 70000, 1 << 20, 48), [3, 1, 70000, 1 << 20, 48]),
+        "dump_t": (P.encode_dump(0, "t", 0, 4, 2), [0, 2, 0, 4, 4]),  # chunks are at least 4 bytes
+    }
+    assert list(P.decode_mark(cases["mark"][0], 0)) == cases["mark"][1]
+    assert list(P.decode_ckpt(cases["ckpt"][0], 0)) == cases["ckpt"][1]
+    assert list(P.decode_dump(cases["dump"][0], 0, P.DUMP_REQUEST) or ()) == cases["dump"][1]
+    assert P.decode_dump(b"", 0, 0) is None
+    script = "import json\nfrom bitflip import protocol as P\n" + "\n".join(
+        f"{name} = bytearray({list(payload)!r})" for name, (payload, _) in cases.items()) + """
+print(json.dumps([list(P.decode_mark(mark, 0)), list(P.decode_ckpt(ckpt, 0)), list(P.decode_dump(dump, 0, len(dump))),
+                  list(P.decode_dump(dump_t, 0, len(dump_t))), P.decode_dump(dump, 0, 0)]))
+"""
+    got = json.loads(run_micropython(script, cwd=tmp_path))
+    assert got == [cases["mark"][1], cases["ckpt"][1], cases["dump"][1], cases["dump_t"][1], None]
+
+
+def _consts(name: str) -> dict[str, int]:
+    """The const() values of a firmware module (private ones are folded away at compile
+    time, so they are read from the source)."""
+    src = (FIRMWARE / "bitflip" / name).read_text()
+    return {m.group(1): int(m.group(2), 0) for m in re.finditer(r"^(\w+) = const\((\w+)\)", src, re.MULTILINE)}
+
+
+def test_the_device_copies_agree_with_the_contract() -> None:
+    st, pool = _consts("stream.py"), _consts("pool.py")
+    assert [st[n] for n in ("_ACK_SEQ_END", "_ACK_CR_END", "_ACK_END", "_NAK_SEQ_END", "_NAK_CODE_END", "_NAK_END")] == \
+        [P.ACK_SEQ_END, P.ACK_CR_END, P.ACK_JSON_END, P.NAK_SEQ_END, P.NAK_CODE_END, P.NAK_JSON_END]
+    assert [pool["_SAT"], pool["_BINS"]] == [spec.SAT, spec.BINS]
+    # the templates put the numbers where the offsets say
+    for tmpl, ends in ((P.ACK_TEMPLATE, (P.ACK_SEQ_END, P.ACK_CR_END)), (P.NAK_TEMPLATE, (P.NAK_SEQ_END, P.NAK_CODE_END))):
+        assert tmpl[ends[0] - 5 : ends[0]] == b"     " and tmpl[ends[1] - 2 : ends[1]] == b"  "
+        assert tmpl[ends[1] : ends[1] + 1] == b"}"
+
+
+CONFIGS = [
+    {"sizes": [70, 12], "classes": 4, "weights": "binary", "seed": 1, "window": 4, "margin": -1, "k": [2]},
+    {"sizes": [70, 40, 12], "classes": 4, "weights": "binary2", "seed": 1, "window": 4, "margin": 2, "k": [2, 3],
+     "ks": 2},
+    {"sizes": [70, 40, 24, 8], "classes": 4, "weights": "ternary", "seed": 1, "window": 4, "margin": -1,
+     "k": [2, 2, 3], "pool": {"rows": 16, "every": 7, "tau": 1, "flips": 6, "near": 30}},
+]
+
+
+@pytest.mark.parametrize("cfg", CONFIGS, ids=["0h-binary", "1h-flip", "2h-pool"])
+def test_the_trainer_allocates_what_the_spec_says(cfg: dict, tmp_path: Path) -> None:
+    P.check_config(cfg)
+    out = run_micropython(f"""
+import json
+from bitflip.rule import Trainer
+t = Trainer({cfg!r})
+bufs = []
+for i, l in enumerate(t.layers):
+    bufs += [('layer%d.s' % i, len(l.s))] + ([('layer%d.%s' % (i, n), len(p)) for n, p in l.planes()[1:]])
+    bufs += [('layer%d.pre' % i, 4 * len(l.pre)), ('layer%d.out' % i, len(l.out)), ('layer%d.dirs' % i, len(l.dirs)),
+             ('layer%d.idx' % i, 2 * len(l.idx))]
+bufs += [('x', len(t.x)), ('vote', 4 * len(t.vote)), ('fill', len(t.fill)), ('st', 4 * len(t.st))]
+if t.hidden is not None and hasattr(t.hidden, 'pools'):
+    for i, p in enumerate(t.hidden.pools):
+        bufs += [('pool%d.t' % i, len(p.t)), ('pool%d.c' % i, len(p.c)), ('pool%d.pos' % i, len(p.pos)),
+                 ('pool%d.hist' % i, 4 * len(p.hist))]
+    bufs.append(('vdir', len(t.vdir)))
+print(json.dumps({{'bufs': sorted(bufs), 'planes': [[i, n, len(p)] for i, n, p in t.planes()],
+                  'state': [len(b) for b in t.state()], 'nbytes': t.nbytes()}}))
+""", cwd=tmp_path)
+    got = json.loads(out)
+    want = sorted([name, n] for _, name, n in spec.buffers(cfg))
+    assert got["bufs"] == want
+    assert got["planes"] == [list(p) for p in spec.planes(cfg)]
+    assert got["state"] == [n for _, _, n in spec.planes(cfg)] + [n for _, n in spec.state(cfg)]
+    assert got["nbytes"] == sum(n for _, _, n in spec.buffers(cfg))
+
+
+def test_config_is_checked_against_the_written_keys() -> None:
+    good = dict(CONFIGS[1])
+    P.check_config(good)
+    for bad, msg in [({**good, "colour": 1}, "unknown config key 'colour'"),
+                     ({k: v for k, v in good.items() if k != "seed"}, "config key 'seed' missing"),
+                     ({**good, "seed": "1"}, "'seed' must be int"), ({**good, "seed": True}, "'seed' must be int"),
+                     ({**good, "k": [2]}, "one k per layer"), ({**good, "classes": 5}, "P prototypes per class"),
+                     ({**CONFIGS[2], "pool": {"rows": 1}}, "pool.every")]:
+        with pytest.raises(ValueError, match=msg):
+            P.check_config(bad)
+    assert set(P.CONFIG_KEYS) >= {"sizes", "classes", "weights", "seed", "k", "pool", "id", "resume"}
+
+
+def test_the_device_refuses_a_bad_config_in_one_line(tmp_path: Path) -> None:
+    cfg = json.dumps({**CONFIGS[0], "colour": 1}).encode()
+    stream = P.encode_frame(P.K_CONFIG, 0, cfg)
+    env = dict(os.environ, MICROPYPATH=f"{FIRMWARE}:.frozen")
+    p = subprocess.run([micropython_exe(), "-c", "import bitflip.app as A\nA.main(2048, 1, 3000)"], input=stream,
+                       capture_output=True, env=env, timeout=60, check=False, cwd=tmp_path)
+    recs = [P.parse_record(line) for line in p.stdout.splitlines()]
+    errors = [r for r in recs if r and r["ev"] == P.R_ERROR]
+    assert errors and errors[0]["code"] == P.E_CONFIG and "unknown config key 'colour'" in errors[0]["msg"]
+    boot = next(r for r in recs if r and r["ev"] == P.R_BOOT)
+    assert set(P.record_fields()[P.R_BOOT]) <= set(boot)

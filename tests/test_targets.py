@@ -1,5 +1,6 @@
 """Every firmware module's top-level code runs, for each target's module set, under the real
-unix port: a module whose top level fails on MicroPython fails here.
+unix port: a module whose top level fails on MicroPython fails here. The modules are the
+board's view of the sources (deploy.device_source: host-only functions left out).
 
 The unix port is x64 and has no inline Thumb assembler, so the rp2 set is imported with
 two stand-ins: a `sys` whose platform, native arch and thread model are the board's (the
@@ -15,11 +16,11 @@ from __future__ import annotations
 
 import ast
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
+from bitflip.link.deploy import device_source
 from conftest import FIRMWARE, reference_block, run_micropython
 
 SRC = FIRMWARE / "bitflip"
@@ -68,11 +69,12 @@ def target_package(tmp: Path, target: str) -> Path:
     pkg = root / "bitflip"
     pkg.mkdir(parents=True)
     for f in SRC.glob("*.py"):
+        text = device_source(f.read_text())  # what `bitflip deploy` puts on the board
         if f.stem in ARM_ONLY:
             if target == "rp2":
-                (pkg / f.name).write_text(asm_standins(f.read_text()))
+                (pkg / f.name).write_text(asm_standins(text))
             continue
-        shutil.copyfile(f, pkg / f.name)
+        (pkg / f.name).write_text(text)
     return root
 
 

@@ -13,6 +13,7 @@ import micropython
 from . import VERSION
 from . import ckpt
 from . import protocol as P
+from . import spec
 from .stream import BAD, DUP, NONE, Link
 
 try:
@@ -24,6 +25,11 @@ except ImportError:
 def _platform():
     m = getattr(sys.implementation, "_machine", "")
     return sys.platform + (" " + m if m else "")
+
+
+def identity():
+    # what the board is, for the host to check against --board before it sends anything
+    return {P.F_PLATFORM: _platform(), P.F_MPY: getattr(sys.implementation, "_mpy", 0)}
 
 
 class App:
@@ -51,9 +57,9 @@ class App:
 
     # records -----------------------------------------------------------------------------
     def record(self, ev, fields, answer=False):
-        fields["ev"] = ev
+        fields[P.F_EV] = ev
         if answer:
-            fields["seq"] = self.link.seq
+            fields[P.F_SEQ] = self.link.seq
         line = P.record_line(json.dumps(fields).encode())
         self.out.write(line)
         if answer:
@@ -61,16 +67,17 @@ class App:
             self.last_rec = line
 
     def error(self, code, msg):
-        self.record(P.R_ERROR, {"code": code, "msg": msg})
+        self.record(P.R_ERROR, {P.F_CODE: code, P.F_MSG: msg})
 
     # frames ------------------------------------------------------------------------------
     def on_config(self, n):
         buf = self.link.buf
         cfg = json.loads(bytes(buf[P.HEADER_SIZE : P.HEADER_SIZE + n]))
-        self.trainer = None
-        gc.collect()
+        P.check_config(cfg)  # ValueError: "bad configuration: ..."
+        self.release()
         from .rule import Trainer
 
+        before = gc.mem_free()
         trainer = Trainer(cfg)
         resumed = None
         if cfg.get("resume"):
@@ -78,7 +85,8 @@ class App:
             if meta is not None and meta.get("id") == cfg.get("id"):
                 meta = ckpt.load(trainer.state())
                 if meta is None:  # the file changed since peek: a failed load may have filled
-                    trainer = None  # part of the buffers, so start from a clean model
+                    trainer.close()  # part of the buffers, so start from a clean model
+                    trainer = None
                     gc.collect()
                     trainer = Trainer(cfg)
             else:
@@ -89,7 +97,7 @@ class App:
                 self.epoch_correct = meta["epoch_correct"]
                 self.epoch_seen = meta["epoch_seen"]
                 self.busy_us = meta["busy_us"]
-                resumed = {"epoch": meta["epoch"], "index": meta["index"], "step": meta["step"]}
+                resumed = {P.F_EPOCH: meta["epoch"], P.F_INDEX: meta["index"], P.F_STEP: meta["step"]}
         if resumed is None:
             self.totals = {}
         self.eval_totals = {}
@@ -99,23 +107,33 @@ class App:
             from .power import Meter
 
             self.meter = Meter(cfg["meter"])  # OSError (no chip answers) ends up as an error record
-            self.meter.uj = self.totals.get("energy_uj", 0)
+            self.meter.uj = self.totals.get(P.F_ENERGY_UJ, 0)
         self.trainer = trainer
         self.cfg_id = cfg.get("id", "")
         gc.collect()
         w = trainer.weight_bytes()
         self.record(
             P.R_CONFIG,
-            {"weight_bytes": w, "working_bytes": trainer.nbytes() - w, "heap_free": gc.mem_free(), "resumed": resumed},
+            {P.F_WEIGHT_BYTES: w, P.F_WORKING_BYTES: trainer.nbytes() - w, P.F_HEAP_BEFORE: before,
+             P.F_HEAP_FREE: gc.mem_free(), P.F_RESUMED: resumed},
             True,
         )
+
+    def release(self):
+        # everything a run allocated goes back to the heap: a second run on the same board
+        # starts from the same free heap as the first
+        if self.trainer is not None:
+            self.trainer.close()
+            self.trainer = None
+        self.meter = None
+        gc.collect()
 
     def on_block(self, kind, n):
         # called with the heap locked
         buf = self.link.buf
         p = P.HEADER_SIZE
-        count = buf[p] | (buf[p + 1] << 8)
-        row_bytes = buf[p + 2] | (buf[p + 3] << 8)
+        count = P.block_count(buf, p)
+        row_bytes = P.block_row_bytes(buf, p)
         lab = p + P.BLOCK_HEADER
         rows = lab + ((count + 3) & ~3)
         t = self.trainer
@@ -137,36 +155,31 @@ class App:
         return True
 
     def on_mark(self):
-        buf = self.link.buf
-        mark = buf[P.HEADER_SIZE]
-        value = buf[P.HEADER_SIZE + 1] | (buf[P.HEADER_SIZE + 2] << 8)
+        mark, value = P.decode_mark(self.link.buf, P.HEADER_SIZE)
         t = self.trainer
         if mark == P.MARK_EPOCH:
             rec = {
-                "epoch": value,
-                "seen": self.epoch_seen,
-                "correct": self.epoch_correct,
-                "step": t.step,
-                "busy_us": self.busy_us,
-                "wall_us": time.ticks_diff(time.ticks_us(), self.epoch_t0),
+                P.F_EPOCH: value,
+                P.F_SEEN: self.epoch_seen,
+                P.F_CORRECT: self.epoch_correct,
+                P.F_STEP: t.step,
+                P.F_BUSY_US: self.busy_us,
+                P.F_WALL_US: time.ticks_diff(time.ticks_us(), self.epoch_t0),
             }
             rec.update(self.totals)
             self.record(P.R_EPOCH, rec, True)
             self.reset_epoch()
         else:
-            rec = {"epoch": value, "seen": self.eval_seen, "correct": self.eval_correct, "busy_us": self.eval_us}
+            rec = {P.F_EPOCH: value, P.F_SEEN: self.eval_seen, P.F_CORRECT: self.eval_correct, P.F_BUSY_US: self.eval_us}
             for name, v in self.eval_totals.items():
-                rec["eval_" + name] = v
+                rec[P.EVAL_PREFIX + name] = v
             self.record(P.R_EVAL, rec, True)
             self.eval_correct = 0
             self.eval_seen = 0
             self.eval_us = 0
 
     def on_ckpt(self):
-        buf = self.link.buf
-        p = P.HEADER_SIZE
-        epoch = buf[p] | (buf[p + 1] << 8)
-        index = buf[p + 2] | (buf[p + 3] << 8) | (buf[p + 4] << 16) | (buf[p + 5] << 24)
+        epoch, index = P.decode_ckpt(self.link.buf, P.HEADER_SIZE)
         t = self.trainer
         t0 = time.ticks_us()
         meta = {"step": t.step, "totals": self.totals}
@@ -181,42 +194,30 @@ class App:
             }
         )
         ckpt.save(meta, t.state())
-        self.record(P.R_CKPT, {"epoch": epoch, "index": index, "step": t.step, "ms": time.ticks_diff(time.ticks_us(), t0) // 1000}, True)
+        ms = time.ticks_diff(time.ticks_us(), t0) // 1000
+        self.record(P.R_CKPT, {P.F_EPOCH: epoch, P.F_INDEX: index, P.F_STEP: t.step, P.F_MS: ms}, True)
 
     def on_dump(self, n):
-        # no payload: every plane in 384-byte chunks; else u8 layer, u8 plane (0 "s", 1 the
-        # second plane: "c" of binary2 or "z" of ternary),
-        # u32 offset, u32 length, u16 chunk: that range only (the host asks again for
-        # chunks that arrived damaged, in smaller pieces on a noisy line)
+        # protocol.decode_dump: everything, or one byte range of one plane
         import binascii
 
-        p = P.HEADER_SIZE
-        buf = self.link.buf
-        want = None
-        if n >= 12:
-            want = (buf[p], 1 if buf[p + 1] else 0)
-            off0 = buf[p + 2] | (buf[p + 3] << 8) | (buf[p + 4] << 16) | (buf[p + 5] << 24)
-            size = buf[p + 6] | (buf[p + 7] << 8) | (buf[p + 8] << 16) | (buf[p + 9] << 24)
-            step = max(4, buf[p + 10] | (buf[p + 11] << 8))
+        want = P.decode_dump(self.link.buf, P.HEADER_SIZE, n)
         for layer, name, plane in self.trainer.planes():
             if want is None:
-                off0, size, step = 0, len(plane), 384
-            elif want != (layer, 0 if name == "s" else 1):
+                off0, size, step = 0, len(plane), P.DUMP_CHUNK
+            elif want[0] != layer or want[1] != P.PLANE_SLOTS[name]:
                 continue
+            else:
+                off0, size, step = want[2], want[3], want[4]
             mv = memoryview(plane)
             end = min(len(plane), off0 + size)
             for off in range(off0, end, step):
                 chunk = binascii.b2a_base64(mv[off : min(end, off + step)]).strip().decode()
-                self.record(P.R_WEIGHTS, {"layer": layer, "plane": name, "off": off, "size": len(plane), "b64": chunk})
+                self.record(P.R_WEIGHTS, {P.F_LAYER: layer, P.F_PLANE: name, P.F_OFF: off, P.F_SIZE: len(plane),
+                                          P.F_B64: chunk})
 
     def digest(self):
-        import binascii
-        import hashlib
-
-        h = hashlib.sha256()
-        for _, _, buf in self.trainer.planes():
-            h.update(buf)
-        return binascii.hexlify(h.digest()).decode()
+        return spec.digest([p for _, _, p in self.trainer.planes()])
 
     # loop --------------------------------------------------------------------------------
     def run(self, idle_ms):
@@ -237,7 +238,7 @@ class App:
                 # may allocate: outside the lock. Training and evaluation work apart.
                 self.trainer.take_counters(self.totals if kind == P.K_TRAIN else self.eval_totals)
                 if self.meter is not None and kind == P.K_TRAIN:
-                    self.totals["energy_uj"] = self.meter.add(self.block_us)
+                    self.totals[P.F_ENERGY_UJ] = self.meter.add(self.block_us)
                 continue
             if kind == NONE:
                 self.error(P.E_TIMEOUT, "no frame from the host for %d ms" % idle_ms)
@@ -252,15 +253,17 @@ class App:
                 try:
                     self.on_config(link.length)
                 except MemoryError:
-                    self.trainer = None
-                    gc.collect()
+                    self.release()
                     self.error(P.E_MEMORY, "model does not fit: %d bytes free" % gc.mem_free())
                     return
                 except (KeyError, ValueError, TypeError, OSError, ImportError) as e:
                     self.error(P.E_CONFIG, "bad configuration: %s" % e)
                     return
             elif kind == P.K_PING:
-                self.record(P.R_PONG, {"expect": link.expect, "proto": P.VERSION, "mp": link.max_payload, "cr": link.credit})
+                rec = {P.F_EXPECT: link.expect, P.F_PROTO: P.VERSION, P.F_MAX_PAYLOAD: link.max_payload,
+                       P.F_CREDIT: link.credit}
+                rec.update(identity())
+                self.record(P.R_PONG, rec)
                 continue
             elif kind == P.K_EXIT:
                 return
@@ -279,8 +282,8 @@ class App:
                 t = self.trainer
                 self.record(
                     P.R_DONE,
-                    {"weights_sha256": self.digest(), "step": t.step, "rx_frames": link.rx_frames,
-                     "rx_bad": link.rx_bad, "rx_dup": link.rx_dup},
+                    {P.F_DIGEST: self.digest(), P.F_STEP: t.step, P.F_RX_FRAMES: link.rx_frames,
+                     P.F_RX_BAD: link.rx_bad, P.F_RX_DUP: link.rx_dup},
                     True,
                 )
             link.accept()
@@ -289,15 +292,21 @@ class App:
 def main(max_payload=P.MAX_PAYLOAD, credit=1, idle_ms=60000):
     gc.collect()
     out = sys.stdout.buffer if hasattr(sys.stdout, "buffer") else sys.stdout
-    boot = {"version": VERSION, "proto": P.VERSION, "platform": _platform(), "heap_free": gc.mem_free()}
+    boot = {P.F_VERSION: VERSION, P.F_PROTO: P.VERSION, P.F_HEAP_FREE: gc.mem_free(),
+            P.F_MICROPYTHON: list(sys.implementation.version[:3])}
+    boot.update(identity())
     meta = ckpt.peek()
     if meta is not None:
-        boot["ckpt"] = {"id": meta.get("id"), "epoch": meta.get("epoch"), "index": meta.get("index"), "step": meta.get("step")}
-    out.write(P.record_line(json.dumps(dict(boot, ev=P.R_BOOT)).encode()))
+        boot[P.F_CKPT] = {P.F_ID: meta.get("id"), P.F_EPOCH: meta.get("epoch"), P.F_INDEX: meta.get("index"),
+                          P.F_STEP: meta.get("step")}
+    boot[P.F_EV] = P.R_BOOT
+    out.write(P.record_line(json.dumps(boot).encode()))
+    meta = boot = None
     try:
         link = Link(max_payload, credit)
     except MemoryError:
-        out.write(P.record_line(json.dumps({"ev": P.R_ERROR, "code": P.E_MEMORY, "msg": "no memory for the link"}).encode()))
+        out.write(P.record_line(json.dumps({P.F_EV: P.R_ERROR, P.F_CODE: P.E_MEMORY,
+                                            P.F_MSG: "no memory for the link"}).encode()))
         return
     app = App(link, out)
     micropython.kbd_intr(-1)  # from here on 0x03 is data, not Ctrl-C
@@ -308,3 +317,4 @@ def main(max_payload=P.MAX_PAYLOAD, credit=1, idle_ms=60000):
         app.error(0, "%s: %s" % (type(e).__name__, e))
     finally:
         micropython.kbd_intr(3)
+        app.release()  # the board gives back everything this run took

@@ -1,4 +1,4 @@
-# Second core for large layers: a layer with >= MIN_ROWS neurons splits its forward pass,
+# Second core for large layers: a layer with >= spec.SPLIT_MIN_ROWS neurons splits its forward pass,
 # rows [0, h) on the calling core and rows [h, n_out) on a worker thread (RP2040: _thread
 # runs it on core 1, and the rp2 port has no GIL, so both cores run at once).
 #
@@ -22,8 +22,7 @@ import micropython
 
 from . import accel
 from . import kernels as K
-
-MIN_ROWS = 256
+from .spec import SPLIT_MIN_ROWS
 _GO = 0  # ctl[0]: job sequence number, written by the caller last
 _JOB = 1  # ctl[1]: index of the job
 _DONE = 2  # ctl[2]: sequence number of the last job the worker finished (-1: alive)
@@ -154,16 +153,12 @@ def worker():
     return _worker or None
 
 
-def plan(layers, x0):
-    # give every layer with >= MIN_ROWS neurons a half for the worker; returns the worker
-    # (or None when no layer is large enough or there is no worker)
-    big = [i for i, layer in enumerate(layers) if layer.n_out >= MIN_ROWS]
+def plan(layers, x0, w):
+    # give every layer with >= SPLIT_MIN_ROWS neurons a half for worker w; returns w (or None
+    # when no layer is large enough)
+    big = [i for i, layer in enumerate(layers) if layer.n_out >= SPLIT_MIN_ROWS]
+    w.jobs = []
     if not big:
-        if _worker:
-            _worker.jobs = []  # let an earlier model's buffers go
-        return None
-    w = worker()
-    if w is None:
         return None
     jobs = []
     for i in big:
@@ -178,3 +173,12 @@ def plan(layers, x0):
         jobs.append(job)
     w.jobs = jobs
     return w
+
+
+def release(layers):
+    # the model is done: the worker keeps running (a core cannot be handed back and taken
+    # again cheaply) but drops its views of the model's buffers
+    if _worker:
+        _worker.jobs = []
+    for layer in layers:
+        layer.split = None

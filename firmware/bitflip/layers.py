@@ -1,25 +1,14 @@
-# Bit-plane dense layers. A layer of n_out neurons over n_in inputs keeps its weights as
-# bit-planes: one row of nw = ceil(n_in/32) little-endian u32 words per neuron, bit i of
-# word w = input 32*w+i. Padding bits are 0 in every plane.
+# Bit-plane dense layers (spec.py has the layout). A layer of n_out neurons over n_in inputs
+# keeps its weights as bit-planes: one row of nw = ceil(n_in/32) little-endian u32 words per
+# neuron, bit i of word w = input 32*w+i. Padding bits are 0 in every plane.
 #   binary  (1 bit):  s (1 = +1, 0 = -1)
-#   binary2 (2 bits): s, and aux = confidence (a 4-state counter; the forward pass uses s)
+#   binary2 (2 bits): s, and aux = confidence (the forward pass uses s)
 #   ternary (2 bits): s (sign), and aux = nonzero (0 = the weight is 0; s is kept)
 from array import array
 
-from micropython import const
-
 from . import accel
 from . import kernels as K
-
-BINARY = const(1)
-BINARY2 = const(2)
-TERNARY = const(3)
-KINDS = {"binary": BINARY, "binary2": BINARY2, "ternary": TERNARY}
-AUX_NAME = {BINARY2: "c", TERNARY: "z"}
-
-
-def words(n):
-    return (n + 31) >> 5
+from .spec import AUX_NAME, BINARY, TERNARY, words
 
 
 class Dense:

@@ -9,14 +9,15 @@
 #  - flips: every `every` samples, each row flips the (at most) `flips` weights whose
 #    counter most opposes them (counter * weight <= -tau; ties: lowest input first), then
 #    the counters are cleared and the window moves on by `rows` units.
-# bitflip.reference mirrors every step; the digest tests prove it.
+# bitflip.training.reference mirrors every step; the digest tests prove it. PoolRule is the
+# hidden-rule seam (see hidden.py) for rule.Trainer.
 from array import array
 
 import micropython
 from micropython import const
 
-_SAT = const(127)  # counters saturate at +-_SAT (int8)
-_BINS = const(128)  # evidence values 0..127 for the flip selection
+_SAT = const(127)  # spec.SAT: counters saturate at +-_SAT (int8)
+_BINS = const(128)  # spec.BINS: evidence values 0..127 for the flip selection
 
 
 @micropython.viper
@@ -156,3 +157,48 @@ class Pool:
         self.pos[0] = pos & 0xFF
         self.pos[1] = pos >> 8
         return done
+
+
+class PoolRule:
+    votes_from_updates = False  # errors and near-misses vote (rule.py step 5)
+
+    def __init__(self, trainer, cfg):
+        pc = cfg["pool"]
+        self.t = trainer
+        self.pools = [Pool(layer, int(pc["rows"])) for layer in trainer.layers[:-1]]
+        self.every = int(pc["every"])
+        self.tau = int(pc["tau"])
+        self.flips = int(pc["flips"])
+        self.tau_step = int(pc.get("tau_step", 0))
+        self.near = int(pc["near"])
+
+    def nbytes(self):
+        return sum(p.nbytes() for p in self.pools)
+
+    def planes(self, li):
+        return (("t", self.pools[li].t),)  # the thresholds are part of the model
+
+    def state(self):
+        st = []
+        for pool in self.pools:
+            st += pool.state()
+        return st
+
+    def start(self):
+        for pool in self.pools:
+            layer = pool.layer
+            step_thresholds(layer.pre, pool.t, layer.n_out)
+
+    def learn(self, li, layer, x, n):
+        # evidence only: the window's flips come in end()
+        self.t.evidence_bytes += self.pools[li].add(x, n)
+
+    def end(self, e):
+        t = self.t
+        if t.step % self.every:
+            return
+        flips = self.flips >> e  # halved every epoch
+        tau = self.tau + self.tau_step * t.extra
+        for pool in self.pools:
+            t.writes += pool.flush(flips if flips > 0 else 1, tau)
+            t.evidence_bytes += 2 * pool.rows * pool.layer.n_in

@@ -1,6 +1,8 @@
-# The bitflip wire protocol: the ONE definition of frames and records, imported by the
-# device (as bitflip.protocol) and by the host (as bitflip.device.protocol). It is written in
-# the common subset of CPython and MicroPython so the two sides can never drift.
+# The bitflip wire protocol: the WHOLE contract between host and board — frames, every
+# frame payload (encode/decode pairs), the records and their fields, the ack/nak templates,
+# the CONFIG keys — imported by the device (as bitflip.protocol) and by the host (as
+# bitflip.device.protocol). It is written in the common subset of CPython and MicroPython
+# so the two sides can never drift. The model those frames train is described in spec.py.
 #
 # host -> device: binary frames
 #   offset 0  'B' 'F'          sync bytes (resynchronise after garbage)
@@ -25,6 +27,13 @@ except ImportError:  # CPython
         return x
 
 
+def host_only(f):
+    # marks what only the host uses, as a decorator or around a module-level value:
+    # `bitflip deploy` leaves those definitions (and this function) out of the board's build
+    # (deploy.device_source), so the board's heap does not carry them
+    return f
+
+
 VERSION = const(1)  # bump on any incompatible change; checked at connect
 
 SYNC0 = const(0x42)  # 'B'
@@ -44,7 +53,7 @@ K_PING = const(7)  # unsequenced probe: answered by a "pong" record with the exp
 K_CKPT = const(8)  # u16 epoch, u32 index: save a checkpoint at this stream position
 K_EXIT = const(9)  # unsequenced: leave the app loop (back to the REPL)
 
-KIND_NAMES = {
+KIND_NAMES = host_only({
     K_CONFIG: "config",
     K_TRAIN: "train",
     K_EVAL: "eval",
@@ -54,7 +63,7 @@ KIND_NAMES = {
     K_PING: "ping",
     K_CKPT: "ckpt",
     K_EXIT: "exit",
-}
+})
 
 MARK_EPOCH = const(1)
 MARK_EVAL = const(2)
@@ -74,7 +83,7 @@ E_CONFIG = const(7)  # configuration rejected
 E_MEMORY = const(8)  # allocation failed
 E_STATE = const(9)  # frame not valid in this state (e.g. TRAIN before CONFIG)
 
-ERROR_NAMES = {
+ERROR_NAMES = host_only({
     E_CRC: "bad crc",
     E_SEQ: "unexpected sequence number",
     E_LEN: "frame too long",
@@ -84,17 +93,17 @@ ERROR_NAMES = {
     E_CONFIG: "bad configuration",
     E_MEMORY: "out of memory",
     E_STATE: "frame not valid now",
-}
+})
 
 RECORD_PREFIX = b"BF "
 RECORD_CRC_SEP = b" *"
 
 # Record names (the "ev" field). The host treats unknown names as log lines.
-R_BOOT = "boot"  # firmware started: version, protocol, platform, heap
+R_BOOT = "boot"  # firmware started: version, protocol, platform, native arch, heap
 R_READY = "ready"  # buffers allocated, Ctrl-C off: host may stream; max payload
 R_ACK = "ack"  # frame seq accepted; credit = frames the device can take now
 R_NAK = "nak"  # frame rejected; seq = the sequence number the device expects
-R_CONFIG = "config"  # model allocated: layers, weight bytes, working bytes, heap free
+R_CONFIG = "config"  # model allocated: weight bytes, working bytes, heap free before/after
 R_PROGRESS = "progress"
 R_EPOCH = "epoch"
 R_EVAL = "eval"
@@ -104,6 +113,128 @@ R_ERROR = "error"
 R_CKPT = "ckpt"
 R_PONG = "pong"  # answer to a ping: "expect" = the sequence number of the next new frame
 
+# Record fields. Every record carries F_EV; a record answering a frame carries F_SEQ.
+F_EV = "ev"
+F_SEQ = "seq"
+F_CREDIT = "cr"
+F_CODE = "code"
+F_MSG = "msg"
+F_EXPECT = "expect"
+F_PROTO = "proto"
+F_MAX_PAYLOAD = "mp"
+F_VERSION = "version"
+F_PLATFORM = "platform"
+F_MPY = "mpy"  # sys.implementation._mpy: .mpy version and native arch (the host names it)
+F_MICROPYTHON = "micropython"  # MicroPython release, e.g. [1, 28, 0]
+F_HEAP_FREE = "heap_free"
+F_HEAP_BEFORE = "heap_before"  # free heap right before the model was built
+F_CKPT = "ckpt"
+F_EPOCH = "epoch"
+F_INDEX = "index"
+F_STEP = "step"
+F_ID = "id"
+F_SEEN = "seen"
+F_CORRECT = "correct"
+F_BUSY_US = "busy_us"
+F_WALL_US = "wall_us"
+F_WEIGHT_BYTES = "weight_bytes"
+F_WORKING_BYTES = "working_bytes"
+F_RESUMED = "resumed"
+F_LAYER = "layer"
+F_PLANE = "plane"
+F_OFF = "off"
+F_SIZE = "size"
+F_B64 = "b64"
+F_DIGEST = "weights_sha256"
+F_RX_FRAMES = "rx_frames"
+F_RX_BAD = "rx_bad"
+F_RX_DUP = "rx_dup"
+F_MS = "ms"
+F_ENERGY_UJ = "energy_uj"
+EVAL_PREFIX = "eval_"  # eval records carry the work counters of evaluation as eval_<counter>
+
+@host_only
+def record_fields():
+    """The fields of each record (the epoch record adds the spec.COUNTERS totals and, with a
+    power meter, F_ENERGY_UJ; the eval record adds EVAL_PREFIX + counter for the same)."""
+    return {
+        R_BOOT: (F_VERSION, F_PROTO, F_PLATFORM, F_MPY, F_MICROPYTHON, F_HEAP_FREE),  # + F_CKPT if one exists
+        R_READY: ("max_payload", "credit"),
+        R_ACK: (F_SEQ, F_CREDIT),
+        R_NAK: (F_SEQ, F_CODE),
+        R_CONFIG: (F_WEIGHT_BYTES, F_WORKING_BYTES, F_HEAP_BEFORE, F_HEAP_FREE, F_RESUMED, F_SEQ),
+        R_EPOCH: (F_EPOCH, F_SEEN, F_CORRECT, F_STEP, F_BUSY_US, F_WALL_US, F_SEQ),
+        R_EVAL: (F_EPOCH, F_SEEN, F_CORRECT, F_BUSY_US, F_SEQ),
+        R_WEIGHTS: (F_LAYER, F_PLANE, F_OFF, F_SIZE, F_B64),
+        R_DONE: (F_DIGEST, F_STEP, F_RX_FRAMES, F_RX_BAD, F_RX_DUP, F_SEQ),
+        R_ERROR: (F_CODE, F_MSG),
+        R_CKPT: (F_EPOCH, F_INDEX, F_STEP, F_MS, F_SEQ),
+        R_PONG: (F_EXPECT, F_PROTO, F_MAX_PAYLOAD, F_CREDIT, F_PLATFORM, F_MPY),
+    }
+
+# Acknowledgements are written from these templates (stream.py keeps const copies of the
+# offsets for speed; a test checks they agree): numbers right-aligned and space padded in
+# the field that ends at *_END, the CRC-32 of the JSON text (bytes 3 .. *_JSON_END) as 8
+# hex digits after it.
+ACK_TEMPLATE = b'BF {"ev":"ack","seq":     ,"cr":  } *00000000\n'
+NAK_TEMPLATE = b'BF {"ev":"nak","seq":     ,"code":  } *00000000\n'
+ACK_SEQ_END = const(26)  # seq: 5 digits ending here
+ACK_CR_END = const(34)  # credit: 2 digits ending here
+ACK_JSON_END = const(35)  # index just past '}'
+NAK_SEQ_END = const(26)
+NAK_CODE_END = const(36)
+NAK_JSON_END = const(37)
+
+# CONFIG: a JSON object; key -> (type, required). Both sides check it with check_config
+# (the host before sending, the device on receipt: E_CONFIG).
+CONFIG_KEYS = {
+    "sizes": (list, True),  # layer widths: input bits, hidden widths, classes x prototypes per class
+    "classes": (int, True),  # number of classes
+    "weights": (str, True),  # top-layer weight kind: binary, binary2 or ternary (spec.KINDS)
+    "seed": (int, True),  # seed of every random bit (weights init, flip masks)
+    "window": (int, True),  # hidden units this close to their threshold may be moved by votes
+    "margin": (int, True),  # >= 0: a correct winner also pushes a rival within margin down
+    "k": (list, True),  # flip density exponent per layer: each flip candidate kept with 1/2**k
+    "ks": (int, False),  # binary2: confidence gain density exponent
+    "anneal": (int, False),  # from this epoch (1-based) on: top k + 1 and pool tau + tau_step per epoch
+    "epoch": (int, False),  # training samples per epoch (anneal, pool flips halving)
+    "pool": (dict, False),  # pool rule for hidden layers: rows, every, tau, flips, near, tau_step
+    "cores": (int, False),  # 1: one core; 2: split wide layers over a second core (default: rp2 only)
+    "meter": (dict, False),  # INA219/INA226 power meter: chip, i2c, sda, scl, addr, shunt_ohms
+    "id": (str, False),  # job id: a checkpoint is resumed only by the same id
+    "resume": (bool, False),  # continue from the checkpoint of this job id if the board has one
+}
+POOL_KEYS = ("rows", "every", "tau", "flips", "near")
+
+
+def check_config(cfg):
+    """Raise ValueError naming the first problem of a CONFIG object."""
+    if not isinstance(cfg, dict):
+        raise ValueError("config is not an object")
+    for key in cfg:
+        if key not in CONFIG_KEYS:
+            raise ValueError("unknown config key '%s'" % key)
+    for key, (typ, required) in CONFIG_KEYS.items():
+        if key not in cfg:
+            if required:
+                raise ValueError("config key '%s' missing" % key)
+            continue
+        v = cfg[key]
+        if typ is int and isinstance(v, bool) or not isinstance(v, typ):
+            raise ValueError("config key '%s' must be %s" % (key, typ.__name__))
+    sizes = cfg["sizes"]
+    if len(sizes) < 2 or len(cfg["k"]) != len(sizes) - 1:
+        raise ValueError("config needs >= 2 sizes and one k per layer")
+    for v in sizes + cfg["k"]:
+        if not isinstance(v, int) or v < 0:
+            raise ValueError("sizes and k must be non-negative integers")
+    if sizes[-1] % cfg["classes"]:
+        raise ValueError("the last layer must hold P prototypes per class")
+    if "pool" in cfg:
+        for key in POOL_KEYS:
+            if not isinstance(cfg["pool"].get(key), int):
+                raise ValueError("config pool.%s must be an integer" % key)
+
 
 def record_line(text):
     """bytes of one record line for JSON text (bytes)."""
@@ -112,6 +243,7 @@ def record_line(text):
     return b"%s%s%s%08x\n" % (RECORD_PREFIX, text, RECORD_CRC_SEP, binascii.crc32(text) & 0xFFFFFFFF)
 
 
+@host_only
 def parse_record(line):
     """A record line (without its newline) -> dict; None if it is not a record line;
     False if it looks like a record but its checksum or JSON is bad (corrupted)."""
@@ -133,53 +265,47 @@ def parse_record(line):
     return rec if isinstance(rec, dict) else False
 
 
+# --- frames -------------------------------------------------------------------------------
+# (the host encodes; the device parses incrementally, allocation-free, in stream.py)
+@host_only
 def encode_frame(kind, seq, payload=b"", flags=0):
-    """Build one frame (host side, allocates freely)."""
+    """One frame (host side, allocates freely)."""
     import binascii
 
     n = len(payload)
     if n > 0xFFFF:
         raise ValueError("payload too long")
-    head = bytes(
-        (SYNC0, SYNC1, kind & 0xFF, flags & 0xFF, seq & 0xFF, (seq >> 8) & 0xFF, n & 0xFF, n >> 8)
-    )
+    head = bytes((SYNC0, SYNC1, kind & 0xFF, flags & 0xFF, seq & 0xFF, (seq >> 8) & 0xFF, n & 0xFF, n >> 8))
     body = head + bytes(payload)
     crc = binascii.crc32(body[2:]) & 0xFFFFFFFF
     return body + bytes((crc & 0xFF, (crc >> 8) & 0xFF, (crc >> 16) & 0xFF, crc >> 24))
 
 
-def decode_frame(buf, max_payload=MAX_PAYLOAD):
-    """Parse one complete frame at the start of buf -> (kind, flags, seq, payload, used).
-    Raises ValueError(code) with an E_* code. Used by host tests and tools; the device
-    parses incrementally in bitflip.stream with the same rules."""
-    import binascii
-
-    if len(buf) < HEADER_SIZE + CRC_SIZE:
-        raise ValueError(E_LEN)
-    if buf[0] != SYNC0 or buf[1] != SYNC1:
-        raise ValueError(E_PAYLOAD)
-    kind, flags = buf[2], buf[3]
-    seq = buf[4] | (buf[5] << 8)
-    n = buf[6] | (buf[7] << 8)
-    if n > max_payload:
-        raise ValueError(E_LEN)
-    end = HEADER_SIZE + n
-    if len(buf) < end + CRC_SIZE:
-        raise ValueError(E_LEN)
-    got = buf[end] | (buf[end + 1] << 8) | (buf[end + 2] << 16) | (buf[end + 3] << 24)
-    if got != binascii.crc32(bytes(buf[2:end])) & 0xFFFFFFFF:
-        raise ValueError(E_CRC)
-    if kind not in KIND_NAMES:
-        raise ValueError(E_KIND)
-    return kind, flags, seq, bytes(buf[HEADER_SIZE:end]), end + CRC_SIZE
+def u16(buf, off):
+    return buf[off] | (buf[off + 1] << 8)
 
 
+def u32(buf, off):
+    # values the protocol carries stay below 2**30 (small ints on every port)
+    return buf[off] | (buf[off + 1] << 8) | (buf[off + 2] << 16) | (buf[off + 3] << 24)
+
+
+@host_only
+def _le(v, n):
+    return bytes((v >> (8 * i)) & 0xFF for i in range(n))
+
+
+# --- TRAIN / EVAL: a sample block -------------------------------------------------------------
+# u16 count, u16 row_bytes, count label bytes padded to a multiple of 4, then count rows of
+# row_bytes (a multiple of 4: packed little-endian u32 words).
+@host_only
 def block_layout(count, row_bytes):
     """(labels offset, rows offset, total payload bytes) of a sample block."""
     lab_pad = (count + 3) & ~3
     return BLOCK_HEADER, BLOCK_HEADER + lab_pad, BLOCK_HEADER + lab_pad + count * row_bytes
 
 
+@host_only
 def max_block_samples(max_payload, row_bytes):
     """Largest sample count whose block fits max_payload."""
     n = (max_payload - BLOCK_HEADER) // (row_bytes + 1)
@@ -188,20 +314,64 @@ def max_block_samples(max_payload, row_bytes):
     return n
 
 
+@host_only
 def encode_block(labels, rows, row_bytes):
-    """Sample block payload from labels (ints) and rows (bytes-like, row_bytes each)."""
+    """Block payload from labels (bytes or ints) and rows (the rows' bytes back to back)."""
     count = len(labels)
     lab_off, row_off, total = block_layout(count, row_bytes)
-    out = bytearray(total)
-    out[0] = count & 0xFF
-    out[1] = count >> 8
-    out[2] = row_bytes & 0xFF
-    out[3] = row_bytes >> 8
-    for i in range(count):
-        out[lab_off + i] = labels[i]
-    for i in range(count):
-        r = rows[i]
-        if len(r) != row_bytes:
-            raise ValueError("row length")
-        out[row_off + i * row_bytes : row_off + (i + 1) * row_bytes] = r
-    return bytes(out)
+    if len(rows) != count * row_bytes:
+        raise ValueError("rows must be count * row_bytes bytes")
+    return _le(count, 2) + _le(row_bytes, 2) + bytes(labels) + bytes(row_off - lab_off - count) + bytes(rows)
+
+
+def block_count(buf, p):
+    """Samples in the block at buf[p:] (allocation-free: the device reads blocks heap-locked)."""
+    return u16(buf, p)
+
+
+def block_row_bytes(buf, p):
+    return u16(buf, p + 2)
+
+
+# --- MARK: end of an epoch or of an evaluation pass -------------------------------------------
+@host_only
+def encode_mark(mark, value):
+    return bytes((mark,)) + _le(value, 2)
+
+
+def decode_mark(buf, p):
+    """(mark, value)"""
+    return buf[p], u16(buf, p + 1)
+
+
+# --- CKPT: save a checkpoint at this stream position ------------------------------------------
+@host_only
+def encode_ckpt(epoch, index):
+    return _le(epoch, 2) + _le(index, 4)
+
+
+def decode_ckpt(buf, p):
+    """(epoch, index)"""
+    return u16(buf, p), u32(buf, p + 2)
+
+
+# --- DUMP: the weights as "weights" records ----------------------------------------------------
+# no payload: every plane in DUMP_CHUNK-byte chunks; else u8 layer, u8 plane (0 "s", 1 the
+# second plane: "c"/"z" of 2-bit weights, 2 "t" thresholds), u32 offset, u32 length,
+# u16 chunk: that byte range only (the host asks again, in smaller chunks, for what arrived
+# damaged on a noisy line).
+DUMP_CHUNK = const(384)
+DUMP_REQUEST = const(12)
+PLANE_SLOTS = {"s": 0, "c": 1, "z": 1, "t": 2}
+
+
+@host_only
+def encode_dump(layer, plane, off, size, chunk):
+    return bytes((layer, PLANE_SLOTS[plane])) + _le(off, 4) + _le(size, 4) + _le(chunk, 2)
+
+
+def decode_dump(buf, p, n):
+    """None (everything) or (layer, plane slot, offset, length, chunk)."""
+    if n < DUMP_REQUEST:
+        return None
+    return buf[p], buf[p + 1], u32(buf, p + 2), u32(buf, p + 6), max(4, u16(buf, p + 10))

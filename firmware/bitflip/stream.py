@@ -16,16 +16,14 @@ NONE = const(-1)  # idle timeout, no frame started
 BAD = const(-2)  # a frame was rejected (nak already sent)
 DUP = const(-3)  # a duplicate of an accepted frame (re-acked, not processed)
 
-# 'BF {"ev":"ack","seq":SSSSS,"cr":CC} *cccccccc\n': numbers right-aligned and space
-# padded, the CRC of the JSON text filled in by kernels.crc32_hex
-_ACK = b'BF {"ev":"ack","seq":     ,"cr":  } *00000000\n'
-_NAK = b'BF {"ev":"nak","seq":     ,"code":  } *00000000\n'
-_ACK_SEQ = const(21)
-_ACK_CR = const(32)
-_ACK_END = const(35)  # index just past '}'
-_NAK_SEQ = const(21)
-_NAK_CODE = const(34)
-_NAK_END = const(37)
+# ack/nak records are written from protocol's templates; the offsets are copied here as
+# const() so the hot path reads no module attributes (tests/test_protocol.py checks them)
+_ACK_SEQ_END = const(26)  # P.ACK_SEQ_END
+_ACK_CR_END = const(34)  # P.ACK_CR_END
+_ACK_END = const(35)  # P.ACK_JSON_END
+_NAK_SEQ_END = const(26)  # P.NAK_SEQ_END
+_NAK_CODE_END = const(36)  # P.NAK_CODE_END
+_NAK_END = const(37)  # P.NAK_JSON_END
 
 
 def _put_num(buf, end, width, v):
@@ -59,8 +57,8 @@ class Link:
         self.views = [mv[P.HEADER_SIZE + i :] for i in range(0, n - P.HEADER_SIZE, _CHUNK)]
         self.table = array("I", bytes(1024))
         crc32_table(self.table)
-        self.ack = bytearray(_ACK)
-        self.nak = bytearray(_NAK)
+        self.ack = bytearray(P.ACK_TEMPLATE)
+        self.nak = bytearray(P.NAK_TEMPLATE)
         self.inp = sys.stdin.buffer
         self.out = sys.stdout.buffer if hasattr(sys.stdout, "buffer") else sys.stdout
         self.poll = select.poll()
@@ -94,15 +92,15 @@ class Link:
 
     def send_ack(self, seq):
         a = self.ack
-        _put_num(a, _ACK_SEQ + 5, 5, seq)
-        _put_num(a, _ACK_CR + 2, 2, self.credit)
+        _put_num(a, _ACK_SEQ_END, 5, seq)
+        _put_num(a, _ACK_CR_END, 2, self.credit)
         crc32_hex(a, 3, _ACK_END - 3, self.table, _ACK_END + 2)
         self.out.write(a)
 
     def send_nak(self, code):
         a = self.nak
-        _put_num(a, _NAK_SEQ + 5, 5, self.expect)
-        _put_num(a, _NAK_CODE + 2, 2, code)
+        _put_num(a, _NAK_SEQ_END, 5, self.expect)
+        _put_num(a, _NAK_CODE_END, 2, code)
         crc32_hex(a, 3, _NAK_END - 3, self.table, _NAK_END + 2)
         self.out.write(a)
 

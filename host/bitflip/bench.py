@@ -90,7 +90,7 @@ def _update_row_case(kind: int, nw: int, k: int, ks: int, seed: int = 0) -> np.n
     assert ref_aux is not None  # 2-bit weights
     ref.layers[0].s[:] = s
     ref_aux[:] = aux
-    ref._update(0, np.array([row]), np.array([bool(up)]), x, np.uint32(st[0]))
+    ref.update(0, np.array([row]), np.array([bool(up)]), x, np.uint32(st[0]), k)
     # the reference keys rows by its own layer index: run the device kernel with layer 0 too
     s_dev, aux_dev = s.copy(), aux.copy()
     run = _run_viper("update_row", [kind, s_dev, aux_dev, row, x, nw, n_in, up, k, ks, st, 0])

@@ -125,49 +125,48 @@ def sim(board: str, flash_dir: Path | None, with_sources: bool) -> None:
 
 @click.command()
 @click.option("--board", required=True, help="a board name")
-@click.option("--model", required=True,
-              help="all layer widths including the input, the last as CLASSES or CLASSESxPROTOTYPES, "
-                   "e.g. 784-512-10 or 784-10x50")
-@click.option("--weights", default="binary", show_default=True, type=click.Choice(["binary", "binary2", "ternary"]))
-@click.option("--pool", default=0, show_default=True, type=click.IntRange(0, 4096),
+@click.option("--model", default=None, help="as for train: hidden widths, then CLASSESxPROTOTYPES (default per dataset)")
+@click.option("--dataset", default=None, help="the dataset whose encoded width is the input (default: digits)")
+@click.option("--encoding", default=None, help="as for train (default per dataset)")
+@click.option("--inputs", default=None, type=click.IntRange(1, 1 << 20),
+              help="input bits, instead of --dataset (no data loaded); classes then come from --model")
+@click.option("--weights", default=None, type=click.Choice(["binary", "binary2", "ternary"]),
+              help="as for train (default per dataset)")
+@click.option("--pool", default=None, type=click.IntRange(0, 4096),
               help="the pool rule's evidence window in units (as --rule pool=M of train); 0: rule v1")
 @click.option("--json", "as_json", is_flag=True)
 @handled
-def memory(board: str, model: str, weights: str, pool: int, as_json: bool) -> None:
-    """Device heap a model needs on a board, by part, and the largest that fits."""
+def memory(board: str, model: str | None, dataset: str | None, encoding: str | None, inputs: int | None,
+           weights: str | None, pool: int | None, as_json: bool) -> None:
+    """Device heap a model needs on a board's genuine firmware, by part, and the largest that fits."""
     from ..boards import load
     from ..errors import UsageError
     from ..training.memory import largest_hidden, largest_prototypes, model_name, plan_memory
+    from ..training.runner import model_sizes
 
-    *head, last = model.split("-")
-    cls, _, per = last.partition("x")
-    try:
-        classes = int(cls)
-        sizes = [int(p) for p in head] + [classes * int(per or 1)]
-    except ValueError:
-        raise UsageError(f"bad model '{model}': give every width including the input, e.g. 784-512-10") from None
-    if len(sizes) < 2 or min(sizes) <= 0:
-        raise UsageError(f"bad model '{model}': at least an input and an output width, all positive")
-    if pool and len(sizes) < 3:
-        raise UsageError("--pool needs a model with a hidden layer (e.g. 784-560-10x29)")
+    if inputs is not None and dataset is not None:
+        raise UsageError("give --inputs or --dataset, not both")
+    sizes, classes, weights, pool_rows = model_sizes(model, dataset, encoding, inputs, weights, pool)
     b = load(board)
-    plan = plan_memory(sizes, weights, b, pool_rows=pool)
-    w = largest_hidden(sizes, weights, b, pool_rows=pool)
+    plan = plan_memory(sizes, weights, b, pool_rows=pool_rows, classes=classes)
+    w = largest_hidden(sizes, weights, b, pool_rows=pool_rows, classes=classes)
     largest = model_name([sizes[0]] + [w] * (len(sizes) - 2) + [sizes[-1]], classes) if w else None
     if len(sizes) == 2:  # no hidden layer: grow the prototypes per class instead
         p = largest_prototypes(sizes, weights, b, classes)
         largest = model_name([sizes[0], classes * p], classes) if p else None
+    name = model_name(sizes, classes)
     if as_json:
-        click.echo(json.dumps({**plan, "board": b.name, "model": model, "weights": weights, "pool": pool,
+        click.echo(json.dumps({**plan, "board": b.name, "model": name, "weights": weights, "pool": pool_rows,
                                "largest": largest}))
         return
     for key, value in plan.items():
-        if isinstance(value, int) and key not in ("total", "heap", "word_bytes"):
+        if isinstance(value, int) and key not in ("total", "heap"):
             click.echo(f"  {key:<16} {value:>9}")
     verdict = "fits" if plan["total"] <= plan["heap"] else "does NOT fit"
-    rule = f", pool rule over {pool}-unit windows" if pool else ""
-    click.echo(f"{model} {weights}{rule} on {b.name}: {plan['total']} of {plan['heap']} bytes, {verdict}"
+    rule = f", pool rule over {pool_rows}-unit windows" if pool_rows else ""
+    click.echo(f"{name} {weights}{rule} on {b.name}: {plan['total']} of {plan['heap']} bytes, {verdict}"
                + (f"; largest that fits: {largest}" if largest else ""))
+    click.echo(f"({plan['source']})")
 
 
 COMMANDS = [boards, ports, deploy, flash, sim, memory]

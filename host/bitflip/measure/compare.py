@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..device import spec
 from ..errors import UsageError
 from ..training.rundir import RunDir
 from ..training.runner import Plan, TrainRequest, prepare, run_host
@@ -92,11 +93,6 @@ def rule_row(p: Plan, progress: Progress) -> dict[str, Any]:
     c = s["counters"]
     bits = WEIGHT_BITS[s["weights"]]
     pc = p.cfg.get("pool")
-    layers = list(zip(p.sizes[:-2], p.sizes[1:-1]))
-    # the pool rule adds an int32 threshold per hidden unit to the model, and its int8
-    # evidence window to what training keeps across samples
-    thresholds = 4 * sum(n_out for _, n_out in layers) if pc else 0
-    counters = sum(min(pc["rows"], n_out) * n_in for n_in, n_out in layers) if pc else 0
     title = f"bitflip rule v1, {s['weights']} weights, host reference"
     if pc:
         title = f"bitflip pool rule (1-bit hidden, {s['weights']} top), host reference"
@@ -110,9 +106,10 @@ def rule_row(p: Plan, progress: Progress) -> dict[str, Any]:
         "param_updates": c["writes"],
         "ops": {"xor_words": c["fwd_words"], "upd_words": c["upd_words"],
                 **({"evidence_bytes": c.get("evidence_bytes", 0)} if pc else {})},
-        "model_bytes": s["weight_bytes"] + thresholds,
-        # rule v1 keeps nothing but its weight planes across samples
-        "train_state_bytes": s["weight_bytes"] + thresholds + counters,
+        # the model: weight planes and (pool rule) int32 thresholds; training also keeps
+        # the prototypes left to fill and (pool rule) the int8 evidence window
+        "model_bytes": spec.model_bytes(p.cfg),
+        "train_state_bytes": spec.train_state_bytes(p.cfg),
         "lr": None,
         "epochs": p.req.epochs,
         "weights_sha256": s["weights_sha256"],

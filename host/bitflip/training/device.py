@@ -20,6 +20,7 @@ import numpy as np
 
 from ..device import protocol as P
 from ..errors import LinkError, ProtocolMismatch, UsageError
+from ..link import identity
 from ..link.serial import FrameSender, FramesTooLong, SerialLink
 from .rundir import RunDir, read_epoch_records
 
@@ -191,18 +192,36 @@ class DeviceRun:
                 rec = link.next_record(0.25)
                 if rec is None:
                     continue
-                if rec.get("ev") == P.R_PONG:
+                if rec.get(P.F_EV) == P.R_PONG:
                     return rec
-                if rec.get("ev") in (P.R_BOOT, P.R_READY, P.R_ACK, P.R_NAK) and left < 20:
+                if rec.get(P.F_EV) in (P.R_BOOT, P.R_READY, P.R_ACK, P.R_NAK) and left < 20:
                     left += 1
         return None
 
     def _check(self, pong: dict[str, Any]) -> None:
-        if int(pong.get("proto", -1)) != P.VERSION:
+        """The board that answered is the one named, and speaks this protocol."""
+        board = self.plan.board
+        platform, mpy = str(pong.get(P.F_PLATFORM, "")), int(pong.get(P.F_MPY, 0))
+        why = identity.mismatch(platform, mpy, board)
+        if why is not None:
+            raise UsageError(f"the board on {self.link_name()} is {identity.describe(platform, mpy)}: {why}; "
+                             f"pass the --board it is (`bitflip boards` lists them)")
+        if int(pong.get(P.F_PROTO, -1)) != P.VERSION:
             raise ProtocolMismatch(
-                f"the board's firmware speaks protocol {pong.get('proto')} but this host speaks "
+                f"the board's firmware speaks protocol {pong.get(P.F_PROTO)} but this host speaks "
                 f"{P.VERSION}: run `bitflip deploy` to update the board"
             )
+
+    def link_name(self) -> str:
+        return self.link.name if self.link is not None else str(getattr(self.target, "port", "the port"))
+
+    def _not_deployed(self, link: SerialLink) -> None:
+        """A board without bitflip says so at once: that is permanent, not a link problem."""
+        if any("ImportError" in line and "bitflip" in line for line in list(link.log)):
+            board = self.plan.board
+            port = getattr(self.target, "port", "PORT")
+            raise UsageError(f"bitflip is not installed on the board on {link.name}: run "
+                             f"`bitflip deploy --board {board.name} --port {port}` first")
 
     def _launch(self, link: SerialLink) -> int:
         """Start the app through the raw REPL. Whether it runs, and with the settings asked
@@ -215,9 +234,10 @@ class DeviceRun:
             pong = self._probe(link, tries=4)
             if pong is not None:
                 self._check(pong)
-                if (int(pong["mp"]), int(pong["cr"])) == (lk["max_payload"], lk["credit"]):
-                    return int(pong["expect"])
+                if (int(pong[P.F_MAX_PAYLOAD]), int(pong[P.F_CREDIT])) == (lk["max_payload"], lk["credit"]):
+                    return int(pong[P.F_EXPECT])
                 link.write(P.encode_frame(P.K_EXIT, 0))  # started with damaged settings: leave
+            self._not_deployed(link)
             time.sleep(0.3)
         raise LinkError(f"{link.name}: the app did not start{link._log_tail()}")
 
@@ -226,7 +246,7 @@ class DeviceRun:
         pong = None if self.target.fresh else self._probe(link, filler=True)
         if pong is not None:
             self._check(pong)
-            seq = int(pong["expect"])
+            seq = int(pong[P.F_EXPECT])
         else:
             seq = self._launch(link)
         lk = self.plan.board.link
@@ -237,9 +257,10 @@ class DeviceRun:
         cfg = dict(self.plan.cfg, resume=resume)
         rec = self.sender.request(P.K_CONFIG, json.dumps(cfg).encode(), P.R_CONFIG)
         self.got.config = rec
-        if rec.get("resumed"):
-            pos = (int(rec["resumed"]["epoch"]), int(rec["resumed"]["index"]))
-            self.resumed_from.append({"epoch": pos[0], "index": pos[1], "step": rec["resumed"]["step"]})
+        resumed = rec.get(P.F_RESUMED)
+        if resumed:
+            pos = (int(resumed[P.F_EPOCH]), int(resumed[P.F_INDEX]))
+            self.resumed_from.append({"epoch": pos[0], "index": pos[1], "step": resumed[P.F_STEP]})
             self.run.event({"ev": "host", "what": "resumed", "epoch": pos[0], "index": pos[1]})
             return pos
         return 0, 0
@@ -289,7 +310,7 @@ class DeviceRun:
         pong = self._probe(link, tries=10, filler=True)
         if pong is None:
             raise LinkError(f"{link.name}: the board stopped answering")
-        expect = int(pong["expect"])
+        expect = int(pong[P.F_EXPECT])
         sender.rebind(link, sender.credit, expect)
         return expect
 
@@ -311,13 +332,13 @@ class DeviceRun:
                 self._send_samples(P.K_TRAIN, plan.x_train, plan.data.y_train, order, i, stop)
                 i = stop
                 if i < n:
-                    sender.request(P.K_CKPT, ckpt_payload(e, i), P.R_CKPT)
-            sender.request(P.K_MARK, bytes((P.MARK_EPOCH, e & 0xFF, e >> 8)), P.R_EPOCH)
+                    sender.request(P.K_CKPT, P.encode_ckpt(e, i), P.R_CKPT)
+            sender.request(P.K_MARK, P.encode_mark(P.MARK_EPOCH, e), P.R_EPOCH)
             if plan.eval_after(e):
                 test_order = np.arange(len(plan.x_test))
                 self._send_samples(P.K_EVAL, plan.x_test, plan.data.y_test, test_order, 0, len(test_order))
-                sender.request(P.K_MARK, bytes((P.MARK_EVAL, e & 0xFF, e >> 8)), P.R_EVAL)
-            sender.request(P.K_CKPT, ckpt_payload(e + 1, 0), P.R_CKPT)
+                sender.request(P.K_MARK, P.encode_mark(P.MARK_EVAL, e), P.R_EVAL)
+            sender.request(P.K_CKPT, P.encode_ckpt(e + 1, 0), P.R_CKPT)
 
     def _finish(self) -> None:
         sender = self.sender
@@ -327,15 +348,14 @@ class DeviceRun:
         self.got.have = {k: bytearray(n) for k, n in sizes.items()}
         sender.send(P.K_DUMP)  # everything, in big chunks
         sender.flush()
-        chunk = 384
+        chunk = P.DUMP_CHUNK
         for _ in range(64):  # ask again for what arrived damaged, in smaller pieces
             missing = self._missing()
             if not missing:
                 break
             chunk = max(8, chunk // 2)
             for (layer, name), off, n in missing:
-                payload = bytes((layer, name != "s")) + off.to_bytes(4, "little") + n.to_bytes(4, "little")
-                sender.send(P.K_DUMP, payload + chunk.to_bytes(2, "little"))
+                sender.send(P.K_DUMP, P.encode_dump(layer, name, off, n, chunk))
             sender.flush()
         else:
             raise LinkError("the final weights kept arriving damaged")
@@ -435,15 +455,5 @@ class DeviceRun:
 
 def block(x: np.ndarray, y: np.ndarray, idx: np.ndarray) -> bytes:
     """TRAIN/EVAL payload for samples idx."""
-    row_bytes = x.shape[1] * 4
-    n = len(idx)
-    lab_off, row_off, total = P.block_layout(n, row_bytes)
-    out = bytearray(total)
-    out[0:4] = bytes((n & 0xFF, n >> 8, row_bytes & 0xFF, row_bytes >> 8))
-    out[lab_off : lab_off + n] = bytes(int(v) for v in y[idx])
-    out[row_off:] = np.ascontiguousarray(x[idx], dtype="<u4").tobytes()
-    return bytes(out)
-
-
-def ckpt_payload(epoch: int, index: int) -> bytes:
-    return bytes((epoch & 0xFF, epoch >> 8)) + int(index).to_bytes(4, "little")
+    return P.encode_block(y[idx].astype(np.uint8).tobytes(), np.ascontiguousarray(x[idx], dtype="<u4").tobytes(),
+                          x.shape[1] * 4)

@@ -1,37 +1,37 @@
-"""Device RAM a model needs, checked before anything is sent to a board.
+"""Device RAM a model needs on the genuine firmware, checked before anything is sent to a board.
 
-What the firmware allocates (firmware/bitflip/layers.py, rule.py, stream.py), each buffer
-rounded to the MicroPython GC block (4 machine words: 16 bytes on a 32-bit board, 32 on
-the 64-bit unix port) plus one block for its array object:
+A board's heap (board file `heap_bytes`: free GC heap at boot on the genuine MicroPython
+firmware) must hold, when the app builds the model:
 
-- per layer: the weight planes (binary: sign; ternary: sign + nonzero), one row of
-  ceil(n_in/32) u32 words per neuron; pre-activations (int32 per neuron); packed outputs;
-  a direction byte per neuron;
-- the rule: the input row, the vote buffer (int32 per unit of the widest layer), its
-  hash state;
-- the link: the frame buffer (header + max_payload + crc), one memoryview per 32-byte
-  chunk of it and the list holding them, the 1 KiB CRC table;
-- a fixed part measured on the unix port: gc.mem_free() before and after importing the
-  app and building a Link and Trainer, minus the buffers above (the firmware's bytecode,
-  module and instance objects, what the port itself allocates at boot), plus the free
-  memory stranded in holes between the imported code (importing .py sources leaves ~40 KiB
-  of compile garbage holes that only small objects can use; .mpy imports leave ~8 KiB, but
-  mip installs sources, so the plan assumes sources everywhere). Unix objects are
-  64-bit, bigger than on a 32-bit board, so for real boards this part is an upper bound;
-  real boards also keep the viper machine code in their heap (the unix port maps it
-  outside), counted as the size of the compiled .mpy files that hold native code;
-- transient room: the largest temporary of construction (array('i', bytes(n))) and a
-  margin for records, config parsing, checkpoints and weight dumps;
-- the GC's own tables (2 + 1 bits per block) inside the heap.
+- the firmware's imports: the heap a run's modules take once imported — machine code and
+  bytecode, function and module objects — estimated as `heap_per_mpy_byte` x the size of
+  the modules' .mpy files compiled for the board's arch (the modules this configuration
+  imports: spec.py decides, e.g. pool.py only for the pool rule);
+- the link: the frame buffer, one memoryview per 32-byte chunk, the CRC table;
+- a runtime residual: what MicroPython and the app keep besides those (the REPL, the App
+  and Link objects, records, the import machinery's leftovers);
+- the model's buffers, exactly as the Trainer allocates them (spec.buffers), each rounded
+  to 16-byte GC blocks plus one block for its array object (32-bit boards);
+- on rp2 boards whose model has a layer of >= spec.SPLIT_MIN_ROWS rows: the second core's
+  worker (its 4 KiB stack comes from the GC heap: ports/rp2/mpthreadport.c);
+- transient room: the largest temporary of construction (array('i', bytes(n)) holds both);
+- fragmentation: free memory the big weight planes cannot use (holes between the app's
+  objects, smaller than a plane).
 
-The measurement is cached per firmware source hash (build/memory-cache.json), so a changed
-firmware is re-measured automatically.
+Calibration (boards/pico.json "memory"): on the genuine v1.28.0 RPI_PICO firmware (a
+cycle-counting RP2040 emulator, at commit 1f16ec0) 241,168 bytes were free at boot,
+importing kernels + kernels_thumb took 17,760 bytes (-> heap_per_mpy_byte), 172,976 were
+free when the app built an MNIST model (-> the residual), and 400-10x102 binary2 built
+while 10x103 did not (-> the fragmentation reserve, set halfway between the two). The
+residual and reserve are applied to every board; the import estimate follows the
+firmware as it changes (its .mpy sizes now vs at the calibration commit). A virtual board
+plans exactly as its real twin (same figures, same arch); its unix-port process gets the
+extra room x64 objects need (measured), so everything the plan accepts builds there too.
 """
 
 from __future__ import annotations
 
 import hashlib
-import itertools
 import json
 import os
 import subprocess
@@ -39,68 +39,29 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from ..boards import Board
+from ..boards import Board, load
+from ..device import protocol as P
+from ..device import spec
 from ..errors import BitflipError, UsageError
 
-MEASURE_HEAP = 262144  # heap of the measuring unix-port run (the fixed part barely depends on it)
-RUNTIME_MARGIN = 4096  # records, config JSON, checkpoint meta, dump chunks (each < 1 KiB, garbage)
 CHUNK = 32  # stream.py _CHUNK: one memoryview per chunk of the frame buffer
-HEADER, CRC = 8, 4  # protocol.py HEADER_SIZE, CRC_SIZE
 CRC_TABLE = 1024
-# Used only when the unix port cannot be run: measured on MicroPython 1.29 unix x64 with
-# firmware 0.1.0 (boot 2.1 KiB, imports 23.2 KiB, base 2.2 KiB, 160 B per layer, holes 40.7
-# KiB) plus ~20% for firmware growth; tests/test_memory.py fails when a measurement passes it.
-FALLBACK = {"boot": 4096, "imports": 40960, "base": 3072, "per_layer": 768, "holes": 61440, "word": 8,
-            "pool_module": 12288}
-
-_MEASURE = """import gc
-gc.collect()
-f0 = gc.mem_free()
-import bitflip.app
-from bitflip.rule import Trainer
-from bitflip.stream import Link
-gc.collect()
-f1 = gc.mem_free()
-link = Link(%d, 1)
-gc.collect()
-f2 = gc.mem_free()
-lo, hi = 0, f2  # the largest block one bytearray can get: what is left between the holes
-while hi - lo > 16:
-    mid = (lo + hi) // 2
-    try:
-        b = bytearray(mid)
-        lo = mid
-    except MemoryError:
-        hi = mid
-    b = None
-    gc.collect()
-res = [f0, f1, f2 - lo]
-link = None
-gc.collect()
-for sizes in %r:
-    cfg = {"sizes": sizes, "weights": "binary", "seed": 0, "classes": 10, "margin": -1, "window": 16, "k": [3] * (len(sizes) - 1), "ks": 0}
-    link = Link(%d, 1)
-    t = Trainer(cfg)
-    gc.collect()
-    res.append(f1 - gc.mem_free())
-    link = t = cfg = None
-    gc.collect()
-f3 = gc.mem_free()
-import bitflip.pool  # imported by rule.py only for the pool rule
-gc.collect()
-res.append(f3 - gc.mem_free())
-print(repr(res))
-"""
-_PROBE_SIZES = ([32, 10], [32, 8, 10])
-_PROBE_PAYLOAD = 256
+BLOCK = 16  # GC block of a 32-bit MicroPython
+WORD = 4
+WORKER = 4096 + 6 * BLOCK + 5 * 32  # core-1 stack + the worker's ctl/pb arrays, its job tuples and views
+RUNTIME_MARGIN = 4096  # records, config JSON, checkpoint meta, dump chunks (each < 1 KiB, garbage)
+# a run's modules (firmware/bitflip/<name>.py) besides what spec.hidden_rule and the board add
+BASE_MODULES = ("__init__", "app", "protocol", "spec", "ckpt", "stream", "kernels", "rule", "layers", "accel", "dual")
+ARM_ONLY = ("kernels_thumb",)
 
 
 def _round(n: int, b: int) -> int:
     return (n + b - 1) // b * b
 
 
-def _words(n: int) -> int:
-    return (n + 31) >> 5
+def _arr(n: int) -> int:
+    """A bytearray / array of n bytes on a 32-bit port: data rounded to blocks + its object."""
+    return _round(max(n, 1), BLOCK) + BLOCK
 
 
 def _list_alloc(n: int) -> int:
@@ -111,62 +72,62 @@ def _list_alloc(n: int) -> int:
     return a
 
 
-def gc_tables(heap: int, word: int) -> int:
-    """Bytes of a heap of `heap` bytes taken by the GC's allocation (2 bits) and
-    finaliser (1 bit) tables per block."""
-    block = 4 * word
-    return heap - heap * 8 * block // (8 * block + 3)
+def model_config(sizes: list[int], weights: str, pool_rows: int = 0, classes: int = 10) -> dict[str, Any]:
+    """The part of a training configuration that decides what the firmware allocates."""
+    cfg: dict[str, Any] = {"sizes": list(sizes), "weights": weights, "classes": classes}
+    if pool_rows and len(sizes) > 2:
+        cfg["pool"] = {"rows": pool_rows}
+    return cfg
 
 
-def buffers(sizes: list[int], weights: str, max_payload: int, word: int, pool_rows: int = 0) -> dict[str, int]:
-    """Bytes of every buffer the firmware allocates for this model, by kind. pool_rows > 0:
-    the pool rule (pool.py): 1-bit hidden layers, thresholds and an int8 counter window."""
-    block = 4 * word
-
-    def arr(n: int) -> int:  # bytearray / array: data rounded to blocks + its object
-        return _round(max(n, 1), block) + block
-
-    planes = 2 if weights in ("ternary", "binary2") else 1
-    layers = list(itertools.pairwise(sizes))
-    n_frame = HEADER + max_payload + CRC
-    n_views = len(range(0, n_frame - HEADER, CHUNK))
-    hidden = layers[:-1]
-    pool = 0
-    if pool_rows:  # thresholds, counter window, window position, histogram; the top's votes
-        pool = sum(arr(4 * n_out) + arr(min(pool_rows, n_out) * n_in) + arr(4) + arr(512) for n_in, n_out in hidden)
-        pool += arr(sizes[-1])
-
-    def plane_count(i: int) -> int:
-        return 1 if pool_rows and i < len(hidden) else planes
-
-    out = {
-        "weights": sum(plane_count(i) * arr(4 * _words(n_in) * n_out) for i, (n_in, n_out) in enumerate(layers)),
-        "pre_activations": sum(arr(4 * n_out) for _, n_out in layers),
-        "outputs": sum(arr(4 * _words(n_out)) for _, n_out in layers),
-        "dirs": sum(arr(n_out) + arr(2 * n_out) for _, n_out in layers),  # directions + index list
-        "input": arr(4 * _words(sizes[0])),
-        "vote": arr(4 * max(sizes)),
-        "rule_state": arr(4) + arr(10),  # hash state, prototypes still to fill per class
-        "link_frame": arr((n_frame + 3) & ~3),
-        # one memoryview object (one block) per chunk, the header view, the list of views
-        "link_views": (n_views + 1) * block + block + _round(_list_alloc(n_views) * word, block),
-        "crc_table": arr(CRC_TABLE),
-    }
-    if pool:
-        out["pool_rule"] = pool
+def buffers(sizes: list[int], weights: str, max_payload: int, pool_rows: int = 0, classes: int = 10) -> dict[str, int]:
+    """Bytes of every buffer the firmware allocates for this model (spec.buffers) by part,
+    plus the link's, on a 32-bit board."""
+    out: dict[str, int] = {}
+    for part, _, n in spec.buffers(model_config(sizes, weights, pool_rows, classes)):
+        out[part] = out.get(part, 0) + _arr(n)
+    out.update(link_buffers(max_payload))
     return out
 
 
-# --- the measured fixed part ---------------------------------------------------------------
+def link_buffers(max_payload: int) -> dict[str, int]:
+    n_frame = P.HEADER_SIZE + max_payload + P.CRC_SIZE
+    n_views = len(range(0, n_frame - P.HEADER_SIZE, CHUNK))
+    return {
+        "link_frame": _arr((n_frame + 3) & ~3),
+        # one memoryview object (one block) per chunk, the header view, the list of views
+        "link_views": (n_views + 1) * BLOCK + BLOCK + _round(_list_alloc(n_views) * WORD, BLOCK),
+        "crc_table": _arr(CRC_TABLE),
+    }
+
+
+def modules(cfg: dict[str, Any], arch: str) -> list[str]:
+    """The firmware modules a run of this configuration imports on a board of this arch."""
+    from ..link.deploy import ARM_ARCHS
+
+    names = list(BASE_MODULES)
+    if arch in ARM_ARCHS:
+        names += ARM_ONLY
+    rule = spec.hidden_rule(cfg)
+    if rule == "flip":
+        names.append("hidden")
+    elif rule == "pool":
+        names.append("pool")
+    if cfg.get("meter"):
+        names.append("power")
+    return names
+
+
+# --- .mpy sizes of the firmware (cached per source) ---------------------------------------------
 def _firmware_dir() -> Path:
     from ..link.deploy import firmware_src
 
     return firmware_src()
 
 
-def _source_key(extra: str) -> str:
+def _source_key(extra: str, src: Path | None = None) -> str:
     h = hashlib.sha256(extra.encode())
-    for f in sorted(_firmware_dir().glob("*.py")):
+    for f in sorted((src or _firmware_dir()).glob("*.py")):
         h.update(f.name.encode())
         h.update(f.read_bytes())
     return h.hexdigest()[:24]
@@ -188,7 +149,7 @@ def _cached(key: str, compute: Any) -> Any:
         return cache[key]
     value = compute()
     cache[key] = value
-    try:  # a read-only install just measures again next time
+    try:  # a read-only install just computes again next time
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(f".{os.getpid()}.tmp")
         tmp.write_text(json.dumps(cache, indent=1, sort_keys=True))
@@ -198,116 +159,118 @@ def _cached(key: str, compute: Any) -> Any:
     return value
 
 
-def measure_overhead(heap: int = MEASURE_HEAP, timeout: float = 60) -> dict[str, int]:
-    """Run the unix port: gc.mem_free() before/after importing the app, and after building a
-    Link and a Trainer for two tiny models; returns the fixed part with the buffers taken out."""
-    from ..link.virtual import micropython_exe
+def mpy_sizes(arch: str, src: Path | None = None) -> dict[str, list[int]]:
+    """module -> [bytes of its .mpy for arch, bytes of native (viper/asm) machine code in it],
+    for every firmware module that compiles for arch."""
+    src = src or _firmware_dir()
 
-    script = _MEASURE % (_PROBE_PAYLOAD, [list(s) for s in _PROBE_SIZES], _PROBE_PAYLOAD)
-    # import what boards run: compiled .mpy files (sources leave compile-garbage holes)
-    try:
-        from ..link.deploy import build_firmware
+    def compute() -> dict[str, list[int]]:
+        from ..armv6m.mpy import KIND_ASM, KIND_VIPER, RawCode, parse_mpy
+        from ..link.deploy import _compile, mpy_cross_exe
 
-        path = str(build_firmware("x64").folder)
-    except (BitflipError, OSError, subprocess.SubprocessError):  # no mpy-cross: measure the sources
-        path = str(_firmware_dir().parent)
-    env = dict(os.environ, MICROPYPATH=f"{path}:.frozen")
-    with tempfile.TemporaryDirectory() as cwd:  # the firmware may touch files (checkpoints)
-        p = subprocess.run([micropython_exe(), "-X", f"heapsize={heap}", "-c", script], check=False, capture_output=True,
-                           text=True, timeout=timeout, env=env, cwd=cwd)
-    if p.returncode != 0:
-        raise RuntimeError(f"measuring on the unix port failed: {(p.stderr or p.stdout).strip()[-300:]}")
-    f0, f1, holes, one, two, pool_module = json.loads(p.stdout.strip().splitlines()[-1])
-    word = 8  # the unix port here is x64
-    usable = heap - gc_tables(heap, word)
-
-    def explicit(sizes: list[int]) -> int:
-        return sum(buffers(sizes, "binary", _PROBE_PAYLOAD, word).values())
-
-    obj_one = one - explicit(list(_PROBE_SIZES[0]))
-    obj_two = two - explicit(list(_PROBE_SIZES[1]))
-    per_layer = max(0, obj_two - obj_one)
-    return {
-        "boot": usable - f0,  # the port's own objects at boot + the measuring script
-        "imports": f0 - f1,  # bytecode, modules, functions, classes of the app
-        "base": max(0, obj_one - per_layer),  # Link/Trainer instances, lists, templates
-        "per_layer": per_layer,  # a Dense instance and its attributes
-        # free memory left in holes between the imported code (compile garbage): only
-        # small objects fit there, so it is counted as used
-        "holes": holes,
-        "word": word,
-        "pool_module": pool_module,  # the pool rule's module (bytecode, functions), when used
-    }
-
-
-def firmware_overhead() -> tuple[dict[str, int], str]:
-    """The measured fixed part (cached per firmware source) and where it came from."""
-    try:
-        return _cached("overhead-" + _source_key("overhead-v5"), measure_overhead), "measured"
-    except (OSError, RuntimeError, UsageError, subprocess.SubprocessError, ValueError):
-        return dict(FALLBACK), "fallback"
-
-
-_NATIVE_MARKERS = ("@micropython.viper", "@micropython.native", "@micropython.asm_")
-
-
-def native_code_bytes(arch: str, pool: bool = False) -> int:
-    """Size of the compiled .mpy files that hold native code for arch (an upper bound of the
-    machine code a board keeps in its heap); pool.py only when the pool rule imports it."""
-
-    def compute() -> int:
-        from ..link.deploy import ARCH_ONLY, ARM_ARCHS, mpy_cross_exe
+        def native(rc: RawCode) -> int:
+            return (len(rc.code) if rc.kind in (KIND_VIPER, KIND_ASM) else 0) + sum(native(c) for c in rc.children)
 
         exe = mpy_cross_exe()
-        total = 0
+        out = {}
         with tempfile.TemporaryDirectory() as tmp:
-            for f in sorted(_firmware_dir().glob("*.py")):
-                if not any(m in f.read_text() for m in _NATIVE_MARKERS):
-                    continue
-                if ARCH_ONLY.match(f.name) and arch not in ARM_ARCHS:
-                    continue
-                if f.name == "pool.py" and not pool:
-                    continue
-                out = Path(tmp) / (f.stem + ".mpy")
-                p = subprocess.run([exe, f"-march={arch}", "-o", str(out), str(f)], check=False,
-                                   capture_output=True, timeout=120)
-                if p.returncode == 0:
-                    total += out.stat().st_size
-        return total
+            for f in sorted(src.glob("*.py")):
+                dst = Path(tmp) / (f.stem + ".mpy")
+                if _compile(exe, f, dst, arch, f.name) is None:  # the board's view (deploy.device_source)
+                    data = dst.read_bytes()
+                    out[f.stem] = [len(data), native(parse_mpy(data).root)]
+        return out
 
     try:
-        return int(_cached(f"native-{arch}{'-pool' if pool else ''}-" + _source_key("native-v2"), compute))
-    except (OSError, UsageError, subprocess.SubprocessError):
-        return 16384  # no mpy-cross: a generous guess (kernels compile to 7-9 KB)
+        return dict(_cached(f"mpy-{arch}-" + _source_key("mpy-v3", src), compute))
+    except (OSError, UsageError, subprocess.SubprocessError) as e:
+        raise BitflipError(f"cannot size the firmware for {arch} (mpy-cross): {e}") from None
 
 
-# --- the plan -------------------------------------------------------------------------------
+def import_bytes(board: Board, cfg: dict[str, Any], per_mpy: float, firmware: Path | None = None) -> int:
+    """Estimated GC heap the configuration's modules take once imported on this board: its
+    .mpy bytes for the board's arch, without the machine code where the port keeps that
+    outside the GC heap (ESP32: IRAM), x heap bytes per .mpy byte."""
+    sizes = mpy_sizes(board.arch, firmware)
+    in_heap = bool(board.data.get("native_code_in_gc_heap", True))
+    total = sum(sizes[m][0] - (0 if in_heap else sizes[m][1]) for m in modules(cfg, board.arch) if m in sizes)
+    return round(per_mpy * total)
+
+
+# --- the plan ---------------------------------------------------------------------------------
+def calibration() -> dict[str, Any]:
+    """The genuine-firmware figures the plan is fitted to (boards/pico.json "memory")."""
+    return dict(load("pico").data["memory"])
+
+
+def _fitted(cal: dict[str, Any]) -> tuple[float, int, float]:
+    """(heap bytes per .mpy byte, runtime residual, fragmentation per imported byte) from the
+    calibration (see the module docstring): imports interleave with garbage while modules
+    load, so the holes the big planes cannot use are counted in proportion to them."""
+    per_mpy = cal["kernels_import_bytes"] / cal["kernels_mpy_bytes"]
+    lk = link_buffers(int(cal["max_payload"]))
+    imports = round(per_mpy * cal["mpy_bytes"])
+    residual = cal["heap_free_boot"] - cal["free_at_build"] - imports - sum(lk.values())
+    n_in, classes, weights = cal["model_inputs"], cal["classes"], cal["weights"]
+
+    def need(p: int) -> int:
+        sizes = [n_in, classes * p]
+        b = buffers(sizes, weights, int(cal["max_payload"]))
+        model = sum(v for k, v in b.items() if k not in lk)
+        return model + (WORKER if classes * p >= spec.SPLIT_MIN_ROWS else 0) + _transient(sizes)
+
+    built, refused = need(cal["largest_p"]), need(cal["largest_p"] + 1)
+    return per_mpy, residual, (cal["free_at_build"] - (built + refused) // 2) / imports
+
+
+def _transient(sizes: list[int]) -> int:
+    # array('i', bytes(4n)) briefly holds both: the widest such temporary, plus records etc.
+    return _arr(4 * max(sizes)) + RUNTIME_MARGIN
+
+
+def _dual(board: Board, sizes: list[int], cores: int | None) -> bool:
+    real = load(board.real) if board.is_virtual else board
+    if cores == 1 or str(real.data.get("chip", "")) not in ("rp2040", "rp2350"):
+        return False
+    return any(n >= spec.SPLIT_MIN_ROWS for n in sizes[1:])
+
+
 def plan_memory(sizes: list[int], weights_kind: str, board: Board, max_payload: int | None = None,
-                pool_rows: int = 0) -> dict[str, Any]:
-    """Bytes of device heap the model and its buffers need on this board, by part, with
-    'total' and the board's 'heap'."""
+                pool_rows: int = 0, classes: int = 10, cores: int | None = None,
+                meter: bool = False, firmware: Path | None = None) -> dict[str, Any]:
+    """Bytes the model and its run need on this board's genuine firmware, by part, with
+    'total' and the board's 'heap' (a virtual board plans as its real twin). firmware: the
+    sources to plan (default: this checkout's firmware/bitflip)."""
     if board.is_host:
         raise UsageError("the host reference has no device heap to plan")
-    word = board.word_bytes
-    payload = int(max_payload if max_payload is not None else board.link["max_payload"])
-    plan: dict[str, Any] = dict(buffers(sizes, weights_kind, payload, word, pool_rows))
-    over, source = firmware_overhead()
-    n_layers = len(sizes) - 1
-    plan["firmware"] = over["boot"] + over["imports"] + over["base"] + over["per_layer"] * n_layers
-    plan["import_holes"] = over["holes"]
-    if pool_rows:
-        plan["pool_module"] = over.get("pool_module", FALLBACK["pool_module"])
-    # machine code lives in the GC heap on a board, in mmap'ed memory on the unix port
-    plan["native_code"] = 0 if board.is_virtual else native_code_bytes(board.deploy_arch, pool=bool(pool_rows))
-    block = 4 * word
-    # array('i', bytes(4n)) briefly holds both: the widest such temporary, plus records etc.
-    plan["transient"] = _round(4 * max(sizes), block) + block + RUNTIME_MARGIN
-    plan["gc_tables"] = gc_tables(board.heap_bytes, word)
+    real = load(board.real) if board.is_virtual else board
+    cal = calibration()
+    per_mpy, residual, frag = _fitted(cal)
+    payload = int(max_payload if max_payload is not None else real.link["max_payload"])
+    cfg = model_config(sizes, weights_kind, pool_rows, classes)
+    if meter:
+        cfg["meter"] = {"chip": "ina219"}
+    plan: dict[str, Any] = dict(buffers(sizes, weights_kind, payload, pool_rows, classes))
+    plan["firmware_imports"] = import_bytes(real, cfg, per_mpy, firmware)
+    plan["runtime"] = residual
+    if _dual(board, sizes, cores):
+        plan["second_core"] = WORKER
+    plan["transient"] = _transient(sizes)
+    plan["fragmentation"] = round(frag * plan["firmware_imports"])
     plan["total"] = sum(v for v in plan.values() if isinstance(v, int))
-    plan["heap"] = board.heap_bytes
-    plan["word_bytes"] = word
-    plan["overhead_source"] = source
+    plan["heap"] = real.heap_bytes
+    plan["source"] = (f"estimated: buffers exact (spec.buffers, 32-bit); imports {per_mpy:.3f} heap bytes per "
+                      f".mpy byte ({real.arch}); runtime residual and fragmentation fitted on genuine v1.28.0 "
+                      f"RPI_PICO figures (boards/pico.json memory)")
     return plan
+
+
+def sim_heap_bytes(board: Board) -> int:
+    """-X heapsize for a virtual board's unix-port process: its real twin's heap plus what
+    x64 objects need more (64-bit words and GC blocks), so that every model the plan accepts
+    builds (the plan is the gate; tests train the largest accepted models)."""
+    real = load(board.real)
+    return real.heap_bytes + int(board.data.get("x64_extra_bytes", 0))
 
 
 def model_name(sizes: list[int], classes: int | None = None) -> str:
@@ -332,21 +295,25 @@ def _largest(fits: Any) -> int:
     return lo
 
 
+def _fits(plan: dict[str, Any]) -> bool:
+    return int(plan["total"]) <= int(plan["heap"])
+
+
 def largest_hidden(sizes: list[int], weights_kind: str, board: Board, max_payload: int | None = None,
-                   pool_rows: int = 0) -> int:
+                   pool_rows: int = 0, classes: int = 10) -> int:
     """The largest width W such that the model with every hidden layer W wide fits
     (0 when even W = 1 does not fit, or there is no hidden layer)."""
     if len(sizes) < 3:
         return 0
-    return _largest(lambda w: plan_memory([sizes[0]] + [w] * (len(sizes) - 2) + [sizes[-1]], weights_kind, board,
-                                          max_payload, pool_rows)["total"] <= board.heap_bytes)
+    return _largest(lambda w: _fits(plan_memory([sizes[0]] + [w] * (len(sizes) - 2) + [sizes[-1]], weights_kind,
+                                                board, max_payload, pool_rows, classes)))
 
 
 def largest_prototypes(sizes: list[int], weights_kind: str, board: Board, classes: int,
                        max_payload: int | None = None) -> int:
     """The largest P such that the model with P prototypes per class fits (0: none)."""
-    return _largest(lambda p: plan_memory(sizes[:-1] + [classes * p], weights_kind, board,
-                                          max_payload)["total"] <= board.heap_bytes)
+    return _largest(lambda p: _fits(plan_memory(sizes[:-1] + [classes * p], weights_kind, board, max_payload,
+                                                classes=classes)))
 
 
 def check_fits(sizes: list[int], weights_kind: str, board: Board, max_payload: int | None = None,
@@ -355,17 +322,18 @@ def check_fits(sizes: list[int], weights_kind: str, board: Board, max_payload: i
     (None for the host reference, which has no device heap)."""
     if board.is_host:
         return None
-    plan = plan_memory(sizes, weights_kind, board, max_payload, pool_rows)
-    if plan["total"] <= board.heap_bytes:
+    c = classes or 10
+    plan = plan_memory(sizes, weights_kind, board, max_payload, pool_rows, c)
+    if _fits(plan):
         return plan
     name = model_name(sizes, classes) + (f", pool rule with {pool_rows}-unit windows" if pool_rows else "")
-    head = f"model {name} ({weights_kind}) needs {plan['total']} bytes but board {board.name} has {board.heap_bytes}"
-    w = largest_hidden(sizes, weights_kind, board, max_payload, pool_rows)
+    head = f"model {name} ({weights_kind}) needs {plan['total']} bytes but board {board.name} has {plan['heap']}"
+    w = largest_hidden(sizes, weights_kind, board, max_payload, pool_rows, c)
     if w:
         fit = [sizes[0]] + [w] * (len(sizes) - 2) + [sizes[-1]]
         also = ""
         if pool_rows:  # or keep the model and shrink the evidence window
-            r = _largest(lambda m: plan_memory(sizes, weights_kind, board, max_payload, m)["total"] <= board.heap_bytes)
+            r = _largest(lambda m: _fits(plan_memory(sizes, weights_kind, board, max_payload, m, c)))
             also = f" (or this model with --rule pool={r})" if 0 < r < pool_rows else ""
         raise UsageError(f"{head}: the largest that fits is {model_name(fit, classes)}{also}")
     if len(sizes) < 3 and classes and sizes[-1] > classes:

@@ -19,16 +19,16 @@ from .. import boards as boards_mod
 from ..boards import Board
 from ..data import Dataset, load_dataset
 from ..data.encoding import Encoding, parse_encoding
+from ..device import spec
 from ..energy import meter_config
 from ..errors import UsageError
 from .device import DeviceRun, SerialTarget, Target, VirtualTarget
 from .hparams import DEFAULT_MODEL, DEFAULT_WEIGHTS, rule_config
 from .memory import check_fits
-from .reference import Reference, words
+from .reference import Reference
 from .rundir import RunDir
 
 Progress = Callable[[int], None]
-AUX = {"binary2": "c", "ternary": "z"}  # the second plane of 2-bit weights
 
 
 @dataclass
@@ -74,18 +74,8 @@ class Plan:
         return self.req.epochs * len(self.x_train) + n_eval * len(self.x_test)
 
     def plane_sizes(self) -> dict[tuple[int, str], int]:
-        """Bytes of every weight plane the device reports: (layer, plane) -> size."""
-        out = {}
-        top = len(self.sizes) - 2
-        for li in range(top + 1):
-            size = self.sizes[li + 1] * words(self.sizes[li]) * 4
-            out[(li, "s")] = size
-            if "pool" in self.cfg and li < top:  # the pool rule's hidden layers: 1-bit, thresholds
-                out[(li, "t")] = 4 * self.sizes[li + 1]
-                continue
-            if self.req.weights in AUX:
-                out[(li, AUX[self.req.weights])] = size
-        return out
+        """Bytes of every model plane the device reports: (layer, plane) -> size."""
+        return {(li, name): n for li, name, n in spec.planes(self.cfg)}
 
     def eval_after(self, epoch: int) -> bool:
         return (epoch + 1) % self.req.eval_every == 0 or epoch == self.req.epochs - 1
@@ -106,6 +96,28 @@ def parse_model(spec: str, n_in: int, n_classes: int) -> list[int]:
     if c != n_classes:
         raise UsageError(f"bad model '{spec}': the last layer must have {n_classes} outputs (one per class)")
     return [n_in] + widths + [c * p]
+
+
+def model_sizes(model: str | None, dataset: str | None, encoding: str | None, inputs: int | None,
+                weights: str | None, pool: int | None) -> tuple[list[int], int, str, int]:
+    """(layer sizes, classes, weights, pool rule window) of a model given as `train --model`
+    takes it, with the input width from a dataset's encoding or given directly."""
+    if inputs is not None:
+        if not model:
+            raise UsageError("--inputs needs --model (hidden widths, then CLASSESxPROTOTYPES)")
+        cls = model.split("-")[-1].partition("x")[0]
+        if not cls.isdigit() or int(cls) < 2:
+            raise UsageError(f"bad model '{model}': the last part must be CLASSES or CLASSESxPROTOTYPES")
+        n_in, n_classes, name = inputs, int(cls), ""
+    else:
+        data = load_dataset(dataset or "digits")
+        enc = parse_encoding(encoding or data.default_encoding, data.max_value)
+        n_in, n_classes, name = enc.n_bits(data.n_features), data.n_classes, data.name
+        model = model or DEFAULT_MODEL.get(name, "10x20")
+    sizes = parse_model(model, n_in, n_classes)
+    weights = weights or DEFAULT_WEIGHTS.get(name, "binary2")
+    cfg = rule_config(name, sizes, weights, 0, n_classes, {} if pool is None else {"pool": pool})
+    return sizes, n_classes, weights, int(cfg.get("pool", {}).get("rows", 0))
 
 
 def prepare(req: TrainRequest) -> Plan:
