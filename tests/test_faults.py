@@ -436,7 +436,12 @@ def test_parser_times_out_inside_a_frame_and_recovers() -> None:
     # the next frames are read cleanly.
     script = HARNESS.replace("Link(%d, 4, 10000)", "Link(%d, 4, 250)") % 64
     p = _device(script)
-    assert p.stdin is not None
+    assert p.stdin is not None and p.stdout is not None
+    # wait until the parser listens (a loaded machine starts the process slowly): the timed
+    # parts below must reach it one by one, not queued up in the pipe
+    p.stdin.write(P.encode_frame(P.K_PING, 99))
+    p.stdin.flush()
+    assert p.stdout.readline().strip() == b"PING 99"
     frame = P.encode_frame(P.K_TRAIN, 0, b"x" * 40)
     for part in (frame[:8], b"BF", b"B", frame[:20], bytes(P.HEADER_SIZE + 64 + P.CRC_SIZE)):
         p.stdin.write(part)

@@ -121,8 +121,8 @@ def test_memory_plan_counts_the_pool_state_and_1_bit_hidden_layers() -> None:
     from bitflip import boards
     from bitflip.training.memory import buffers, check_fits
 
-    b = buffers([784, 576, 290], "binary2", 2048, 4, pool_rows=128)
-    v1 = buffers([784, 576, 290], "binary2", 2048, 4)
+    b = buffers([784, 576, 290], "binary2", 2048, pool_rows=128)
+    v1 = buffers([784, 576, 290], "binary2", 2048)
     assert b["weights"] == (25 * 4 * 576 + 16) + 2 * (18 * 4 * 290 + 16)  # hidden 1 plane, top 2
     assert v1["weights"] == 2 * (25 * 4 * 576 + 16) + 2 * (18 * 4 * 290 + 16)
     # thresholds + 128 counter rows of 784 int8 + window position + histogram + top votes

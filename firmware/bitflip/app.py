@@ -75,8 +75,12 @@ class App:
         cfg = json.loads(bytes(buf[P.HEADER_SIZE : P.HEADER_SIZE + n]))
         P.check_config(cfg)  # ValueError: "bad configuration: ..."
         self.release()
+        from . import dual
         from .rule import Trainer
 
+        if dual.wanted(cfg):  # the second core's worker first: it is part of every run alike
+            dual.worker()
+        gc.collect()
         before = gc.mem_free()
         trainer = Trainer(cfg)
         resumed = None

@@ -3,9 +3,10 @@
 # runs it on core 1, and the rp2 port has no GIL, so both cores run at once).
 #
 # Rules that keep it safe and bit-exact:
-# - the worker thread is started once per process and lives for the rest of it; jobs are
-#   described by preallocated buffers (memoryview slices made once, when the Trainer is
-#   built) so a forward pass allocates nothing on either core;
+# - the worker thread is started once per model (before the model is allocated) and stopped
+#   when the run ends (Trainer.close); jobs are described by preallocated buffers
+#   (memoryview slices made once, when the Trainer is built) so a forward pass allocates
+#   nothing on either core;
 # - every row is computed by the same kernel as on one core and rows do not interact, so
 #   the results (and the weights digest) are identical;
 # - the update, votes and everything else stay on the calling core;
@@ -27,6 +28,7 @@ _GO = 0  # ctl[0]: job sequence number, written by the caller last
 _JOB = 1  # ctl[1]: index of the job
 _DONE = 2  # ctl[2]: sequence number of the last job the worker finished (-1: alive)
 _QUIT = 3  # ctl[3]: 1 = worker should return
+_GONE = -2  # ctl[_DONE] once the worker has returned
 _MASK = 0xFFFFFF  # sequence numbers wrap here: they stay small ints on every port
 
 try:
@@ -101,10 +103,11 @@ class Worker:
                     time.sleep_us(200)  # idle on a shared host: do not hold a CPU
                 continue
             if ctl[_QUIT]:
-                return
+                break
             seen = ctl[_GO]
             self._run(self.jobs[ctl[_JOB]])
             ctl[_DONE] = seen
+        ctl[_DONE] = _GONE
 
     def _run(self, job):
         # job: (kind, x, s, aux, pre, nw, rows, nbits) for rows [h, n_out)
@@ -133,7 +136,13 @@ class Worker:
             pass
 
     def stop(self):
+        # ask the worker to return and wait until it has (~0.5 s at most): a thread that is
+        # gone leaves nothing for the GC to scan (its stack may hold stale pointers to the
+        # model it worked on, which would keep that model's buffers alive)
         self.ctl[_QUIT] = 1
+        t0 = time.ticks_ms()
+        while self.ctl[_DONE] != _GONE and time.ticks_diff(time.ticks_ms(), t0) < 500:
+            time.sleep_ms(1)
 
 
 _worker = None
@@ -176,9 +185,12 @@ def plan(layers, x0, w):
 
 
 def release(layers):
-    # the model is done: the worker keeps running (a core cannot be handed back and taken
-    # again cheaply) but drops its views of the model's buffers
-    if _worker:
-        _worker.jobs = []
+    # the model is done: the worker returns (the next run starts a new one, before its model,
+    # so its stack lands where this one's was) and nothing holds the model's buffers
+    global _worker
     for layer in layers:
         layer.split = None
+    if _worker:
+        _worker.jobs = []
+        _worker.stop()
+    _worker = None

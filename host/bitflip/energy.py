@@ -269,9 +269,15 @@ def _diffs(epochs: dict[int, dict[str, Any]], key: str) -> dict[int, float]:
 
 
 def for_run(board: Board, sizes: list[int], weights: str, cfg: dict[str, Any], run_dir: Path) -> dict[str, Any]:
-    """Summary fields: energy_source, device_s, joules, per-sample figures and the per-epoch
-    breakdown (`energy`)."""
+    """for_records from a run directory's event log."""
     epochs, evals = read_epoch_records(run_dir)
+    return for_records(board, sizes, weights, cfg, epochs, evals)
+
+
+def for_records(board: Board, sizes: list[int], weights: str, cfg: dict[str, Any], epochs: dict[int, dict[str, Any]],
+                evals: dict[int, dict[str, Any]]) -> dict[str, Any]:
+    """Summary fields: energy_source, device_s, joules, per-sample figures and the per-epoch
+    breakdown (`energy`), from a run's epoch and eval records (epoch -> record)."""
     if not epochs:
         return {"energy_source": "none"}
     seen = {e: int(r.get("seen", 0)) for e, r in epochs.items()}

@@ -18,7 +18,7 @@ from .common import handled
 @click.option("--encoding", default=None, help="[deskew+][crop:C+][pool:F+]thermo:K, thermo:t1,t2,... or threshold:T (default per dataset)")
 @click.option("--rule", multiple=True, metavar="KEY=VALUE", help="override a rule hyper-parameter (as for train)")
 @click.option("--epochs", default=10, show_default=True, type=int, help="the same budget for every method")
-@click.option("--limit", default=0, type=int, help="use the first N training samples only")
+@click.option("--limit", default=None, type=int, help="use the first N training samples only")
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--batch", default=32, show_default=True, type=int, help="mini-batch size of the baselines")
 @click.option("--matched", is_flag=True, help="also run baselines with as many weights as the rule")
@@ -26,7 +26,7 @@ from .common import handled
 @click.option("--json", "as_json", is_flag=True, help="print one JSON object")
 @handled
 def compare(dataset: str, model: str | None, weights: str | None, encoding: str | None, rule: tuple[str, ...],
-            epochs: int, limit: int, seed: int, batch: int, matched: bool, only: str, as_json: bool) -> None:
+            epochs: int, limit: int | None, seed: int, batch: int, matched: bool, only: str, as_json: bool) -> None:
     """Compare the learning rule with gradient baselines on the same bits and epochs."""
     from ..measure.compare import CompareRequest, markdown, plan, run, total_work
     from .common import kv_pairs, progress_bar

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import click
 
-from .common import handled, kv_pairs, progress_bar
+from ..errors import UsageError
+from .common import handled, kv_pairs, log, progress_bar
 
 
 @click.command()
@@ -20,28 +21,33 @@ from .common import handled, kv_pairs, progress_bar
 @click.option("--encoding", default=None, help="[deskew+][crop:C+][pool:F+]thermo:K, thermo:t1,t2,... or threshold:T (default per dataset)")
 @click.option("--epochs", default=10, show_default=True, type=int)
 @click.option("--seed", default=0, show_default=True, type=int)
-@click.option("--out", type=click.Path(path_type=Path), default=None, help="run directory (default: a new temp dir)")
+@click.option("--out", default=None,
+              help="run directory (default: ./runs/<dataset>-<board>-<time>); never overwritten")
 @click.option("--port", default=None, help="serial port of a real board, auto, or the port of a running `bitflip sim`")
 @click.option("--rule", multiple=True, metavar="KEY=VALUE", help="override a rule hyper-parameter")
 @click.option("--eval-every", default=1, show_default=True, type=int, help="evaluate on the test split every N epochs")
-@click.option("--limit", default=0, type=int, help="train on the first N training samples only")
-@click.option("--resume", is_flag=True, help="continue the job in --out from the board's last checkpoint")
+@click.option("--limit", default=None, type=int, help="train on the first N training samples only")
+@click.option("--resume", is_flag=True, help="continue exactly the job in --out from its last checkpoint")
+@click.option("--force", is_flag=True, help="--out holds something else: move it aside to OUT.old-N and start")
+@click.option("--cores", default=None, type=int, help="1 or 2: the dual-core forward (default: the board's)")
+@click.option("--quiet", is_flag=True, help="no per-epoch lines on stderr")
 @click.option("--ckpt-every", default=1000, show_default=True, type=int, help="checkpoint every N training samples")
 @click.option("--json", "as_json", is_flag=True, help="print the summary as one JSON object")
 @handled
 def train(board: str, dataset: str, model: str | None, weights: str | None, encoding: str | None, epochs: int, seed: int,
-          out: Path | None, port: str | None, rule: tuple[str, ...], eval_every: int, limit: int, resume: bool,
-          ckpt_every: int, as_json: bool) -> None:
+          out: str | None, port: str | None, rule: tuple[str, ...], eval_every: int, limit: int | None, resume: bool,
+          force: bool, cores: int | None, quiet: bool, ckpt_every: int, as_json: bool) -> None:
     """Train on a board (real or virtual) or on the host reference."""
     from ..training.runner import TrainRequest
     from ..training.runner import train as run_train
 
-    if resume and out is None:
-        raise click.UsageError("--resume needs the --out directory of the job to continue")
-    req = TrainRequest(board=board, dataset=dataset, model=model, epochs=epochs, seed=seed, out=out,
-                       weights=weights, encoding=encoding, port=port, rule=kv_pairs(rule),
-                       eval_every=max(1, eval_every), resume=resume, ckpt_every=ckpt_every, limit=limit)
-    summary = run_train(req, progress_factory=progress_bar)
+    if out is not None and not out.strip():
+        raise UsageError("--out must name a directory (got an empty string)")
+    req = TrainRequest(board=board, dataset=dataset, model=model, epochs=epochs, seed=seed,
+                       out=Path(out) if out is not None else None,
+                       weights=weights, encoding=encoding, port=port, rule=kv_pairs(rule), eval_every=eval_every,
+                       resume=resume, force=force, ckpt_every=ckpt_every, limit=limit, cores=cores)
+    summary = run_train(req, progress_factory=progress_bar, say=None if quiet else log)
     if as_json:
         click.echo(json.dumps(summary, sort_keys=True))
     else:

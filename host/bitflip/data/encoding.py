@@ -11,6 +11,7 @@ Example: 'deskew+crop:20+threshold:32' (the MNIST default: 400 bits per sample).
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -80,26 +81,37 @@ class Encoding:
 HELP = "[deskew+][crop:C+][pool:F+] then thermo:K, thermo:t1,t2,... or threshold:T"
 
 
+_NUM = re.compile(r"^[0-9]+$")  # ASCII digits only: int() also takes '３２'
+
+
+def _int(text: str) -> int:
+    if not _NUM.match(text):
+        raise ValueError(text)
+    return int(text)
+
+
 def _step(part: str) -> tuple[str, int]:
     name, _, arg = part.partition(":")
     if name == "deskew" and not arg:
         return ("deskew", 0)
-    if name in ("crop", "pool") and arg.isdigit() and int(arg) >= 1:
+    if name in ("crop", "pool") and _NUM.match(arg) and int(arg) >= 1:
         return (name, int(arg))
     raise ValueError
 
 
-def parse_encoding(spec: str, max_value: int) -> Encoding:
+def parse_encoding(spec: str, max_value: int, n_features: int | None = None) -> Encoding:
+    """An encoding spec -> Encoding; with n_features, its image steps are checked against the
+    data (UsageError for e.g. deskew on data that is not a square image)."""
     *head, last = spec.split("+")
     kind, _, arg = last.partition(":")
     try:
         steps = tuple(_step(p) for p in head)
         if kind == "threshold":
-            ts: tuple[int, ...] = (int(arg),)
+            ts: tuple[int, ...] = (_int(arg),)
         elif kind == "thermo" and "," in arg:
-            ts = tuple(int(a) for a in arg.split(","))
+            ts = tuple(_int(a) for a in arg.split(","))
         elif kind == "thermo":
-            k = int(arg)
+            k = _int(arg)
             if k < 1:
                 raise ValueError
             ts = tuple(round((i + 1) * (max_value + 1) / (k + 1)) for i in range(k))
@@ -109,4 +121,7 @@ def parse_encoding(spec: str, max_value: int) -> Encoding:
         raise UsageError(f"bad encoding '{spec}' (use {HELP})") from None
     if not all(0 < t <= max_value for t in ts) or list(ts) != sorted(set(ts)):
         raise UsageError(f"bad encoding '{spec}': thresholds must rise within 1..{max_value}")
-    return Encoding(spec, ts, steps)
+    enc = Encoding(spec, ts, steps)
+    if n_features is not None:
+        enc.out_side(n_features)
+    return enc

@@ -163,7 +163,10 @@ class SerialLink:
         from then on, device lines are parsed as records. On a noisy line the banner may
         arrive damaged: the caller's wait for the app's (checksummed) boot record decides
         whether the launch worked."""
-        self.write(b"\r\x03\x03")
+        # Ctrl-C twice stops whatever runs; Ctrl-B leaves a raw REPL the last job ran in, so
+        # that its input buffer (grown by probes of a board with no app) is freed and the
+        # new job starts on the same free heap as the last one
+        self.write(b"\r\x03\x03\x02")
         time.sleep(0.1)
         mark = len(self._rx)
         self.write(b"\x01")

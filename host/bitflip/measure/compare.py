@@ -18,8 +18,8 @@ from typing import Any
 
 from ..device import spec
 from ..errors import UsageError
+from ..training.plan import Plan, TrainRequest, prepare
 from ..training.rundir import RunDir
-from ..training.runner import Plan, TrainRequest, prepare, run_host
 from . import baselines
 
 Progress = Callable[[int], None]
@@ -35,7 +35,7 @@ class CompareRequest:
     rule: dict[str, Any] = field(default_factory=dict)  # rule hyper-parameter overrides (rules.py)
     epochs: int = 10
     seed: int = 0
-    limit: int = 0
+    limit: int | None = None  # the first N training samples only
     batch: int = 32
     matched: bool = False  # add baselines with as many weights as the rule
     only: tuple[str, ...] = ()  # method names to run (empty: all); "rule" is one of them
@@ -47,10 +47,7 @@ def plan(req: CompareRequest) -> Plan:
         raise UsageError(f"--batch must be positive (got {req.batch})")
     tr = TrainRequest(board="host", dataset=req.dataset, model=req.model, weights=req.weights,
                       encoding=req.encoding, epochs=req.epochs, seed=req.seed, limit=req.limit, rule=dict(req.rule))
-    p = prepare(tr)  # also checks epochs, limit, model and encoding
-    if p.out.exists():  # prepare made a fresh temporary run directory that compare does not use
-        p.out.rmdir()
-    return p
+    return prepare(tr)  # also checks epochs, limit, model and encoding; creates nothing
 
 
 def method_list(p: Plan, req: CompareRequest) -> list[baselines.Method]:
@@ -83,11 +80,18 @@ def config(req: CompareRequest) -> baselines.Config:
 
 
 def rule_row(p: Plan, progress: Progress) -> dict[str, Any]:
+    from dataclasses import replace
+
+    from ..training.hostrun import HostRun
+    from ..training.records import Collector
+
     with tempfile.TemporaryDirectory(prefix="bitflip-compare-") as tmp:
-        p.out = Path(tmp)
-        run = RunDir(p.out)
+        p = replace(p, out=Path(tmp) / "run")
+        run = RunDir(p.out, p.job)
         try:
-            s = run_host(p, run, progress)
+            got = Collector(p, run)
+            HostRun(p, got, progress, ckpt_every=1 << 30).execute()
+            s = got.summary()
         finally:
             run.close()
     c = s["counters"]

@@ -93,8 +93,9 @@ def _energy_label(s: dict[str, Any]) -> str:
     return f"energy: {s.get('energy_source', 'none')}"
 
 
-def write_run_plots(path: Path, summary: dict[str, Any] | None = None) -> list[Path]:
-    run = load_run(path, summary)
+def write_run_plots(path: Path, summary: dict[str, Any], rows: list[dict[str, Any]]) -> list[Path]:
+    """accuracy.png and energy.png of a run, from its summary and metric rows in memory."""
+    run = RunData(Path(path), summary, [{k: _num(str(v)) for k, v in r.items()} for r in rows])
     plt = _pyplot()
     out = []
     fig, ax = plt.subplots(figsize=(5, 3.4), dpi=90)

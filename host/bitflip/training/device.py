@@ -12,122 +12,37 @@ import base64
 import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ..device import protocol as P
+from ..device import spec
 from ..errors import LinkError, ProtocolMismatch, UsageError
 from ..link import identity
 from ..link.serial import FrameSender, FramesTooLong, SerialLink
-from .rundir import RunDir, read_epoch_records
+from ..link.targets import Target
+from .plan import Plan
+from .records import Collector
 
 Progress = Callable[[int], None]
 
 
-class Target:
-    """How to reach a board: open() gives a fresh SerialLink; reopen() after a failure."""
-
-    fresh = True  # the board was just (re)started: no app can be running
-
-    def open(self) -> SerialLink:
-        raise NotImplementedError
-
-    def reopen(self) -> SerialLink:
-        raise NotImplementedError
-
-    def close(self) -> None:
-        pass
-
-
-class SerialTarget(Target):
-    def __init__(self, port: str, pace: int, wait_s: float = 20.0):
-        self.port, self.pace, self.wait_s = port, pace, wait_s
-        self.link: SerialLink | None = None
-        self.fresh = False  # a real board may still run an app from an earlier session
-
-    def open(self) -> SerialLink:
-        self.link = SerialLink(self.port, pace_bytes_per_s=self.pace)
-        return self.link
-
-    def reopen(self) -> SerialLink:
-        if self.link is not None:
-            self.link.close()
-        deadline = time.monotonic() + self.wait_s  # a USB board re-enumerates after a reset
-        while True:
-            try:
-                return self.open()
-            except LinkError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.5)
-
-    def close(self) -> None:
-        if self.link is not None:
-            self.link.close()
-
-
-class VirtualTarget(Target):
-    def __init__(self, board: Any, flash: Path, fault_in: Any = None, fault_out: Any = None):
-        from ..link.virtual import VirtualBoard
-
-        self.vb = VirtualBoard(board, flash, fault=fault_in, fault_out=fault_out)
-        self.link: SerialLink | None = None
-
-    def open(self) -> SerialLink:
-        self.vb.start()
-        self.fresh = True
-        return self._link()
-
-    def _link(self) -> SerialLink:
-        self.link = SerialLink(self.vb.port, name=f"virtual {self.vb.board.name}")
-        self.link.dead_check = lambda: not self.vb.alive
-        return self.link
-
-    def reopen(self) -> SerialLink:
-        if self.link is not None:
-            self.link.close()
-        if self.vb.alive:  # link trouble only: the app may still be running
-            self.vb.reconnect()
-            self.fresh = False
-        else:  # the board "reset": start it again on the same flash
-            self.vb.stop()
-            self.vb.start()
-            self.fresh = True
-        return self._link()
-
-    def close(self) -> None:
-        if self.link is not None:
-            self.link.close()
-        self.vb.stop()
-
-
-@dataclass
-class Collected:
-    config: dict[str, Any] = field(default_factory=dict)
-    epochs: dict[int, dict[str, Any]] = field(default_factory=dict)
-    evals: dict[int, dict[str, Any]] = field(default_factory=dict)
-    done: dict[str, Any] = field(default_factory=dict)
-    planes: dict[tuple[int, str], bytearray] = field(default_factory=dict)
-    have: dict[tuple[int, str], bytearray] = field(default_factory=dict)  # 1 = byte received
-
-
 class DeviceRun:
-    """Drives one training job on a board; collects its records into the run directory."""
+    """Drives one training job on a board; its records go to the Collector."""
 
     # after a link failure, give up instead of reconnecting when the board has sent no
     # byte at all for this long: the line is dead (unplugged cable, wrong port)
     dead_after_s = 60.0
 
-    def __init__(self, plan: Any, target: Target, run: RunDir, progress: Progress, resume: bool = False,
+    def __init__(self, plan: Plan, target: Target, collector: Collector, progress: Progress, resume: bool = False,
                  ckpt_every: int = 1000, max_reconnects: int = 10):
-        self.plan, self.target, self.run, self.progress = plan, target, run, progress
+        self.plan, self.target, self.got, self.progress = plan, target, collector, progress
         self.resume = resume
         self.ckpt_every = ckpt_every
         self.max_reconnects = max_reconnects
-        self.got = Collected()
+        self.planes: dict[tuple[int, str], bytearray] = {}
+        self.have: dict[tuple[int, str], bytearray] = {}  # 1 = byte received
         self.resumed_from: list[dict[str, Any]] = []
         self.reconnects = 0
         self.retransmitted = 0
@@ -142,37 +57,15 @@ class DeviceRun:
 
     # records -------------------------------------------------------------------------------
     def on_record(self, rec: dict[str, Any]) -> None:
-        ev = rec.get("ev")
-        if ev != P.R_WEIGHTS:
-            self.run.event(rec)
-        g = self.got
-        if ev == P.R_EPOCH:
-            g.epochs[int(rec["epoch"])] = rec
-        elif ev == P.R_EVAL:
-            g.evals[int(rec["epoch"])] = rec
-            self._metric(int(rec["epoch"]))
-        elif ev == P.R_WEIGHTS:
-            key = (int(rec["layer"]), str(rec["plane"]))
-            if key in g.planes:
-                chunk = base64.b64decode(rec["b64"])
-                off = int(rec["off"])
-                g.planes[key][off : off + len(chunk)] = chunk
-                g.have[key][off : off + len(chunk)] = b"\x01" * len(chunk)
-
-    def _metric(self, epoch: int) -> None:
-        e = self.got.epochs.get(epoch, {})
-        v = self.got.evals.get(epoch, {})
-        seen = sum(int(r["seen"]) for k, r in self.got.epochs.items() if k <= epoch)
-        self.run.metric({
-            "epoch": epoch,
-            "samples_seen": seen,
-            "train_accuracy": round(e["correct"] / max(1, e["seen"]), 5) if e else "",
-            "test_accuracy": round(v["correct"] / max(1, v["seen"]), 5) if v else "",
-            "flips": e.get("writes", ""),
-            "updates": e.get("updates", ""),
-            "device_busy_s": round(e.get("busy_us", 0) / 1e6, 4) if e else "",
-            "wall_s": round(e.get("wall_us", 0) / 1e6, 4) if e else "",
-        })
+        if rec.get(P.F_EV) == P.R_WEIGHTS:
+            key = (int(rec[P.F_LAYER]), str(rec[P.F_PLANE]))
+            if key in self.planes:
+                chunk = base64.b64decode(rec[P.F_B64])
+                off = int(rec[P.F_OFF])
+                self.planes[key][off : off + len(chunk)] = chunk
+                self.have[key][off : off + len(chunk)] = b"\x01" * len(chunk)
+            return
+        self.got.record(rec)
 
     # connecting ------------------------------------------------------------------------------
     def _probe(self, link: SerialLink, tries: int = 3, filler: bool = False) -> dict[str, Any] | None:
@@ -256,12 +149,11 @@ class DeviceRun:
         self.link = link
         cfg = dict(self.plan.cfg, resume=resume)
         rec = self.sender.request(P.K_CONFIG, json.dumps(cfg).encode(), P.R_CONFIG)
-        self.got.config = rec
         resumed = rec.get(P.F_RESUMED)
         if resumed:
             pos = (int(resumed[P.F_EPOCH]), int(resumed[P.F_INDEX]))
             self.resumed_from.append({"epoch": pos[0], "index": pos[1], "step": resumed[P.F_STEP]})
-            self.run.event({"ev": "host", "what": "resumed", "epoch": pos[0], "index": pos[1]})
+            self.got.host("resumed", epoch=pos[0], index=pos[1])
             return pos
         return 0, 0
 
@@ -344,8 +236,8 @@ class DeviceRun:
         sender = self.sender
         assert sender is not None and self.link is not None
         sizes = self.plan.plane_sizes()
-        self.got.planes = {k: bytearray(n) for k, n in sizes.items()}
-        self.got.have = {k: bytearray(n) for k, n in sizes.items()}
+        self.planes = {k: bytearray(n) for k, n in sizes.items()}
+        self.have = {k: bytearray(n) for k, n in sizes.items()}
         sender.send(P.K_DUMP)  # everything, in big chunks
         sender.flush()
         chunk = P.DUMP_CHUNK
@@ -359,14 +251,14 @@ class DeviceRun:
             sender.flush()
         else:
             raise LinkError("the final weights kept arriving damaged")
-        self.got.done = sender.request(P.K_DONE, b"", P.R_DONE)
+        sender.request(P.K_DONE, b"", P.R_DONE)  # its record goes to the collector
         # unsequenced and unanswered: an app that misses it leaves after its idle timeout
         self.link.write(P.encode_frame(P.K_EXIT, 0))
 
     def _missing(self) -> list[tuple[tuple[int, str], int, int]]:
         """Byte ranges of the weight planes not received yet."""
         out = []
-        for key, have in self.got.have.items():
+        for key, have in self.have.items():
             i, n = 0, len(have)
             while i < n:
                 if have[i]:
@@ -379,17 +271,8 @@ class DeviceRun:
                 i = j
         return out
 
-    def _earlier_records(self) -> None:
-        """--resume: the epochs finished by the interrupted session count in the summary
-        (their records are in the run directory's event log; epochs redone now replace them)."""
-        epochs, evals = read_epoch_records(self.run.path)
-        self.got.epochs.update(epochs)
-        self.got.evals.update(evals)
-
-    def execute(self) -> dict[str, Any]:
+    def execute(self) -> None:
         resume = self.resume
-        if resume:
-            self._earlier_records()
         link = self.target.open()
         heard = time.monotonic()  # the last time the board said anything
         while True:
@@ -403,7 +286,7 @@ class DeviceRun:
                 raise  # permanent: reconnecting cannot fix the firmware
             except LinkError as e:
                 self.reconnects += 1
-                self.run.event({"ev": "host", "what": "link lost", "error": str(e), "reconnect": self.reconnects})
+                self.got.host("link lost", error=str(e), reconnect=self.reconnects)
                 if self.reconnects > self.max_reconnects:
                     raise LinkError(f"{e} (gave up after {self.max_reconnects} reconnects)") from None
                 heard = max(heard, link.last_rx)
@@ -415,7 +298,7 @@ class DeviceRun:
                 link = self.target.reopen()
                 resume = True
         self._account(link)
-        return self._summary()
+        self._results()
 
     def _account(self, link: SerialLink) -> None:
         if self.sender is not None:
@@ -425,32 +308,22 @@ class DeviceRun:
         self.bytes_out += link.bytes_out
         link.bad_records = link.bytes_out = 0
 
-    def _summary(self) -> dict[str, Any]:
-        plan, g = self.plan, self.got
-        planes = [(li, name, np.frombuffer(bytes(buf), dtype="<u4").reshape(plan.sizes[li + 1], -1))
-                  for (li, name), buf in sorted(g.planes.items())]
-        self.run.write_model(planes, plan.cfg)
-        e = g.epochs[max(g.epochs)] if g.epochs else {}
-        v = g.evals[max(g.evals)] if g.evals else {}
-        busy_us = sum(int(r.get("busy_us", 0)) for r in g.epochs.values())
-        return {
-            "samples_seen": sum(int(r["seen"]) for r in g.epochs.values()),
-            "train_accuracy": e["correct"] / max(1, e["seen"]) if e else None,
-            "test_accuracy": v["correct"] / max(1, v["seen"]) if v else None,
-            "flips": e.get("writes"),
-            "counters": {k: e[k] for k in ("writes", "updates", "fwd_words", "upd_words") if k in e},
-            "weights_sha256": g.done.get("weights_sha256"),
-            "weight_bytes": g.config.get("weight_bytes"),
-            "working_bytes": g.config.get("working_bytes"),
-            "heap_free_after_alloc": g.config.get("heap_free"),
-            "device_busy_s": round(busy_us / 1e6, 3),
+    def _results(self) -> None:
+        plan = self.plan
+
+        def plane(li: int, name: str) -> np.ndarray:
+            a = np.frombuffer(bytes(self.planes[(li, name)]), dtype="<u4")
+            return a if name == "t" else a.reshape(plan.sizes[li + 1], -1)  # thresholds: one int32 per unit
+
+        self.got.planes = [(li, name, plane(li, name)) for li, name, _ in spec.planes(plan.cfg)]
+        self.got.extra.update({
             "retransmitted_frames": self.retransmitted,
             "damaged_records": self.bad_records,
             "reconnects": self.reconnects,
             "resumed_from": self.resumed_from or None,
             "frame_shrinks": self.shrinks,
             "bytes_sent": self.bytes_out,
-        }
+        })
 
 
 def block(x: np.ndarray, y: np.ndarray, idx: np.ndarray) -> bytes:

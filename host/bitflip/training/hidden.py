@@ -40,6 +40,13 @@ class HiddenRule:
         """Subtracted from layer li's pre-activations (None: none)."""
         return None
 
+    def state(self) -> dict[str, np.ndarray]:
+        """The rule's training state besides the model planes (host checkpoints)."""
+        return {}
+
+    def load_state(self, st: dict[str, np.ndarray]) -> None:
+        pass
+
 
 class FlipRule(HiddenRule):
     """Rule v1: the units in error move a random 1/2**k subset of their erroneous
@@ -120,6 +127,18 @@ class PoolRule(HiddenRule):
 
     def thresholds(self, li: int) -> np.ndarray | None:
         return self.pools[li].t if li < len(self.pools) else None
+
+    def state(self) -> dict[str, np.ndarray]:
+        out = {}
+        for i, pool in enumerate(self.pools):
+            out[f"c{i}"] = pool.c.copy()
+            out[f"pos{i}"] = np.array([pool.pos], dtype=np.int64)
+        return out
+
+    def load_state(self, st: dict[str, np.ndarray]) -> None:
+        for i, pool in enumerate(self.pools):
+            pool.c[...] = st[f"c{i}"]
+            pool.pos = int(st[f"pos{i}"][0])
 
 
 RULES: dict[str, type[HiddenRule]] = {"flip": FlipRule, "pool": PoolRule}

@@ -277,6 +277,26 @@ class Reference:
                 out += [(i, name, p) for name, p in self.hidden.planes(i)]
         return out
 
+    def state(self) -> dict[str, np.ndarray]:
+        """Everything training keeps (model, prototypes to fill, the hidden rule's state, the
+        step, the work counters): what a host checkpoint saves to continue bit-exactly."""
+        out = {f"plane{i}": np.asarray(p).copy() for i, (_, _, p) in enumerate(self.planes())}
+        out["fill"] = np.array(self.fill, dtype=np.int64)
+        out["step"] = np.array([self.step], dtype=np.int64)
+        out["totals"] = np.array([self.totals[n] for n in spec.COUNTERS], dtype=np.int64)
+        if self.hidden is not None:
+            out.update({f"hidden.{k}": v for k, v in self.hidden.state().items()})
+        return out
+
+    def load_state(self, st: dict[str, np.ndarray]) -> None:
+        for i, (_, _, p) in enumerate(self.planes()):
+            p[...] = st[f"plane{i}"].view(p.dtype)
+        self.fill = [int(v) for v in st["fill"]]
+        self.step = int(st["step"][0])
+        self.totals = {n: int(v) for n, v in zip(spec.COUNTERS, st["totals"])}
+        if self.hidden is not None:
+            self.hidden.load_state({k[7:]: v for k, v in st.items() if k.startswith("hidden.")})
+
     def digest(self) -> str:
         return spec.digest([np.ascontiguousarray(p).astype("<u4").tobytes() for _, _, p in self.planes()])
 

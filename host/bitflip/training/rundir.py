@@ -1,9 +1,18 @@
-"""A run directory: events.jsonl (every record, in order), metrics.csv (one row per epoch),
-summary.json, model.npz (the final weight planes and the configuration)."""
+"""A run directory: job.json (what the job is), events.jsonl (every record, in order, only ever
+appended), metrics.csv (one row per epoch), summary.json, model.npz (the final planes and the
+configuration) and the plots. Files other than the event log are replaced atomically, so a
+crash never leaves one half-written or truncated.
+
+A directory is never clobbered: `check` (read-only, called before anything starts) refuses a
+non-empty directory that is not this job's run, unless --force (its contents are moved aside
+to DIR.old-N, never deleted); --resume continues exactly this job or names the first setting
+that differs; --resume of a directory that does not exist is an error.
+"""
 
 from __future__ import annotations
 
 import csv
+import io
 import json
 import os
 import time
@@ -12,6 +21,9 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import UsageError
+
+JOB = "job.json"
 METRIC_FIELDS = [
     "epoch",
     "samples_seen",
@@ -24,60 +36,132 @@ METRIC_FIELDS = [
 ]
 
 
+def _job_of(path: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads((path / JOB).read_text())["job"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _first_difference(a: Any, b: Any, where: str = "") -> str | None:
+    if isinstance(a, dict) and isinstance(b, dict):
+        for key in sorted(set(a) | set(b)):
+            d = _first_difference(a.get(key), b.get(key), f"{where}.{key}" if where else str(key))
+            if d:
+                return d
+        return None
+    return None if a == b else f"{where}: this run has {b!r}, the directory's job {a!r}"
+
+
+def describe(job: dict[str, Any]) -> str:
+    return f"{job.get('dataset')} {job.get('model')} {job.get('weights')}, seed {job.get('seed')}, {job.get('epochs')} epochs"
+
+
+def check(path: Path, job: dict[str, Any], resume: bool, force: bool) -> None:
+    """Raise UsageError if the job may not run in `path` (never writes)."""
+    if resume:
+        if not path.is_dir():
+            raise UsageError(f"--resume: {path} does not exist (nothing to continue)")
+        old = _job_of(path)
+        if old is None:
+            raise UsageError(f"--resume: {path} is not a bitflip run directory (no readable {JOB})")
+        diff = _first_difference(old, job)
+        if diff:
+            raise UsageError(f"--resume: {path} holds another job ({describe(old)}): {diff}")
+        return
+    if not path.exists() or not any(path.iterdir()) or force:
+        return
+    old = _job_of(path)
+    if old is not None:
+        raise UsageError(f"--out {path} holds a run ({describe(old)}): --resume to continue it, --force to move "
+                         "it aside, or another --out")
+    raise UsageError(f"--out {path} is not empty and is not a bitflip run: choose another --out (or --force to move "
+                     "its contents aside)")
+
+
+def move_aside(path: Path) -> Path:
+    """Rename a non-empty directory to DIR.old-N (the first free N); returns the new name."""
+    n = 1
+    while (aside := path.with_name(f"{path.name}.old-{n}")).exists():
+        n += 1
+    path.rename(aside)
+    return aside
+
+
+def _replace(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
 class RunDir:
-    def __init__(self, path: Path, resume: bool = False):
+    """Open (create, or continue with resume) a checked run directory."""
+
+    def __init__(self, path: Path, job: dict[str, Any], resume: bool = False, force: bool = False):
         self.path = Path(path)
+        self.moved_aside: Path | None = None
+        if force and self.path.is_dir() and any(self.path.iterdir()):
+            self.moved_aside = move_aside(self.path)
         self.path.mkdir(parents=True, exist_ok=True)
-        mode = "a" if resume else "w"
-        self._events = open(self.path / "events.jsonl", mode)  # noqa: SIM115 (open for the run; close())
-        new_metrics = not resume or not (self.path / "metrics.csv").exists()
-        self._metrics_f = open(self.path / "metrics.csv", mode, newline="")  # noqa: SIM115
-        self._metrics = csv.DictWriter(self._metrics_f, fieldnames=METRIC_FIELDS)
-        if new_metrics:
-            self._metrics.writeheader()
+        if not resume:
+            self.write_json(JOB, {"job": job, "created": time.strftime("%Y-%m-%dT%H:%M:%S")})
+        self._events = open(self.path / "events.jsonl", "a")  # noqa: SIM115 (open for the run; close())
 
     def event(self, rec: dict[str, Any]) -> None:
         self._events.write(json.dumps({"t": round(time.time(), 3), **rec}) + "\n")
         self._events.flush()
 
-    def metric(self, row: dict[str, Any]) -> None:
-        self._metrics.writerow({k: row.get(k, "") for k in METRIC_FIELDS})
-        self._metrics_f.flush()
+    def write_metrics(self, rows: list[dict[str, Any]]) -> None:
+        buf = io.StringIO()
+        w = csv.DictWriter(buf, fieldnames=METRIC_FIELDS)
+        w.writeheader()
+        for row in rows:
+            w.writerow({k: row.get(k, "") for k in METRIC_FIELDS})
+        _replace(self.path / "metrics.csv", buf.getvalue().encode())
 
     def write_json(self, name: str, data: dict[str, Any]) -> None:
-        tmp = self.path / (name + ".tmp")
-        tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
-        os.replace(tmp, self.path / name)
+        _replace(self.path / name, (json.dumps(data, indent=2, sort_keys=True) + "\n").encode())
 
     def write_model(self, planes: list[tuple[int, str, np.ndarray]], cfg: dict[str, Any]) -> None:
         # "t": the pool rule's thresholds, signed
         arrays = {f"layer{i}_{name}": np.asarray(p, dtype=np.uint32).view(np.int32 if name == "t" else np.uint32)
                   for i, name, p in planes}
-        tmp = self.path / "model.tmp.npz"
-        np.savez(tmp, config=json.dumps(cfg), **arrays)
-        os.replace(tmp, self.path / "model.npz")
+        buf = io.BytesIO()
+        np.savez(buf, config=json.dumps(cfg), **arrays)
+        _replace(self.path / "model.npz", buf.getvalue())
 
     def close(self) -> None:
         self._events.close()
-        self._metrics_f.close()
 
 
-def read_epoch_records(path: Path) -> tuple[dict[int, dict[str, Any]], dict[int, dict[str, Any]]]:
-    """The last epoch and eval record of every epoch in a run directory's events.jsonl
-    (later records of an epoch, e.g. one redone after a resume, replace earlier ones; a line
-    cut short when the host was killed is skipped)."""
-    epochs: dict[int, dict[str, Any]] = {}
-    evals: dict[int, dict[str, Any]] = {}
+def read_records(path: Path) -> list[dict[str, Any]]:
+    """Every record in a run directory's events.jsonl, in order (a line cut short when the
+    host was killed is skipped)."""
     events = Path(path) / "events.jsonl"
+    out: list[dict[str, Any]] = []
     if not events.is_file():
-        return epochs, evals
+        return out
     for line in events.read_text().splitlines():
         try:
             rec = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(rec, dict):
+            out.append(rec)
+    return out
+
+
+def read_epoch_records(path: Path) -> tuple[dict[int, dict[str, Any]], dict[int, dict[str, Any]]]:
+    """The last epoch and eval record of every epoch in a run directory (later records of an
+    epoch, e.g. one redone after a resume, replace earlier ones)."""
+    epochs: dict[int, dict[str, Any]] = {}
+    evals: dict[int, dict[str, Any]] = {}
+    for rec in read_records(path):
+        try:
             if rec.get("ev") == "epoch":
                 epochs[int(rec["epoch"])] = rec
             elif rec.get("ev") == "eval":
                 evals[int(rec["epoch"])] = rec
-        except (ValueError, KeyError, TypeError, AttributeError):
+        except (KeyError, TypeError, ValueError):
             continue
     return epochs, evals

@@ -1,0 +1,163 @@
+"""One run path: the host reference and a board emit the same records (protocol.R_*: config,
+epoch, eval, done) into a Collector, which keeps them in memory, appends them to the run's
+event log, rewrites metrics.csv after every epoch, prints one line per epoch, and in the end
+builds the summary — the same keys for every board — from the records, without reading its
+own files back."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from ..device import protocol as P
+from ..device import spec
+from .plan import Plan
+from .rundir import RunDir, read_records
+
+Say = Callable[[str], None]
+# summary fields only a board fills (None on the host reference), besides the common ones
+LINK_FIELDS = ("retransmitted_frames", "damaged_records", "reconnects", "frame_shrinks", "bytes_sent",
+               "heap_free_after_alloc", "heap_free_before_model", "device_busy_s")
+
+
+class Collector:
+    def __init__(self, plan: Plan, run: RunDir, say: Say | None = None):
+        self.plan, self.run, self.say = plan, run, say
+        self.config: dict[str, Any] = {}
+        self.epochs: dict[int, dict[str, Any]] = {}
+        self.evals: dict[int, dict[str, Any]] = {}
+        self.done: dict[str, Any] = {}
+        self.planes: list[tuple[int, str, np.ndarray]] = []
+        self.extra: dict[str, Any] = {}  # what the run adds to the summary (link statistics, resumes)
+        self.t0 = time.monotonic()
+        self._epoch_t0 = self.t0
+
+    def earlier(self) -> None:
+        """--resume: the epochs an interrupted session finished count (from the event log;
+        epochs redone now replace them)."""
+        for rec in read_records(self.run.path):
+            ev = rec.get(P.F_EV)
+            if ev == P.R_EPOCH:
+                self.epochs[int(rec[P.F_EPOCH])] = rec
+            elif ev == P.R_EVAL:
+                self.evals[int(rec[P.F_EPOCH])] = rec
+
+    def host(self, what: str, **fields: Any) -> None:
+        """A host-side event (start, resumed, link lost, plots ...) in the log."""
+        self.run.event({P.F_EV: "host", "what": what, **fields})
+
+    def record(self, rec: dict[str, Any]) -> None:
+        ev = rec.get(P.F_EV)
+        if ev == P.R_WEIGHTS:
+            return  # plane chunks: the source assembles them
+        self.run.event(rec)
+        if ev == P.R_CONFIG:
+            self.config = rec
+        elif ev == P.R_EPOCH:
+            e = int(rec[P.F_EPOCH])
+            self.epochs[e] = rec
+            if not self.plan.eval_after(e):
+                self._epoch_done(e)
+        elif ev == P.R_EVAL:
+            e = int(rec[P.F_EPOCH])
+            self.evals[e] = rec
+            self._epoch_done(e)
+        elif ev == P.R_DONE:
+            self.done = rec
+
+    # per epoch --------------------------------------------------------------------------------
+    def rows(self) -> list[dict[str, Any]]:
+        out, seen = [], 0
+        for e in sorted(self.epochs):
+            r, v = self.epochs[e], self.evals.get(e)
+            seen += int(r[P.F_SEEN])
+            out.append({
+                "epoch": e,
+                "samples_seen": seen,
+                "train_accuracy": round(r[P.F_CORRECT] / max(1, r[P.F_SEEN]), 5),
+                "test_accuracy": round(v[P.F_CORRECT] / max(1, v[P.F_SEEN]), 5) if v else "",
+                "flips": r.get("writes", ""),
+                "updates": r.get("updates", ""),
+                "device_busy_s": round(r[P.F_BUSY_US] / 1e6, 4) if P.F_BUSY_US in r else "",
+                "wall_s": round(r[P.F_WALL_US] / 1e6, 4) if P.F_WALL_US in r else "",
+            })
+        return out
+
+    def _epoch_done(self, e: int) -> None:
+        self.run.write_metrics(self.rows())
+        if self.say is None:
+            return
+        r, v = self.epochs.get(e, {}), self.evals.get(e)
+        now = time.monotonic()
+        head = f"epoch {e + 1}/{self.plan.epochs}:"
+        parts = []
+        if r:
+            parts.append(f"train {r[P.F_CORRECT] / max(1, r[P.F_SEEN]):.4f}")
+        if v:
+            parts.append(f"test {v[P.F_CORRECT] / max(1, v[P.F_SEEN]):.4f}")
+        if r:
+            prev = self.epochs.get(e - 1, {}).get("writes", 0)
+            parts.append(f"{int(r.get('writes', 0)) - int(prev):,} flips")  # records carry run totals
+            if P.F_BUSY_US in r:
+                parts.append(f"device {r[P.F_BUSY_US] / 1e6:.2f} s")
+        energy = self.energy()
+        per = (energy.get("energy") or {}).get("per_epoch") or []
+        joules = next((p["joules"] for p in per if p["epoch"] == e), None)
+        if joules is not None:
+            parts.append(f"{joules:.4g} J {energy['energy_source']}")
+        parts.append(f"{now - self._epoch_t0:.1f} s")
+        self._epoch_t0 = now
+        self.say(head + " " + ", ".join(parts))
+
+    def energy(self) -> dict[str, Any]:
+        """Device seconds and joules with their source (energy.py); "none" if they cannot be had."""
+        from .. import energy
+
+        p = self.plan
+        try:
+            return energy.for_records(p.board, p.sizes, p.weights, p.cfg, self.epochs, self.evals)
+        except (KeyError, ValueError, ZeroDivisionError) as e:
+            return {"energy_source": "none", "energy_error": f"{type(e).__name__}: {e}"}
+
+    # the end ----------------------------------------------------------------------------------
+    def summary(self) -> dict[str, Any]:
+        p, e, v = self.plan, self.epochs, self.evals
+        last = e[max(e)] if e else {}
+        last_eval = v[max(v)] if v else {}
+        busy = [r[P.F_BUSY_US] for r in e.values() if P.F_BUSY_US in r]
+        totals = {name: last[name] for name in spec.COUNTERS if name in last}
+        out: dict[str, Any] = {
+            "board": p.board.name,
+            "dataset": p.data.name,
+            "model": p.model,
+            "sizes": p.sizes,
+            "weights": p.weights,
+            "encoding": p.enc.spec,
+            "epochs": p.epochs,
+            "seed": p.req.seed,
+            "job_id": p.cfg["id"],
+            "run_dir": str(p.out),
+            "samples_seen": sum(int(r[P.F_SEEN]) for r in e.values()),
+            "train_accuracy": last[P.F_CORRECT] / max(1, last[P.F_SEEN]) if last else None,
+            "test_accuracy": last_eval[P.F_CORRECT] / max(1, last_eval[P.F_SEEN]) if last_eval else None,
+            "flips": last.get("writes"),
+            "counters": totals,
+            "weights_sha256": self.done.get(P.F_DIGEST),
+            "weight_bytes": spec.weight_bytes(p.cfg),
+            "model_bytes": spec.model_bytes(p.cfg),
+            "train_state_bytes": spec.train_state_bytes(p.cfg),
+            "resumed_from": None,
+            "wall_s": round(time.monotonic() - self.t0, 3),
+            **{k: None for k in LINK_FIELDS},
+        }
+        if busy:
+            out["device_busy_s"] = round(sum(busy) / 1e6, 3)
+        if self.config.get(P.F_HEAP_FREE) is not None:
+            out["heap_free_after_alloc"] = self.config[P.F_HEAP_FREE]
+            out["heap_free_before_model"] = self.config.get(P.F_HEAP_BEFORE)
+        out.update(self.extra)
+        out.update(self.energy())
+        return out
