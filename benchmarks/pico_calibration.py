@@ -81,6 +81,7 @@ def build(log: Any = print) -> dict[str, Any]:
         loo["+".join(pair)] = {"terms": {k: round(v, 1) for k, v in t2.items()}, "predicts": left,
                                "error": round(e["seconds"] * 1e3 / C.GENUINE[left]["ms"] - 1, 4)}
     return {
+        "interp_counts": C.interp_counts(profiles["mnist2000-1core"], profiles["mnist2000"]),
         "generated_by": "benchmarks/pico_calibration.py --write (bitflip.calibrate)",
         "label": C.LABEL,
         "clock_hz": C.CLOCK_HZ,

@@ -213,7 +213,8 @@ def measure_costs() -> dict[str, Any]:
         "generated_by": "benchmarks/kernel_costs.py --write (bitflip.bench.measure_costs)",
         "model": "cost of one call = sum of term x count; terms fitted from emulated calls on random inputs "
                  "(mpy-cross -march=armv6m machine code in unicorn, cycles by bitflip/armv6m/isa.py); "
-                 "runtime calls for argument conversion are not included (see energy.ASSUMPTIONS)",
+                 "runtime calls for argument conversion are not included (the calibrated per-call term of "
+                 "pico_calibration.json prices them)",
         "kernels": kernels,
     }
 
@@ -282,6 +283,30 @@ def virtual_samples_per_s(board: str = "sim-pico", samples: int = 300, epochs: i
             "note": "the unix port on this host (x64 viper code), not a Pico: busy = device ticks_us in train blocks"}
 
 
+# --- the calibrated Pico model ------------------------------------------------------------------
+def pico_breakdown() -> dict[str, Any]:
+    """Per training sample on the Pico, by part (forward, update, vote, interpreter statements
+    and calls, dual hand-over), for the bench workloads of pico_calibration.json: the run
+    average (prototype filling included) and the steady state (learning samples only). The
+    kernels are priced per call on their emulated machine code; the interpreter at the
+    calibrated terms."""
+    from . import calibrate as C
+
+    cal = C.load_calibration()
+    terms = cal["terms"]
+    rows: dict[str, Any] = {}
+    for label, name in cal["bench"].items():
+        prof = cal["profiles"][name]
+        row: dict[str, Any] = {"workload": name, "cores_used": prof["cores"], "mix": prof["mix"],
+                               "samples": prof["samples"]}
+        for which in ("steady", "run"):
+            e = C.estimate(prof[which], terms)
+            row[which] = {k: round(v / C.CLOCK_HZ * 1e3, 4) for k, v in e.items() if k not in ("seconds", "cycles")}
+            row[which]["ms"] = round(e["seconds"] * 1e3, 4)
+        rows[label] = row
+    return {"label": cal["label"], "terms": terms, "fit": cal["fit"], "rows": rows}
+
+
 # --- everything -------------------------------------------------------------------------------
 def run_bench(quick: bool = False, log: Callable[[str], None] | None = None) -> dict[str, Any]:
     say = log or (lambda s: None)
@@ -292,5 +317,5 @@ def run_bench(quick: bool = False, log: Callable[[str], None] | None = None) -> 
     say("virtual board (sim-pico) ...")
     virtual = virtual_samples_per_s("sim-pico", 100 if quick else 600)
     per_sample = energy.per_sample_table()
-    return {"kernels": kernels, "host": host, "virtual": virtual, "per_sample": per_sample,
+    return {"kernels": kernels, "host": host, "virtual": virtual, "per_sample": per_sample, "pico": pico_breakdown(),
             "costs_file": str(energy.COSTS_PATH.name), "quick": quick, "assumptions": energy.ASSUMPTIONS}

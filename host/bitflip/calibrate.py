@@ -152,6 +152,29 @@ def trace_profiles(trace: Any) -> dict[str, Any]:
     return out
 
 
+def _sc(c: dict[str, float]) -> dict[str, float]:
+    return {"statements": round(c["statements"], 2),
+            "calls": round(c["fcalls"] + c["builtin_calls"] + c["native_calls"], 2)}
+
+
+def interp_counts(one_core: dict[str, Any], dual: dict[str, Any]) -> dict[str, Any]:
+    """Statements and calls per sample of each path (for estimates from device counters,
+    energy.Model): an evaluation sample (forward only), a prototype-initialisation sample, a
+    learning sample with one row update (correct winner) and with two (wrong winner), from a
+    one-core trace; the dual-core hand-over's parts from a two-core trace."""
+    bk = one_core["by_kind"]
+    out = {"eval": _sc(one_core["eval"]["interp"]["0"]), "init": _sc(bk["init"]["interp"]["0"]),
+           "correct": _sc(bk["learn, correct winner"]["interp"]["0"]),
+           "wrong": _sc(bk["learn, wrong winner"]["interp"]["0"])}
+    d = dual["run"]
+    out["handover"] = {"core0": _sc(d["handover_core0"]), "parallel_core0": _sc(d["parallel_core0"]),
+                       "core1": _sc(d["interp"]["1"]),
+                       "sync_kernel_cycles": round(d["handover_core0"]["kernel_cycles"]
+                                                   + d["kernels"]["1"].get("_spin_ne", 0.0), 1)}
+    out["source"] = "bitflip.armv6m.trace of the firmware's path: MNIST 10x96 binary2, one and two cores"
+    return out
+
+
 # --- the model ------------------------------------------------------------------------------
 def _interp_cycles(c: dict[str, float], terms: dict[str, float]) -> tuple[float, float]:
     calls = c["fcalls"] + c["builtin_calls"] + c["native_calls"]
