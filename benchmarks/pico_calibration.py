@@ -26,18 +26,28 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "host"))
 from bitflip import calibrate as C
 from bitflip.armv6m.trace import dataset_rows, run_trace
 
-# bench workloads: name -> (dataset, limit, cores, eval samples)
+# bench workloads: name -> (dataset, limit, cores, eval samples, path); path "fast" = the
+# restructured path of SPEED.md on a patched copy of the firmware (bitflip.armv6m.fastpath)
 WORKLOADS = {
-    "digits": ("digits", 0, 1, 200),
-    "mnist2000": ("mnist", 2000, 2, 200),
-    "mnist1000": ("mnist", 1000, 2, 0),
-    "mnist2000-1core": ("mnist", 2000, 1, 200),
+    "digits": ("digits", 0, 1, 200, "rule"),
+    "mnist2000": ("mnist", 2000, 2, 200, "rule"),
+    "mnist1000": ("mnist", 1000, 2, 0, "rule"),
+    "mnist2000-1core": ("mnist", 2000, 1, 200, "rule"),
+    "fast-digits": ("digits", 0, 1, 0, "fast"),
+    "fast-mnist2000": ("mnist", 2000, 2, 0, "fast"),
+    "fast-mnist2000-1core": ("mnist", 2000, 1, 0, "fast"),
 }
 BENCH = {  # what `bitflip bench` shows: (label, workload, cores used)
     "digits 10x20 binary2, 1 core": "digits",
     "digits 10x20 binary2, 2 cores": "digits",  # 200 rows < 256: dual.py does not split, same path
     "mnist 10x96 binary2, 1 core": "mnist2000-1core",
     "mnist 10x96 binary2, 2 cores": "mnist2000",
+}
+PROJECTED = {  # the restructured path (SPEED.md), traced on a patched copy: projected, not wired yet
+    "digits 10x20 binary2, 1 core": "fast-digits",
+    "digits 10x20 binary2, 2 cores": "fast-digits",
+    "mnist 10x96 binary2, 1 core": "fast-mnist2000-1core",
+    "mnist 10x96 binary2, 2 cores": "fast-mnist2000",
 }
 
 
@@ -51,8 +61,14 @@ def reference_digest(cfg: dict[str, Any], X: Any, y: Any) -> str:
 
 
 def build(log: Any = print) -> dict[str, Any]:
+    import tempfile
+
+    from bitflip.armv6m.fastpath import patched_firmware
+
     profiles: dict[str, Any] = {}
-    for name, (ds, limit, cores, n_eval) in WORKLOADS.items():
+    tmp = tempfile.TemporaryDirectory(prefix="bitflip-fastpath-")
+    fast_src = patched_firmware(Path(tmp.name))
+    for name, (ds, limit, cores, n_eval, path) in WORKLOADS.items():
         cfg, X, y = dataset_rows(ds, limit=limit)
         ev: dict[str, Any] = {}
         if n_eval:
@@ -61,12 +77,15 @@ def build(log: Any = print) -> dict[str, Any]:
             plan = prepare(TrainRequest(board="host", dataset=ds, epochs=1, limit=limit))
             ev = {"X_eval": plan.x_test[:n_eval], "y_eval": plan.data.y_test[:n_eval].astype("uint8")}
         log(f"tracing {name} ({ds}, {len(y)} samples, {cores} core{'s' * (cores > 1)}) ...")
-        t = run_trace(cfg, X, y, cores=cores, **ev)
+        kw: dict[str, Any] = {"src": fast_src, "trainer": "fastrule"} if path == "fast" else {}
+        t = run_trace(cfg, X, y, cores=cores, **ev, **kw)
         ref = reference_digest(cfg, X, y)
         if t.digest != ref:
             raise SystemExit(f"{name}: the traced firmware's digest {t.digest} differs from the reference's {ref}")
         log(f"  pricing {len(t.segments)} segments on emulated armv6m ...")
-        profiles[name] = {"dataset": ds, "limit": limit, "samples": len(y), "cfg": cfg, **C.trace_profiles(t)}
+        profiles[name] = {"dataset": ds, "limit": limit, "samples": len(y), "cfg": cfg, "path": path,
+                          **C.trace_profiles(t)}
+    tmp.cleanup()
     fitted = C.fit(profiles, tuple(C.GENUINE))
     fit_report = {}
     for name, g in C.GENUINE.items():
@@ -95,6 +114,7 @@ def build(log: Any = print) -> dict[str, Any]:
         "leave_one_out": loo,
         "module_loop_cycles": round(C.MODULE_LOOP_CYCLES, 1),
         "bench": BENCH,
+        "projected": PROJECTED,
         "profiles": profiles,
     }
 
@@ -114,7 +134,7 @@ def print_report(cal: dict[str, Any]) -> None:
     for which in ("steady", "run"):
         print(f"per training sample ({'learning samples only' if which == 'steady' else 'run average'}), ms:")
         print(head)
-        for label, name in cal["bench"].items():
+        for label, name in [*cal["bench"].items(), *((f"{k} (projected)", v) for k, v in cal["projected"].items())]:
             e = C.estimate(cal["profiles"][name][which], t)
             ms = {k: v / C.CLOCK_HZ * 1e3 for k, v in e.items() if k not in ("seconds",)}
             print(f"{label:<32} {ms['cycles']:>6.3f} {ms['forward']:>6.3f} {ms['update']:>6.3f} {ms['vote']:>5.2f} "

@@ -112,6 +112,21 @@ def _flip_row_asm(a: list[Any], extra: int, rng: np.random.Generator) -> list[An
             thumb_params(16, row, nw, n_in, up, k, layer)]
 
 
+def _dense_argmax(a: list[Any], extra: int, rng: np.random.Generator) -> list[Any]:
+    # asm and viper take the same block: [nw, nout, nbits, lo, hi, base]
+    nw, nout, nbits, lo, hi, base = a[3][:6]
+    return [_rand(rng, nw), _rand(rng, nw * nout), np.zeros(max(nout, 1), np.int32),
+            thumb_params(16, nw, nout, nbits, lo, hi, base)]
+
+
+def _update_b2_asm(a: list[Any], extra: int, rng: np.random.Generator) -> list[Any]:
+    # as _update_row: s = x = 0, up, aux = 0 on the first `extra` words of the row
+    _, row, nw, n_in, _up, k, ks, layer = a[3][:8]
+    aux = _u32((row + 1) * nw, 0xFFFFFFFF)
+    aux[row * nw : row * nw + extra] = 0
+    return [_u32((row + 1) * nw), aux, _u32(nw), thumb_params(24, 0, row, nw, n_in, 1, k, ks, layer)]
+
+
 def _spin(a: list[Any], extra: int, rng: np.random.Generator) -> list[Any]:
     # the first poll succeeds (_spin: ctl[i] == v; _spin_ne: ctl[i] != v)
     _, i, v, n = a
@@ -144,6 +159,9 @@ KERNELS: dict[str, tuple[str, str, Builder]] = {
     "flip_row": ("kernels", "flip_row", _flip_row),
     "flip_row_asm": ("kernels_thumb", "flip_row_asm", _flip_row_asm),
     "sign_pack": ("kernels", "sign_pack", _sign_pack),
+    "dense_argmax": ("kernels", "dense_argmax", _dense_argmax),
+    "dense_argmax_asm": ("kernels_thumb", "dense_argmax_asm", _dense_argmax),
+    "update_row_b2_asm": ("kernels_thumb", "update_row_b2_asm", _update_b2_asm),
     "_spin": ("dual", "_spin", _spin),
     "_spin_ne": ("dual", "_spin_ne", _spin_ne),
 }
@@ -187,6 +205,10 @@ def _shape(name: str, args: list[Any]) -> list[Any]:
         return [0, 0, 0, a[3]]
     if name == "dense_binary_asm":
         return [0, 0, 0, a[3][:3]]
+    if name in ("dense_argmax", "dense_argmax_asm"):
+        return [0, 0, 0, a[3][:6]]
+    if name == "update_row_b2_asm":
+        return [0, 0, 0, [0, 0, *a[3][2:8]]]
     if name in ("dense_binary", "dense_ternary"):
         return [0] * (len(a) - 3) + a[-3:]
     if name == "argmax":

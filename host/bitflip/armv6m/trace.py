@@ -46,7 +46,7 @@ from .targets import FIRMWARE, as_target
 
 NATIVE_DECORATORS = ("micropython.viper", "micropython.native", "micropython.asm_thumb")
 # the loop of Trainer.train_block: one sample per iteration
-SAMPLE_LOOPS = {("rule", "Trainer.train_block"), ("rule", "Trainer.eval_block")}
+SAMPLE_LOOPS = {("rule", "Trainer.train_block"), ("rule", "Trainer.eval_block"), ("fastrule", "Trainer.train_block")}
 
 # --------------------------------------------------------------------------------------------
 # the counting runtime, written into the package copy as bitflip/_trace.py (MicroPython)
@@ -116,7 +116,7 @@ def _arg(a):
     except TypeError:
         return None
     # small int arrays are parameter blocks / state: keep their first words
-    if n <= 16 and type(a).__name__ == "array":
+    if n <= 32 and type(a).__name__ == "array":
         return [a[i] for i in range(min(n, 8))]
     return -n - 1  # a buffer of n items: -(n + 1)
 
@@ -167,11 +167,11 @@ def _ur_extra(a):
 
 
 def _urb_extra(a):
-    # update_row_b2_asm(s, aux, x, p): p = [row, nw, n_in, up, k, ks, layer, st0, ...]
+    # update_row_b2_asm(s, aux, x, p): p = [st0, row, nw, n_in, up, k, ks, layer, ...]
     p = a[3]
-    if p[5] == 0:
+    if p[6] == 0:
         return 0
-    return _r2_words(a[0], a[1], p[0], a[2], p[1], p[2], p[3])
+    return _r2_words(a[0], a[1], p[1], a[2], p[2], p[3], p[4])
 
 
 def _am_extra(a):
@@ -489,7 +489,7 @@ from bitflip import dual
 if {sync}:
     from bitflip import _tracew
     dual._worker = _tracew.SyncWorker()
-from bitflip.rule import Trainer
+from bitflip.{trainer} import Trainer
 t = Trainer({cfg!r})
 data = open({data!r}, 'rb').read()
 buf = bytearray(len(data) + 8)
@@ -542,12 +542,13 @@ def _blocks(X: np.ndarray, y: np.ndarray, block: int) -> tuple[bytes, list[tuple
 
 def run_trace(cfg: dict[str, Any], X: np.ndarray, y: np.ndarray, cores: int = 1, block: int = 0,
               X_eval: np.ndarray | None = None, y_eval: np.ndarray | None = None, heap: str = "64M",
-              timeout: float = 1800, src: Path = FIRMWARE) -> Trace:
+              timeout: float = 1800, src: Path = FIRMWARE, trainer: str = "rule") -> Trace:
     """Train a fresh firmware Trainer(cfg) (rp2 module set, instrumented) on packed rows X and
     labels y through Trainer.train_block, in blocks of `block` samples (default: what fits a
     2048-byte frame, as a Pico link sends them), then (optionally) evaluate X_eval through
     eval_block. cores=2 gives it the synchronous worker (the dual-core split of layers >= 256
-    rows). `src`: the firmware package to copy (a patched copy, to trace a restructured path)."""
+    rows). `src`: the firmware package to copy and `trainer` the module whose Trainer is used
+    (bitflip.armv6m.fastpath: a patched copy with the restructured path in "fastrule")."""
     from ..device import protocol as P
 
     cfg = {**cfg, "cores": cores}
@@ -564,7 +565,7 @@ def run_trace(cfg: dict[str, Any], X: np.ndarray, y: np.ndarray, cores: int = 1,
             data += edata
         (tmp / "data.bin").write_bytes(data)
         script = as_target("rp2") + f"sys.path.insert(0, {str(root)!r})\n" + DRIVER.format(
-            sync=cores > 1, cfg=cfg, data=str(tmp / "data.bin"), blocks=blocks, eval_blocks=eval_blocks,
+            sync=cores > 1, cfg=cfg, trainer=trainer, data=str(tmp / "data.bin"), blocks=blocks, eval_blocks=eval_blocks,
             out=str(tmp / "trace.jsonl"))
         env = dict(os.environ, MICROPYPATH=f"{root}:.frozen")
         p = subprocess.run([_micropython(), "-X", f"heapsize={heap}", "-c", script], capture_output=True, text=True,
