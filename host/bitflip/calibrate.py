@@ -79,11 +79,13 @@ def _counts(seg: Any, core: int, lo: tuple[int, ...] | None = None, hi: tuple[in
         nat = sum(1 for n in seg.natives if n[0] == core)
         return {"statements": seg.statements[core], "ops": seg.ops[core], "fcalls": seg.fcalls[core],
                 "builtin_calls": seg.calls[core] - seg.fcalls[core] - nat, "native_calls": nat}
+    # the call expressions of Worker.start / wait are in layers.py, outside the marks, their
+    # entries inside: a region's calls are its entries and natives (and any builtins)
     nat = sum(1 for n in natives or [] if n[0] == 0)
     calls = hi[4] - lo[4]
     fc = hi[3] - lo[3]
-    return {"statements": hi[1] - lo[1], "ops": hi[2] - lo[2], "fcalls": fc, "builtin_calls": calls - fc - nat,
-            "native_calls": nat}
+    return {"statements": hi[1] - lo[1], "ops": hi[2] - lo[2], "fcalls": fc,
+            "builtin_calls": max(0, calls - fc - nat), "native_calls": nat}
 
 
 def profile(segments: list[Any], pre: list[Any] | None = None, n: int | None = None) -> dict[str, Any]:
