@@ -1,6 +1,6 @@
 """Every firmware module's top-level code runs, for each target's module set, under the real
 unix port: a module whose top level fails on MicroPython fails here. The modules are the
-board's view of the sources (deploy.device_source: host-only functions left out).
+board's view of the sources (deploy.device_source: host-only code left out).
 
 The unix port is x64 and has no inline Thumb assembler, so the rp2 set is imported with
 two stand-ins: a `sys` whose platform, native arch and thread model are the board's (the
@@ -20,94 +20,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from bitflip.link.deploy import device_source
+from bitflip.armv6m.targets import TARGETS, as_target, asm_standins, modules, target_package
 from conftest import FIRMWARE, reference_block, run_micropython
 
 SRC = FIRMWARE / "bitflip"
-
-# name -> MicroPython source of a stand-in with the asm function's arguments (r0..r3)
-STANDINS = {
-    "dense_binary_asm": "K.dense_binary(r0, r1, r2, r3[0], r3[1], r3[2])\n    return 0",
-    "flip_row_asm": "return K.flip_row(r0, r3[0], r1, r3[1], r3[2], r3[3], r3[4], r2, r3[5])",
-}
-
-# (sys.platform, sys.implementation._mpy native arch number, _thread) of each target
-TARGETS = {
-    "rp2": ("rp2", 4, "unsafe"),  # RP2040: armv6m, no GIL
-    "esp32": ("esp32", 10, "GIL"),  # xtensawin
-    "esp32c3": ("esp32", 11, "GIL"),  # rv32imc
-}
-ARM_ONLY = ("kernels_thumb",)
-
-
-def asm_standins(source: str) -> str:
-    """kernels_thumb.py with every asm_thumb body replaced by its viper twin; the rest as is."""
-    tree = ast.parse(source)
-    lines = source.splitlines()
-    out: list[str] = []
-    pos = 0
-    for node in tree.body:
-        if not isinstance(node, ast.FunctionDef):
-            continue
-        if not any(ast.unparse(d) == "micropython.asm_thumb" for d in node.decorator_list):
-            continue
-        if node.name not in STANDINS:
-            raise AssertionError(f"kernels_thumb.{node.name} has no viper stand-in: add it to STANDINS")
-        start = min(d.lineno for d in node.decorator_list) - 1
-        assert node.end_lineno is not None
-        out += lines[pos:start]
-        args = ", ".join(a.arg for a in node.args.args)
-        out += [f"def {node.name}({args}):", f"    {STANDINS[node.name]}"]
-        pos = node.end_lineno
-    out += lines[pos:]
-    return "from bitflip import kernels as K\n" + "\n".join(out) + "\n"
-
-
-def target_package(tmp: Path, target: str) -> Path:
-    """A copy of the firmware package as the target loads it (lib/bitflip)."""
-    root = tmp / "lib"
-    pkg = root / "bitflip"
-    pkg.mkdir(parents=True)
-    for f in SRC.glob("*.py"):
-        text = device_source(f.read_text())  # what `bitflip deploy` puts on the board
-        if f.stem in ARM_ONLY:
-            if target == "rp2":
-                (pkg / f.name).write_text(asm_standins(text))
-            continue
-        (pkg / f.name).write_text(text)
-    return root
-
-
-def as_target(target: str) -> str:
-    """MicroPython prelude: from here on `import sys` gives the target's platform."""
-    platform, arch, thread = TARGETS[target]
-    return f"""
-import sys
-class _Sys:
-    pass
-class _Impl:
-    pass
-_s = _Sys()
-for _k in dir(sys):
-    try:
-        setattr(_s, _k, getattr(sys, _k))
-    except AttributeError:
-        pass
-_i = _Impl()
-_i.name = 'micropython'
-_i.version = sys.implementation.version
-_i._mpy = ({arch} << 10) | (sys.implementation._mpy & 0x3FF)
-_i._thread = {thread!r}
-_s.implementation = _i
-_s.platform = {platform!r}
-sys.modules['sys'] = _s
-import sys
-"""
-
-
-def modules(target: str) -> list[str]:
-    names = sorted(f.stem for f in SRC.glob("*.py") if f.stem != "__init__")
-    return [n for n in names if target == "rp2" or n not in ARM_ONLY]
 
 
 def run_as(target: str, script: str, tmp: Path, heap: str = "2M") -> str:

@@ -21,6 +21,8 @@
 import micropython
 from array import array
 
+from . import kernels as _K
+
 # dense_binary_asm(x, w, out, p): p = [nw, nout, nbits] + scratch, nw < 65536.
 _PB = array("i", [0] * 8)
 # flip_row_asm(w, x, st, p): p = [row, nw, n_in, up, k, layer] + scratch.
@@ -415,3 +417,491 @@ def flip_row(w, row, x, nw, n_in, up, k, st, layer):
     p[4] = k
     p[5] = layer
     return flip_row_asm(w, x, st, p)
+
+
+# dense_argmax_asm(x, w, out, p): p = [nw, nout, nbits, lo, hi, base] + results + scratch
+# (16 words, the caller's own array('i')); results: p[6] winner, p[7] its value, p[8] best
+# row of [lo, hi), p[9] its value. Same call as the viper twin kernels.dense_argmax: no
+# wrapper, so the caller keeps one block per layer half and pays one call per forward.
+
+
+@micropython.asm_thumb
+def dense_argmax_asm(r0, r1, r2, r3):
+    # dense_binary_asm (out[j] = nbits - 2 * popcount(x ^ w_j), j < nout) that also keeps the
+    # row with the largest value (lowest index on ties) and the largest of the global row
+    # indices base + j in [lo, hi) (-1 when none), so the caller needs no argmax pass: the
+    # forward pass of a prototype layer, its winner and the label's best prototype in one call.
+    # Same inner loop as dense_binary_asm. Byte offsets in p: 0 nw, 4 nout, 8 nbits, 12 lo,
+    # 16 hi, 20 base, 24 winner, 28 its value, 32 best in range, 36 its value, scratch: 40 x
+    # start, 44 x end, 48 rows left, 52 current row index. Returns the winner (-1: no rows).
+    mov(r4, r8)
+    mov(r5, r9)
+    mov(r6, r10)
+    mov(r7, r11)
+    push({r4, r5, r6, r7})
+    mov(r10, r2)
+    mov(r11, r3)
+    str(r0, [r3, 40])  # x start
+    ldr(r4, [r3, 0])  # nw
+    lsl(r5, r4, 2)
+    add(r5, r5, r0)
+    str(r5, [r3, 44])  # x end
+    mov(r5, 0xAA)  # nw // 3 = (nw * 0xAAAB) >> 17, exact for nw < 65536
+    lsl(r5, r5, 8)
+    add(r5, 0xAB)
+    mul(r4, r5)
+    lsr(r4, r4, 17)
+    mov(r5, 12)
+    mul(r4, r5)
+    add(r4, r4, r0)
+    mov(r12, r4)  # end of the whole triples
+    ldr(r5, [r3, 4])
+    str(r5, [r3, 48])  # rows left
+    ldr(r5, [r3, 20])
+    str(r5, [r3, 52])  # row index = base
+    mov(r5, 0)
+    mvn(r5, r5)
+    str(r5, [r3, 24])  # winner = -1
+    str(r5, [r3, 32])  # best in range = -1
+    mov(r5, 1)
+    lsl(r5, r5, 31)
+    str(r5, [r3, 28])  # values = INT_MIN: every row beats them
+    str(r5, [r3, 36])
+    # constants
+    mov(r6, 0x55)
+    lsl(r4, r6, 8)
+    orr(r6, r4)
+    lsl(r4, r6, 16)
+    orr(r6, r4)
+    mov(r7, 0x33)
+    lsl(r4, r7, 8)
+    orr(r7, r4)
+    lsl(r4, r7, 16)
+    orr(r7, r4)
+    mov(r5, 0x0F)
+    lsl(r4, r5, 8)
+    orr(r5, r4)
+    lsl(r4, r5, 16)
+    orr(r5, r4)
+    mov(r8, r5)
+    mov(r5, 0x01)
+    lsl(r4, r5, 8)
+    orr(r5, r4)
+    lsl(r4, r5, 16)
+    orr(r5, r4)
+    mov(r9, r5)
+    ldr(r5, [r3, 48])
+    cmp(r5, 0)
+    beq(done)
+    label(row)
+    mov(r4, r11)
+    ldr(r0, [r4, 40])  # x start
+    mov(r3, 0)  # popcount of the row
+    mov(r5, r12)
+    cmp(r0, r5)
+    beq(tail)
+    label(tri)
+    ldr(r4, [r0, 0])
+    ldr(r5, [r1, 0])
+    eor(r4, r5)
+    lsr(r5, r4, 1)
+    and_(r5, r6)
+    sub(r4, r4, r5)
+    lsr(r5, r4, 2)
+    and_(r4, r7)
+    and_(r5, r7)
+    add(r4, r4, r5)
+    ldr(r2, [r0, 4])
+    ldr(r5, [r1, 4])
+    eor(r2, r5)
+    lsr(r5, r2, 1)
+    and_(r5, r6)
+    sub(r2, r2, r5)
+    lsr(r5, r2, 2)
+    and_(r2, r7)
+    and_(r5, r7)
+    add(r4, r4, r2)
+    add(r4, r4, r5)
+    ldr(r2, [r0, 8])
+    ldr(r5, [r1, 8])
+    eor(r2, r5)
+    lsr(r5, r2, 1)
+    and_(r5, r6)
+    sub(r2, r2, r5)
+    lsr(r5, r2, 2)
+    and_(r2, r7)
+    and_(r5, r7)
+    add(r4, r4, r2)
+    add(r4, r4, r5)
+    lsr(r5, r4, 4)  # nibbles <= 12 -> bytes <= 24
+    mov(r2, r8)
+    and_(r4, r2)
+    and_(r5, r2)
+    add(r4, r4, r5)
+    mov(r5, r9)  # top byte = sum of the 4 bytes
+    mul(r4, r5)
+    lsr(r4, r4, 24)
+    add(r3, r3, r4)
+    add(r0, 12)
+    add(r1, 12)
+    mov(r5, r12)
+    cmp(r0, r5)
+    bne(tri)
+    label(tail)
+    mov(r4, r11)
+    ldr(r2, [r4, 44])  # x end
+    cmp(r0, r2)
+    beq(rowend)
+    label(one)
+    ldr(r4, [r0, 0])
+    ldr(r5, [r1, 0])
+    eor(r4, r5)
+    lsr(r5, r4, 1)
+    and_(r5, r6)
+    sub(r4, r4, r5)
+    lsr(r5, r4, 2)
+    and_(r4, r7)
+    and_(r5, r7)
+    add(r4, r4, r5)
+    lsr(r5, r4, 4)
+    add(r4, r4, r5)
+    mov(r5, r8)
+    and_(r4, r5)
+    mov(r5, r9)
+    mul(r4, r5)
+    lsr(r4, r4, 24)
+    add(r3, r3, r4)
+    add(r0, 4)
+    add(r1, 4)
+    cmp(r0, r2)
+    bne(one)
+    label(rowend)
+    mov(r4, r11)
+    ldr(r5, [r4, 8])  # nbits
+    add(r3, r3, r3)
+    sub(r5, r5, r3)  # the row's value
+    mov(r2, r10)
+    str(r5, [r2, 0])
+    add(r2, 4)
+    mov(r10, r2)
+    ldr(r0, [r4, 52])  # its global index
+    ldr(r2, [r4, 28])
+    cmp(r5, r2)
+    ble(nowin)  # signed: not larger than the winner so far
+    str(r5, [r4, 28])
+    str(r0, [r4, 24])
+    label(nowin)
+    ldr(r2, [r4, 12])
+    cmp(r0, r2)
+    blt(norange)
+    ldr(r2, [r4, 16])
+    cmp(r0, r2)
+    bge(norange)
+    ldr(r2, [r4, 36])
+    cmp(r5, r2)
+    ble(norange)
+    str(r5, [r4, 36])
+    str(r0, [r4, 32])
+    label(norange)
+    add(r0, 1)
+    str(r0, [r4, 52])
+    ldr(r5, [r4, 48])
+    sub(r5, 1)
+    str(r5, [r4, 48])
+    beq(done)
+    b(row)  # the loop is longer than a conditional branch reaches
+    label(done)
+    mov(r2, r11)
+    ldr(r0, [r2, 24])
+    pop({r4, r5, r6, r7})
+    mov(r8, r4)
+    mov(r9, r5)
+    mov(r10, r6)
+    mov(r11, r7)
+
+
+# update_row_b2_asm(s, aux, x, p): p = [st0, row, nw, n_in, up, k, ks, layer] + scratch (24 words).
+# p[0] is the step-key word: K.step_key(p, seed, step) writes it in place.
+_PU = array("i", [0] * 24)
+
+
+@micropython.asm_thumb
+def update_row_b2_asm(r0, r1, r2, r3):
+    # kernels.update_row(2, s, aux, row, x, nw, n_in, up, k, ks, st, layer) for binary2 weights
+    # (sign s, confidence aux), bit-identical; returns the state bits written. Per word i:
+    #   t = (x ^ inv) & valid, d = s ^ t (wrong bits), r = valid & k draws,
+    #   r2 = valid & ~d & ~aux, then (if r2 != 0) & ks draws more (draws k .. k+ks-1),
+    #   flip = d & r & ~aux: s ^= flip; aux = (aux & ~(d & r)) | r2,
+    #   writes += pop(flip) + pop((d & r & aux) | r2).
+    # Draw t of word i hashes key + (t*nw + i)*GOLD: v = key + i*GOLD steps by GOLD per word
+    # and the draws step by nw*GOLD. Loop registers: r0 mask, r1 hash, r2 temp, r3 draw
+    # argument, r4 draw count, r5 s pointer, r6 0x7FEB352D, r7 0x846CA68B, r8 x pointer, r9 v,
+    # r10 nw*GOLD, r11 p, r12 address of the row's last s word. Scratch in p (byte offsets):
+    # 32 inv, 36 valid, 40 GOLD, 44 writes, 48 tail mask, 52 aux - s, 56 d, 60 aux word,
+    # 64 0x55555555, 68 0x33333333, 72 0x0F0F0F0F, 76 0x01010101, 80 r.
+    mov(r4, r8)
+    mov(r5, r9)
+    mov(r6, r10)
+    mov(r7, r11)
+    push({r4, r5, r6, r7})
+    mov(r8, r2)
+    mov(r11, r3)
+    sub(r1, r1, r0)
+    str(r1, [r3, 52])  # aux - s: the aux word of an s word is at s pointer + this
+    mov(r6, 0x7F)
+    lsl(r6, r6, 8)
+    add(r6, 0xEB)
+    lsl(r6, r6, 8)
+    add(r6, 0x35)
+    lsl(r6, r6, 8)
+    add(r6, 0x2D)
+    mov(r7, 0x84)
+    lsl(r7, r7, 8)
+    add(r7, 0x6C)
+    lsl(r7, r7, 8)
+    add(r7, 0xA6)
+    lsl(r7, r7, 8)
+    add(r7, 0x8B)
+    mov(r4, 0x9E)
+    lsl(r4, r4, 8)
+    add(r4, 0x37)
+    lsl(r4, r4, 8)
+    add(r4, 0x79)
+    lsl(r4, r4, 8)
+    add(r4, 0xB9)
+    str(r4, [r3, 40])  # GOLD
+    ldr(r5, [r3, 8])  # nw
+    mul(r4, r5)
+    mov(r10, r4)  # nw * GOLD
+    ldr(r4, [r3, 4])  # row
+    mul(r4, r5)
+    lsl(r4, r4, 2)
+    add(r4, r4, r0)  # s row pointer
+    lsl(r5, r5, 2)
+    add(r5, r5, r4)
+    sub(r5, 4)
+    mov(r12, r5)  # its last word
+    mov(r5, r4)
+    # key = hash(st0 + (layer << 20) + row) -> r9
+    ldr(r1, [r3, 0])
+    ldr(r4, [r3, 28])
+    lsl(r4, r4, 20)
+    add(r1, r1, r4)
+    ldr(r4, [r3, 4])
+    add(r1, r1, r4)
+    lsr(r2, r1, 16)
+    eor(r1, r2)
+    mul(r1, r6)
+    lsr(r2, r1, 15)
+    eor(r1, r2)
+    mul(r1, r7)
+    lsr(r2, r1, 16)
+    eor(r1, r2)
+    mov(r9, r1)
+    # inv = 0 when up else all ones; valid = all ones until the last word; writes = 0
+    mov(r0, 0)
+    mvn(r1, r0)
+    str(r1, [r3, 36])
+    ldr(r2, [r3, 16])
+    cmp(r2, 0)
+    beq(down)
+    mov(r1, 0)
+    label(down)
+    str(r1, [r3, 32])
+    str(r0, [r3, 44])
+    # tail mask = (1 << (n_in & 31)) - 1, or all ones when n_in is a multiple of 32
+    ldr(r2, [r3, 12])
+    mov(r1, 31)
+    and_(r2, r1)
+    mov(r1, 1)
+    lsl(r1, r2)
+    sub(r1, 1)
+    cmp(r2, 0)
+    bne(tailset)
+    mvn(r1, r0)
+    label(tailset)
+    str(r1, [r3, 48])
+    # popcount constants
+    mov(r1, 0x55)
+    lsl(r2, r1, 8)
+    orr(r1, r2)
+    lsl(r2, r1, 16)
+    orr(r1, r2)
+    str(r1, [r3, 64])
+    mov(r1, 0x33)
+    lsl(r2, r1, 8)
+    orr(r1, r2)
+    lsl(r2, r1, 16)
+    orr(r1, r2)
+    str(r1, [r3, 68])
+    mov(r1, 0x0F)
+    lsl(r2, r1, 8)
+    orr(r1, r2)
+    lsl(r2, r1, 16)
+    orr(r1, r2)
+    str(r1, [r3, 72])
+    mov(r1, 0x01)
+    lsl(r2, r1, 8)
+    orr(r1, r2)
+    lsl(r2, r1, 16)
+    orr(r1, r2)
+    str(r1, [r3, 76])
+    ldr(r1, [r3, 8])
+    cmp(r1, 0)
+    beq(done)
+    mov(r2, r12)
+    cmp(r5, r2)
+    bne(word)
+    ldr(r1, [r3, 48])  # a one-word row: its only word is the last
+    str(r1, [r3, 36])
+    label(word)
+    mov(r2, r8)
+    ldr(r0, [r2, 0])  # x[i]
+    add(r2, 4)
+    mov(r8, r2)
+    mov(r2, r11)
+    ldr(r1, [r2, 32])
+    eor(r0, r1)
+    ldr(r1, [r2, 36])
+    and_(r0, r1)  # t
+    ldr(r1, [r5, 0])
+    eor(r0, r1)  # d = s ^ t
+    str(r0, [r2, 56])
+    ldr(r3, [r2, 52])
+    add(r3, r3, r5)
+    ldr(r3, [r3, 0])
+    str(r3, [r2, 60])  # aux word
+    ldr(r0, [r2, 36])  # r = valid & k draws
+    ldr(r4, [r2, 20])
+    mov(r3, r9)
+    cmp(r4, 0)
+    beq(drawn)
+    label(draw)
+    mov(r1, r3)
+    lsr(r2, r1, 16)
+    eor(r1, r2)
+    mul(r1, r6)
+    lsr(r2, r1, 15)
+    eor(r1, r2)
+    mul(r1, r7)
+    lsr(r2, r1, 16)
+    eor(r1, r2)
+    and_(r0, r1)
+    mov(r2, r10)
+    add(r3, r3, r2)
+    sub(r4, 1)
+    bne(draw)
+    label(drawn)
+    mov(r2, r11)
+    str(r0, [r2, 80])
+    ldr(r0, [r2, 36])  # r2 = valid & ~d & ~aux
+    ldr(r1, [r2, 56])
+    bic(r0, r1)
+    ldr(r1, [r2, 60])
+    bic(r0, r1)
+    cmp(r0, 0)
+    beq(conf)
+    ldr(r4, [r2, 24])  # ks more draws, continuing from draw k
+    cmp(r4, 0)
+    beq(conf)
+    label(draw2)
+    mov(r1, r3)
+    lsr(r2, r1, 16)
+    eor(r1, r2)
+    mul(r1, r6)
+    lsr(r2, r1, 15)
+    eor(r1, r2)
+    mul(r1, r7)
+    lsr(r2, r1, 16)
+    eor(r1, r2)
+    and_(r0, r1)
+    mov(r2, r10)
+    add(r3, r3, r2)
+    sub(r4, 1)
+    bne(draw2)
+    label(conf)
+    mov(r2, r11)
+    ldr(r1, [r2, 56])
+    ldr(r3, [r2, 80])
+    and_(r1, r3)  # wrong = d & r
+    ldr(r3, [r2, 60])  # aux word
+    mov(r4, r1)
+    bic(r4, r3)  # flip = wrong & ~aux
+    ldr(r2, [r5, 0])
+    eor(r2, r4)
+    str(r2, [r5, 0])  # s ^= flip
+    mov(r2, r3)
+    bic(r2, r1)
+    orr(r2, r0)  # new aux = (aux & ~wrong) | r2
+    and_(r1, r3)
+    orr(r1, r0)  # changed confidence bits = (wrong & aux) | r2
+    mov(r0, r11)
+    ldr(r3, [r0, 52])
+    add(r3, r3, r5)
+    str(r2, [r3, 0])
+    # writes += pop(flip) + pop(changed confidence bits)
+    ldr(r3, [r0, 64])
+    lsr(r2, r4, 1)
+    and_(r2, r3)
+    sub(r4, r4, r2)
+    lsr(r2, r1, 1)
+    and_(r2, r3)
+    sub(r1, r1, r2)
+    ldr(r3, [r0, 68])
+    lsr(r2, r4, 2)
+    and_(r4, r3)
+    and_(r2, r3)
+    add(r4, r4, r2)
+    lsr(r2, r1, 2)
+    and_(r1, r3)
+    and_(r2, r3)
+    add(r1, r1, r2)
+    add(r4, r4, r1)  # nibbles <= 8
+    lsr(r2, r4, 4)
+    add(r4, r4, r2)
+    ldr(r3, [r0, 72])
+    and_(r4, r3)
+    ldr(r3, [r0, 76])
+    mul(r4, r3)
+    lsr(r4, r4, 24)
+    ldr(r1, [r0, 44])
+    add(r1, r1, r4)
+    str(r1, [r0, 44])
+    # next word: v += GOLD
+    ldr(r1, [r0, 40])
+    mov(r3, r9)
+    add(r3, r3, r1)
+    mov(r9, r3)
+    add(r5, 4)
+    mov(r1, r12)
+    cmp(r5, r1)
+    bcs(last)  # at or past the last word
+    b(word)
+    label(last)
+    bne(done)  # past it
+    ldr(r1, [r0, 48])  # at the last word: mask its padding bits
+    str(r1, [r0, 36])
+    b(word)
+    label(done)
+    mov(r2, r11)
+    ldr(r0, [r2, 44])
+    pop({r4, r5, r6, r7})
+    mov(r8, r4)
+    mov(r9, r5)
+    mov(r10, r6)
+    mov(r11, r7)
+
+
+def update_row_b2(s, aux, row, x, nw, n_in, up, k, ks, st, layer):
+    # same call and result as kernels.update_row(2, ...): the step-key word goes into the
+    # block through a viper copy (a Python int of it could be a long int: it would allocate)
+    p = _PU
+    _K.load_row(p, st, 0, 1)
+    p[1] = row
+    p[2] = nw
+    p[3] = n_in
+    p[4] = 1 if up else 0
+    p[5] = k
+    p[6] = ks
+    p[7] = layer
+    return update_row_b2_asm(s, aux, x, p)

@@ -70,9 +70,10 @@ def _fit_flip(variant: str) -> dict[str, np.ndarray]:
     return {"call": a - 48 * word, "word": word, "draw": (d - a) / 96}
 
 
-def _update_row_case(kind: int, nw: int, k: int, ks: int, seed: int = 0) -> np.ndarray:
-    """One emulated kernels.update_row call on a random 4-row plane, checked against the
-    numpy reference's update of the same row."""
+def _update_row_case(kind: int, nw: int, k: int, ks: int, seed: int = 0, variant: str = "viper") -> np.ndarray:
+    """One emulated kernels.update_row call (variant "asm": kernels_thumb.update_row_b2_asm,
+    binary2 only) on a random 4-row plane, checked against the numpy reference's update of
+    the same row."""
     from .training import reference as R
 
     rng = np.random.default_rng(seed)
@@ -93,7 +94,16 @@ def _update_row_case(kind: int, nw: int, k: int, ks: int, seed: int = 0) -> np.n
     ref.update(0, np.array([row]), np.array([bool(up)]), x, np.uint32(st[0]), k)
     # the reference keys rows by its own layer index: run the device kernel with layer 0 too
     s_dev, aux_dev = s.copy(), aux.copy()
-    run = _run_viper("update_row", [kind, s_dev, aux_dev, row, x, nw, n_in, up, k, ks, st, 0])
+    if variant == "asm":
+        from .armv6m import find_function, run_function
+        from .armv6m.measure import _module, thumb_params
+
+        mpy = _module("asm")
+        p = thumb_params(24, 0, row, nw, n_in, up, k, ks, 0)
+        p[0] = st.view(np.int32)[0]
+        run = run_function(mpy, find_function(mpy, "update_row_b2_asm"), [s_dev, aux_dev, x, p])
+    else:
+        run = _run_viper("update_row", [kind, s_dev, aux_dev, row, x, nw, n_in, up, k, ks, st, 0])
     if not (np.array_equal(s_dev, ref.layers[0].s) and np.array_equal(aux_dev, ref_aux)):
         raise BitflipError(f"update_row (kind {kind}) does not match the numpy reference")
     if run.ret != ref.totals["writes"]:
@@ -101,9 +111,9 @@ def _update_row_case(kind: int, nw: int, k: int, ks: int, seed: int = 0) -> np.n
     return _cost(run)
 
 
-def _fit_update(kind: int) -> dict[str, np.ndarray]:
-    a, b = _update_row_case(kind, 16, 0, 0), _update_row_case(kind, 32, 0, 0)
-    d = _update_row_case(kind, 16, 2, 0)
+def _fit_update(kind: int, variant: str = "viper") -> dict[str, np.ndarray]:
+    a, b = _update_row_case(kind, 16, 0, 0, variant=variant), _update_row_case(kind, 32, 0, 0, variant=variant)
+    d = _update_row_case(kind, 16, 2, 0, variant=variant)
     word = (b - a) / 16
     return {"call": a - 16 * word, "word": word, "draw": (d - a) / 32}
 
@@ -198,7 +208,8 @@ def measure_costs() -> dict[str, Any]:
         "dense_binary": {"viper": _fit_dense("dense_binary", "viper"), "asm_thumb": _fit_dense("dense_binary", "asm")},
         "dense_ternary": {"viper": _fit_dense("dense_ternary", "viper")},
         "flip_row": {"viper": _fit_flip("viper"), "asm_thumb": _fit_flip("asm")},
-        "update_row_binary2": {"viper": _fit_update(2)},
+        "update_row_binary2": {"viper": _fit_update(2), "asm_thumb": _fit_update(2, "asm")},
+        "dense_argmax": {"viper": _fit_dense("dense_argmax", "viper"), "asm_thumb": _fit_dense("dense_argmax", "asm")},
         "update_row_ternary": {"viper": _fit_update(3)},
     }
     for name, terms in _fit_small().items():
@@ -213,7 +224,8 @@ def measure_costs() -> dict[str, Any]:
         "generated_by": "benchmarks/kernel_costs.py --write (bitflip.bench.measure_costs)",
         "model": "cost of one call = sum of term x count; terms fitted from emulated calls on random inputs "
                  "(mpy-cross -march=armv6m machine code in unicorn, cycles by bitflip/armv6m/isa.py); "
-                 "runtime calls for argument conversion are not included (see energy.ASSUMPTIONS)",
+                 "runtime calls for argument conversion are not included (the calibrated per-call term of "
+                 "pico_calibration.json prices them)",
         "kernels": kernels,
     }
 
@@ -282,6 +294,31 @@ def virtual_samples_per_s(board: str = "sim-pico", samples: int = 300, epochs: i
             "note": "the unix port on this host (x64 viper code), not a Pico: busy = device ticks_us in train blocks"}
 
 
+# --- the calibrated Pico model ------------------------------------------------------------------
+def pico_breakdown() -> dict[str, Any]:
+    """Per training sample on the Pico, by part (forward, update, vote, interpreter statements
+    and calls, dual hand-over), for the bench workloads of pico_calibration.json: the run
+    average (prototype filling included) and the steady state (learning samples only). The
+    kernels are priced per call on their emulated machine code; the interpreter at the
+    calibrated terms."""
+    from . import calibrate as C
+
+    cal = C.load_calibration()
+    terms = cal["terms"]
+    rows: dict[str, Any] = {}
+    projected = {f"{k} (projected)": v for k, v in cal.get("projected", {}).items()}
+    for label, name in [*cal["bench"].items(), *projected.items()]:
+        prof = cal["profiles"][name]
+        row: dict[str, Any] = {"workload": name, "cores_used": prof["cores"], "mix": prof["mix"],
+                               "samples": prof["samples"], "projected": label in projected}
+        for which in ("steady", "run"):
+            e = C.estimate(prof[which], terms)
+            row[which] = {k: round(v / C.CLOCK_HZ * 1e3, 4) for k, v in e.items() if k not in ("seconds", "cycles")}
+            row[which]["ms"] = round(e["seconds"] * 1e3, 4)
+        rows[label] = row
+    return {"label": cal["label"], "terms": terms, "fit": cal["fit"], "rows": rows}
+
+
 # --- everything -------------------------------------------------------------------------------
 def run_bench(quick: bool = False, log: Callable[[str], None] | None = None) -> dict[str, Any]:
     say = log or (lambda s: None)
@@ -292,5 +329,5 @@ def run_bench(quick: bool = False, log: Callable[[str], None] | None = None) -> 
     say("virtual board (sim-pico) ...")
     virtual = virtual_samples_per_s("sim-pico", 100 if quick else 600)
     per_sample = energy.per_sample_table()
-    return {"kernels": kernels, "host": host, "virtual": virtual, "per_sample": per_sample,
+    return {"kernels": kernels, "host": host, "virtual": virtual, "per_sample": per_sample, "pico": pico_breakdown(),
             "costs_file": str(energy.COSTS_PATH.name), "quick": quick, "assumptions": energy.ASSUMPTIONS}

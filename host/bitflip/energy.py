@@ -10,10 +10,15 @@ Three sources, never mixed up (DESIGN.md "Measuring"):
 - "estimated (<chip> model)": virtual boards and the host reference: the device's work
   counters (words XOR-popcounted, words updated, rows updated, words voted, samples) x per-op
   cycle costs of the exact kernel machine code measured in the armv6m emulator
-  (kernel_costs.json, `benchmarks/kernel_costs.py --write`), plus the interpreter overhead
-  assumptions below, / the clock of the board imitated (the host estimates for the Pico)
-  x its supply power. ESP32 (Xtensa) cannot be emulated: its estimate prices the armv6m viper
-  *instruction* counts as Xtensa cycles, an uncalibrated proxy.
+  (kernel_costs.json, `benchmarks/kernel_costs.py --write`), plus the interpreter: the
+  statements and calls each path executes (traced on the unix port, bitflip.armv6m.trace) x
+  cycles per statement and per call fitted to the genuine Pico firmware (pico_calibration.json,
+  bitflip.calibrate, `benchmarks/pico_calibration.py --write`), / the clock of the board
+  imitated (the host estimates for the Pico) x its supply power. Pico figures are "estimated,
+  calibrated on genuine v1.28.0 firmware in a cycle-counting emulator (zero-wait memory: a
+  lower bound)". ESP32 (Xtensa) cannot be emulated: its estimate prices the armv6m viper
+  *instruction* counts as Xtensa cycles and the Pico's interpreter cycles as they are, an
+  uncalibrated proxy.
 
 Dual core: on RP2040/RP2350 the firmware (dual.py) splits the forward pass of every layer
 with >= 256 neurons over both cores; the model prices the two halves in parallel plus the
@@ -35,28 +40,23 @@ from .training.rundir import read_epoch_records
 COSTS_PATH = Path(__file__).resolve().parent / "kernel_costs.json"
 SPLIT_MIN_ROWS = 256  # firmware dual.MIN_ROWS
 
-# Everything the emulator cannot see, with its source. "estimate:" = our assumption.
+# Everything neither the emulator nor the trace gives, with its source. "estimate:" = our assumption.
+# The interpreter terms (cycles per bytecode statement and per call) are no longer guesses:
+# they are fitted to the genuine firmware (pico_calibration.json, bitflip.calibrate).
 ASSUMPTIONS: dict[str, Any] = {
-    "bytecode_op_cycles": 60,
-    "native_call_cycles": 500,
-    "ops_per_sample": 100,
-    "ops_per_layer": 30,
-    "ops_per_update": 25,
-    "ops_per_hidden_layer": 40,
-    "dual_sync_cycles": 2500,
-    "dual_bus_penalty": 0.05,
+    "dual_bus_penalty": 0.01,
     "second_core_ma": 5.0,
     "xtensa_cycles_per_armv6m_instruction": 1.0,
     "updates_per_training_sample": 1.07,
+    "statements_per_hidden_layer": 12,
+    "calls_per_hidden_layer": 4,
     "source": (
-        "estimate: MicroPython bytecode ~60 cycles per op and ~500 cycles per call into a viper/asm "
-        "function with its argument conversions on a Cortex-M0+ (not emulated: the VM is not in the "
-        "emulator); op counts per sample/layer/update read off rule.py/layers.py; dual-core hand-over "
-        "(~40 bytecode ops on the two cores + polling) 2500 cycles, 5% extra for SRAM bank conflicts "
-        "while both cores read; a busy second RP2040 core +5 mA; Xtensa: armv6m viper instructions "
-        "priced 1 cycle each; updates per training sample 1.07 = 4307 row updates / 4040 "
-        "post-initialisation samples of `bitflip train --board host --dataset mnist --limit 5000 --epochs 1` "
-        "(default model 400-10x96)"
+        "measured: two viper jobs on two cores ran 1.96-2.00x faster than serially on the genuine RP2040 "
+        "firmware (SRAM bank conflicts ~1%); estimate: a busy second RP2040 core +5 mA; Xtensa: armv6m viper "
+        "instructions priced 1 cycle each and the Pico's interpreter cycles used as they are (uncalibrated); "
+        "updates per training sample 1.07 = 4307 row updates / 4040 post-initialisation samples of `bitflip train "
+        "--board host --dataset mnist --limit 5000 --epochs 1` (default model 400-10x96); hidden layers (no trace "
+        "yet): 12 statements and 4 calls per voted layer and learning sample, read off rule.py"
     ),
 }
 CHIP_MODEL = {"rp2040": "rp2040", "rp2350": "rp2040", "esp32": "esp32", "esp32s3": "esp32", "esp32c3": "esp32"}
@@ -86,9 +86,14 @@ def _words(n: int) -> int:
 
 
 class Model:
-    """Per-op cycle costs of one chip running one kernel variant."""
+    """Per-op cycle costs of one chip running one kernel variant: kernels at their emulated
+    armv6m cost (kernel_costs.json), the interpreter at the cycles per statement and per call
+    calibrated on the genuine Pico firmware, times the statements and calls each path executes
+    (traced, pico_calibration.json "interp_counts")."""
 
     def __init__(self, chip: str, kernel: str, clock_hz: float, cores: int, costs: dict[str, Any] | None = None):
+        from .calibrate import load_calibration
+
         self.chip = CHIP_MODEL.get(chip, chip)
         self.kernel = kernel if self.chip == "rp2040" else "viper"  # asm_thumb exists on Arm only
         self.clock_hz = float(clock_hz)
@@ -97,9 +102,14 @@ class Model:
         # ESP32: armv6m instruction counts as the Xtensa cycle proxy
         self.unit = "cycles" if self.chip == "rp2040" else "instructions"
         self.scale = 1.0 if self.chip == "rp2040" else float(ASSUMPTIONS["xtensa_cycles_per_armv6m_instruction"])
-        a = ASSUMPTIONS
-        self.op = float(a["bytecode_op_cycles"])
-        self.call = float(a["native_call_cycles"])
+        cal = load_calibration()
+        self.stmt = float(cal["terms"]["statement_cycles"])
+        self.call = float(cal["terms"]["call_cycles"])
+        self.counts = cal["interp_counts"]
+
+    def interp(self, c: dict[str, float], scale: float = 1.0) -> float:
+        """Cycles of {"statements": n, "calls": m} in the interpreter."""
+        return scale * (self.stmt * float(c["statements"]) + self.call * float(c["calls"]))
 
     def term(self, kernel: str, term: str, variant: str | None = None) -> float:
         k = self.costs[kernel]
@@ -108,47 +118,65 @@ class Model:
 
     def _dense(self, kind: str, nw: int, rows: int) -> float:
         name = "dense_ternary" if kind == "ternary" else "dense_binary"
-        return self.term(name, "call") + rows * (self.term(name, "row") + nw * self.term(name, "word")) + self.call
+        return self.term(name, "call") + rows * (self.term(name, "row") + nw * self.term(name, "word"))
 
     def forward(self, sizes: list[int], weights: str, split: bool) -> dict[str, float]:
-        """Cycles of one forward pass (no learning), by part."""
-        dense = 0.0
-        other = self.term("load_row", "call") + _words(sizes[0]) * self.term("load_row", "word") + self.call
+        """Cycles of one forward pass (an evaluation sample), by part: the dense kernels, the
+        other kernels and the interpreter (the traced evaluation path; a hidden layer adds the
+        per-layer statements), and the dual-core hand-over."""
+        dense = hand = 0.0
+        other = self.term("load_row", "call") + _words(sizes[0]) * self.term("load_row", "word")
+        h = self.counts["handover"]
         for li, (n_in, n_out) in enumerate(pairwise(sizes)):
             nw = _words(n_in)
             if split and n_out >= SPLIT_MIN_ROWS:
-                h = n_out >> 1
-                par = max(self._dense(weights, nw, h), self._dense(weights, nw, n_out - h))
-                dense += par * (1 + float(ASSUMPTIONS["dual_bus_penalty"])) + float(ASSUMPTIONS["dual_sync_cycles"])
+                half = n_out >> 1
+                k0, k1 = self._dense(weights, nw, half), self._dense(weights, nw, n_out - half)
+                # core 1 runs its loop body and its job's Python before its kernel: it finishes
+                # after core 0 by what that takes beyond core 0's work between go and wait
+                w1 = k1 + self.interp(h["core1"])
+                p0 = k0 + self.interp(h["parallel_core0"])
+                dense += k0
+                hand += self.interp(h["core0"]) + float(h["sync_kernel_cycles"]) * self.scale + max(0.0, w1 - p0)
+                hand += float(ASSUMPTIONS["dual_bus_penalty"]) * min(k0, k1)
             else:
                 dense += self._dense(weights, nw, n_out)
             if li < len(sizes) - 2:  # the top layer's sign bits are not packed (nothing reads them)
-                other += self.term("sign_pack", "call") + n_out * self.term("sign_pack", "neuron") + self.call
-            other += self.op * float(ASSUMPTIONS["ops_per_layer"])
-        other += self.term("argmax", "call") + sizes[-1] * self.term("argmax", "neuron") + self.call
-        other += self.op * float(ASSUMPTIONS["ops_per_sample"]) / 2
-        return {"dense": dense, "other": other}
+                other += self.term("sign_pack", "call") + n_out * self.term("sign_pack", "neuron")
+        other += self.term("argmax", "call") + sizes[-1] * self.term("argmax", "neuron")
+        interp = self.interp(self.counts["eval"])
+        if split:  # the traced two-core path counted Worker.start/wait as hand-over, not here
+            interp -= self.interp(h["core0"])
+        interp += (len(sizes) - 2) * self.interp({"statements": 9 + 5, "calls": 6})  # Dense.forward per layer
+        return {"dense": dense, "other": other + interp, "handover": hand}
 
     def update_word(self, weights: str, k: int, ks: int) -> tuple[float, float]:
-        """(cycles per updated word, cycles per row update call) at k (+ ks) hash draws."""
+        """(cycles per updated word, cycles per row update call with its interpreter work)
+        at k (+ ks) hash draws."""
         if weights == "binary":
             name, draws = "flip_row", k
         else:
             name, draws = f"update_row_{weights}", k + (ks if weights == "binary2" else 0)
         word = self.term(name, "word") + draws * self.term(name, "draw")
-        return word, self.term(name, "call") + self.call + self.op * float(ASSUMPTIONS["ops_per_update"])
+        c = self.counts
+        per_update = {key: c["wrong"][key] - c["correct"][key] for key in ("statements", "calls")}
+        return word, self.term(name, "call") + self.interp(per_update)
 
     def learn_fixed(self, sizes: list[int]) -> float:
-        """Per training sample, besides forward and row updates: step key, argmax of the
-        label's prototypes, votes and hidden directions (per vote call, not per voted row)."""
-        c = self.term("step_key", "call") + self.call + self.term("argmax", "call") + self.call
-        c += self.op * float(ASSUMPTIONS["ops_per_sample"]) / 2
+        """Per training sample, besides forward and row updates: step key, the learning path's
+        interpreter work (a learning sample with one update, less its update and its forward),
+        votes and hidden directions (per vote call, not per voted row)."""
+        c = self.counts
+        per_update = {key: c["wrong"][key] - c["correct"][key] for key in ("statements", "calls")}
+        base = {key: c["correct"][key] - c["eval"][key] - per_update[key] for key in ("statements", "calls")}
+        cyc = self.term("step_key", "call") + self.interp(base)
         for li in range(1, len(sizes) - 1):  # a vote from layer li onto layer li-1's units
             n_in, n_out = sizes[li], sizes[li + 1]
-            c += self.term("vote", "call") + n_in * self.term("vote", "input") + n_out * self.term("vote", "neuron")
-            c += self.term("hidden_dirs", "call") + n_in * self.term("hidden_dirs", "neuron") + 2 * self.call
-            c += self.op * float(ASSUMPTIONS["ops_per_hidden_layer"])
-        return c
+            cyc += self.term("vote", "call") + n_in * self.term("vote", "input") + n_out * self.term("vote", "neuron")
+            cyc += self.term("hidden_dirs", "call") + n_in * self.term("hidden_dirs", "neuron")
+            cyc += self.interp({"statements": ASSUMPTIONS["statements_per_hidden_layer"],
+                                "calls": ASSUMPTIONS["calls_per_hidden_layer"]})
+        return cyc
 
     def vote_word(self) -> float:
         return 32 * self.term("vote", "bit")
@@ -190,9 +218,9 @@ def sample_estimate(model: Model, sizes: list[int], weights: str, k: list[int], 
         if li > 0:
             upd += ups * (model.vote_row() + _words(n_in) * model.vote_word())
     fixed = model.learn_fixed(sizes)
-    total = f["dense"] + f["other"] + upd + fixed
+    total = f["dense"] + f["other"] + f["handover"] + upd + fixed
     return {"cycles": total, "seconds": model.seconds(total), "forward_dense_cycles": f["dense"],
-            "update_cycles": upd, "other_cycles": f["other"] + fixed}
+            "update_cycles": upd, "other_cycles": f["other"] + fixed, "handover_cycles": f["handover"]}
 
 
 def per_sample_table(boards: tuple[str, ...] = ("pico", "esp32")) -> dict[str, Any]:
@@ -216,9 +244,12 @@ def per_sample_table(boards: tuple[str, ...] = ("pico", "esp32")) -> dict[str, A
             row[label] = {"seconds": est["seconds"], "joules": est["seconds"] * pw, "cycles": round(est["cycles"]),
                           "cores_used": m.cores, "power_w": round(pw, 4),
                           "forward_dense_cycles": round(est["forward_dense_cycles"]),
-                          "update_cycles": round(est["update_cycles"]), "other_cycles": round(est["other_cycles"])}
+                          "update_cycles": round(est["update_cycles"]), "other_cycles": round(est["other_cycles"]),
+                          "handover_cycles": round(est["handover_cycles"])}
         row["dual_core_gain"] = row["single_core"]["seconds"] / row["dual_core"]["seconds"]
-        row["source"] = ("estimated (rp2040 model): emulated armv6m cycles" if CHIP_MODEL.get(chip) == "rp2040" else
+        row["source"] = ("estimated (rp2040 model): emulated armv6m kernel cycles + interpreter terms calibrated on "
+                         "genuine v1.28.0 firmware in a cycle-counting emulator (zero-wait memory: a lower bound)"
+                         if CHIP_MODEL.get(chip) == "rp2040" else
                          "estimated (esp32 model): armv6m viper instruction counts as Xtensa cycles, uncalibrated; "
                          "GIL: one core")
         out["boards"][name] = row
@@ -307,7 +338,7 @@ def for_records(board: Board, sizes: list[int], weights: str, cfg: dict[str, Any
         k = [int(v) for v in cfg.get("k", [0] * (len(sizes) - 1))]
         ks = int(cfg.get("ks", 0))
         fwd = model.forward(sizes, weights, cores > 1)
-        fwd_c = fwd["dense"] + fwd["other"]
+        fwd_c = fwd["dense"] + fwd["other"] + fwd["handover"]
         fixed = model.learn_fixed(sizes)
         # one update word/call price per run: layers' k differ, weight by their row widths
         top = len(sizes) - 2
@@ -340,7 +371,8 @@ def for_records(board: Board, sizes: list[int], weights: str, cfg: dict[str, Any
         "notes": notes,
     }
     if source.startswith("estimated"):
-        detail["assumptions"] = "kernel_costs.json (emulated armv6m) + energy.ASSUMPTIONS"
+        detail["assumptions"] = ("kernel_costs.json (emulated armv6m) + interpreter terms and traced statement/call "
+                                 "counts (pico_calibration.json) + energy.ASSUMPTIONS")
     out: dict[str, Any] = {
         "energy_source": source,
         "device_s": _sig(device_s),

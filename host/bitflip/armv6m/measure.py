@@ -32,6 +32,7 @@ FUNCTIONS: dict[str, dict[str, str]] = {
     "dense_binary": {"viper": "dense_binary", "asm": "dense_binary_asm"},
     "dense_ternary": {"viper": "dense_ternary"},
     "flip_row": {"viper": "flip_row", "asm": "flip_row_asm"},
+    "dense_argmax": {"viper": "dense_argmax", "asm": "dense_argmax_asm"},
 }
 M32 = 0xFFFFFFFF
 
@@ -88,6 +89,37 @@ def case_dense_binary(rng: np.random.Generator, nw: int, nout: int, variant: str
     else:
         args = [x, w, out, nw, nout, nbits]
     return Case(args, _out_check(out, ref), nw * nout)
+
+
+def case_dense_argmax(rng: np.random.Generator, nw: int, nout: int, variant: str, lo: int = -1, hi: int = -1,
+                      base: int = 0) -> Case:
+    """dense_argmax (both variants take the same block): the values, the winner and the best
+    row of [lo, hi) (default: the middle third of the rows) against numpy."""
+    x, w = _rand(rng, nw), _rand(rng, nout, nw)
+    nbits = 32 * nw - int(rng.integers(0, 32)) if nw else 0
+    if lo < 0:
+        lo, hi = base + nout // 3, base + (2 * nout) // 3
+    out = np.zeros(nout, np.int32)
+    ref = nbits - 2 * np.bitwise_count(x ^ w).sum(axis=1, dtype=np.int64)
+    g = np.arange(nout) + base
+    win = int(g[np.argmax(ref)]) if nout else -1
+    sel = (g >= lo) & (g < hi)
+    best = int(g[sel][np.argmax(ref[sel])]) if sel.any() else -1
+    p = thumb_params(16, nw, nout, nbits, lo, hi, base)
+
+    def check(run: Run) -> str | None:
+        err = _out_check(out, ref)(run)
+        if err:
+            return err
+        got = (run.ret, int(p[6]), int(p[8]))
+        if got != (win, win, best):
+            return f"(returned, winner, best in range) = {got}, numpy says {(win, win, best)}"
+        if nout and int(p[7]) != int(ref[win - base]):
+            return "winner value differs"
+        if best >= 0 and int(p[9]) != int(ref[best - base]):
+            return "best-in-range value differs"
+        return None
+    return Case([x, w, out, p], check, nw * nout)
 
 
 def case_dense_ternary(rng: np.random.Generator, nw: int, nout: int, variant: str) -> Case:
@@ -155,6 +187,7 @@ CASES: dict[str, Callable[..., Case]] = {
     "dense_binary": case_dense_binary,
     "dense_ternary": case_dense_ternary,
     "flip_row": case_flip_row,
+    "dense_argmax": case_dense_argmax,
 }
 
 

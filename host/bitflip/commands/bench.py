@@ -47,9 +47,31 @@ def print_report(r: dict[str, Any]) -> None:
                    f"forward of the {ps['model'][-1]}-neuron layer "
                    f"{row['single_core']['forward_dense_cycles'] / row['dual_core']['forward_dense_cycles']:.2f}x; "
                    f"{row['source']}")
+    pico = r.get("pico")
+    if pico:
+        t = pico["terms"]
+        click.echo("")
+        click.echo(f"Pico per training sample, by part (ms): {pico['label']}")
+        click.echo(f"interpreter: {t['statement_cycles']:.0f} cycles per statement, {t['call_cycles']:.0f} per call; fit: "
+                   + ", ".join(f"{n} {f['estimate_ms']:.3f} vs genuine {f['genuine_ms']:.3f} ms"
+                               for n, f in pico["fit"].items()))
+        click.echo(f"{'workload':<44} {'samples':<9} {'total':>6} {'fwd':>6} {'update':>6} {'vote':>5} "
+                   f"{'stmts':>6} {'calls':>6} {'dual':>6}")
+        for which, what in (("steady", "learning"), ("run", "run avg")):
+            for label, row in pico["rows"].items():
+                c = row[which]
+                click.echo(f"{label:<44} {what:<9} {c['ms']:>6.3f} {c['forward']:>6.3f} {c['update']:>6.3f} "
+                           f"{c['vote']:>5.2f} {c['statements']:>6.3f} {c['calls']:>6.3f} {c['handover']:>6.3f}")
+        click.echo("fwd = dense + argmax + row load kernels; update = row updates, prototype initialisation, step key; "
+                   "stmts/calls = bytecode statements and calls x the calibrated terms; dual = Worker.start/wait, the "
+                   "sync kernels, core 1 finishing after core 0, bus contention. 'learning' = samples after the "
+                   "prototypes are filled; 'run avg' = the whole run (digits: 1 epoch; MNIST: first 2,000 samples). "
+                   "(projected) = the restructured path of SPEED.md with the fast kernels, traced on a patched copy "
+                   "of the firmware (same weights digest): not wired into the firmware yet.")
     click.echo("")
-    click.echo("Estimates, not measurements: emulated armv6m kernel cycles (kernel_costs.json) + interpreter "
-               "overhead assumptions (bitflip.energy.ASSUMPTIONS) / clock x board supply power (boards/*.json).")
+    click.echo("Estimates, not measurements: emulated armv6m kernel cycles (kernel_costs.json) + interpreter terms "
+               "calibrated on the genuine Pico firmware (pico_calibration.json) / clock x board supply power "
+               "(boards/*.json).")
 
 
 @click.command()
