@@ -8,8 +8,10 @@ Traces the firmware's training path on the MicroPython unix port with the Pico's
 native call on its exact armv6m machine code in unicorn (bitflip.armv6m.price), fits the
 interpreter terms (bitflip.calibrate.fit) to the board times measured on the genuine
 MicroPython v1.28.0 RPI_PICO firmware in a cycle-counting RP2040 emulator
-(notes/micropython.md 6.1), and profiles the bench workloads (digits 10x20 and MNIST 10x96
-binary2, one and two cores). Every traced run must end with the host reference's digest.
+(notes/micropython.md 6.1) — fitted on traces of the firmware those figures were measured on
+(commit CALIBRATION_COMMIT, taken from git) —, and profiles the bench workloads (digits 10x20
+and MNIST 10x96 binary2, one and two cores) on the firmware as it is now (fast.py). Every
+traced run must end with the host reference's digest.
 """
 
 from __future__ import annotations
@@ -26,33 +28,49 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "host"))
 from bitflip import calibrate as C
 from bitflip.armv6m.trace import dataset_rows, run_trace
 
-# bench workloads: name -> (dataset, limit, cores, eval samples, path); path "fast" = the
-# restructured path of SPEED.md on a patched copy of the firmware (bitflip.armv6m.fastpath)
+CALIBRATION_COMMIT = "0b273a8"  # the firmware the genuine figures were measured on (1f16ec0 + the array fix)
+# bench workloads: name -> (dataset, limit, cores, eval samples, firmware); "then" = the
+# calibration commit's firmware (what the genuine figures measured), "now" = this checkout's
 WORKLOADS = {
-    "digits": ("digits", 0, 1, 200, "rule"),
-    "mnist2000": ("mnist", 2000, 2, 200, "rule"),
-    "mnist1000": ("mnist", 1000, 2, 0, "rule"),
-    "mnist2000-1core": ("mnist", 2000, 1, 200, "rule"),
-    "fast-digits": ("digits", 0, 1, 0, "fast"),
-    "fast-mnist2000": ("mnist", 2000, 2, 0, "fast"),
-    "fast-mnist2000-1core": ("mnist", 2000, 1, 0, "fast"),
+    "digits": ("digits", 0, 1, 200, "then"),
+    "mnist2000": ("mnist", 2000, 2, 200, "then"),
+    "mnist1000": ("mnist", 1000, 2, 0, "then"),
+    "mnist2000-1core": ("mnist", 2000, 1, 200, "then"),
+    "now-digits": ("digits", 0, 1, 0, "now"),
+    "now-mnist2000": ("mnist", 2000, 2, 0, "now"),
+    "now-mnist2000-1core": ("mnist", 2000, 1, 0, "now"),
 }
-BENCH = {  # what `bitflip bench` shows: (label, workload, cores used)
+BENCH = {  # what `bitflip bench` shows: label -> workload (this firmware)
+    "digits 10x20 binary2, 1 core": "now-digits",
+    "digits 10x20 binary2, 2 cores": "now-digits",  # 200 rows < 256: dual.py does not split, same path
+    "mnist 10x96 binary2, 1 core": "now-mnist2000-1core",
+    "mnist 10x96 binary2, 2 cores": "now-mnist2000",
+}
+BEFORE = {  # the same workloads on the calibration firmware (the genuine figures' code)
     "digits 10x20 binary2, 1 core": "digits",
-    "digits 10x20 binary2, 2 cores": "digits",  # 200 rows < 256: dual.py does not split, same path
+    "digits 10x20 binary2, 2 cores": "digits",
     "mnist 10x96 binary2, 1 core": "mnist2000-1core",
     "mnist 10x96 binary2, 2 cores": "mnist2000",
 }
-PROJECTED = {  # the restructured path (SPEED.md), traced on a patched copy: projected, not wired yet
-    "digits 10x20 binary2, 1 core": "fast-digits",
-    "digits 10x20 binary2, 2 cores": "fast-digits",
-    "mnist 10x96 binary2, 1 core": "fast-mnist2000-1core",
-    "mnist 10x96 binary2, 2 cores": "fast-mnist2000",
-}
+
+
+def firmware_at(commit: str, dst: Path) -> Path:
+    """The firmware package as it was at a commit (from git), in dst/bitflip."""
+    import subprocess
+
+    root = Path(__file__).resolve().parents[1]
+    pkg = dst / "bitflip"
+    pkg.mkdir(parents=True)
+    names = subprocess.run(["git", "ls-tree", "--name-only", f"{commit}:firmware/bitflip"], cwd=root, check=True,
+                           capture_output=True, text=True).stdout.split()
+    for name in names:
+        (pkg / name).write_text(subprocess.run(["git", "show", f"{commit}:firmware/bitflip/{name}"], cwd=root,
+                                               check=True, capture_output=True, text=True).stdout)
+    return pkg
 
 
 def reference_digest(cfg: dict[str, Any], X: Any, y: Any) -> str:
-    from bitflip.reference import Reference
+    from bitflip.training.reference import Reference
 
     ref = Reference(cfg)
     for i in range(len(y)):
@@ -63,21 +81,20 @@ def reference_digest(cfg: dict[str, Any], X: Any, y: Any) -> str:
 def build(log: Any = print) -> dict[str, Any]:
     import tempfile
 
-    from bitflip.armv6m.fastpath import patched_firmware
-
     profiles: dict[str, Any] = {}
-    tmp = tempfile.TemporaryDirectory(prefix="bitflip-fastpath-")
-    fast_src = patched_firmware(Path(tmp.name))
+    tmp = tempfile.TemporaryDirectory(prefix="bitflip-calibration-")
+    then = firmware_at(CALIBRATION_COMMIT, Path(tmp.name))
     for name, (ds, limit, cores, n_eval, path) in WORKLOADS.items():
         cfg, X, y = dataset_rows(ds, limit=limit)
         ev: dict[str, Any] = {}
         if n_eval:
-            from bitflip.runner import TrainRequest, prepare
+            from bitflip.training.runner import TrainRequest, prepare
 
-            plan = prepare(TrainRequest(board="host", dataset=ds, epochs=1, limit=limit))
+            plan = prepare(TrainRequest(board="host", dataset=ds, epochs=1, limit=limit or None,
+                                        out=Path(tmp.name) / "unused"))
             ev = {"X_eval": plan.x_test[:n_eval], "y_eval": plan.data.y_test[:n_eval].astype("uint8")}
         log(f"tracing {name} ({ds}, {len(y)} samples, {cores} core{'s' * (cores > 1)}) ...")
-        kw: dict[str, Any] = {"src": fast_src, "trainer": "fastrule"} if path == "fast" else {}
+        kw: dict[str, Any] = {"src": then} if path == "then" else {}
         t = run_trace(cfg, X, y, cores=cores, **ev, **kw)
         ref = reference_digest(cfg, X, y)
         if t.digest != ref:
@@ -113,8 +130,9 @@ def build(log: Any = print) -> dict[str, Any]:
                      "a negative call price); MNIST-1000 (94 % prototype-initialisation samples) separates the terms"),
         "leave_one_out": loo,
         "module_loop_cycles": round(C.MODULE_LOOP_CYCLES, 1),
+        "calibration_commit": CALIBRATION_COMMIT,
         "bench": BENCH,
-        "projected": PROJECTED,
+        "before": BEFORE,
         "profiles": profiles,
     }
 
@@ -134,7 +152,7 @@ def print_report(cal: dict[str, Any]) -> None:
     for which in ("steady", "run"):
         print(f"per training sample ({'learning samples only' if which == 'steady' else 'run average'}), ms:")
         print(head)
-        for label, name in [*cal["bench"].items(), *((f"{k} (projected)", v) for k, v in cal["projected"].items())]:
+        for label, name in [*cal["bench"].items(), *((f"{k} (before)", v) for k, v in cal["before"].items())]:
             e = C.estimate(cal["profiles"][name][which], t)
             ms = {k: v / C.CLOCK_HZ * 1e3 for k, v in e.items() if k not in ("seconds",)}
             print(f"{label:<32} {ms['cycles']:>6.3f} {ms['forward']:>6.3f} {ms['update']:>6.3f} {ms['vote']:>5.2f} "

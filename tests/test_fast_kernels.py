@@ -11,9 +11,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from bitflip import reference as R
 from bitflip.armv6m import check_thumb1, find_function, load_module, run_case, run_function
 from bitflip.armv6m.measure import thumb_params
+from bitflip.training import reference as R
 
 FIRMWARE = Path(__file__).resolve().parents[1] / "firmware" / "bitflip"
 
@@ -21,11 +21,12 @@ FIRMWARE = Path(__file__).resolve().parents[1] / "firmware" / "bitflip"
 @pytest.fixture(scope="module")
 def mods(tmp_path_factory: pytest.TempPathFactory):
     d = tmp_path_factory.mktemp("mpy")
-    return load_module(FIRMWARE / "kernels.py", "armv6m", d), load_module(FIRMWARE / "kernels_thumb.py", "armv6m", d)
+    return (load_module(FIRMWARE / "kernels.py", "armv6m", d), load_module(FIRMWARE / "kernels_thumb.py", "armv6m", d),
+            load_module(FIRMWARE / "kernels_fast.py", "armv6m", d))
 
 
 def test_new_asm_is_thumb1(mods) -> None:
-    _, tm = mods
+    _, tm, _ = mods
     for name in ("dense_argmax_asm", "update_row_b2_asm"):
         assert check_thumb1(find_function(tm, name).code) > 100, name
 
@@ -40,12 +41,12 @@ def test_dense_argmax_matches_numpy(variant: str) -> None:
 
 
 def test_dense_argmax_ties_pick_the_lowest_index(mods) -> None:
-    km, tm = mods
+    _, tm, fm = mods
     for nw in (1, 6, 13):
         x = np.zeros(nw, np.uint32)
         w = np.zeros((9, nw), np.uint32)
         w[[0, 1, 3]] = 1  # rows 2 and 4..8 tie at the top
-        for mod, fn in ((km, "dense_argmax"), (tm, "dense_argmax_asm")):
+        for mod, fn in ((fm, "dense_argmax"), (tm, "dense_argmax_asm")):
             out = np.zeros(9, np.int32)
             p = thumb_params(16, nw, 9, 32 * nw, 13, 17, 10)  # rows 10..18; range = rows 13..16
             r = run_function(mod, find_function(mod, fn), [x, w, out, p])
@@ -72,7 +73,7 @@ def _update_case(rng: np.random.Generator, nw: int, pad: int, k: int, ks: int, u
 
 
 def test_update_row_b2_asm_matches_numpy_and_viper(mods) -> None:
-    km, tm = mods
+    km, tm, _ = mods
     rng = np.random.default_rng(3)
     for nw in (1, 2, 3, 6, 13):
         for pad in (0, 5, 31):
@@ -85,7 +86,7 @@ def test_update_row_b2_asm_matches_numpy_and_viper(mods) -> None:
                     ref = R.Reference(cfg)
                     ref.layers[0].s[:] = s
                     ref.layers[0].aux[:] = aux
-                    ref._update(0, np.array([row]), np.array([bool(up)]), x, np.uint32(st[0]))
+                    ref.update(0, np.array([row]), np.array([bool(up)]), x, np.uint32(st[0]), k)
                     sv, av = s.copy(), aux.copy()
                     rv = run_function(km, find_function(km, "update_row"), [2, sv, av, row, x, nw, n_in, up, k, ks, st, 0])
                     sa, aa = s.copy(), aux.copy()
@@ -100,7 +101,7 @@ def test_update_row_b2_asm_matches_numpy_and_viper(mods) -> None:
 
 def test_fast_kernels_are_faster(mods) -> None:
     # the MNIST shapes: a 480-row half of the 10x96 layer over 400 bits; one row at k=5, ks=4
-    km, tm = mods
+    km, tm, _ = mods
     rng = np.random.default_rng(1)
     x, w = rng.integers(0, 1 << 32, 13, dtype=np.uint32), rng.integers(0, 1 << 32, (480, 13), dtype=np.uint32)
     out = np.zeros(480, np.int32)
@@ -126,7 +127,7 @@ def test_viper_dense_argmax_on_the_unix_port(tmp_path: Path, upy) -> None:
     out = upy(f"""
 import json
 from array import array
-from bitflip import kernels as K
+from bitflip import kernels_fast as K
 res = []
 for nw, nout, x, w in json.load(open({str(tmp_path / 'd.json')!r})):
     o = array('i', [0] * nout)

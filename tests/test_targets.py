@@ -60,11 +60,13 @@ def test_asm_standins_replace_only_the_asm_bodies() -> None:
 
 @pytest.mark.parametrize("cores", [1, 2])
 def test_digits_through_the_rp2_module_set_match_the_reference(cores: int, tmp_path: Path) -> None:
-    # binary (flip_row) and binary2 tops, a layer wide enough for the dual-core split
-    for weights, sizes in (("binary", [64, 40]), ("binary2", [64, 300])):
-        cfg = {"sizes": sizes, "classes": 4, "weights": weights, "seed": 3, "window": 8, "margin": 2,
+    # binary (flip_row) and binary2 tops, a layer wide enough for the dual-core split; margin
+    # -1 with binary2 is the fast path (fast.py: dense_argmax_asm, update_row_b2_asm)
+    for weights, sizes, margin in (("binary", [64, 40], 2), ("binary2", [64, 300], 2), ("binary2", [64, 300], -1),
+                                   ("binary2", [64, 40], -1)):
+        cfg = {"sizes": sizes, "classes": 4, "weights": weights, "seed": 3, "window": 8, "margin": margin,
                "k": [2], "ks": 2, "cores": cores}
-        work = tmp_path / f"{weights}{cores}"
+        work = tmp_path / f"{weights}{cores}{margin}{sizes[-1]}"
         work.mkdir()
         ref, lab_pad, X, _ = reference_block(work, cfg, seed=7, count=160)
         out = run_as("rp2", f"""
@@ -77,12 +79,11 @@ t.train_block(buf, 160, 0, {lab_pad}, {X.shape[1]})
 h = hashlib.sha256()
 for _, _, p in t.planes():
     h.update(p)
-print(accel.KIND, t.worker is not None, binascii.hexlify(h.digest()).decode())
-if t.worker is not None:
-    t.worker.stop()
+print(accel.KIND, t.worker is not None, t.fast is not None, binascii.hexlify(h.digest()).decode())
+t.close()
 """, work)
-        kind, split, digest = out.split()[-3:]
-        assert kind == "asm_thumb"
+        kind, split, fast, digest = out.split()[-4:]
+        assert kind == "asm_thumb" and fast == str(margin < 0)
         assert split == str(cores == 2 and sizes[-1] >= 256)
         assert digest == ref.digest(), (weights, cores)
         assert np.any(ref.layers[0].s)  # it trained something

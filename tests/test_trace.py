@@ -1,19 +1,16 @@
 """The interpreter-work trace (bitflip.armv6m.trace), the exact native-call prices
 (bitflip.armv6m.price), the calibrated Pico model (bitflip.calibrate, pico_calibration.json)
-and the restructured path on a patched firmware copy (bitflip.armv6m.fastpath)."""
+and the fast path (fast.py) meeting the speed targets with the host reference's digest."""
 
 from __future__ import annotations
-
-from pathlib import Path
 
 import numpy as np
 import pytest
 from bitflip import calibrate as C
-from bitflip import reference as R
 from bitflip.armv6m import run_case
-from bitflip.armv6m.fastpath import patched_firmware
 from bitflip.armv6m.price import price
 from bitflip.armv6m.trace import instrument, run_trace
+from bitflip.training import reference as R
 
 
 def _random(cfg: dict, n: int, seed: int = 7) -> tuple[np.ndarray, np.ndarray, str]:
@@ -27,13 +24,14 @@ def _random(cfg: dict, n: int, seed: int = 7) -> tuple[np.ndarray, np.ndarray, s
 
 
 CFG = {"sizes": [64, 300], "classes": 4, "weights": "binary2", "seed": 3, "window": 8, "margin": -1, "k": [2],
-       "ks": 2}
+       "ks": 2}  # the fast path (fast.py)
+GENERAL = dict(CFG, anneal=100, epoch=100000)  # rule.Trainer general path (an anneal far away: the same rule)
 
 
 def test_instrumented_firmware_trains_the_same_weights() -> None:
-    X, y, digest = _random(CFG, 600)
+    X, y, digest = _random(GENERAL, 600)
     for cores in (1, 2):
-        t = run_trace(CFG, X, y, cores=cores)
+        t = run_trace(GENERAL, X, y, cores=cores)
         assert t.digest == digest, cores
         assert t.cores == cores
         assert len(t.samples) == 600
@@ -50,8 +48,8 @@ def test_instrumented_firmware_trains_the_same_weights() -> None:
 def test_counts_are_deterministic_per_path() -> None:
     # the same path executes the same calls and (within a few: correct or not, a block's last
     # sample carries the block's epilogue) the same statements
-    X, y, _ = _random(CFG, 450)
-    t = run_trace(CFG, X, y, cores=1)
+    X, y, _ = _random(GENERAL, 450)
+    t = run_trace(GENERAL, X, y, cores=1)
     by: dict[str, list[tuple[int, int, int]]] = {}
     for s in t.samples:
         by.setdefault(s.kind, []).append((s.statements[0], s.fcalls[0], s.calls[0]))
@@ -93,20 +91,22 @@ def test_calibration_reproduces_the_genuine_figures() -> None:
     assert one["forward"] / dual["forward"] > 1.6
 
 
-def test_projected_path_meets_the_targets() -> None:
+def test_the_firmware_meets_the_speed_targets() -> None:
+    """Issue 11 point 7: estimated (calibrated) MNIST 10x96 binary2 <= 1.15 ms per training
+    sample on two cores and digits 10x20 <= 0.4 ms, with the same digest as the firmware the
+    genuine figures were measured on."""
     cal = C.load_calibration()
     t = cal["terms"]
-    digits = C.estimate(cal["profiles"]["fast-digits"]["steady"], t)["seconds"] * 1e3
+    digits = C.estimate(cal["profiles"]["now-digits"]["steady"], t)["seconds"] * 1e3
     assert digits <= 0.4
-    for name in ("fast-digits", "fast-mnist2000", "fast-mnist2000-1core"):
-        assert cal["profiles"][name]["digest"] == cal["profiles"][name.removeprefix("fast-")]["digest"]
+    for name in ("now-digits", "now-mnist2000", "now-mnist2000-1core"):
+        assert cal["profiles"][name]["digest"] == cal["profiles"][name.removeprefix("now-")]["digest"]
 
 
-def test_restructured_path_on_a_patched_copy_keeps_the_digest(tmp_path: Path) -> None:
-    src = patched_firmware(tmp_path)
+def test_the_fast_path_is_what_runs_and_keeps_the_digest() -> None:
     X, y, digest = _random(CFG, 600, seed=11)
     for cores in (1, 2):
-        t = run_trace(CFG, X, y, cores=cores, src=src, trainer="fastrule")
+        t = run_trace(CFG, X, y, cores=cores)
         assert t.digest == digest, cores
         assert t.mix()["learn, wrong winner"] > 0
         names = {n[1] for s in t.samples for n in s.natives}

@@ -1,7 +1,8 @@
 # Kernel selection: the asm_thumb kernels on rp2 boards running Arm code (RP2040, RP2350
 # in Arm mode), the viper kernels everywhere else (ESP32, RP2350-RISC-V, the unix port).
 # Both give identical results; callers use accel.dense_binary / accel.flip_row exactly as
-# the kernels.* functions. `KIND` says which one was picked ("asm_thumb" or "viper").
+# the kernels.* functions, and accel.dense_argmax / accel.update_b2 with parameter blocks
+# (fast.py). `KIND` says which one was picked ("asm_thumb" or "viper").
 import sys
 
 from . import kernels
@@ -14,6 +15,15 @@ _THUMB = 4 <= _ARCH <= 8
 
 dense_binary = kernels.dense_binary
 flip_row = kernels.flip_row
+dense_argmax = None  # set below: kernels_thumb's asm, else kernels_fast's viper twin
+
+
+def update_b2(s, aux, x, p):
+    # binary2 row update with kernels_thumb.update_row_b2_asm's block p = [key word, row, nw,
+    # n_in, up, k, ks, layer, ...]: p[0] is read as the step-key state (kernels.update_row's st)
+    return kernels.update_row(2, s, aux, p[1], x, p[2], p[3], p[4], p[5], p[6], p, p[7])
+
+
 KIND = "viper"
 
 if sys.platform == "rp2" and _THUMB:
@@ -24,4 +34,8 @@ if sys.platform == "rp2" and _THUMB:
     if kernels_thumb is not None:
         dense_binary = kernels_thumb.dense_binary
         flip_row = kernels_thumb.flip_row
+        dense_argmax = kernels_thumb.dense_argmax_asm
+        update_b2 = kernels_thumb.update_row_b2_asm
         KIND = "asm_thumb"
+if dense_argmax is None:
+    from .kernels_fast import dense_argmax

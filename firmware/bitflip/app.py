@@ -76,9 +76,10 @@ class App:
         P.check_config(cfg)  # ValueError: "bad configuration: ..."
         self.release()
         from . import dual
-        from .rule import Trainer
+        from .rule import Trainer, imports
 
-        if dual.wanted(cfg):  # the second core's worker first: it is part of every run alike
+        imports(cfg)  # the modules this model needs, and the second core's worker, first:
+        if dual.wanted(cfg):  # they are part of every run alike
             dual.worker()
         gc.collect()
         before = gc.mem_free()

@@ -20,6 +20,7 @@ import time
 from array import array
 
 import micropython
+from micropython import const
 
 from . import accel
 from . import kernels as K
@@ -29,6 +30,7 @@ _JOB = 1  # ctl[1]: index of the job
 _DONE = 2  # ctl[2]: sequence number of the last job the worker finished (-1: alive)
 _QUIT = 3  # ctl[3]: 1 = worker should return
 _GONE = -2  # ctl[_DONE] once the worker has returned
+JOB_ARGMAX = const(4)  # a job of fast.py: accel.dense_argmax(x, s half, pre half, its block)
 _MASK = 0xFFFFFF  # sequence numbers wrap here: they stay small ints on every port
 
 try:
@@ -76,6 +78,7 @@ class Worker:
         self.jobs = []
         self.pb = array("i", bytes(32))  # the worker's own asm parameter block
         self.asm = None
+        self.argmax = accel.dense_argmax  # its own block comes with each job: re-entrant
         if accel.KIND == "asm_thumb":
             from . import kernels_thumb
 
@@ -84,10 +87,10 @@ class Worker:
         self.ok = False
         self.ctl[_DONE] = 0
         _thread.start_new_thread(self._loop, ())
-        # the worker says it is alive by writing -1; give up after ~0.5 s
+        # the worker says it is alive by writing -1; give up after ~2 s (a loaded host starts threads slowly)
         t0 = time.ticks_ms()
         while self.ctl[_DONE] != -1:
-            if time.ticks_diff(time.ticks_ms(), t0) > 500:
+            if time.ticks_diff(time.ticks_ms(), t0) > 2000:
                 self.ctl[_QUIT] = 1
                 return
             time.sleep_ms(1)
@@ -110,8 +113,11 @@ class Worker:
         ctl[_DONE] = _GONE
 
     def _run(self, job):
-        # job: (kind, x, s, aux, pre, nw, rows, nbits) for rows [h, n_out)
-        if job[0] == 3:
+        # job: (kind, x, s, aux, pre, nw, rows, nbits) for rows [h, n_out), or
+        # (JOB_ARGMAX, x, s, pre, block) of fast.py
+        if job[0] == JOB_ARGMAX:
+            self.argmax(job[1], job[2], job[3], job[4])
+        elif job[0] == 3:
             K.dense_ternary(job[1], job[2], job[3], job[4], job[5], job[6])
         elif self.asm is not None:
             pb = self.pb
@@ -136,12 +142,12 @@ class Worker:
             pass
 
     def stop(self):
-        # ask the worker to return and wait until it has (~0.5 s at most): a thread that is
+        # ask the worker to return and wait until it has (~2 s at most): a thread that is
         # gone leaves nothing for the GC to scan (its stack may hold stale pointers to the
         # model it worked on, which would keep that model's buffers alive)
         self.ctl[_QUIT] = 1
         t0 = time.ticks_ms()
-        while self.ctl[_DONE] != _GONE and time.ticks_diff(time.ticks_ms(), t0) < 500:
+        while self.ctl[_DONE] != _GONE and time.ticks_diff(time.ticks_ms(), t0) < 2000:
             time.sleep_ms(1)
 
 

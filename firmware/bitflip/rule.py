@@ -48,6 +48,20 @@ def hidden_rule(cfg):
     return None
 
 
+def fast_path(cfg):
+    # the prototype-only fast path (fast.py) fits: no hidden layer, binary2, no margin, no anneal
+    return len(cfg["sizes"]) == 2 and cfg.get("weights") == "binary2" and int(cfg["margin"]) < 0 and \
+        not int(cfg.get("anneal", 0))
+
+
+def imports(cfg):
+    # import every module a Trainer of this configuration loads lazily, so that the heap a run
+    # measures before it builds its model already holds them (the same in every run)
+    hidden_rule(cfg)
+    if fast_path(cfg):
+        from . import fast  # noqa: F401
+
+
 class Trainer:
     def __init__(self, cfg):
         sizes = cfg["sizes"]
@@ -89,6 +103,11 @@ class Trainer:
         # a second core takes half of every layer with >= spec.SPLIT_MIN_ROWS neurons
         if self.worker is not None:
             self.worker = dual.plan(self.layers, self.x, self.worker)
+        self.fast = None  # the prototype-only fast path (fast.py), for the models it fits
+        if fast_path(cfg):
+            from .fast import Fast
+
+            self.fast = Fast(self)
         # work counters since the last take_counters(); they stay small ints (a long int
         # would allocate inside the heap-locked hot path on a 32-bit board)
         self.writes = 0  # weight state bits written
@@ -240,6 +259,8 @@ class Trainer:
     # blocks -----------------------------------------------------------------------------
     def train_block(self, buf, count, lab_off, row_off, row_words):
         # buf: the frame buffer; samples are label bytes at lab_off, rows at row_off
+        if self.fast is not None:
+            return self.fast.train_block(buf, count, lab_off, row_off, row_words)
         correct = 0
         nw = words(self.n_in)
         P = self.P

@@ -306,11 +306,11 @@ def pico_breakdown() -> dict[str, Any]:
     cal = C.load_calibration()
     terms = cal["terms"]
     rows: dict[str, Any] = {}
-    projected = {f"{k} (projected)": v for k, v in cal.get("projected", {}).items()}
-    for label, name in [*cal["bench"].items(), *projected.items()]:
+    before = {f"{k} (before)": v for k, v in cal.get("before", {}).items()}
+    for label, name in [*cal["bench"].items(), *before.items()]:
         prof = cal["profiles"][name]
         row: dict[str, Any] = {"workload": name, "cores_used": prof["cores"], "mix": prof["mix"],
-                               "samples": prof["samples"], "projected": label in projected}
+                               "samples": prof["samples"], "before": label in before}
         for which in ("steady", "run"):
             e = C.estimate(prof[which], terms)
             row[which] = {k: round(v / C.CLOCK_HZ * 1e3, 4) for k, v in e.items() if k not in ("seconds", "cycles")}

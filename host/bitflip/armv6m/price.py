@@ -159,7 +159,7 @@ KERNELS: dict[str, tuple[str, str, Builder]] = {
     "flip_row": ("kernels", "flip_row", _flip_row),
     "flip_row_asm": ("kernels_thumb", "flip_row_asm", _flip_row_asm),
     "sign_pack": ("kernels", "sign_pack", _sign_pack),
-    "dense_argmax": ("kernels", "dense_argmax", _dense_argmax),
+    "dense_argmax": ("kernels_fast", "dense_argmax", _dense_argmax),
     "dense_argmax_asm": ("kernels_thumb", "dense_argmax_asm", _dense_argmax),
     "update_row_b2_asm": ("kernels_thumb", "update_row_b2_asm", _update_b2_asm),
     "_spin": ("dual", "_spin", _spin),

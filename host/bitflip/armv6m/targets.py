@@ -25,7 +25,7 @@ FIRMWARE = Path(__file__).resolve().parents[3] / "firmware" / "bitflip"
 STANDINS = {
     "dense_binary_asm": "K.dense_binary(r0, r1, r2, r3[0], r3[1], r3[2])\n    return 0",
     "flip_row_asm": "return K.flip_row(r0, r3[0], r1, r3[1], r3[2], r3[3], r3[4], r2, r3[5])",
-    "dense_argmax_asm": "return K.dense_argmax(r0, r1, r2, r3)",
+    "dense_argmax_asm": "from bitflip.kernels_fast import dense_argmax\n    return dense_argmax(r0, r1, r2, r3)",
     "update_row_b2_asm": "return K.update_row(2, r0, r1, r3[1], r2, r3[2], r3[3], r3[4], r3[5], r3[6], r3, r3[7])",
 }
 

@@ -46,7 +46,7 @@ from .targets import FIRMWARE, as_target
 
 NATIVE_DECORATORS = ("micropython.viper", "micropython.native", "micropython.asm_thumb")
 # the loop of Trainer.train_block: one sample per iteration
-SAMPLE_LOOPS = {("rule", "Trainer.train_block"), ("rule", "Trainer.eval_block"), ("fastrule", "Trainer.train_block")}
+SAMPLE_LOOPS = {("rule", "Trainer.train_block"), ("rule", "Trainer.eval_block"), ("fast", "Fast.train_block")}
 
 # --------------------------------------------------------------------------------------------
 # the counting runtime, written into the package copy as bitflip/_trace.py (MicroPython)
@@ -207,6 +207,7 @@ class SyncWorker(dual.Worker):
         self.jobs = []
         self.pb = array("i", bytes(32))
         self.asm = None
+        self.argmax = getattr(accel, "dense_argmax", None)  # fast.py's worker job (newer firmware)
         if accel.KIND == "asm_thumb":
             from . import kernels_thumb
 
@@ -548,7 +549,7 @@ def run_trace(cfg: dict[str, Any], X: np.ndarray, y: np.ndarray, cores: int = 1,
     2048-byte frame, as a Pico link sends them), then (optionally) evaluate X_eval through
     eval_block. cores=2 gives it the synchronous worker (the dual-core split of layers >= 256
     rows). `src`: the firmware package to copy and `trainer` the module whose Trainer is used
-    (bitflip.armv6m.fastpath: a patched copy with the restructured path in "fastrule")."""
+    (e.g. the firmware at the calibration commit)."""
     from ..device import protocol as P
 
     cfg = {**cfg, "cores": cores}

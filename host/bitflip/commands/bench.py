@@ -66,8 +66,8 @@ def print_report(r: dict[str, Any]) -> None:
                    "stmts/calls = bytecode statements and calls x the calibrated terms; dual = Worker.start/wait, the "
                    "sync kernels, core 1 finishing after core 0, bus contention. 'learning' = samples after the "
                    "prototypes are filled; 'run avg' = the whole run (digits: 1 epoch; MNIST: first 2,000 samples). "
-                   "(projected) = the restructured path of SPEED.md with the fast kernels, traced on a patched copy "
-                   "of the firmware (same weights digest): not wired into the firmware yet.")
+                   "(before) = the firmware the genuine figures were measured on (pico_calibration.json "
+                   "calibration_commit), traced the same way.")
     click.echo("")
     click.echo("Estimates, not measurements: emulated armv6m kernel cycles (kernel_costs.json) + interpreter terms "
                "calibrated on the genuine Pico firmware (pico_calibration.json) / clock x board supply power "

@@ -33,8 +33,10 @@ HIDDEN: dict[str, dict[str, Any]] = {
     "fashion": {"pool": 32, "pool_every": 512, "window": 8, "k_out": 9},
 }
 HIDDEN_FALLBACK: dict[str, Any] = {"pool": 32, "pool_every": 512, "window": 8, "k_out": 9}
-# MNIST: 400 bits after deskew+crop:20 (registry.MNIST_ENCODING), 960 prototypes = 99,840 B
-DEFAULT_MODEL = {"digits": "10x20", "mnist": "10x96", "fashion": "10x50"}
+# MNIST: 400 bits after deskew+crop:20 (registry.MNIST_ENCODING), 880 prototypes = 91,520 B: the largest the
+# genuine-firmware memory plan fits on a Pico with this firmware is 10x90 (training/memory.py); Fashion:
+# 784 bits, 480 prototypes = 96,000 B (10x49 is the largest that fits)
+DEFAULT_MODEL = {"digits": "10x20", "mnist": "10x88", "fashion": "10x48"}
 DEFAULT_WEIGHTS = {"digits": "binary2", "mnist": "binary2", "fashion": "binary2"}
 
 

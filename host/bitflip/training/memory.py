@@ -106,8 +106,9 @@ def modules(cfg: dict[str, Any], arch: str) -> list[str]:
     from ..link.deploy import ARM_ARCHS
 
     names = list(BASE_MODULES)
-    if arch in ARM_ARCHS:
-        names += ARM_ONLY
+    names += ARM_ONLY if arch in ARM_ARCHS else ("kernels_fast",)
+    if len(cfg["sizes"]) == 2 and cfg.get("weights") == "binary2":
+        names.append("fast")  # the prototype-only fast path (rule.py imports it for such models)
     rule = spec.hidden_rule(cfg)
     if rule == "flip":
         names.append("hidden")
