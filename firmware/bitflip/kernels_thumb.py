@@ -21,6 +21,16 @@
 import micropython
 from array import array
 
+from micropython import const
+
+# Read by mypy only (firmware/typecheck): the inline assembler's mnemonics and registers, and
+# this file's labels. The board's compiler drops the block (TYPE_CHECKING is a const 0).
+TYPE_CHECKING = const(0)
+if TYPE_CHECKING:
+    from asm_thumb import *
+
+    row = tri = tail = one = rowend = done = down = tailset = word = draw = drawn = next = Label()
+
 # dense_binary_asm(x, w, out, p): p = [nw, nout, nbits] + scratch, nw < 65536.
 _PB = array("i", [0] * 8)
 # flip_row_asm(w, x, st, p): p = [row, nw, n_in, up, k, layer] + scratch.
