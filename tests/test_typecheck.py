@@ -111,8 +111,8 @@ PROBES = {
         import micropython
         from micropython import const
 
-        TYPE_CHECKING = const(0)
-        if TYPE_CHECKING:
+        _TYPE_CHECKING = const(0)
+        if _TYPE_CHECKING:
             from asm_thumb import *
 
             loop = done = Label()

@@ -25,8 +25,8 @@ from . import accel
 from . import kernels as K
 from .spec import SPLIT_MIN_ROWS
 
-TYPE_CHECKING = const(0)  # the block below is read by mypy only (the board's compiler drops it)
-if TYPE_CHECKING:
+_TYPE_CHECKING = const(0)  # the block below is for mypy only: the board's compiler drops it
+if _TYPE_CHECKING:
     from typing import Literal
 
 _GO = 0  # ctl[0]: job sequence number, written by the caller last

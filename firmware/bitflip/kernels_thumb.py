@@ -24,9 +24,9 @@ from array import array
 from micropython import const
 
 # Read by mypy only (firmware/typecheck): the inline assembler's mnemonics and registers, and
-# this file's labels. The board's compiler drops the block (TYPE_CHECKING is a const 0).
-TYPE_CHECKING = const(0)
-if TYPE_CHECKING:
+# this file's labels. The board's compiler drops the block and the name (a private const 0).
+_TYPE_CHECKING = const(0)
+if _TYPE_CHECKING:
     from asm_thumb import *
 
     row = tri = tail = one = rowend = done = down = tailset = word = draw = drawn = next = Label()

@@ -2,7 +2,7 @@
 
 MicroPython's inline Thumb assembler turns each call in such a body into one instruction:
 the mnemonics, the registers and the labels are not Python objects and exist nowhere at run
-time. A module with asm_thumb functions imports this stub inside an `if TYPE_CHECKING:` block
+time. A module with asm_thumb functions imports this stub inside an `if _TYPE_CHECKING:` block
 (compiled away on the board) and declares its label names there too, so its bodies are
 checked like any code: an unknown mnemonic or register, a wrong operand count or an operand
 of the wrong kind (an integer where a register is needed) is a type error.
