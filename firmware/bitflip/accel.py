@@ -30,7 +30,7 @@ if sys.platform == "rp2" and _THUMB:
     try:
         from . import kernels_thumb
     except (ImportError, SyntaxError):  # a firmware built without asm_thumb
-        kernels_thumb = None
+        kernels_thumb = None  # type: ignore[assignment]
     if kernels_thumb is not None:
         dense_binary = kernels_thumb.dense_binary
         flip_row = kernels_thumb.flip_row

@@ -12,7 +12,7 @@ import os
 try:
     import ujson as json
 except ImportError:
-    import json
+    import json  # type: ignore[no-redef]  # the same module under another name
 
 MAGIC = b"BFCK1\n"
 NAME = "bitflip.ckpt"

@@ -25,6 +25,11 @@ from micropython import const
 from . import accel
 from . import kernels as K
 from .spec import SPLIT_MIN_ROWS
+
+_TYPE_CHECKING = const(0)  # the block below is for mypy only: the board's compiler drops it
+if _TYPE_CHECKING:
+    from typing import Literal
+
 _GO = 0  # ctl[0]: job sequence number, written by the caller last
 _JOB = 1  # ctl[1]: index of the job
 _DONE = 2  # ctl[2]: sequence number of the last job the worker finished (-1: alive)
@@ -36,7 +41,7 @@ _MASK = 0xFFFFFF  # sequence numbers wrap here: they stay small ints on every po
 try:
     import _thread
 except ImportError:
-    _thread = None
+    _thread = None  # type: ignore[assignment]
 
 
 def available():
@@ -151,7 +156,7 @@ class Worker:
             time.sleep_ms(1)
 
 
-_worker = None
+_worker: "Worker | Literal[False] | None" = None  # False: it could not start
 
 
 def worker():
@@ -175,7 +180,7 @@ def plan(layers, x0, w):
     w.jobs = []
     if not big:
         return None
-    jobs = []
+    jobs: list[tuple] = []
     for i in big:
         layer = layers[i]
         x = x0 if i == 0 else layers[i - 1].out

@@ -21,7 +21,18 @@
 import micropython
 from array import array
 
+from micropython import const
+
 from . import kernels as _K
+
+# Read by mypy only (firmware/typecheck): the inline assembler's mnemonics and registers, and
+# this file's labels. The board's compiler drops the block and the name (a private const 0).
+_TYPE_CHECKING = const(0)
+if _TYPE_CHECKING:
+    from asm_thumb import *
+
+    row = tri = tail = one = rowend = done = down = tailset = word = draw = drawn = next = Label()
+    conf = draw2 = last = norange = nowin = Label()
 
 # dense_binary_asm(x, w, out, p): p = [nw, nout, nbits] + scratch, nw < 65536.
 _PB = array("i", [0] * 8)

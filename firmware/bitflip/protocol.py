@@ -23,7 +23,7 @@ try:
     from micropython import const
 except ImportError:  # CPython
 
-    def const(x):
+    def const(x):  # type: ignore[misc]  # an identity here, typed in micropython's stub
         return x
 
 
@@ -318,7 +318,7 @@ def max_block_samples(max_payload, row_bytes):
 def encode_block(labels, rows, row_bytes):
     """Block payload from labels (bytes or ints) and rows (the rows' bytes back to back)."""
     count = len(labels)
-    lab_off, row_off, total = block_layout(count, row_bytes)
+    lab_off, row_off, _total = block_layout(count, row_bytes)
     if len(rows) != count * row_bytes:
         raise ValueError("rows must be count * row_bytes bytes")
     return _le(count, 2) + _le(row_bytes, 2) + bytes(labels) + bytes(row_off - lab_off - count) + bytes(rows)

@@ -60,6 +60,8 @@ class Link:
         self.ack = bytearray(P.ACK_TEMPLATE)
         self.nak = bytearray(P.NAK_TEMPLATE)
         self.inp = sys.stdin.buffer
+        # the binary stream; a port without one takes bytes on its text stream (typed str-only:
+        # hence the two type: ignore below)
         self.out = sys.stdout.buffer if hasattr(sys.stdout, "buffer") else sys.stdout
         self.poll = select.poll()
         self.poll.register(sys.stdin, select.POLLIN)
@@ -95,14 +97,14 @@ class Link:
         _put_num(a, _ACK_SEQ_END, 5, seq)
         _put_num(a, _ACK_CR_END, 2, self.credit)
         crc32_hex(a, 3, _ACK_END - 3, self.table, _ACK_END + 2)
-        self.out.write(a)
+        self.out.write(a)  # type: ignore[call-overload]
 
     def send_nak(self, code):
         a = self.nak
         _put_num(a, _NAK_SEQ_END, 5, self.expect)
         _put_num(a, _NAK_CODE_END, 2, code)
         crc32_hex(a, 3, _NAK_END - 3, self.table, _NAK_END + 2)
-        self.out.write(a)
+        self.out.write(a)  # type: ignore[call-overload]
 
     def next_frame(self, idle_ms):
         """Wait up to idle_ms for a frame. Returns its kind (>0) with self.seq/self.length

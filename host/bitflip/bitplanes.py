@@ -5,6 +5,7 @@ lowbias32 and the key/draw derivation (constants from the shared model spec)."""
 from __future__ import annotations
 
 import numpy as np
+import numpy.typing as npt
 
 from .device.spec import GOLD as _GOLD
 from .device.spec import HASH_C1, HASH_C2, INIT_SALT, LAYER_SHIFT, words
@@ -15,9 +16,9 @@ __all__ = ["GOLD", "draws", "hash32", "init_plane", "pack_bits", "popcount_rows"
            "unpack_pm", "valid_mask", "words"]
 
 
-def hash32(x: np.ndarray | int) -> np.ndarray:
+def hash32(v: npt.ArrayLike) -> npt.NDArray[np.uint32]:
     """lowbias32 (C. Wellons), elementwise on uint32, all arithmetic mod 2**32."""
-    x = np.asarray(x, dtype=np.uint32)
+    x = np.asarray(v, dtype=np.uint32)
     with np.errstate(over="ignore"):
         x = x ^ (x >> np.uint32(16))
         x = x * np.uint32(HASH_C1)
@@ -40,7 +41,7 @@ def popcount_rows(a: np.ndarray) -> np.ndarray:
 
 def step_key(seed: int, step: int) -> np.uint32:
     with np.errstate(over="ignore"):
-        return hash32(hash32(np.uint32(seed & 0xFFFFFFFF)) + np.uint32(step & 0xFFFFFFFF))[()]
+        return np.uint32(hash32(hash32(np.uint32(seed & 0xFFFFFFFF)) + np.uint32(step & 0xFFFFFFFF))[()])
 
 
 def row_keys(base: np.uint32, layer: int, rows: np.ndarray) -> np.ndarray:
@@ -61,7 +62,7 @@ def draws(keys: np.ndarray, nw: int, k: int, first: int = 0) -> np.ndarray:
 
 def init_plane(seed: int, layer: int, n_out: int, n_in: int) -> np.ndarray:
     """Initial sign bits (kernels.fill_random): density 1/2 draws with the init key."""
-    base = hash32(hash32(np.uint32((seed ^ INIT_SALT) & 0xFFFFFFFF)))[()]
+    base = np.uint32(hash32(hash32(np.uint32((seed ^ INIT_SALT) & 0xFFFFFFFF)))[()])
     keys = row_keys(base, layer, np.arange(n_out))
     return draws(keys, words(n_in), 1) & valid_mask(n_in)[None, :]
 

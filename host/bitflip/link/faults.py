@@ -8,6 +8,10 @@ import random
 import threading
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .virtual import VirtualBoard
 
 Hook = Callable[[bytes], bytes]
 
@@ -72,12 +76,13 @@ class KillSwitch:
         # counted (retransmissions are not new frames); numbering restarts after a kill
         self.distinct = distinct
         self._last_seq: int | None = None
-        self.board = None
+        self.board: VirtualBoard | None = None
         self.count = 0
         self.kills = 0
         self._tail = b""
 
     def _kill(self) -> None:
+        assert self.board is not None  # scheduled only once the board is set
         self.board.kill()
         self._last_seq = None  # the restarted board's frames are numbered from 0 again
 

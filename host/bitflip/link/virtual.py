@@ -22,7 +22,7 @@ import threading
 import tty
 from collections.abc import Callable
 from pathlib import Path
-from typing import Self
+from typing import Any, Self
 
 from ..boards import Board
 from ..errors import BitflipError, UsageError
@@ -91,6 +91,7 @@ class VirtualBoard:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.tail = bytearray()  # last bytes the board printed (for error messages)
+        h: Any  # duck-typed: any hook with an empty `board` slot
         for hook in (fault, fault_out):  # hooks that act on the board itself (KillSwitch)
             for h in getattr(hook, "hooks", (hook,)):  # also inside a faults.Chain
                 if h is not None and getattr(h, "board", False) is None:

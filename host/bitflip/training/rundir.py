@@ -124,7 +124,7 @@ class RunDir:
 
     def write_model(self, planes: list[tuple[int, str, np.ndarray]], cfg: dict[str, Any]) -> None:
         # "t": the pool rule's thresholds, signed
-        arrays = {f"layer{i}_{name}": np.asarray(p, dtype=np.uint32).view(np.int32 if name == "t" else np.uint32)
+        arrays: dict[str, Any] = {f"layer{i}_{name}": np.asarray(p, dtype=np.uint32).view(np.int32 if name == "t" else np.uint32)
                   for i, name, p in planes}
         buf = io.BytesIO()
         np.savez(buf, config=json.dumps(cfg), **arrays)
