@@ -15,7 +15,6 @@ _THUMB = 4 <= _ARCH <= 8
 
 dense_binary = kernels.dense_binary
 flip_row = kernels.flip_row
-dense_argmax = None  # set below: kernels_thumb's asm, else kernels_fast's viper twin
 
 
 def update_b2(s, aux, x, p):
@@ -34,8 +33,20 @@ if sys.platform == "rp2" and _THUMB:
     if kernels_thumb is not None:
         dense_binary = kernels_thumb.dense_binary
         flip_row = kernels_thumb.flip_row
-        dense_argmax = kernels_thumb.dense_argmax_asm
         update_b2 = kernels_thumb.update_row_b2_asm
         KIND = "asm_thumb"
-if dense_argmax is None:
+
+
+def _fast_forward():
+    # the fast path's forward: the asm one on Thumb, else the viper twin (a module of its own,
+    # so the Pico does not load it)
+    if KIND == "asm_thumb":
+        from . import kernels_thumb
+
+        return kernels_thumb.dense_argmax_asm
     from .kernels_fast import dense_argmax
+
+    return dense_argmax
+
+
+dense_argmax = _fast_forward()

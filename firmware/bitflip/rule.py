@@ -50,8 +50,12 @@ def hidden_rule(cfg):
 
 def fast_path(cfg):
     # the prototype-only fast path (fast.py) fits: no hidden layer, binary2, no margin, no anneal
-    return len(cfg["sizes"]) == 2 and cfg.get("weights") == "binary2" and int(cfg["margin"]) < 0 and \
-        not int(cfg.get("anneal", 0))
+    return (
+        len(cfg["sizes"]) == 2
+        and cfg.get("weights") == "binary2"
+        and int(cfg["margin"]) < 0
+        and not int(cfg.get("anneal", 0))
+    )
 
 
 def imports(cfg):

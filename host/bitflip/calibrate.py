@@ -165,7 +165,7 @@ def interp_counts(one_core: dict[str, Any], dual: dict[str, Any]) -> dict[str, A
     learning sample with one row update (correct winner) and with two (wrong winner), from a
     one-core trace; the dual-core hand-over's parts from a two-core trace."""
     bk = one_core["by_kind"]
-    out = {"eval": _sc(one_core["eval"]["interp"]["0"]), "init": _sc(bk["init"]["interp"]["0"]),
+    out: dict[str, Any] = {"eval": _sc(one_core["eval"]["interp"]["0"]), "init": _sc(bk["init"]["interp"]["0"]),
            "correct": _sc(bk["learn, correct winner"]["interp"]["0"]),
            "wrong": _sc(bk["learn, wrong winner"]["interp"]["0"])}
     d = dual["run"]

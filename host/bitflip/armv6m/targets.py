@@ -25,7 +25,7 @@ FIRMWARE = Path(__file__).resolve().parents[3] / "firmware" / "bitflip"
 STANDINS = {
     "dense_binary_asm": "K.dense_binary(r0, r1, r2, r3[0], r3[1], r3[2])\n    return 0",
     "flip_row_asm": "return K.flip_row(r0, r3[0], r1, r3[1], r3[2], r3[3], r3[4], r2, r3[5])",
-    "dense_argmax_asm": "from bitflip.kernels_fast import dense_argmax\n    return dense_argmax(r0, r1, r2, r3)",
+    "dense_argmax_asm": "return KF.dense_argmax(r0, r1, r2, r3)",
     "update_row_b2_asm": "return K.update_row(2, r0, r1, r3[1], r2, r3[2], r3[3], r3[4], r3[5], r3[6], r3, r3[7])",
 }
 
@@ -58,7 +58,7 @@ def asm_standins(source: str) -> str:
         out += [f"def {node.name}({args}):", f"    {STANDINS[node.name]}"]
         pos = node.end_lineno
     out += lines[pos:]
-    return "from bitflip import kernels as K\n" + "\n".join(out) + "\n"
+    return "from bitflip import kernels as K\nfrom bitflip import kernels_fast as KF\n" + "\n".join(out) + "\n"
 
 
 def target_package(tmp: Path, target: str, transform: Callable[[str, str], str] | None = None,

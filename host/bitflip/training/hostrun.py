@@ -27,7 +27,8 @@ BLOCK = 256  # samples between progress updates
 
 def _save(path: Path, ref: Reference, meta: dict[str, Any]) -> None:
     buf = io.BytesIO()
-    np.savez(buf, meta=json.dumps(meta), **ref.state())
+    arrays: dict[str, Any] = {"meta": json.dumps(meta), **ref.state()}
+    np.savez(buf, **arrays)
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_bytes(buf.getvalue())
     os.replace(tmp, path)
