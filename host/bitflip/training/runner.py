@@ -166,6 +166,8 @@ def _summary(plan: Plan, **kw: Any) -> dict[str, Any]:
     base = {
         "board": plan.board.name,
         "dataset": plan.data.name,
+        "dataset_arg": plan.req.dataset,  # what --dataset said (a file path for user data): `bitflip export` reloads it
+        "limit": plan.req.limit,
         "model": plan.req.model,
         "sizes": plan.sizes,
         "weights": plan.req.weights,
