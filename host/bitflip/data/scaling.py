@@ -27,6 +27,7 @@ class Scaling:
     kind: str  # "none", "unit" or "minmax"
     low: np.ndarray | None = None  # minmax: float64 per feature
     span: np.ndarray | None = None
+    integer_data: bool = False  # minmax: the training values were whole numbers (the board takes ints)
 
     @property
     def note(self) -> str:
@@ -59,7 +60,7 @@ class Scaling:
             return self.kind == "none"
         assert self.low is not None and self.span is not None
         lo, span = self.low, self.span
-        return bool(np.all(lo == np.floor(lo)) and np.all(span == np.floor(span)) and np.all(np.abs(lo) < 2**31)
+        return bool(self.integer_data and np.all(lo == np.floor(lo)) and np.all(span == np.floor(span)) and np.all(np.abs(lo) < 2**31)
                     and np.all(span < INT_SPAN_MAX))
 
 
@@ -87,4 +88,5 @@ def fit(xtr: np.ndarray, xte: np.ndarray | None, where: str) -> Scaling:
         ok = np.isfinite(span).all() and all(np.isfinite(x.astype(np.float64) - lo).all() for x in xs)
     if not ok:
         raise UsageError(f"{where}: feature values too large to scale to 0..255 (differences beyond 1e308)")
-    return Scaling("minmax", lo, span)
+    whole = all(x.dtype.kind in "biu" or bool((x == np.floor(x)).all()) for x in xs)
+    return Scaling("minmax", lo, span, whole)

@@ -145,7 +145,8 @@ class ModelFile:
         elif sc["kind"] == MF.SC_UNIT:
             scaling = Scaling("unit")
         else:
-            scaling = Scaling("minmax", np.array(sc["low"], dtype=np.float64), np.array(sc["span"], dtype=np.float64))
+            scaling = Scaling("minmax", np.array(sc["low"], dtype=np.float64), np.array(sc["span"], dtype=np.float64),
+                              sc["kind"] == MF.SC_MINMAX_INT)
         try:
             n_bits = encoding.n_bits(int(enc["features"]))
         except UsageError as e:
