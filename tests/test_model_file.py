@@ -307,3 +307,48 @@ def test_reference_from_a_model_file_predicts_like_the_trained_one() -> None:
     assert np.array_equal(mf.reference().predict(rows), ref.predict(rows))
     assert isinstance(mf.reference(), Reference)
     assert parse_encoding("thermo:2", 255).thresholds == mf.encoding.thresholds
+
+
+@pytest.mark.parametrize("target", ["rp2", "esp32", "esp32c3"])
+def test_model_api_allocates_nothing_in_each_targets_module_set(tmp_path: Path, target: str) -> None:
+    """The board's view of the sources (host-only code left out; rp2 with its asm_thumb
+    kernels' stand-ins and a layer wide enough for the dual-core split when cores=2):
+    predict and learn under heap_lock, digest equal to the reference."""
+    from test_targets import run_as
+
+    mf, _, x = make_model({"sizes": [0, 4 * 70]}, "thermo:3,7,11", 64)
+    mf.write(tmp_path / "m.bfm")
+    (tmp_path / "x.bin").write_bytes(x.astype(np.uint8).tobytes())
+    y = [int(v) for v in np.random.default_rng(8).integers(0, 4, 30)]
+    ref = mf.reference()
+    rows = mf.encode(x)
+    for i in range(30):
+        ref.train_sample(rows[i], y[i])
+    cores = 2 if target == "rp2" else 1
+    out = run_as(target, f"""
+import micropython
+from bitflip import accel
+from bitflip.model import Model
+m = Model.load('m.bfm', cores={cores})
+data = open('x.bin', 'rb').read()
+rows = [data[i * 64:(i + 1) * 64] for i in range(len(data) // 64)]
+labels = {y}
+pred = bytearray(len(rows))
+def go():
+    for i in range(len(rows)):
+        pred[i] = m.predict(rows[i])
+    for i in range(30):
+        m.learn(rows[i], labels[i])
+micropython.heap_lock()
+go()
+micropython.heap_unlock()
+print(accel.KIND, m.t.worker is not None, bytes(pred).hex(), m.digest())
+if m.t.worker is not None:
+    m.t.worker.stop()
+m.close()
+""", tmp_path)
+    kind, split, pred, digest = out.split()[-4:]
+    assert kind == ("asm_thumb" if target == "rp2" else "viper")
+    assert split == str(target == "rp2")
+    assert bytes.fromhex(pred) == bytes(mf.predict(x).astype(np.uint8).tolist())
+    assert digest == ref.digest()
