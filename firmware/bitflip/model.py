@@ -74,6 +74,22 @@ class Model:
                 p.pos[1] = v >> 8
         return cls(info, t)
 
+    @classmethod
+    def create(cls, cfg, encoding, scaling, labels, meta=None, cores=1):
+        # a model that has seen nothing yet, made on the board: learn() fills its prototypes
+        # from the first P samples of each class. cfg: protocol.CONFIG_KEYS (sizes, classes,
+        # weights, seed, window, margin, k ...); encoding / scaling / labels: as
+        # modelfile.read returns them, e.g. {"features": 96, "max_value": 255, "steps": [],
+        # "levels": [96, 160]} and {"kind": modelfile.SC_MINMAX_INT, "low": [...], "span": [...]}
+        check_config(cfg)
+        layers = [{"type": MF.LT_DENSE, "kind": kind, "n_in": n_in, "n_out": n_out, "params": b""}
+                  for n_in, n_out, kind in spec.layers(cfg)]
+        info = {"meta": meta or {}, "cfg": cfg, "layers": layers, "encoding": encoding, "scaling": scaling,
+                "labels": list(labels), "state": {"step": 0, "fill": b"", "pos": []}}
+        run = dict(cfg)
+        run["cores"] = cores
+        return cls(info, Trainer(run))
+
     def predict(self, values):
         t = self.t
         self.enc.encode(values, t.x)
