@@ -33,15 +33,17 @@ def export(run_dir: Path, out: Path, fmt: str, dataset: str | None, force: bool,
         from ..use.cexport import export_c
 
         files = [str(p) for p in export_c(mf, out)]
-        res = {"files": files, "bytes": out.stat().st_size}
+        size = out.stat().st_size
     else:
-        res = {"files": [str(out)], "bytes": mf.write(out)}
+        size = mf.write(out)
+        files = [str(out)]
+    res: dict[str, object] = {"files": files, "bytes": size}
     res.update(job=mf.meta.get("job"), digest=mf.digest(), sizes=mf.sizes, labels=mf.labels,
                encoding=mf.encoding.spec, test_accuracy=mf.meta.get("test_accuracy"))
     if as_json:
         click.echo(json.dumps(res, sort_keys=True))
     else:
-        click.echo(f"{', '.join(res['files'])}: {res['bytes']} bytes, model {'-'.join(map(str, mf.sizes))}, "
+        click.echo(f"{', '.join(files)}: {size} bytes, model {'-'.join(map(str, mf.sizes))}, "
                    f"encoding {mf.encoding.spec}, weights sha256 {mf.digest()[:16]}...")
 
 

@@ -53,7 +53,7 @@ def _run(name: str, args: list[Any]) -> emu.Run:
             return
         orig(self, uc, addr, size, data)
 
-    emu._ViperRuntime._on_stub = stub  # type: ignore[method-assign]
+    emu._ViperRuntime._on_stub = stub  # type: ignore[method-assign,assignment]
     try:
         r = emu.run_function(mpy, find_function(mpy, name), args, max_instructions=200_000_000)
     finally:
