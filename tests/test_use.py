@@ -206,3 +206,25 @@ def test_push_refuses_a_damaged_model_before_connecting(tmp_path: Path) -> None:
     (tmp_path / "bad.bfm").write_bytes(b"nothing")
     r = CliRunner().invoke(main, ["push", str(tmp_path / "bad.bfm"), "--board", "sim-pico", "--port", "/dev/null"])
     assert r.exit_code == 2 and "bad model file" in r.output
+
+
+def test_exported_rule_state_is_the_state_the_run_ended_with(tmp_path: Path) -> None:
+    """A pool-rule model on 300 digits: the exported step, fill and window positions equal
+    those of a reference trained exactly as run_host trains it."""
+    from bitflip.training.reference import Reference
+    from bitflip.training.runner import TrainRequest, prepare
+
+    run = tmp_path / "run"
+    _cli("train", "--board", "host", "--dataset", "digits", "--model", "40-10x3", "--epochs", "2", "--limit", "300",
+         "--out", str(run))
+    _cli("export", str(run), "-o", str(tmp_path / "m.bfm"))
+    mf = ModelFile.read(tmp_path / "m.bfm")
+    plan = prepare(TrainRequest(board="host", dataset="digits", model="40-10x3", epochs=2, limit=300,
+                                out=tmp_path / "again"))
+    ref = Reference(plan.cfg)
+    for epoch in range(2):
+        for i in plan.order(epoch):
+            ref.train_sample(plan.x_train[i], int(plan.data.y_train[i]))
+    assert mf.digest() == ref.digest()
+    assert (mf.step, mf.fill) == (ref.step, ref.fill)
+    assert mf.pos == [p.pos for p in ref.hidden.pools] and mf.cfg["pool"]
