@@ -7,7 +7,7 @@ from __future__ import annotations
 import click
 
 from . import __version__
-from .commands import bench, boards, compare, data, report, train
+from .commands import bench, boards, compare, data, report, train, use
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -16,7 +16,7 @@ def main() -> None:
     """Gradient-free training of binary and ternary networks on microcontrollers."""
 
 
-for _module in (train, boards, data, compare, bench, report):
+for _module in (train, boards, data, compare, bench, report, use):
     for _command in _module.COMMANDS:
         main.add_command(_command)
 

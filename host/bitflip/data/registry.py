@@ -53,8 +53,9 @@ from typing import Any
 import numpy as np
 
 from ..errors import UsageError
-from . import fetch
+from . import fetch, scaling
 from .idx import read_idx
+from .scaling import NONE, Scaling
 
 DIGITS_SPLIT_SEED = 0  # fixed: every method and every run sees the same digits split
 CSV_SPLIT_SEED = 0  # fixed for the same reason, for a CSV file without a test sibling
@@ -93,6 +94,8 @@ class Dataset:
     max_value: int  # largest feature value (16 for digits, 255 for images)
     default_encoding: str
     source: str
+    scaling: Scaling = NONE  # how raw values became these bytes (a model file keeps it)
+    raw_test: np.ndarray | None = None  # the test features before scaling (None: unchanged)
 
     @property
     def n_classes(self) -> int:
@@ -148,39 +151,13 @@ def _numeric(x: np.ndarray, where: str, what: str) -> None:
         raise UsageError(f"{where}: {what} contains NaN or infinity")
 
 
-def _whole_bytes(x: np.ndarray) -> bool:
-    if x.dtype == np.uint8 or x.dtype == np.bool_:
-        return True
-    if x.size and (x.min() < 0 or x.max() > 255):
-        return False
-    return x.dtype.kind != "f" or bool((x == np.floor(x)).all())
-
-
-def _features(xtr: np.ndarray, xte: np.ndarray, where: str) -> tuple[np.ndarray, np.ndarray, str]:
-    """Both splits -> uint8 by the rule in the module docstring; returns (train, test, rule note)."""
+def _features(xtr: np.ndarray, xte: np.ndarray, where: str) -> tuple[np.ndarray, np.ndarray, Scaling]:
+    """Both splits -> uint8 by the rule in the module docstring (scaling.py); returns (train,
+    test, the scaling, which a model file keeps for new data)."""
     _numeric(xtr, where, "training features")
     _numeric(xte, where, "test features")
-    if _whole_bytes(xtr) and _whole_bytes(xte):
-        return xtr.astype(np.uint8), xte.astype(np.uint8), ""
-    if xtr.dtype.kind == "f" and xte.dtype.kind == "f" and 0 <= min(xtr.min(), xte.min()) \
-            and max(xtr.max(), xte.max()) <= 1:
-        def unit(a: np.ndarray) -> np.ndarray:
-            return np.floor(a.astype(np.float64) * 255 + 0.5).astype(np.uint8)
-        return unit(xtr), unit(xte), "; float features in [0,1] scaled to 0..255 as floor(255*x+0.5)"
-    lo = xtr.min(axis=0).astype(np.float64)
-    with np.errstate(over="ignore", invalid="ignore"):  # overflow is detected below, not warned about
-        span = xtr.max(axis=0).astype(np.float64) - lo
-        ok = np.isfinite(span).all() and np.isfinite(xte.astype(np.float64) - lo).all()
-    if not ok:
-        raise UsageError(f"{where}: feature values too large to scale to 0..255 (differences beyond 1e308)")
-
-    def minmax(a: np.ndarray) -> np.ndarray:
-        # divide, not multiply by 255/span: a subnormal span would make that factor infinite
-        with np.errstate(over="ignore"):
-            r = np.divide(a.astype(np.float64) - lo, span, out=np.zeros(a.shape), where=span > 0)
-            return np.clip(np.floor(r * 255 + 0.5), 0, 255).astype(np.uint8)
-
-    return minmax(xtr), minmax(xte), "; features min-max scaled per feature to 0..255 with the training split's range"
+    sc = scaling.fit(xtr, xte, where)
+    return sc.apply(xtr), sc.apply(xte), sc
 
 
 def _flatten(x: np.ndarray, where: str, what: str) -> np.ndarray:
@@ -211,12 +188,12 @@ def build(name: str, xtr: np.ndarray, ytr: np.ndarray, xte: np.ndarray, yte: np.
     if xtr.shape[1] != xte.shape[1]:
         raise UsageError(f"{where}: training samples have {xtr.shape[1]} features, test samples {xte.shape[1]}")
     _check_classes(ytr, yte, where)
-    xtr8, xte8, note = _features(xtr, xte, where)
+    xtr8, xte8, sc = _features(xtr, xte, where)
     if max_value is None:
         max_value = max(1, int(xtr8.max()), int(xte8.max()))
     enc = default_encoding or _user_encoding(max_value)
     return Dataset(name, np.ascontiguousarray(xtr8), ytr, np.ascontiguousarray(xte8), yte, max_value, enc,
-                   source + note)
+                   source + sc.note, sc, None if sc.kind == "none" else xte)
 
 
 # ---------------------------------------------------------------- IDX directories

@@ -132,6 +132,8 @@ class Collector:
         out: dict[str, Any] = {
             "board": p.board.name,
             "dataset": p.data.name,
+            "dataset_arg": p.req.dataset,  # as given (a file path for user data: export reloads it)
+            "limit": p.req.limit,
             "model": p.model,
             "sizes": p.sizes,
             "weights": p.weights,
