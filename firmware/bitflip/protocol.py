@@ -7,11 +7,17 @@
 # host -> device: binary frames
 #   offset 0  'B' 'F'          sync bytes (resynchronise after garbage)
 #          2  kind   u8        K_* below
-#          3  flags  u8        reserved, 0
+#          3  check  u8        header check: CRC-8 (poly 0x07) of kind, seq, length; 0 = none
 #          4  seq    u16 LE    per-link sequence number (wraps at 65536)
 #          6  length u16 LE    payload length, <= the device's announced max payload
 #          8  payload
 #   8+length  crc32  u32 LE    CRC-32 (zlib polynomial) of bytes 2 .. 8+length
+#
+# The header check lets the device reject a damaged header (a wrong length above all) at
+# once instead of swallowing the next frames as payload. Frames that fit a slot
+# (SLOT_BYTES) may arrive out of order after a damaged one: the device keeps them (up to
+# sr_slots(max_payload)) and processes them once the gap is filled (selective repeat); its
+# acks and naks say which it holds ("sk": bit i = frame expect + i).
 #
 # device -> host: text lines 'BF {json} *cccccccc\n', one record per event ("ev" names it),
 # cccccccc = CRC-32 of the JSON text in hex, so a corrupted record is dropped, never
@@ -34,13 +40,23 @@ def host_only(f):
     return f
 
 
-VERSION = const(1)  # bump on any incompatible change; checked at connect
+VERSION = const(2)  # bump on any incompatible change; checked at connect
+# 2: header check byte, selective repeat (slots, "sk" in acks/naks), cumulative deferred acks
 
 SYNC0 = const(0x42)  # 'B'
 SYNC1 = const(0x46)  # 'F'
 HEADER_SIZE = const(8)
 CRC_SIZE = const(4)
 MAX_PAYLOAD = const(2048)  # device buffer; boards may ask for less (UART links)
+SLOT_BYTES = const(128)  # frames up to this size (header + payload + crc) may arrive out of order
+MAX_SLOTS = const(15)  # at most this many held out-of-order frames ("sk" has 16 bits)
+
+
+def sr_slots(max_payload):
+    """How many out-of-order frames a device with this max payload holds: its frame buffer
+    cut into SLOT_BYTES pieces, the first one being where frames are processed."""
+    n = (HEADER_SIZE + max_payload + CRC_SIZE + 3) & ~3
+    return max(0, min(MAX_SLOTS, n // SLOT_BYTES - 1))
 
 # frame kinds (host -> device)
 K_CONFIG = const(1)  # JSON: model, rule, seed ... ; device allocates and answers "config"
@@ -82,6 +98,7 @@ E_PAYLOAD = const(6)  # payload inconsistent with the configuration
 E_CONFIG = const(7)  # configuration rejected
 E_MEMORY = const(8)  # allocation failed
 E_STATE = const(9)  # frame not valid in this state (e.g. TRAIN before CONFIG)
+E_HEADER = const(10)  # header check mismatch (kind, seq or length damaged)
 
 ERROR_NAMES = host_only({
     E_CRC: "bad crc",
@@ -93,6 +110,7 @@ ERROR_NAMES = host_only({
     E_CONFIG: "bad configuration",
     E_MEMORY: "out of memory",
     E_STATE: "frame not valid now",
+    E_HEADER: "bad header",
 })
 
 RECORD_PREFIX = b"BF "
@@ -101,8 +119,8 @@ RECORD_CRC_SEP = b" *"
 # Record names (the "ev" field). The host treats unknown names as log lines.
 R_BOOT = "boot"  # firmware started: version, protocol, platform, native arch, heap
 R_READY = "ready"  # buffers allocated, Ctrl-C off: host may stream; max payload
-R_ACK = "ack"  # frame seq accepted; credit = frames the device can take now
-R_NAK = "nak"  # frame rejected; seq = the sequence number the device expects
+R_ACK = "ack"  # every frame up to seq processed; credit = frames the device can take; "sk" held ones
+R_NAK = "nak"  # frame rejected; seq = the sequence number the device expects; "sk" held ones
 R_CONFIG = "config"  # model allocated: weight bytes, working bytes, heap free before/after
 R_PROGRESS = "progress"
 R_EPOCH = "epoch"
@@ -117,6 +135,7 @@ R_PONG = "pong"  # answer to a ping: "expect" = the sequence number of the next 
 F_EV = "ev"
 F_SEQ = "seq"
 F_CREDIT = "cr"
+F_HELD = "sk"  # acks/naks: bit i set = frame (the expected one + i) received and held
 F_CODE = "code"
 F_MSG = "msg"
 F_EXPECT = "expect"
@@ -160,8 +179,8 @@ def record_fields():
     return {
         R_BOOT: (F_VERSION, F_PROTO, F_PLATFORM, F_MPY, F_MICROPYTHON, F_HEAP_FREE),  # + F_CKPT if one exists
         R_READY: ("max_payload", "credit"),
-        R_ACK: (F_SEQ, F_CREDIT),
-        R_NAK: (F_SEQ, F_CODE),
+        R_ACK: (F_SEQ, F_HELD, F_CREDIT),
+        R_NAK: (F_SEQ, F_HELD, F_CODE),
         R_CONFIG: (F_WEIGHT_BYTES, F_WORKING_BYTES, F_HEAP_BEFORE, F_HEAP_FREE, F_RESUMED, F_SEQ),
         R_EPOCH: (F_EPOCH, F_SEEN, F_CORRECT, F_STEP, F_BUSY_US, F_WALL_US, F_SEQ),
         R_EVAL: (F_EPOCH, F_SEEN, F_CORRECT, F_BUSY_US, F_SEQ),
@@ -175,15 +194,18 @@ def record_fields():
 # Acknowledgements are written from these templates (stream.py keeps const copies of the
 # offsets for speed; a test checks they agree): numbers right-aligned and space padded in
 # the field that ends at *_END, the CRC-32 of the JSON text (bytes 3 .. *_JSON_END) as 8
-# hex digits after it.
-ACK_TEMPLATE = b'BF {"ev":"ack","seq":     ,"cr":  } *00000000\n'
-NAK_TEMPLATE = b'BF {"ev":"nak","seq":     ,"code":  } *00000000\n'
+# hex digits after it. An ack's seq is the last frame processed (all before it too); a
+# nak's seq is the frame expected; "sk" (both) holds bit i for frame (expected + i) held.
+ACK_TEMPLATE = b'BF {"ev":"ack","seq":     ,"sk":     ,"cr":  } *00000000\n'
+NAK_TEMPLATE = b'BF {"ev":"nak","seq":     ,"sk":     ,"code":  } *00000000\n'
 ACK_SEQ_END = const(26)  # seq: 5 digits ending here
-ACK_CR_END = const(34)  # credit: 2 digits ending here
-ACK_JSON_END = const(35)  # index just past '}'
+ACK_SK_END = const(37)  # held bitmap: 5 digits ending here
+ACK_CR_END = const(45)  # credit: 2 digits ending here
+ACK_JSON_END = const(46)  # index just past '}'
 NAK_SEQ_END = const(26)
-NAK_CODE_END = const(36)
-NAK_JSON_END = const(37)
+NAK_SK_END = const(37)
+NAK_CODE_END = const(47)
+NAK_JSON_END = const(48)
 
 # CONFIG: a JSON object; key -> (type, required). Both sides check it with check_config
 # (the host before sending, the device on receipt: E_CONFIG).
@@ -267,15 +289,28 @@ def parse_record(line):
 
 # --- frames -------------------------------------------------------------------------------
 # (the host encodes; the device parses incrementally, allocation-free, in stream.py)
+def header_check(kind, seq, n):
+    """The header check byte: CRC-8 (polynomial 0x07) of kind, seq (LE) and length (LE).
+    Detects every damaged byte and every 1-3 flipped bits of those 5 bytes. 0 = unchecked
+    (a header whose CRC-8 is 0; the frame's CRC-32 still guards it)."""
+    c = 0
+    for b in (kind & 0xFF, seq & 0xFF, (seq >> 8) & 0xFF, n & 0xFF, (n >> 8) & 0xFF):
+        c ^= b
+        for _ in range(8):
+            c = ((c << 1) ^ 0x07) & 0xFF if c & 0x80 else (c << 1) & 0xFF
+    return c
+
+
 @host_only
-def encode_frame(kind, seq, payload=b"", flags=0):
+def encode_frame(kind, seq, payload=b""):
     """One frame (host side, allocates freely)."""
     import binascii
 
     n = len(payload)
     if n > 0xFFFF:
         raise ValueError("payload too long")
-    head = bytes((SYNC0, SYNC1, kind & 0xFF, flags & 0xFF, seq & 0xFF, (seq >> 8) & 0xFF, n & 0xFF, n >> 8))
+    check = header_check(kind, seq, n)
+    head = bytes((SYNC0, SYNC1, kind & 0xFF, check, seq & 0xFF, (seq >> 8) & 0xFF, n & 0xFF, n >> 8))
     body = head + bytes(payload)
     crc = binascii.crc32(body[2:]) & 0xFFFFFFFF
     return body + bytes((crc & 0xFF, (crc >> 8) & 0xFF, (crc >> 16) & 0xFF, crc >> 24))

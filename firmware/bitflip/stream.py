@@ -1,38 +1,54 @@
 # Device side of the link: reads frames from the serial stdin into one preallocated buffer,
-# checks sync, length, CRC and sequence, and answers with ack/nak records written from
-# preallocated templates. Nothing here allocates once Link() is built.
+# checks sync, header check, length, CRC and sequence, and answers with ack/nak records
+# written from preallocated templates. Nothing here allocates once Link() is built.
+#
+# Selective repeat: a frame that arrives after a damaged one (its sequence number is ahead
+# of the expected one) is kept, if it fits a slot, in a slot of the same buffer: the buffer
+# is cut in SLOT_BYTES pieces, piece 0 is where frames are read and processed, pieces
+# 1 .. slots hold early frames. Once the gap is filled the held frames are handed out in
+# order without reading. Acks are cumulative (seq = last frame processed) and say which
+# frames are held ("sk": bit i = frame expect + i); they are deferred until ack_bytes of
+# frames were taken or the input goes idle (then said twice: a noisy line may eat one).
 import sys
 import select
 from array import array
 
+import micropython
 from micropython import const
 
 from . import protocol as P
 from .kernels import crc32_check, crc32_hex, crc32_table
 
 _CHUNK = const(32)  # payload is read in chunks of this size, each after a poll
+_SLOT = const(128)  # P.SLOT_BYTES
+_FRAME = const(12)  # P.HEADER_SIZE + P.CRC_SIZE
+_ACK_BYTES = const(480)  # default: acknowledge after this many bytes of frames taken
 _WAITING = const(0)  # next_frame() results < 0 mean "nothing usable": see codes below
 NONE = const(-1)  # idle timeout, no frame started
 BAD = const(-2)  # a frame was rejected (nak already sent)
-DUP = const(-3)  # a duplicate of an accepted frame (re-acked, not processed)
+DUP = const(-3)  # a duplicate of an accepted or held frame (re-acked, not processed)
+_HELD = const(-4)  # internal: a frame was put in a slot; next_frame reads on
 
 # ack/nak records are written from protocol's templates; the offsets are copied here as
 # const() so the hot path reads no module attributes (tests/test_protocol.py checks them)
 _ACK_SEQ_END = const(26)  # P.ACK_SEQ_END
-_ACK_CR_END = const(34)  # P.ACK_CR_END
-_ACK_END = const(35)  # P.ACK_JSON_END
+_ACK_SK_END = const(37)  # P.ACK_SK_END
+_ACK_CR_END = const(45)  # P.ACK_CR_END
+_ACK_END = const(46)  # P.ACK_JSON_END
 _NAK_SEQ_END = const(26)  # P.NAK_SEQ_END
-_NAK_CODE_END = const(36)  # P.NAK_CODE_END
-_NAK_END = const(37)  # P.NAK_JSON_END
+_NAK_SK_END = const(37)  # P.NAK_SK_END
+_NAK_CODE_END = const(47)  # P.NAK_CODE_END
+_NAK_END = const(48)  # P.NAK_JSON_END
 
 
-def _put_num(buf, end, width, v):
-    # write v right-aligned in buf[end-width:end], spaces before; allocation-free
+@micropython.viper
+def _put_num(buf: ptr8, end: int, width: int, v: int):
+    # write v (>= 0) right-aligned in buf[end-width:end], spaces before
     i = end - 1
     stop = end - width
     while True:
         buf[i] = 48 + v % 10
-        v //= 10
+        v = v // 10
         i -= 1
         if v == 0 or i < stop:
             break
@@ -41,8 +57,34 @@ def _put_num(buf, end, width, v):
         i -= 1
 
 
+@micropython.viper
+def _hcheck(buf: ptr8) -> int:
+    # protocol.header_check of the header in buf[0:8]: CRC-8 (poly 0x07) of bytes 2, 4..7
+    c = 0
+    for i in range(2, 8):
+        if i == 3:
+            continue
+        c ^= buf[i]
+        for _ in range(8):
+            if c & 0x80:
+                c = ((c << 1) ^ 7) & 0xFF
+            else:
+                c = (c << 1) & 0xFF
+    return c
+
+
+@micropython.viper
+def _move(buf: ptr8, dst: int, src: int, n: int):
+    # copy n bytes (rounded up to words) from buf[src:] to buf[dst:]; word-aligned, apart
+    w = ptr32(buf)
+    d = dst >> 2
+    s = src >> 2
+    for i in range((n + 3) >> 2):
+        w[d + i] = w[s + i]
+
+
 class Link:
-    def __init__(self, max_payload=P.MAX_PAYLOAD, credit=1, timeout_ms=250):
+    def __init__(self, max_payload=P.MAX_PAYLOAD, credit=1, timeout_ms=250, ack_bytes=_ACK_BYTES):
         self.max_payload = max_payload
         self.credit = credit
         # once a frame has started its bytes come back to back (the host writes whole
@@ -71,6 +113,11 @@ class Link:
         self.rx_frames = 0
         self.rx_bad = 0
         self.rx_dup = 0
+        self.slots = P.sr_slots(max_payload)  # frames that can be held out of order
+        self.head = 0  # slot of the expected frame: frame expect + d sits in slot 1 + (head + d) % slots
+        self.held = 0  # bit d set: frame expect + d is held
+        self.owed = 0  # bytes of frames taken since the last ack or nak
+        self.ack_bytes = ack_bytes  # 1: acknowledge every frame at once
 
     def _wait(self, ms):
         for _ in self.poll.ipoll(ms):
@@ -90,23 +137,51 @@ class Link:
             n -= k
         return True
 
-    def send_ack(self, seq):
+    def send_ack(self):
+        # cumulative: every frame before expect processed; plus the held ones
         a = self.ack
-        _put_num(a, _ACK_SEQ_END, 5, seq)
+        _put_num(a, _ACK_SEQ_END, 5, (self.expect - 1) & 0xFFFF)
+        _put_num(a, _ACK_SK_END, 5, self.held)
         _put_num(a, _ACK_CR_END, 2, self.credit)
         crc32_hex(a, 3, _ACK_END - 3, self.table, _ACK_END + 2)
         self.out.write(a)
+        self.owed = 0
 
     def send_nak(self, code):
         a = self.nak
         _put_num(a, _NAK_SEQ_END, 5, self.expect)
+        _put_num(a, _NAK_SK_END, 5, self.held)
         _put_num(a, _NAK_CODE_END, 2, code)
         crc32_hex(a, 3, _NAK_END - 3, self.table, _NAK_END + 2)
         self.out.write(a)
+        self.owed = 0
 
     def next_frame(self, idle_ms):
         """Wait up to idle_ms for a frame. Returns its kind (>0) with self.seq/self.length
         set and the payload at self.buf[8:], or NONE / BAD / DUP."""
+        while True:
+            if self.held & 1:  # the expected frame came early: hand it out
+                return self._deliver()
+            if self.owed and not self._wait(0):
+                self.send_ack()  # the host has sent nothing more: tell it where we are
+                self.out.write(self.ack)  # twice: an ack is small, the answer is needed now
+            k = self._frame(idle_ms)
+            if k != _HELD:
+                return k
+
+    def _deliver(self):
+        buf = self.buf
+        r = (1 + self.head % self.slots) * _SLOT
+        n = buf[r + 6] | (buf[r + 7] << 8)
+        _move(buf, 0, r, _FRAME + n)
+        self.held ^= 1
+        self.kind = buf[2]
+        self.seq = buf[4] | (buf[5] << 8)
+        self.length = n
+        self.rx_frames += 1
+        return self.kind
+
+    def _frame(self, idle_ms):
         buf = self.buf
         v0 = self.views[0]  # buf[8:]: sync bytes are hunted here, then rewritten
         # hunt for the two sync bytes, one byte at a time
@@ -135,10 +210,17 @@ class Link:
         kind = buf[2]
         seq = buf[4] | (buf[5] << 8)
         n = buf[6] | (buf[7] << 8)
+        if buf[3] and buf[3] != _hcheck(buf):
+            # kind, seq or length damaged: hunt for the next frame in what follows
+            self.rx_bad += 1
+            self.send_nak(P.E_HEADER)
+            return BAD
         if n > self.max_payload:
             self.rx_bad += 1
             self.send_nak(P.E_LEN)
             return BAD
+        if self.held and n + _FRAME > _SLOT:
+            self.held = 0  # a long frame overwrites the slots: the host resends what they held
         if not self._read(n + P.CRC_SIZE):
             self.rx_bad += 1
             self.send_nak(P.E_TIMEOUT)
@@ -152,25 +234,48 @@ class Link:
             self.send_nak(P.E_KIND)
             return BAD
         if kind == P.K_PING or kind == P.K_EXIT:  # unsequenced: never acked, never resent
+            if kind == P.K_PING:
+                self.held = 0  # a resync point: the host may number frames anew after the pong
             self.kind = kind
             self.seq = seq
             self.length = n
             return kind
-        if seq != self.expect:
-            if (self.expect - seq) & 0xFFFF <= 0x8000:  # an old frame: ack again, skip it
+        d = (seq - self.expect) & 0xFFFF
+        if d == 0:
+            self.kind = kind
+            self.seq = seq
+            self.length = n
+            self.rx_frames += 1
+            return kind
+        if d >= 0x8000:  # an old frame: ack again, skip it
+            self.rx_dup += 1
+            self.seq = seq
+            self.send_ack()
+            return DUP
+        if d <= self.slots and n + _FRAME <= _SLOT:
+            bit = 1 << d
+            if self.held & bit:  # held already
                 self.rx_dup += 1
-                self.send_ack(seq)
+                self.seq = seq
+                self.send_ack()
                 return DUP
-            self.rx_bad += 1
-            self.send_nak(P.E_SEQ)  # a gap: the host resends from self.expect
-            return BAD
-        self.kind = kind
-        self.seq = seq
-        self.length = n
-        self.rx_frames += 1
-        return kind
+            first = not self.held
+            _move(buf, (1 + (self.head + d) % self.slots) * _SLOT, 0, _FRAME + n)
+            self.held |= bit
+            self.owed += _FRAME + n
+            if first or self.owed >= self.ack_bytes:
+                self.send_ack()  # a new gap: the host learns at once what to resend
+            return _HELD
+        self.rx_bad += 1
+        self.send_nak(P.E_SEQ)  # a gap too far ahead (or a long frame): resend from self.expect
+        return BAD
 
     def accept(self):
-        # the current frame was processed: advance and acknowledge it
+        # the current frame was processed: advance; acknowledge once enough was taken
         self.expect = (self.seq + 1) & 0xFFFF
-        self.send_ack(self.seq)
+        self.held >>= 1
+        if self.slots:
+            self.head = (self.head + 1) % self.slots
+        self.owed += _FRAME + self.length
+        if self.owed >= self.ack_bytes:
+            self.send_ack()
