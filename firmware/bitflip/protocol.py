@@ -258,11 +258,19 @@ def check_config(cfg):
                 raise ValueError("config pool.%s must be an integer" % key)
 
 
+# Records are written REPEAT times in a row (1..3): on a noisy board->host line the host
+# takes the first intact copy, or the bitwise majority of three damaged ones. The host asks
+# for it with the first payload byte of a PING (stream.py sets it; ack/nak records are not
+# repeated: they are cumulative, and said twice when the device goes idle).
+REPEAT = 1
+
+
 def record_line(text):
-    """bytes of one record line for JSON text (bytes)."""
+    """bytes of one record line for JSON text (bytes), REPEAT times."""
     import binascii
 
-    return b"%s%s%s%08x\n" % (RECORD_PREFIX, text, RECORD_CRC_SEP, binascii.crc32(text) & 0xFFFFFFFF)
+    line = b"%s%s%s%08x\n" % (RECORD_PREFIX, text, RECORD_CRC_SEP, binascii.crc32(text) & 0xFFFFFFFF)
+    return line * REPEAT if REPEAT > 1 else line
 
 
 @host_only

@@ -8,7 +8,7 @@
 # 1 .. slots hold early frames. Once the gap is filled the held frames are handed out in
 # order without reading. Acks are cumulative (seq = last frame processed) and say which
 # frames are held ("sk": bit i = frame expect + i); they are deferred until ack_bytes of
-# frames were taken or the input goes idle (then said twice: a noisy line may eat one).
+# frames were taken or the input goes idle (then said three times: a noisy line may eat one).
 import sys
 import select
 from array import array
@@ -164,7 +164,8 @@ class Link:
                 return self._deliver()
             if self.owed and not self._wait(0):
                 self.send_ack()  # the host has sent nothing more: tell it where we are
-                self.out.write(self.ack)  # twice: an ack is small, the answer is needed now
+                self.out.write(self.ack)  # three times: an ack is small, the answer is needed now
+                self.out.write(self.ack)
             k = self._frame(idle_ms)
             if k != _HELD:
                 return k
@@ -236,6 +237,8 @@ class Link:
         if kind == P.K_PING or kind == P.K_EXIT:  # unsequenced: never acked, never resent
             if kind == P.K_PING:
                 self.held = 0  # a resync point: the host may number frames anew after the pong
+                if n:  # payload byte 0: how many times to write each record (a noisy line)
+                    P.REPEAT = buf[8] if 1 <= buf[8] <= 3 else 1
             self.kind = kind
             self.seq = seq
             self.length = n
