@@ -263,19 +263,28 @@ class ParserModel:
                 self._nak(P.E_HEADER)
                 self.pos = p + 8
                 continue
-            if n > self.mp:
+            t = 0  # FEC check bytes after the crc32
+            if kind & P.FEC_FLAG:
+                kind ^= P.FEC_FLAG
+                t = P.fec_size(n)
+            if n > self.mp or 12 + n + t > (12 + self.mp + 3) & ~3:
                 self._nak(P.E_LEN)
                 self.pos = p + 8
                 continue
-            if self.held and n + 12 > P.SLOT_BYTES:
+            if self.held and n + 12 + t > P.SLOT_BYTES:
                 self.held = 0  # the long frame overwrites the slots
-            end = p + 8 + n + 4
+            end = p + 8 + n + 4 + t
             if end > len(s):
                 self.pos = p
                 return end - len(s)
             self.pos = end
             d = (seq - self.expect) & 0xFFFF
-            if int.from_bytes(s[end - 4 : end], "little") != binascii.crc32(s[p + 2 : end - 4]):
+            body = bytearray(s[p + 2 : p + 8 + n + 4])
+
+            def crc_ok() -> bool:
+                return int.from_bytes(body[-4:], "little") == binascii.crc32(body[:-4])
+
+            if not crc_ok() and (not t or P.fec_fix(memoryview(body)[6:], s[p + 12 + n : end]) <= 0 or not crc_ok()):
                 self._nak(P.E_CRC)
             elif not P.K_CONFIG <= kind <= P.K_EXIT:
                 self._nak(P.E_KIND)
@@ -297,7 +306,7 @@ class ParserModel:
 
 
 MUTATIONS = ["random", "random+sync", "valid", "bitflip", "truncate", "length", "oversize", "kind", "seq",
-             "splice", "bytefaults", "sync-runs", "edge-sizes", "header-only", "window", "unchecked"]
+             "splice", "bytefaults", "sync-runs", "edge-sizes", "header-only", "window", "unchecked", "fec"]
 
 
 def make_case(mutation: str, seed: int, mp: int, expect: int) -> bytes:
@@ -367,6 +376,13 @@ def make_case(mutation: str, seed: int, mp: int, expect: int) -> bytes:
         seqs = [(expect + rng.randrange(-2, P.sr_slots(mp) + 3)) & 0xFFFF for _ in range(rng.randrange(1, 12))]
         sizes = [rng.choice([0, 4, P.SLOT_BYTES - 12, P.SLOT_BYTES - 11, rng.randrange(mp + 1)]) for _ in seqs]
         return b"".join(bytes(frame(seq=q, n=min(n, mp))) for q, n in zip(seqs, sizes, strict=True))
+    if mutation == "fec":  # frames with check bytes, 0-4 bits flipped after the header: corrected or not
+        n = rng.choice([0, 1, 27, 28, 60, 100, rng.randrange(mp + 1)])
+        f = bytearray(P.encode_frame(rng.choice([P.K_TRAIN, P.K_EVAL, P.K_MARK]),
+                                     (expect + rng.choice([0, 0, 1, 2])) & 0xFFFF, rng.randbytes(n), fec=True))
+        for _ in range(rng.randrange(0, 5)):
+            f[rng.randrange(8, len(f))] ^= 1 << rng.randrange(8)
+        return bytes(f)
     if mutation == "unchecked":  # header check 0 (a protocol 1 host): length trusted, the CRC decides
         f = frame()
         f[3] = 0

@@ -13,6 +13,11 @@
 #          8  payload
 #   8+length  crc32  u32 LE    CRC-32 (zlib polynomial) of bytes 2 .. 8+length
 #
+# A frame whose kind has FEC_FLAG set carries after its crc32 two check bytes per FEC_SEG
+# bytes of payload+crc32 (fec_trailer): the XOR of the segment's bytes and their sum
+# weighted by powers of 2 in GF(2^8) (poly 0x11D). The device corrects one damaged byte per
+# segment with them when the CRC fails, and takes the frame if the CRC then holds.
+#
 # The header check lets the device reject a damaged header (a wrong length above all) at
 # once instead of swallowing the next frames as payload. Frames that fit a slot
 # (SLOT_BYTES) may arrive out of order after a damaged one: the device keeps them (up to
@@ -50,6 +55,13 @@ CRC_SIZE = const(4)
 MAX_PAYLOAD = const(2048)  # device buffer; boards may ask for less (UART links)
 SLOT_BYTES = const(128)  # frames up to this size (header + payload + crc) may arrive out of order
 MAX_SLOTS = const(15)  # at most this many held out-of-order frames ("sk" has 16 bits)
+FEC_FLAG = const(0x80)  # kind | FEC_FLAG: check bytes follow the crc32
+FEC_SEG = const(32)  # bytes of payload+crc32 per pair of check bytes
+
+
+def fec_size(n):
+    """Bytes of check bytes after the crc32 of a FEC frame with n payload bytes."""
+    return 2 * ((n + CRC_SIZE + FEC_SEG - 1) // FEC_SEG)
 
 
 def sr_slots(max_payload):
@@ -310,18 +322,65 @@ def header_check(kind, seq, n):
 
 
 @host_only
-def encode_frame(kind, seq, payload=b""):
-    """One frame (host side, allocates freely)."""
+def encode_frame(kind, seq, payload=b"", fec=False):
+    """One frame (host side, allocates freely); fec: with check bytes (FEC_FLAG)."""
     import binascii
 
     n = len(payload)
     if n > 0xFFFF:
         raise ValueError("payload too long")
+    if fec:
+        kind |= FEC_FLAG
     check = header_check(kind, seq, n)
     head = bytes((SYNC0, SYNC1, kind & 0xFF, check, seq & 0xFF, (seq >> 8) & 0xFF, n & 0xFF, n >> 8))
     body = head + bytes(payload)
     crc = binascii.crc32(body[2:]) & 0xFFFFFFFF
-    return body + bytes((crc & 0xFF, (crc >> 8) & 0xFF, (crc >> 16) & 0xFF, crc >> 24))
+    frame = body + bytes((crc & 0xFF, (crc >> 8) & 0xFF, (crc >> 16) & 0xFF, crc >> 24))
+    return frame + fec_trailer(frame[HEADER_SIZE:]) if fec else frame
+
+
+@host_only
+def _fec_seg(seg):
+    c0 = c1 = 0
+    for b in seg:
+        c0 ^= b
+        c1 = ((c1 << 1) ^ (0x11D if c1 & 0x80 else 0)) ^ b
+    return c0, c1
+
+
+@host_only
+def fec_trailer(data):
+    """Check bytes of payload+crc32 `data` (FEC_FLAG frames)."""
+    out = bytearray()
+    for i in range(0, len(data), FEC_SEG):
+        out += bytes(_fec_seg(data[i : i + FEC_SEG]))
+    return bytes(out)
+
+
+@host_only
+def fec_fix(data, trailer):
+    """What the device does with a FEC frame whose CRC failed: correct one byte per
+    segment of bytearray `data` (payload+crc32) from its check bytes. Returns the number
+    of bytes corrected, -1 if a segment cannot be corrected (then data may be changed)."""
+    fixed = 0
+    for k, i in enumerate(range(0, len(data), FEC_SEG)):
+        seg = data[i : i + FEC_SEG]
+        c0, c1 = _fec_seg(seg)
+        d0, d1 = c0 ^ trailer[2 * k], c1 ^ trailer[2 * k + 1]
+        if not d0 and not d1:
+            continue
+        if not d0 or not d1:
+            return -1
+        t = d0
+        for w in range(len(seg)):
+            if t == d1:
+                data[i + len(seg) - 1 - w] ^= d0
+                fixed += 1
+                break
+            t = ((t << 1) ^ (0x11D if t & 0x80 else 0)) & 0xFF
+        else:
+            return -1
+    return fixed
 
 
 def u16(buf, off):

@@ -74,6 +74,50 @@ def _hcheck(buf: ptr8) -> int:
 
 
 @micropython.viper
+def _fec_fix(buf: ptr8, start: int, m: int, tr: int) -> int:
+    # protocol.fec_fix on buf[start:start+m] with check bytes at buf[tr:]: one damaged byte
+    # per 32-byte segment corrected; the number corrected, or -1
+    fixed = 0
+    k = 0
+    off = 0
+    while off < m:
+        end = off + 32
+        if end > m:
+            end = m
+        c0 = 0
+        c1 = 0
+        for i in range(start + off, start + end):
+            b = buf[i]
+            c0 ^= b
+            c1 = c1 << 1
+            if c1 & 0x100:
+                c1 ^= 0x11D
+            c1 ^= b
+        d0 = c0 ^ buf[tr + k]
+        d1 = c1 ^ buf[tr + k + 1]
+        if d0 or d1:
+            if d0 == 0 or d1 == 0:
+                return -1
+            t = d0
+            w = 0
+            n = end - off
+            while w < n:
+                if t == d1:
+                    break
+                t = t << 1
+                if t & 0x100:
+                    t ^= 0x11D
+                w += 1
+            if w == n:
+                return -1
+            buf[start + end - 1 - w] = buf[start + end - 1 - w] ^ d0
+            fixed += 1
+        off = end
+        k += 2
+    return fixed
+
+
+@micropython.viper
 def _move(buf: ptr8, dst: int, src: int, n: int):
     # copy n bytes (rounded up to words) from buf[src:] to buf[dst:]; word-aligned, apart
     w = ptr32(buf)
@@ -118,6 +162,7 @@ class Link:
         self.held = 0  # bit d set: frame expect + d is held
         self.owed = 0  # bytes of frames taken since the last ack or nak
         self.ack_bytes = ack_bytes  # 1: acknowledge every frame at once
+        self.rx_fixed = 0  # bytes corrected from FEC check bytes
 
     def _wait(self, ms):
         for _ in self.poll.ipoll(ms):
@@ -176,7 +221,7 @@ class Link:
         n = buf[r + 6] | (buf[r + 7] << 8)
         _move(buf, 0, r, _FRAME + n)
         self.held ^= 1
-        self.kind = buf[2]
+        self.kind = buf[2] & 0x7F  # (without FEC_FLAG)
         self.seq = buf[4] | (buf[5] << 8)
         self.length = n
         self.rx_frames += 1
@@ -216,20 +261,27 @@ class Link:
             self.rx_bad += 1
             self.send_nak(P.E_HEADER)
             return BAD
-        if n > self.max_payload:
+        t = 0  # check bytes after the crc32
+        if kind & P.FEC_FLAG:
+            kind ^= P.FEC_FLAG
+            t = 2 * ((n + P.CRC_SIZE + P.FEC_SEG - 1) // P.FEC_SEG)
+        if n > self.max_payload or _FRAME + n + t > len(buf):
             self.rx_bad += 1
             self.send_nak(P.E_LEN)
             return BAD
-        if self.held and n + _FRAME > _SLOT:
+        if self.held and n + _FRAME + t > _SLOT:
             self.held = 0  # a long frame overwrites the slots: the host resends what they held
-        if not self._read(n + P.CRC_SIZE):
+        if not self._read(n + P.CRC_SIZE + t):
             self.rx_bad += 1
             self.send_nak(P.E_TIMEOUT)
             return BAD
         if not crc32_check(buf, 2, P.HEADER_SIZE - 2 + n, self.table):
-            self.rx_bad += 1
-            self.send_nak(P.E_CRC)
-            return BAD
+            k = _fec_fix(buf, P.HEADER_SIZE, n + P.CRC_SIZE, P.HEADER_SIZE + n + P.CRC_SIZE) if t else -1
+            if k <= 0 or not crc32_check(buf, 2, P.HEADER_SIZE - 2 + n, self.table):
+                self.rx_bad += 1
+                self.send_nak(P.E_CRC)
+                return BAD
+            self.rx_fixed += k
         if kind < P.K_CONFIG or kind > P.K_EXIT:
             self.rx_bad += 1
             self.send_nak(P.E_KIND)

@@ -114,7 +114,7 @@ class KillSwitch:
         while i >= 0:
             if self.distinct and i + 6 > len(scan):
                 break  # the seq is in the next chunk: look again then
-            if i + 2 < len(scan) and scan[i + 2] == self.kind:
+            if i + 2 < len(scan) and scan[i + 2] & 0x7F == self.kind:  # (with or without FEC_FLAG)
                 if self.distinct and not self._new(scan[i + 4] | scan[i + 5] << 8):
                     i = scan.find(b"BF", i + 1)
                     continue

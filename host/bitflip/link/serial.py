@@ -10,6 +10,7 @@ virtual board (a pty).
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 import threading
@@ -25,8 +26,8 @@ from ..device import protocol as P
 from ..errors import DeviceError, LinkError
 
 Record = dict[str, Any]
-# acks and naks are not repeated copies when they come again: each nak is news
-_ACK_NAK = (P.ACK_TEMPLATE[:15], P.NAK_TEMPLATE[:15])
+# a nak that comes again is news (another damaged frame); an ack again is not
+_NAK = P.NAK_TEMPLATE[:15]
 TRACE = bool(os.environ.get("BITFLIP_TRACE"))  # print every record the sender handles
 
 
@@ -84,7 +85,7 @@ class SerialLink:
                 break
             line = bytes(self._rx[self._line_start : nl]).rstrip(b"\r")
             self._line_start = nl + 1
-            if line == self._last_line and not line.startswith(_ACK_NAK):
+            if line == self._last_line and not line.startswith(_NAK):
                 self.repeats_seen += 1
                 continue  # a repeated copy of the record just taken (protocol.REPEAT)
             rec = P.parse_record(line)
@@ -242,7 +243,7 @@ def _before(a: int, b: int) -> bool:
 
 
 class _Frame:
-    __slots__ = ("seq", "frame", "tag", "split", "t", "tx", "live", "sends", "fails", "held")
+    __slots__ = ("seq", "frame", "tag", "split", "t", "tx", "live", "sends", "fails", "held", "n", "fec")
 
     def __init__(self, seq: int, frame: bytes, tag: Any, split: bool):
         self.seq, self.frame, self.tag, self.split = seq, frame, tag, split
@@ -252,33 +253,54 @@ class _Frame:
         self.sends = 0
         self.fails = 0  # transmissions known lost
         self.held = False  # the device said it holds this frame (ahead of a gap)
+        self.n = len(frame) - P.HEADER_SIZE - P.CRC_SIZE  # payload bytes
+        self.fec = False  # with FEC check bytes
+
+
+def _log_ok(p: Any, n: int, fec: bool) -> Any:
+    """log P(a frame with n payload bytes is taken) at byte error rate p (array or float):
+    every byte intact, or with FEC (protocol.FEC_FLAG): the header intact and at most one
+    damaged byte in each segment of payload+crc32, whose check bytes are then intact."""
+    lq = np.log1p(-p)
+    if not fec:
+        return (P.HEADER_SIZE + n + P.CRC_SIZE) * lq
+    out = P.HEADER_SIZE * lq
+    m = n + P.CRC_SIZE
+    for i in range(0, m, P.FEC_SEG):
+        g = min(P.FEC_SEG, m - i)
+        out = out + np.log(np.exp(g * lq) + g * p * np.exp((g + 1) * lq))
+    return out
 
 
 class ErrorRate:
     """Byte error rate of the host -> board direction, estimated from what became of each
-    transmission (arrived, or known lost) and its length: the likelihood of every rate on a
+    transmission (taken, or known lost) and its length: the likelihood of every rate on a
     log grid, older observations fading (x DECAY each). The prior is 2 KB seen clean."""
 
     GRID = np.geomspace(1e-6, 0.3, 64)
     DECAY = 0.99
 
     def __init__(self) -> None:
-        self._log_ok = np.log1p(-self.GRID)  # log P(one byte intact)
         self.ll = -2e3 * self.GRID
-        self.pending: list[tuple[int, bool]] = []
+        self.pending: list[tuple[int, bool, bool]] = []
+        self._cache: dict[tuple[int, bool], tuple[Any, Any]] = {}
         self.p = 1e-6
         self.version = 0  # bumped when p changes
 
-    def observe(self, nbytes: int, ok: bool) -> None:
-        self.pending.append((nbytes, ok))
-        if len(self.pending) >= 8:
+    def observe(self, n: int, ok: bool, fec: bool = False) -> None:
+        """n: payload bytes of the frame."""
+        self.pending.append((n, ok, fec))
+        if len(self.pending) >= 8 or not ok:  # (a loss is news: frames may have to shrink)
             self.update()
 
     def update(self) -> None:
-        for n, ok in self.pending:
+        for n, ok, fec in self.pending:
+            key = (n, fec)
+            if key not in self._cache:
+                lk = _log_ok(self.GRID, n, fec)
+                self._cache[key] = (lk, np.log(-np.expm1(lk)))
             self.ll *= self.DECAY
-            lk = n * self._log_ok
-            self.ll += lk if ok else np.log(-np.expm1(lk))
+            self.ll += self._cache[key][0 if ok else 1]
         self.pending.clear()
         w = np.exp(self.ll - self.ll.max())
         p = float(np.exp((w * np.log(self.GRID)).sum() / w.sum()))  # posterior mean of log p
@@ -355,6 +377,7 @@ class FrameSender:
         self._best: dict[tuple[int, int], int] = {}
         self._best_version = -1
         self.best_len = self.filler  # length of the frames best_samples chose last
+        self.fec = False  # ... and whether they carry FEC check bytes
         self._last_key: tuple[int, int] | None = None
 
     def rebind(self, link: SerialLink, credit: int, seq: int) -> None:
@@ -375,24 +398,33 @@ class FrameSender:
     # --- frame sizing ----------------------------------------------------------------------
     def best_samples(self, row_bytes: int, cap: int) -> int:
         """Samples per TRAIN/EVAL frame with the least expected cost per sample at the
-        estimated error rate: (FRAME_COST + n) x transmissions / samples, where a frame of
-        n bytes arrives intact with (1 - p)^n and a lost one costs itself (selective
-        repeat: frames that fit a slot) or the window behind it too (go-back-N)."""
+        estimated error rate: (FRAME_COST + bytes) x transmissions / samples, where a frame
+        is taken with exp(_log_ok) (with or without FEC check bytes, whichever is cheaper:
+        self.fec says which) and a lost one costs itself (selective repeat: frames that fit
+        a slot) or the window behind it too (go-back-N)."""
         if self._best_version != self.errors.version:
             self._best.clear()
             self._best_version = self.errors.version
         key = (row_bytes, cap)
         self._last_key = key
         if key not in self._best:
-            s = np.arange(1, max(1, cap) + 1)
-            n = P.HEADER_SIZE + P.CRC_SIZE + P.BLOCK_HEADER + ((s + 3) & ~3) + s * row_bytes
-            ok = np.power(1.0 - self.errors.p, n)
-            w = self.credit
-            tx = np.where((n <= P.SLOT_BYTES) & (self.slots > 0), 1 / ok, (1 + (w - 1) * (1 - ok)) / ok)
-            i = int(np.argmin((self.FRAME_COST + n) * tx / s))
-            self._best[key] = int(s[i])
-            self.best_len = int(n[i])
-        return self._best[key]
+            p, w = self.errors.p, self.credit
+            best = (float("inf"), 1, False, self.filler)
+            for s in range(1, max(1, cap) + 1):
+                n = P.block_layout(s, row_bytes)[2]
+                for fec in (False, True):
+                    size = P.HEADER_SIZE + n + P.CRC_SIZE + (P.fec_size(n) if fec else 0)
+                    if size > self.filler:
+                        continue
+                    ok = math.exp(float(_log_ok(p, n, fec)))
+                    sr = self.slots and size <= P.SLOT_BYTES
+                    tx = 1 / ok if sr else (1 + (w - 1) * (1 - ok)) / ok
+                    cost = (self.FRAME_COST + size) * tx / s
+                    if cost < best[0]:
+                        best = (cost, s, fec, size)
+            self._best[key] = best[1:]
+        _, s, self.fec, self.best_len = (None, *self._best[key])
+        return s
 
     # --- sending ---------------------------------------------------------------------------
     def _window(self, nbytes: int) -> int:
@@ -411,12 +443,16 @@ class FrameSender:
     def send(self, kind: int, payload: bytes = b"", tag: Any = None, splittable: bool = False) -> int:
         """Send one frame; blocks while the window is full. Returns its seq."""
         seq = self.seq
-        frame = P.encode_frame(kind, seq, payload)
+        fec = self.fec if kind in (P.K_TRAIN, P.K_EVAL) else self.errors.p > 1e-3
+        if fec and P.HEADER_SIZE + len(payload) + P.CRC_SIZE + P.fec_size(len(payload)) > self.filler:
+            fec = False
+        frame = P.encode_frame(kind, seq, payload, fec=fec)
         big = len(frame) > P.SLOT_BYTES
         # a long frame overwrites what the device holds: send it only when nothing is held
         while len(self.inflight) >= self._window(len(frame)) or (big and any(e.held for e in self.inflight)):
             self._pump()
         e = _Frame(seq, frame, tag, splittable)
+        e.n, e.fec = len(payload), fec
         e.live = self.tx + 1
         self.inflight.append(e)
         self._big += big
@@ -541,7 +577,7 @@ class FrameSender:
     def _arrived(self, e: _Frame, now: float) -> None:
         if e.sends == 1:  # Karn: no round trip from resent frames
             self._rtt(now - e.t)
-        self.errors.observe(len(e.frame), True)
+        self.errors.observe(e.n, True, e.fec)
         self.known = max(self.known, e.live + 1)
 
     def _pop(self, expect: int, now: float) -> bool:
@@ -568,10 +604,11 @@ class FrameSender:
                 progress = True
                 self._arrived(e, now)
             e.held = has  # (a held frame can be dropped again: a ping, or a long frame)
-        if progress:
-            self._silent = 0
-            if self.srtt is not None:  # the link moves again: drop the back-off
-                self.rto = min(self.RTO_MAX, max(self.RTO_MIN, self.srtt + 4 * self.rttvar))
+        # the board answers (an ack or nak): drop the back-off (a lost answer on a noisy
+        # line is no reason to wait longer)
+        self._silent = 0
+        if self.srtt is not None:
+            self.rto = min(self.RTO_MAX, max(self.RTO_MIN, self.srtt + 4 * self.rttvar))
         # a frame all of whose copies were sent before one the device has read is lost
         for e in list(self.inflight):
             if not e.held and e.tx < self.known:
@@ -589,12 +626,12 @@ class FrameSender:
     def _lost(self, e: _Frame) -> None:
         if TRACE:
             print(f"[link]   lost {e.seq} tx={e.tx} fails={e.fails} known={self.known}", file=sys.stderr)
-        self.errors.observe(len(e.frame), False)
+        self.errors.observe(e.n, False, e.fec)
         e.fails += 1
-        if e.split and e.fails > self.shrink_after and self._last_key is not None:
-            self.errors.update()
+        if e.split and self._last_key is not None:
             self.best_samples(*self._last_key)  # (sets best_len at the current estimate)
-        if e.split and e.fails > self.shrink_after and len(e.frame) > 2 * self.best_len:
+        if e.split and ((e.fails > self.shrink_after and len(e.frame) > 2 * self.best_len)
+                        or (e.fails > 1 and len(e.frame) > 4 * self.best_len)):
             raise FramesTooLong(self.acked_tag, self.inflight[0].seq if self.inflight else self.seq)
         self._transmit(e)
         e.live = e.tx

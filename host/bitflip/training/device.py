@@ -139,6 +139,8 @@ class DeviceRun:
         self.max_block = 0
         self.ceiling = 0  # frames may grow while below this (it failed at this size)
         self.shrinks = 0
+        self._boot_s: float | None = None  # launch to first pong, measured once
+        self.ckpts = 0  # checkpoints the board confirmed (reconnects count against the limit only without one)
 
     # records -------------------------------------------------------------------------------
     def on_record(self, rec: dict[str, Any]) -> None:
@@ -244,11 +246,17 @@ class DeviceRun:
         code = f"import bitflip.app as A\nA.main({lk['max_payload']}, {lk['credit']})"
         for attempt in range(6):
             fresh = self.target.fresh and attempt == 0
+            t0 = time.monotonic()
             link.launch(code, timeout=0.5 if self.target.fresh else 3, fresh=fresh, copies=3)
-            pong = self._probe(link, tries=4, budget=3.0 if fresh else 1.5)
+            # how long the app takes to answer was measured at the first launch: a launch
+            # damaged beyond repair is given up after a few times that, not seconds
+            budget = 3.0 if self._boot_s is None else max(0.4, 4 * self._boot_s)
+            pong = self._probe(link, tries=4, budget=budget if fresh else max(budget, 1.0))
             if pong is not None:
                 self._check(pong)
                 if (int(pong[P.F_MAX_PAYLOAD]), int(pong[P.F_CREDIT])) == (lk["max_payload"], lk["credit"]):
+                    if self._boot_s is None:
+                        self._boot_s = time.monotonic() - t0
                     return int(pong[P.F_EXPECT])
                 link.write(P.encode_frame(P.K_EXIT, 0))  # started with damaged settings: leave
             self._not_deployed(link)
@@ -340,12 +348,14 @@ class DeviceRun:
                 i = stop
                 if i < n:
                     sender.request(P.K_CKPT, P.encode_ckpt(e, i), P.R_CKPT)
+                    self.ckpts += 1
             sender.request(P.K_MARK, P.encode_mark(P.MARK_EPOCH, e), P.R_EPOCH)
             if plan.eval_after(e):
                 test_order = np.arange(len(plan.x_test))
                 self._send_samples(P.K_EVAL, plan.x_test, plan.data.y_test, test_order, 0, len(test_order))
                 sender.request(P.K_MARK, P.encode_mark(P.MARK_EVAL, e), P.R_EVAL)
             sender.request(P.K_CKPT, P.encode_ckpt(e + 1, 0), P.R_CKPT)
+            self.ckpts += 1
 
     def _finish(self) -> None:
         sender = self.sender
@@ -399,6 +409,8 @@ class DeviceRun:
             self._earlier_records()
         link = self.target.open()
         heard = time.monotonic()  # the last time the board said anything
+        futile = 0  # reconnects in a row without a new checkpoint on the board
+        ckpts = self.ckpts
         while True:
             try:
                 epoch, index = self._connect(link, resume)
@@ -411,7 +423,9 @@ class DeviceRun:
             except LinkError as e:
                 self.reconnects += 1
                 self.run.event({"ev": "host", "what": "link lost", "error": str(e), "reconnect": self.reconnects})
-                if self.reconnects > self.max_reconnects:
+                futile = 0 if self.ckpts > ckpts else futile + 1  # (a board reset every epoch is progress)
+                ckpts = self.ckpts
+                if futile > self.max_reconnects:
                     raise LinkError(f"{e} (gave up after {self.max_reconnects} reconnects)") from None
                 heard = max(heard, link.last_rx)
                 silent = time.monotonic() - heard
