@@ -98,6 +98,69 @@ def test_board_killed_at_random_frames_under_noise(tmp_path: Path, clean_digest:
     assert s["reconnects"] >= 2
 
 
+@pytest.mark.parametrize("both", [True, False], ids=["1% both ways + resets", "1% host->board + resets"])
+def test_noisy_line_with_resets_ends_with_clean_digest(both: bool, tmp_path: Path, clean_digest: str) -> None:
+    # issue 14 point 5, short: 1 % of the bytes damaged (both ways, or host -> board only)
+    # and the board reset twice (at a checkpoint): frames shrink to the error rate, carry
+    # FEC check bytes, go selectively repeated; records come three times (majority vote)
+    ks = F.KillSwitch(21, P.K_CKPT, every=1, max_kills=2, max_delay_s=0.05, distinct=True)
+    bf = F.ByteFaults(22, corrupt=0.01, after=2000)
+    fo = F.ByteFaults(23, corrupt=0.01, after=500) if both else None
+    t0 = time.monotonic()
+    s = _run(tmp_path, fault_in=F.Chain(ks, bf), fault_out=fo)
+    assert s["weights_sha256"] == clean_digest, s
+    assert s["samples_seen"] == LIMIT
+    assert ks.kills == 2 and s["reconnects"] >= 2 and bf.counts["corrupted"] > 0
+    assert s["retransmitted_frames"] > 0 and s["frame_shrinks"] >= 1
+    if both:
+        assert fo is not None and fo.counts["corrupted"] > 0 and s["damaged_records"] > 0
+    assert time.monotonic() - t0 < 60
+
+
+def test_frame_size_follows_the_error_rate() -> None:
+    from bitflip.link.serial import FrameSender
+
+    class Quiet:
+        name = "none"
+
+    snd = FrameSender(Quiet(), 4, max_payload=2048)  # type: ignore[arg-type]
+    cap = P.max_block_samples(2048, 24)
+    assert snd.best_samples(24, cap) >= cap - 2 and not snd.fec  # a clean line: the longest frames
+    snd.errors.p, snd.errors.version = 0.01, 1
+    n = snd.best_samples(24, cap)
+    assert 1 <= n <= 6 and snd.best_len <= P.SLOT_BYTES and snd.fec  # ~100 bytes, FEC, held if early
+
+
+def test_fec_corrects_one_byte_per_segment() -> None:
+    rng = random.Random(5)
+    for _ in range(300):
+        payload = rng.randbytes(rng.randrange(0, 300))
+        f = P.encode_frame(P.K_TRAIN, 3, payload, fec=True)
+        n = len(payload)
+        assert len(f) == 12 + n + P.fec_size(n) and f[2] == P.K_TRAIN | P.FEC_FLAG
+        data = bytearray(f[8 : 12 + n])
+        for i in range(0, len(data), P.FEC_SEG):
+            data[i + rng.randrange(min(P.FEC_SEG, len(data) - i))] ^= 1 << rng.randrange(8)
+        assert P.fec_fix(data, f[12 + n :]) == len(range(0, n + 4, P.FEC_SEG)) and bytes(data) == f[8 : 12 + n]
+        if n >= 2:  # two damaged bytes in one segment: refused, or a "correction" the CRC rejects
+            data = bytearray(f[8 : 12 + n])
+            data[0] ^= 1
+            data[1] ^= 2
+            k = P.fec_fix(data, f[12 + n :])
+            assert k < 0 or binascii.crc32(bytes(f[2:8]) + bytes(data[:n])) != int.from_bytes(data[n:], "little")
+
+
+def test_device_copies_of_the_new_constants_agree() -> None:
+    import re as _re
+
+    src = (FIRMWARE / "bitflip" / "stream.py").read_text()
+    st = {m.group(1): int(m.group(2), 0) for m in _re.finditer(r"^(\w+) = const\((\w+)\)", src, _re.MULTILINE)}
+    assert [st["_ACK_SK_END"], st["_NAK_SK_END"], st["_SLOT"], st["_FRAME"]] == \
+        [P.ACK_SK_END, P.NAK_SK_END, P.SLOT_BYTES, P.HEADER_SIZE + P.CRC_SIZE]
+    for tmpl, end in ((P.ACK_TEMPLATE, P.ACK_SK_END), (P.NAK_TEMPLATE, P.NAK_SK_END)):
+        assert tmpl[end - 10 : end] == b'"sk":     '
+
+
 def _orphans(flash: Path) -> list[int]:
     """Board processes (started by the killed host) still running on this flash folder."""
     out = []
@@ -218,6 +281,11 @@ main(Link(%d, 4, 10000, 1))  # a long mid-frame timeout: the stream never pauses
 """
 
 
+def _crc_ok(body: bytearray) -> bool:
+    """Frame bytes 2 .. end of crc32: the CRC holds."""
+    return int.from_bytes(body[-4:], "little") == binascii.crc32(body[:-4])
+
+
 class ParserModel:
     """What the device parser answers to a continuous byte stream (no pauses), acking every
     frame (ack_bytes 1): header check, length, CRC, kind, then the sequence number; frames
@@ -280,11 +348,8 @@ class ParserModel:
             self.pos = end
             d = (seq - self.expect) & 0xFFFF
             body = bytearray(s[p + 2 : p + 8 + n + 4])
-
-            def crc_ok() -> bool:
-                return int.from_bytes(body[-4:], "little") == binascii.crc32(body[:-4])
-
-            if not crc_ok() and (not t or P.fec_fix(memoryview(body)[6:], s[p + 12 + n : end]) <= 0 or not crc_ok()):
+            if not _crc_ok(body) and (not t or P.fec_fix(memoryview(body)[6:], s[p + 12 + n : end]) <= 0
+                                      or not _crc_ok(body)):
                 self._nak(P.E_CRC)
             elif not P.K_CONFIG <= kind <= P.K_EXIT:
                 self._nak(P.E_KIND)
@@ -497,7 +562,10 @@ def test_parser_times_out_inside_a_frame_and_recovers() -> None:
     # the next frames are read cleanly.
     script = HARNESS.replace("Link(%d, 4, 10000, 1)", "Link(%d, 4, 250, 1)") % 64
     p = _device(script)
-    assert p.stdin is not None
+    assert p.stdin is not None and p.stdout is not None
+    p.stdin.write(P.encode_frame(P.K_PING, 0))  # the parser runs (imports can take seconds on a busy machine)
+    p.stdin.flush()
+    assert p.stdout.readline() == b"PING 0\n"
     frame = P.encode_frame(P.K_TRAIN, 0, b"x" * 40)
     for part in (frame[:8], b"BF", b"B", frame[:20], bytes(P.HEADER_SIZE + 64 + P.CRC_SIZE)):
         p.stdin.write(part)

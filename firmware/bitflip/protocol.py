@@ -7,7 +7,7 @@
 # host -> device: binary frames
 #   offset 0  'B' 'F'          sync bytes (resynchronise after garbage)
 #          2  kind   u8        K_* below
-#          3  check  u8        header check: CRC-8 (poly 0x07) of kind, seq, length; 0 = none
+#          3  check  u8        header check of kind, seq, length (header_check); 0 = none
 #          4  seq    u16 LE    per-link sequence number (wraps at 65536)
 #          6  length u16 LE    payload length, <= the device's announced max payload
 #          8  payload
@@ -59,6 +59,7 @@ FEC_FLAG = const(0x80)  # kind | FEC_FLAG: check bytes follow the crc32
 FEC_SEG = const(32)  # bytes of payload+crc32 per pair of check bytes
 
 
+@host_only
 def fec_size(n):
     """Bytes of check bytes after the crc32 of a FEC frame with n payload bytes."""
     return 2 * ((n + CRC_SIZE + FEC_SEG - 1) // FEC_SEG)
@@ -147,7 +148,7 @@ R_PONG = "pong"  # answer to a ping: "expect" = the sequence number of the next 
 F_EV = "ev"
 F_SEQ = "seq"
 F_CREDIT = "cr"
-F_HELD = "sk"  # acks/naks: bit i set = frame (the expected one + i) received and held
+F_HELD = host_only("sk")  # acks/naks: bit i set = frame (the expected one + i) received and held
 F_CODE = "code"
 F_MSG = "msg"
 F_EXPECT = "expect"
@@ -211,11 +212,11 @@ def record_fields():
 ACK_TEMPLATE = b'BF {"ev":"ack","seq":     ,"sk":     ,"cr":  } *00000000\n'
 NAK_TEMPLATE = b'BF {"ev":"nak","seq":     ,"sk":     ,"code":  } *00000000\n'
 ACK_SEQ_END = const(26)  # seq: 5 digits ending here
-ACK_SK_END = const(37)  # held bitmap: 5 digits ending here
+ACK_SK_END = host_only(37)  # held bitmap: 5 digits ending here
 ACK_CR_END = const(45)  # credit: 2 digits ending here
 ACK_JSON_END = const(46)  # index just past '}'
 NAK_SEQ_END = const(26)
-NAK_SK_END = const(37)
+NAK_SK_END = host_only(37)
 NAK_CODE_END = const(47)
 NAK_JSON_END = const(48)
 
@@ -309,15 +310,14 @@ def parse_record(line):
 
 # --- frames -------------------------------------------------------------------------------
 # (the host encodes; the device parses incrementally, allocation-free, in stream.py)
+@host_only
 def header_check(kind, seq, n):
-    """The header check byte: CRC-8 (polynomial 0x07) of kind, seq (LE) and length (LE).
-    Detects every damaged byte and every 1-3 flipped bits of those 5 bytes. 0 = unchecked
-    (a header whose CRC-8 is 0; the frame's CRC-32 still guards it)."""
-    c = 0
-    for b in (kind & 0xFF, seq & 0xFF, (seq >> 8) & 0xFF, n & 0xFF, (n >> 8) & 0xFF):
-        c ^= b
-        for _ in range(8):
-            c = ((c << 1) ^ 0x07) & 0xFF if c & 0x80 else (c << 1) & 0xFF
+    """The header check byte: kind, then seq (LE) and length (LE) each xored in after a
+    rotate left of the check so far. Detects every damaged byte of those 5 (and most
+    pairs). 0 = unchecked (a header whose check is 0; the frame's CRC-32 still guards it)."""
+    c = kind & 0xFF
+    for b in (seq & 0xFF, (seq >> 8) & 0xFF, n & 0xFF, (n >> 8) & 0xFF):
+        c = (((c << 1) | (c >> 7)) & 0xFF) ^ b
     return c
 
 

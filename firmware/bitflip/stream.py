@@ -13,7 +13,6 @@ import sys
 import select
 from array import array
 
-import micropython
 from micropython import const
 
 from . import protocol as P
@@ -22,6 +21,9 @@ from .kernels import crc32_check, crc32_hex, crc32_table
 _CHUNK = const(32)  # payload is read in chunks of this size, each after a poll
 _SLOT = const(128)  # P.SLOT_BYTES
 _FRAME = const(12)  # P.HEADER_SIZE + P.CRC_SIZE
+_FEC = const(0x80)  # P.FEC_FLAG
+_SEG = const(32)  # P.FEC_SEG
+_MAX_SLOTS = const(15)  # P.MAX_SLOTS
 _ACK_BYTES = const(480)  # default: acknowledge after this many bytes of frames taken
 _WAITING = const(0)  # next_frame() results < 0 mean "nothing usable": see codes below
 NONE = const(-1)  # idle timeout, no frame started
@@ -41,8 +43,7 @@ _NAK_CODE_END = const(47)  # P.NAK_CODE_END
 _NAK_END = const(48)  # P.NAK_JSON_END
 
 
-@micropython.viper
-def _put_num(buf: ptr8, end: int, width: int, v: int):
+def _put_num(buf, end, width, v):
     # write v (>= 0) right-aligned in buf[end-width:end], spaces before
     i = end - 1
     stop = end - width
@@ -57,31 +58,15 @@ def _put_num(buf: ptr8, end: int, width: int, v: int):
         i -= 1
 
 
-@micropython.viper
-def _hcheck(buf: ptr8) -> int:
-    # protocol.header_check of the header in buf[0:8]: CRC-8 (poly 0x07) of bytes 2, 4..7
-    c = 0
-    for i in range(2, 8):
-        if i == 3:
-            continue
-        c ^= buf[i]
-        for _ in range(8):
-            if c & 0x80:
-                c = ((c << 1) ^ 7) & 0xFF
-            else:
-                c = (c << 1) & 0xFF
-    return c
-
-
-@micropython.viper
-def _fec_fix(buf: ptr8, start: int, m: int, tr: int) -> int:
+def _fec_fix(buf, start, m, tr):
     # protocol.fec_fix on buf[start:start+m] with check bytes at buf[tr:]: one damaged byte
-    # per 32-byte segment corrected; the number corrected, or -1
+    # per 32-byte segment corrected; the number corrected, or -1. Plain Python (small
+    # ints: allocation-free): it runs only for frames that arrived damaged
     fixed = 0
     k = 0
     off = 0
     while off < m:
-        end = off + 32
+        end = off + _SEG
         if end > m:
             end = m
         c0 = 0
@@ -110,21 +95,17 @@ def _fec_fix(buf: ptr8, start: int, m: int, tr: int) -> int:
                 w += 1
             if w == n:
                 return -1
-            buf[start + end - 1 - w] = buf[start + end - 1 - w] ^ d0
+            buf[start + end - 1 - w] ^= d0
             fixed += 1
         off = end
         k += 2
     return fixed
 
 
-@micropython.viper
-def _move(buf: ptr8, dst: int, src: int, n: int):
-    # copy n bytes (rounded up to words) from buf[src:] to buf[dst:]; word-aligned, apart
-    w = ptr32(buf)
-    d = dst >> 2
-    s = src >> 2
-    for i in range((n + 3) >> 2):
-        w[d + i] = w[s + i]
+def _move(buf, dst, src, n):
+    # copy buf[src:src+n] to buf[dst:] (apart); a loop: slices would allocate
+    for i in range(n):
+        buf[dst + i] = buf[src + i]
 
 
 class Link:
@@ -157,12 +138,11 @@ class Link:
         self.rx_frames = 0
         self.rx_bad = 0
         self.rx_dup = 0
-        self.slots = P.sr_slots(max_payload)  # frames that can be held out of order
+        self.slots = max(0, min(_MAX_SLOTS, len(self.buf) // _SLOT - 1))  # frames held out of order (P.sr_slots)
         self.head = 0  # slot of the expected frame: frame expect + d sits in slot 1 + (head + d) % slots
         self.held = 0  # bit d set: frame expect + d is held
         self.owed = 0  # bytes of frames taken since the last ack or nak
         self.ack_bytes = ack_bytes  # 1: acknowledge every frame at once
-        self.rx_fixed = 0  # bytes corrected from FEC check bytes
 
     def _wait(self, ms):
         for _ in self.poll.ipoll(ms):
@@ -256,15 +236,18 @@ class Link:
         kind = buf[2]
         seq = buf[4] | (buf[5] << 8)
         n = buf[6] | (buf[7] << 8)
-        if buf[3] and buf[3] != _hcheck(buf):
+        c = kind  # protocol.header_check: rotate left, xor the next byte
+        for i in range(4, 8):
+            c = (((c << 1) | (c >> 7)) & 0xFF) ^ buf[i]
+        if buf[3] and buf[3] != c:
             # kind, seq or length damaged: hunt for the next frame in what follows
             self.rx_bad += 1
             self.send_nak(P.E_HEADER)
             return BAD
         t = 0  # check bytes after the crc32
-        if kind & P.FEC_FLAG:
-            kind ^= P.FEC_FLAG
-            t = 2 * ((n + P.CRC_SIZE + P.FEC_SEG - 1) // P.FEC_SEG)
+        if kind & _FEC:
+            kind ^= _FEC
+            t = 2 * ((n + 3 + _SEG) // _SEG)  # P.fec_size
         if n > self.max_payload or _FRAME + n + t > len(buf):
             self.rx_bad += 1
             self.send_nak(P.E_LEN)
@@ -276,12 +259,11 @@ class Link:
             self.send_nak(P.E_TIMEOUT)
             return BAD
         if not crc32_check(buf, 2, P.HEADER_SIZE - 2 + n, self.table):
-            k = _fec_fix(buf, P.HEADER_SIZE, n + P.CRC_SIZE, P.HEADER_SIZE + n + P.CRC_SIZE) if t else -1
+            k = _fec_fix(buf, 8, n + 4, 12 + n) if t else -1
             if k <= 0 or not crc32_check(buf, 2, P.HEADER_SIZE - 2 + n, self.table):
                 self.rx_bad += 1
                 self.send_nak(P.E_CRC)
                 return BAD
-            self.rx_fixed += k
         if kind < P.K_CONFIG or kind > P.K_EXIT:
             self.rx_bad += 1
             self.send_nak(P.E_KIND)
