@@ -91,7 +91,6 @@ class KillSwitch:
         self.board = None
         self.count = 0
         self.kills = 0
-        self._pending = False  # a kill is scheduled: frames until then do not count
         self._tail = b""
 
     def _kill(self) -> None:
@@ -102,7 +101,6 @@ class KillSwitch:
             self.kills += 1
         else:
             self.left += 1
-        self._pending = False
         self._last_seq = None  # the restarted board's frames are numbered from 0 again
 
     def _new(self, seq: int) -> bool:
@@ -120,14 +118,13 @@ class KillSwitch:
         while i >= 0:
             if self.distinct and i + 6 > len(scan):
                 break  # the seq is in the next chunk: look again then
-            if i + 2 < len(scan) and scan[i + 2] & 0x7F == self.kind and not self._pending:  # (FEC_FLAG or not)
+            if i + 2 < len(scan) and scan[i + 2] & 0x7F == self.kind:  # (FEC_FLAG or not)
                 if self.distinct and not self._new(scan[i + 4] | scan[i + 5] << 8):
                     i = scan.find(b"BF", i + 1)
                     continue
                 self.count += 1
                 if self.count % self.every == 0 and self.left > 0 and self.board is not None:
                     self.left -= 1
-                    self._pending = True
                     delay = self.rng.random() * self.max_delay_s
                     threading.Timer(delay, self._kill).start()
             i = scan.find(b"BF", i + 1)
