@@ -98,6 +98,69 @@ def test_board_killed_at_random_frames_under_noise(tmp_path: Path, clean_digest:
     assert s["reconnects"] >= 2
 
 
+@pytest.mark.parametrize("both", [True, False], ids=["1% both ways + resets", "1% host->board + resets"])
+def test_noisy_line_with_resets_ends_with_clean_digest(both: bool, tmp_path: Path, clean_digest: str) -> None:
+    # issue 14 point 5, short: 1 % of the bytes damaged (both ways, or host -> board only)
+    # and the board reset twice (at a checkpoint): frames shrink to the error rate, carry
+    # FEC check bytes, go selectively repeated; records come three times (majority vote)
+    ks = F.KillSwitch(21, P.K_CKPT, every=1, max_kills=2, max_delay_s=0.05, distinct=True)
+    bf = F.ByteFaults(22, corrupt=0.01, after=2000)
+    fo = F.ByteFaults(23, corrupt=0.01, after=500) if both else None
+    t0 = time.monotonic()
+    s = _run(tmp_path, fault_in=F.Chain(ks, bf), fault_out=fo)
+    assert s["weights_sha256"] == clean_digest, s
+    assert s["samples_seen"] == LIMIT
+    assert ks.kills == 2 and s["reconnects"] >= 2 and bf.counts["corrupted"] > 0
+    assert s["retransmitted_frames"] > 0 and s["frame_shrinks"] >= 1
+    if both:
+        assert fo is not None and fo.counts["corrupted"] > 0 and s["damaged_records"] > 0
+    assert time.monotonic() - t0 < 60
+
+
+def test_frame_size_follows_the_error_rate() -> None:
+    from bitflip.link.serial import FrameSender
+
+    class Quiet:
+        name = "none"
+
+    snd = FrameSender(Quiet(), 4, max_payload=2048)  # type: ignore[arg-type]
+    cap = P.max_block_samples(2048, 24)
+    assert snd.best_samples(24, cap) >= cap - 2 and not snd.fec  # a clean line: the longest frames
+    snd.errors.p, snd.errors.version = 0.01, 1
+    n = snd.best_samples(24, cap)
+    assert 1 <= n <= 6 and snd.best_len <= P.SLOT_BYTES and snd.fec  # ~100 bytes, FEC, held if early
+
+
+def test_fec_corrects_one_byte_per_segment() -> None:
+    rng = random.Random(5)
+    for _ in range(300):
+        payload = rng.randbytes(rng.randrange(0, 300))
+        f = P.encode_frame(P.K_TRAIN, 3, payload, fec=True)
+        n = len(payload)
+        assert len(f) == 12 + n + P.fec_size(n) and f[2] == P.K_TRAIN | P.FEC_FLAG
+        data = bytearray(f[8 : 12 + n])
+        for i in range(0, len(data), P.FEC_SEG):
+            data[i + rng.randrange(min(P.FEC_SEG, len(data) - i))] ^= 1 << rng.randrange(8)
+        assert P.fec_fix(data, f[12 + n :]) == len(range(0, n + 4, P.FEC_SEG)) and bytes(data) == f[8 : 12 + n]
+        if n >= 2:  # two damaged bytes in one segment: refused, or a "correction" the CRC rejects
+            data = bytearray(f[8 : 12 + n])
+            data[0] ^= 1
+            data[1] ^= 2
+            k = P.fec_fix(data, f[12 + n :])
+            assert k < 0 or binascii.crc32(bytes(f[2:8]) + bytes(data[:n])) != int.from_bytes(data[n:], "little")
+
+
+def test_device_copies_of_the_new_constants_agree() -> None:
+    import re as _re
+
+    src = (FIRMWARE / "bitflip" / "stream.py").read_text()
+    st = {m.group(1): int(m.group(2), 0) for m in _re.finditer(r"^(\w+) = const\((\w+)\)", src, _re.MULTILINE)}
+    assert [st["_ACK_SK_END"], st["_NAK_SK_END"], st["_SLOT"], st["_FRAME"]] == \
+        [P.ACK_SK_END, P.NAK_SK_END, P.SLOT_BYTES, P.HEADER_SIZE + P.CRC_SIZE]
+    for tmpl, end in ((P.ACK_TEMPLATE, P.ACK_SK_END), (P.NAK_TEMPLATE, P.NAK_SK_END)):
+        assert tmpl[end - 10 : end] == b'"sk":     '
+
+
 def _orphans(flash: Path) -> list[int]:
     """Board processes (started by the killed host) still running on this flash folder."""
     out = []
@@ -214,18 +277,43 @@ def main(link):  # locals only: no dict growth under the heap lock
         elif k == NONE:
             out.write(b"IDLE\\n")
             break
-main(Link(%d, 4, 10000))  # a long mid-frame timeout: the stream never pauses here
+main(Link(%d, 4, 10000, 1))  # a long mid-frame timeout: the stream never pauses here; every frame acked
 """
 
 
+def _crc_ok(body: bytearray) -> bool:
+    """Frame bytes 2 .. end of crc32: the CRC holds."""
+    return int.from_bytes(body[-4:], "little") == binascii.crc32(body[:-4])
+
+
 class ParserModel:
-    """What the device parser answers to a continuous byte stream (no pauses)."""
+    """What the device parser answers to a continuous byte stream (no pauses), acking every
+    frame (ack_bytes 1): header check, length, CRC, kind, then the sequence number; frames
+    ahead of the expected one that fit a slot are held and handed out once the gap closes."""
 
     def __init__(self, max_payload: int):
         self.mp = max_payload
         self.expect = 0
+        self.held = 0  # bit d: frame expect + d held
+        self.slots = P.sr_slots(max_payload)
         self.pos = 0
         self.answers: list[tuple[Any, ...]] = []
+
+    def _ack(self) -> None:
+        self.answers.append(("ack", (self.expect - 1) & 0xFFFF, self.held))
+
+    def _nak(self, code: int) -> None:
+        self.answers.append(("nak", self.expect, code, self.held))
+
+    def _accept(self, seq: int) -> None:
+        self.expect = (seq + 1) & 0xFFFF
+        self.held >>= 1
+        self._ack()
+        while self.held & 1:  # the next frames were held: handed out (and acked) in order
+            self.held ^= 1
+            self.expect = (self.expect + 1) & 0xFFFF
+            self.held >>= 1
+            self._ack()
 
     def run(self, s: bytes) -> int:
         """Consume complete frames from self.pos; returns how many more bytes the frame in
@@ -238,36 +326,52 @@ class ParserModel:
             if p + 8 > len(s):
                 self.pos = p
                 return p + 8 - len(s)
-            kind, seq, n = s[p + 2], s[p + 4] | s[p + 5] << 8, s[p + 6] | s[p + 7] << 8
-            if n > self.mp:
-                self.answers.append(("nak", self.expect, P.E_LEN))
+            kind, check, seq, n = s[p + 2], s[p + 3], s[p + 4] | s[p + 5] << 8, s[p + 6] | s[p + 7] << 8
+            if check and check != P.header_check(kind, seq, n):
+                self._nak(P.E_HEADER)
                 self.pos = p + 8
                 continue
-            end = p + 8 + n + 4
+            t = 0  # FEC check bytes after the crc32
+            if kind & P.FEC_FLAG:
+                kind ^= P.FEC_FLAG
+                t = P.fec_size(n)
+            if n > self.mp or 12 + n + t > (12 + self.mp + 3) & ~3:
+                self._nak(P.E_LEN)
+                self.pos = p + 8
+                continue
+            if self.held and n + 12 + t > P.SLOT_BYTES:
+                self.held = 0  # the long frame overwrites the slots
+            end = p + 8 + n + 4 + t
             if end > len(s):
                 self.pos = p
                 return end - len(s)
             self.pos = end
-            if int.from_bytes(s[end - 4 : end], "little") != binascii.crc32(s[p + 2 : end - 4]):
-                self.answers.append(("nak", self.expect, P.E_CRC))
+            d = (seq - self.expect) & 0xFFFF
+            body = bytearray(s[p + 2 : p + 8 + n + 4])
+            if not _crc_ok(body) and (not t or P.fec_fix(memoryview(body)[6:], s[p + 12 + n : end]) <= 0
+                                      or not _crc_ok(body)):
+                self._nak(P.E_CRC)
             elif not P.K_CONFIG <= kind <= P.K_EXIT:
-                self.answers.append(("nak", self.expect, P.E_KIND))
+                self._nak(P.E_KIND)
             elif kind == P.K_PING:
+                self.held = 0
                 self.answers.append(("ping", seq))
             elif kind == P.K_EXIT:
                 self.answers.append(("exit", seq))
-            elif seq != self.expect:
-                if (self.expect - seq) & 0xFFFF <= 0x8000:
-                    self.answers.append(("ack", seq))  # a duplicate: acked again
-                else:
-                    self.answers.append(("nak", self.expect, P.E_SEQ))
+            elif d == 0:
+                self._accept(seq)
+            elif d >= 0x8000:
+                self._ack()  # a duplicate: acked again
+            elif d <= self.slots and n + 12 <= P.SLOT_BYTES:
+                if not self.held & (1 << d):
+                    self.held |= 1 << d
+                self._ack()  # held (or held already)
             else:
-                self.answers.append(("ack", seq))
-                self.expect = (seq + 1) & 0xFFFF
+                self._nak(P.E_SEQ)
 
 
 MUTATIONS = ["random", "random+sync", "valid", "bitflip", "truncate", "length", "oversize", "kind", "seq",
-             "splice", "bytefaults", "sync-runs", "edge-sizes", "header-only"]
+             "splice", "bytefaults", "sync-runs", "edge-sizes", "header-only", "window", "unchecked", "fec"]
 
 
 def make_case(mutation: str, seed: int, mp: int, expect: int) -> bytes:
@@ -282,7 +386,9 @@ def make_case(mutation: str, seed: int, mp: int, expect: int) -> bytes:
         return bytearray(P.encode_frame(kind, seq, rng.randbytes(n)))
 
     def recrc(f: bytearray) -> bytearray:
+        # a valid frame again: header check of its (changed) header fields and CRC
         n = len(f) - 12
+        f[3] = P.header_check(f[2], f[4] | f[5] << 8, f[6] | f[7] << 8) if f[3] else 0
         body = bytes(f[2 : 8 + n])
         return bytearray(f[: 8 + n] + binascii.crc32(body).to_bytes(4, "little"))
 
@@ -309,9 +415,12 @@ def make_case(mutation: str, seed: int, mp: int, expect: int) -> bytes:
         n = rng.randrange(0, mp + 1)
         f[6], f[7] = n & 0xFF, n >> 8
         return bytes(recrc(f) if rng.random() < 0.5 and n <= len(f) - 12 else f)
-    if mutation == "oversize":
+    if mutation == "oversize":  # with a matching header check half of the time: E_LEN, else E_HEADER
         n = rng.choice([mp + 1, mp + 2, 0xFFFF, rng.randrange(mp + 1, 0x10000)])
-        return bytes(P.encode_frame(P.K_TRAIN, expect, b"")[:6]) + bytes((n & 0xFF, n >> 8)) + rng.randbytes(20)
+        head = bytearray(P.encode_frame(P.K_TRAIN, expect, b"")[:6]) + bytes((n & 0xFF, n >> 8))
+        if rng.random() < 0.5:
+            head[3] = P.header_check(P.K_TRAIN, expect, n)
+        return bytes(head) + rng.randbytes(20)
     if mutation == "kind":  # unknown kinds with a valid CRC
         return bytes(frame(kind=rng.choice([0, 10, 11, 0x7F, 0xFF, rng.randrange(256)])))
     if mutation == "seq":  # old (duplicate) or far (gap) sequence numbers, valid CRC
@@ -328,6 +437,23 @@ def make_case(mutation: str, seed: int, mp: int, expect: int) -> bytes:
         return bytes(frame(n=rng.choice([mp, mp - 1, 0])))
     if mutation == "header-only":
         return bytes(frame()[: rng.randrange(2, 8)])
+    if mutation == "window":  # small frames around the expected one, out of order, some twice
+        seqs = [(expect + rng.randrange(-2, P.sr_slots(mp) + 3)) & 0xFFFF for _ in range(rng.randrange(1, 12))]
+        sizes = [rng.choice([0, 4, P.SLOT_BYTES - 12, P.SLOT_BYTES - 11, rng.randrange(mp + 1)]) for _ in seqs]
+        return b"".join(bytes(frame(seq=q, n=min(n, mp))) for q, n in zip(seqs, sizes, strict=True))
+    if mutation == "fec":  # frames with check bytes, 0-4 bits flipped after the header: corrected or not
+        n = rng.choice([0, 1, 27, 28, 60, 100, rng.randrange(mp + 1)])
+        f = bytearray(P.encode_frame(rng.choice([P.K_TRAIN, P.K_EVAL, P.K_MARK]),
+                                     (expect + rng.choice([0, 0, 1, 2])) & 0xFFFF, rng.randbytes(n), fec=True))
+        for _ in range(rng.randrange(0, 5)):
+            f[rng.randrange(8, len(f))] ^= 1 << rng.randrange(8)
+        return bytes(f)
+    if mutation == "unchecked":  # header check 0 (a protocol 1 host): length trusted, the CRC decides
+        f = frame()
+        f[3] = 0
+        if rng.random() < 0.5:
+            f[6] ^= 1 << rng.randrange(8)
+        return bytes(recrc(f) if rng.random() < 0.5 and (f[6] | f[7] << 8) == len(f) - 12 else f)
     raise AssertionError(mutation)
 
 
@@ -351,7 +477,7 @@ def fuzz_batch(cases: list[tuple[int, int]], mp: int, timeout: float = 60) -> di
         stream += P.encode_frame(P.K_MARK, model.expect, bytes((1, 0, 0)))
         before = len(model.answers)
         assert model.run(bytes(stream)) == 0
-        assert model.answers[before:] == [("ping", case_id), ("ack", model.expect - 1 & 0xFFFF)]
+        assert model.answers[before:] == [("ping", case_id), ("ack", model.expect - 1 & 0xFFFF, 0)]
     stream += P.encode_frame(P.K_EXIT, 0xBEEF, b"end")
     model.run(bytes(stream))
     assert model.answers.pop() == ("exit", 0xBEEF)  # the harness ends there with END
@@ -382,10 +508,10 @@ def fuzz_batch(cases: list[tuple[int, int]], mp: int, timeout: float = 60) -> di
             assert rec, f"unstructured device output {line!r}"  # a record with a valid CRC
             if rec["ev"] == P.R_ACK:
                 assert rec["cr"] == 4
-                got.append(("ack", rec["seq"]))
+                got.append(("ack", rec["seq"], rec["sk"]))
             else:
                 assert rec["ev"] == P.R_NAK and rec["code"] in P.ERROR_NAMES, rec
-                got.append(("nak", rec["seq"], rec["code"]))
+                got.append(("nak", rec["seq"], rec["code"], rec["sk"]))
     if p.returncode != 0 or end is None:
         FUZZ_STATS["crashes"] += 1
         raise AssertionError(f"device exited {p.returncode} without finishing: {err.decode()[-500:]}")
@@ -434,7 +560,7 @@ def test_parser_times_out_inside_a_frame_and_recovers() -> None:
     # stops inside a 32-byte payload chunk waits in readinto (blocking) until more bytes
     # come: the host's filler after a silent timeout completes it, it fails its CRC. Then
     # the next frames are read cleanly.
-    script = HARNESS.replace("Link(%d, 4, 10000)", "Link(%d, 4, 250)") % 64
+    script = HARNESS.replace("Link(%d, 4, 10000, 1)", "Link(%d, 4, 250, 1)") % 64
     p = _device(script)
     assert p.stdin is not None and p.stdout is not None
     # wait until the parser listens (a loaded machine starts the process slowly): the timed
@@ -454,7 +580,7 @@ def test_parser_times_out_inside_a_frame_and_recovers() -> None:
     recs = [P.parse_record(ln) or ln for ln in out.splitlines()]
     naks = [r["code"] for r in recs if isinstance(r, dict) and r["ev"] == P.R_NAK]
     assert naks == [P.E_TIMEOUT, P.E_TIMEOUT, P.E_CRC], recs
-    assert b"PING 7" in recs and {"ev": "ack", "seq": 0, "cr": 4} in recs, recs
+    assert b"PING 7" in recs and {"ev": "ack", "seq": 0, "sk": 0, "cr": 4} in recs, recs
     assert recs[-1] == b"END 1 4 0", recs  # 1 frame accepted, 4 rejected (the lone 'B' too)
 
 

@@ -7,11 +7,22 @@
 # host -> device: binary frames
 #   offset 0  'B' 'F'          sync bytes (resynchronise after garbage)
 #          2  kind   u8        K_* below
-#          3  flags  u8        reserved, 0
+#          3  check  u8        header check of kind, seq, length (header_check); 0 = none
 #          4  seq    u16 LE    per-link sequence number (wraps at 65536)
 #          6  length u16 LE    payload length, <= the device's announced max payload
 #          8  payload
 #   8+length  crc32  u32 LE    CRC-32 (zlib polynomial) of bytes 2 .. 8+length
+#
+# A frame whose kind has FEC_FLAG set carries after its crc32 two check bytes per FEC_SEG
+# bytes of payload+crc32 (fec_trailer): the XOR of the segment's bytes and their sum
+# weighted by powers of 2 in GF(2^8) (poly 0x11D). The device corrects one damaged byte per
+# segment with them when the CRC fails, and takes the frame if the CRC then holds.
+#
+# The header check lets the device reject a damaged header (a wrong length above all) at
+# once instead of swallowing the next frames as payload. Frames that fit a slot
+# (SLOT_BYTES) may arrive out of order after a damaged one: the device keeps them (up to
+# sr_slots(max_payload)) and processes them once the gap is filled (selective repeat); its
+# acks and naks say which it holds ("sk": bit i = frame expect + i).
 #
 # device -> host: text lines 'BF {json} *cccccccc\n', one record per event ("ev" names it),
 # cccccccc = CRC-32 of the JSON text in hex, so a corrupted record is dropped, never
@@ -34,13 +45,31 @@ def host_only(f):
     return f
 
 
-VERSION = const(1)  # bump on any incompatible change; checked at connect
+VERSION = const(2)  # bump on any incompatible change; checked at connect
+# 2: header check byte, selective repeat (slots, "sk" in acks/naks), cumulative deferred acks
 
 SYNC0 = const(0x42)  # 'B'
 SYNC1 = const(0x46)  # 'F'
 HEADER_SIZE = const(8)
 CRC_SIZE = const(4)
 MAX_PAYLOAD = const(2048)  # device buffer; boards may ask for less (UART links)
+SLOT_BYTES = const(128)  # frames up to this size (header + payload + crc) may arrive out of order
+MAX_SLOTS = const(15)  # at most this many held out-of-order frames ("sk" has 16 bits)
+FEC_FLAG = const(0x80)  # kind | FEC_FLAG: check bytes follow the crc32
+FEC_SEG = const(32)  # bytes of payload+crc32 per pair of check bytes
+
+
+@host_only
+def fec_size(n):
+    """Bytes of check bytes after the crc32 of a FEC frame with n payload bytes."""
+    return 2 * ((n + CRC_SIZE + FEC_SEG - 1) // FEC_SEG)
+
+
+def sr_slots(max_payload):
+    """How many out-of-order frames a device with this max payload holds: its frame buffer
+    cut into SLOT_BYTES pieces, the first one being where frames are processed."""
+    n = (HEADER_SIZE + max_payload + CRC_SIZE + 3) & ~3
+    return max(0, min(MAX_SLOTS, n // SLOT_BYTES - 1))
 
 # frame kinds (host -> device)
 K_CONFIG = const(1)  # JSON: model, rule, seed ... ; device allocates and answers "config"
@@ -82,6 +111,7 @@ E_PAYLOAD = const(6)  # payload inconsistent with the configuration
 E_CONFIG = const(7)  # configuration rejected
 E_MEMORY = const(8)  # allocation failed
 E_STATE = const(9)  # frame not valid in this state (e.g. TRAIN before CONFIG)
+E_HEADER = const(10)  # header check mismatch (kind, seq or length damaged)
 
 ERROR_NAMES = host_only({
     E_CRC: "bad crc",
@@ -93,6 +123,7 @@ ERROR_NAMES = host_only({
     E_CONFIG: "bad configuration",
     E_MEMORY: "out of memory",
     E_STATE: "frame not valid now",
+    E_HEADER: "bad header",
 })
 
 RECORD_PREFIX = b"BF "
@@ -101,8 +132,8 @@ RECORD_CRC_SEP = b" *"
 # Record names (the "ev" field). The host treats unknown names as log lines.
 R_BOOT = "boot"  # firmware started: version, protocol, platform, native arch, heap
 R_READY = "ready"  # buffers allocated, Ctrl-C off: host may stream; max payload
-R_ACK = "ack"  # frame seq accepted; credit = frames the device can take now
-R_NAK = "nak"  # frame rejected; seq = the sequence number the device expects
+R_ACK = "ack"  # every frame up to seq processed; credit = frames the device can take; "sk" held ones
+R_NAK = "nak"  # frame rejected; seq = the sequence number the device expects; "sk" held ones
 R_CONFIG = "config"  # model allocated: weight bytes, working bytes, heap free before/after
 R_PROGRESS = "progress"
 R_EPOCH = "epoch"
@@ -117,6 +148,7 @@ R_PONG = "pong"  # answer to a ping: "expect" = the sequence number of the next 
 F_EV = "ev"
 F_SEQ = "seq"
 F_CREDIT = "cr"
+F_HELD = host_only("sk")  # acks/naks: bit i set = frame (the expected one + i) received and held
 F_CODE = "code"
 F_MSG = "msg"
 F_EXPECT = "expect"
@@ -160,8 +192,8 @@ def record_fields():
     return {
         R_BOOT: (F_VERSION, F_PROTO, F_PLATFORM, F_MPY, F_MICROPYTHON, F_HEAP_FREE),  # + F_CKPT if one exists
         R_READY: ("max_payload", "credit"),
-        R_ACK: (F_SEQ, F_CREDIT),
-        R_NAK: (F_SEQ, F_CODE),
+        R_ACK: (F_SEQ, F_HELD, F_CREDIT),
+        R_NAK: (F_SEQ, F_HELD, F_CODE),
         R_CONFIG: (F_WEIGHT_BYTES, F_WORKING_BYTES, F_HEAP_BEFORE, F_HEAP_FREE, F_RESUMED, F_SEQ),
         R_EPOCH: (F_EPOCH, F_SEEN, F_CORRECT, F_STEP, F_BUSY_US, F_WALL_US, F_SEQ),
         R_EVAL: (F_EPOCH, F_SEEN, F_CORRECT, F_BUSY_US, F_SEQ),
@@ -175,15 +207,18 @@ def record_fields():
 # Acknowledgements are written from these templates (stream.py keeps const copies of the
 # offsets for speed; a test checks they agree): numbers right-aligned and space padded in
 # the field that ends at *_END, the CRC-32 of the JSON text (bytes 3 .. *_JSON_END) as 8
-# hex digits after it.
-ACK_TEMPLATE = b'BF {"ev":"ack","seq":     ,"cr":  } *00000000\n'
-NAK_TEMPLATE = b'BF {"ev":"nak","seq":     ,"code":  } *00000000\n'
+# hex digits after it. An ack's seq is the last frame processed (all before it too); a
+# nak's seq is the frame expected; "sk" (both) holds bit i for frame (expected + i) held.
+ACK_TEMPLATE = b'BF {"ev":"ack","seq":     ,"sk":     ,"cr":  } *00000000\n'
+NAK_TEMPLATE = b'BF {"ev":"nak","seq":     ,"sk":     ,"code":  } *00000000\n'
 ACK_SEQ_END = const(26)  # seq: 5 digits ending here
-ACK_CR_END = const(34)  # credit: 2 digits ending here
-ACK_JSON_END = const(35)  # index just past '}'
+ACK_SK_END = host_only(37)  # held bitmap: 5 digits ending here
+ACK_CR_END = const(45)  # credit: 2 digits ending here
+ACK_JSON_END = const(46)  # index just past '}'
 NAK_SEQ_END = const(26)
-NAK_CODE_END = const(36)
-NAK_JSON_END = const(37)
+NAK_SK_END = host_only(37)
+NAK_CODE_END = const(47)
+NAK_JSON_END = const(48)
 
 # CONFIG: a JSON object; key -> (type, required). Both sides check it with check_config
 # (the host before sending, the device on receipt: E_CONFIG).
@@ -236,11 +271,19 @@ def check_config(cfg):
                 raise ValueError("config pool.%s must be an integer" % key)
 
 
+# Records are written REPEAT times in a row (1..3): on a noisy board->host line the host
+# takes the first intact copy, or the bitwise majority of three damaged ones. The host asks
+# for it with the first payload byte of a PING (stream.py sets it; ack/nak records are not
+# repeated: they are cumulative, and said twice when the device goes idle).
+REPEAT = 1
+
+
 def record_line(text):
-    """bytes of one record line for JSON text (bytes)."""
+    """bytes of one record line for JSON text (bytes), REPEAT times."""
     import binascii
 
-    return b"%s%s%s%08x\n" % (RECORD_PREFIX, text, RECORD_CRC_SEP, binascii.crc32(text) & 0xFFFFFFFF)
+    line = b"%s%s%s%08x\n" % (RECORD_PREFIX, text, RECORD_CRC_SEP, binascii.crc32(text) & 0xFFFFFFFF)
+    return line * REPEAT if REPEAT > 1 else line
 
 
 @host_only
@@ -268,17 +311,76 @@ def parse_record(line):
 # --- frames -------------------------------------------------------------------------------
 # (the host encodes; the device parses incrementally, allocation-free, in stream.py)
 @host_only
-def encode_frame(kind, seq, payload=b"", flags=0):
-    """One frame (host side, allocates freely)."""
+def header_check(kind, seq, n):
+    """The header check byte: kind, then seq (LE) and length (LE) each xored in after a
+    rotate left of the check so far. Detects every damaged byte of those 5 (and most
+    pairs). 0 = unchecked (a header whose check is 0; the frame's CRC-32 still guards it)."""
+    c = kind & 0xFF
+    for b in (seq & 0xFF, (seq >> 8) & 0xFF, n & 0xFF, (n >> 8) & 0xFF):
+        c = (((c << 1) | (c >> 7)) & 0xFF) ^ b
+    return c
+
+
+@host_only
+def encode_frame(kind, seq, payload=b"", fec=False):
+    """One frame (host side, allocates freely); fec: with check bytes (FEC_FLAG)."""
     import binascii
 
     n = len(payload)
     if n > 0xFFFF:
         raise ValueError("payload too long")
-    head = bytes((SYNC0, SYNC1, kind & 0xFF, flags & 0xFF, seq & 0xFF, (seq >> 8) & 0xFF, n & 0xFF, n >> 8))
+    if fec:
+        kind |= FEC_FLAG
+    check = header_check(kind, seq, n)
+    head = bytes((SYNC0, SYNC1, kind & 0xFF, check, seq & 0xFF, (seq >> 8) & 0xFF, n & 0xFF, n >> 8))
     body = head + bytes(payload)
     crc = binascii.crc32(body[2:]) & 0xFFFFFFFF
-    return body + bytes((crc & 0xFF, (crc >> 8) & 0xFF, (crc >> 16) & 0xFF, crc >> 24))
+    frame = body + bytes((crc & 0xFF, (crc >> 8) & 0xFF, (crc >> 16) & 0xFF, crc >> 24))
+    return frame + fec_trailer(frame[HEADER_SIZE:]) if fec else frame
+
+
+@host_only
+def _fec_seg(seg):
+    c0 = c1 = 0
+    for b in seg:
+        c0 ^= b
+        c1 = ((c1 << 1) ^ (0x11D if c1 & 0x80 else 0)) ^ b
+    return c0, c1
+
+
+@host_only
+def fec_trailer(data):
+    """Check bytes of payload+crc32 `data` (FEC_FLAG frames)."""
+    out = bytearray()
+    for i in range(0, len(data), FEC_SEG):
+        out += bytes(_fec_seg(data[i : i + FEC_SEG]))
+    return bytes(out)
+
+
+@host_only
+def fec_fix(data, trailer):
+    """What the device does with a FEC frame whose CRC failed: correct one byte per
+    segment of bytearray `data` (payload+crc32) from its check bytes. Returns the number
+    of bytes corrected, -1 if a segment cannot be corrected (then data may be changed)."""
+    fixed = 0
+    for k, i in enumerate(range(0, len(data), FEC_SEG)):
+        seg = data[i : i + FEC_SEG]
+        c0, c1 = _fec_seg(seg)
+        d0, d1 = c0 ^ trailer[2 * k], c1 ^ trailer[2 * k + 1]
+        if not d0 and not d1:
+            continue
+        if not d0 or not d1:
+            return -1
+        t = d0
+        for w in range(len(seg)):
+            if t == d1:
+                data[i + len(seg) - 1 - w] ^= d0
+                fixed += 1
+                break
+            t = ((t << 1) ^ (0x11D if t & 0x80 else 0)) & 0xFF
+        else:
+            return -1
+    return fixed
 
 
 def u16(buf, off):

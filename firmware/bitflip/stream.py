@@ -1,6 +1,14 @@
 # Device side of the link: reads frames from the serial stdin into one preallocated buffer,
-# checks sync, length, CRC and sequence, and answers with ack/nak records written from
-# preallocated templates. Nothing here allocates once Link() is built.
+# checks sync, header check, length, CRC and sequence, and answers with ack/nak records
+# written from preallocated templates. Nothing here allocates once Link() is built.
+#
+# Selective repeat: a frame that arrives after a damaged one (its sequence number is ahead
+# of the expected one) is kept, if it fits a slot, in a slot of the same buffer: the buffer
+# is cut in SLOT_BYTES pieces, piece 0 is where frames are read and processed, pieces
+# 1 .. slots hold early frames. Once the gap is filled the held frames are handed out in
+# order without reading. Acks are cumulative (seq = last frame processed) and say which
+# frames are held ("sk": bit i = frame expect + i); they are deferred until ack_bytes of
+# frames were taken or the input goes idle (then said three times: a noisy line may eat one).
 import sys
 import select
 from array import array
@@ -11,28 +19,37 @@ from . import protocol as P
 from .kernels import crc32_check, crc32_hex, crc32_table
 
 _CHUNK = const(32)  # payload is read in chunks of this size, each after a poll
+_SLOT = const(128)  # P.SLOT_BYTES
+_FRAME = const(12)  # P.HEADER_SIZE + P.CRC_SIZE
+_FEC = const(0x80)  # P.FEC_FLAG
+_SEG = const(32)  # P.FEC_SEG
+_MAX_SLOTS = const(15)  # P.MAX_SLOTS
+_ACK_BYTES = const(480)  # default: acknowledge after this many bytes of frames taken
 _WAITING = const(0)  # next_frame() results < 0 mean "nothing usable": see codes below
 NONE = const(-1)  # idle timeout, no frame started
 BAD = const(-2)  # a frame was rejected (nak already sent)
-DUP = const(-3)  # a duplicate of an accepted frame (re-acked, not processed)
+DUP = const(-3)  # a duplicate of an accepted or held frame (re-acked, not processed)
+_HELD = const(-4)  # internal: a frame was put in a slot; next_frame reads on
 
 # ack/nak records are written from protocol's templates; the offsets are copied here as
 # const() so the hot path reads no module attributes (tests/test_protocol.py checks them)
 _ACK_SEQ_END = const(26)  # P.ACK_SEQ_END
-_ACK_CR_END = const(34)  # P.ACK_CR_END
-_ACK_END = const(35)  # P.ACK_JSON_END
+_ACK_SK_END = const(37)  # P.ACK_SK_END
+_ACK_CR_END = const(45)  # P.ACK_CR_END
+_ACK_END = const(46)  # P.ACK_JSON_END
 _NAK_SEQ_END = const(26)  # P.NAK_SEQ_END
-_NAK_CODE_END = const(36)  # P.NAK_CODE_END
-_NAK_END = const(37)  # P.NAK_JSON_END
+_NAK_SK_END = const(37)  # P.NAK_SK_END
+_NAK_CODE_END = const(47)  # P.NAK_CODE_END
+_NAK_END = const(48)  # P.NAK_JSON_END
 
 
 def _put_num(buf, end, width, v):
-    # write v right-aligned in buf[end-width:end], spaces before; allocation-free
+    # write v (>= 0) right-aligned in buf[end-width:end], spaces before
     i = end - 1
     stop = end - width
     while True:
         buf[i] = 48 + v % 10
-        v //= 10
+        v = v // 10
         i -= 1
         if v == 0 or i < stop:
             break
@@ -41,8 +58,58 @@ def _put_num(buf, end, width, v):
         i -= 1
 
 
+def _fec_fix(buf, start, m, tr):
+    # protocol.fec_fix on buf[start:start+m] with check bytes at buf[tr:]: one damaged byte
+    # per 32-byte segment corrected; the number corrected, or -1. Plain Python (small
+    # ints: allocation-free): it runs only for frames that arrived damaged
+    fixed = 0
+    k = 0
+    off = 0
+    while off < m:
+        end = off + _SEG
+        if end > m:
+            end = m
+        c0 = 0
+        c1 = 0
+        for i in range(start + off, start + end):
+            b = buf[i]
+            c0 ^= b
+            c1 = c1 << 1
+            if c1 & 0x100:
+                c1 ^= 0x11D
+            c1 ^= b
+        d0 = c0 ^ buf[tr + k]
+        d1 = c1 ^ buf[tr + k + 1]
+        if d0 or d1:
+            if d0 == 0 or d1 == 0:
+                return -1
+            t = d0
+            w = 0
+            n = end - off
+            while w < n:
+                if t == d1:
+                    break
+                t = t << 1
+                if t & 0x100:
+                    t ^= 0x11D
+                w += 1
+            if w == n:
+                return -1
+            buf[start + end - 1 - w] ^= d0
+            fixed += 1
+        off = end
+        k += 2
+    return fixed
+
+
+def _move(buf, dst, src, n):
+    # copy buf[src:src+n] to buf[dst:] (apart); a loop: slices would allocate
+    for i in range(n):
+        buf[dst + i] = buf[src + i]
+
+
 class Link:
-    def __init__(self, max_payload=P.MAX_PAYLOAD, credit=1, timeout_ms=250):
+    def __init__(self, max_payload=P.MAX_PAYLOAD, credit=1, timeout_ms=250, ack_bytes=_ACK_BYTES):
         self.max_payload = max_payload
         self.credit = credit
         # once a frame has started its bytes come back to back (the host writes whole
@@ -73,6 +140,11 @@ class Link:
         self.rx_frames = 0
         self.rx_bad = 0
         self.rx_dup = 0
+        self.slots = max(0, min(_MAX_SLOTS, len(self.buf) // _SLOT - 1))  # frames held out of order (P.sr_slots)
+        self.head = 0  # slot of the expected frame: frame expect + d sits in slot 1 + (head + d) % slots
+        self.held = 0  # bit d set: frame expect + d is held
+        self.owed = 0  # bytes of frames taken since the last ack or nak
+        self.ack_bytes = ack_bytes  # 1: acknowledge every frame at once
 
     def _wait(self, ms):
         for _ in self.poll.ipoll(ms):
@@ -92,23 +164,52 @@ class Link:
             n -= k
         return True
 
-    def send_ack(self, seq):
+    def send_ack(self):
+        # cumulative: every frame before expect processed; plus the held ones
         a = self.ack
-        _put_num(a, _ACK_SEQ_END, 5, seq)
+        _put_num(a, _ACK_SEQ_END, 5, (self.expect - 1) & 0xFFFF)
+        _put_num(a, _ACK_SK_END, 5, self.held)
         _put_num(a, _ACK_CR_END, 2, self.credit)
         crc32_hex(a, 3, _ACK_END - 3, self.table, _ACK_END + 2)
         self.out.write(a)  # type: ignore[call-overload]
+        self.owed = 0
 
     def send_nak(self, code):
         a = self.nak
         _put_num(a, _NAK_SEQ_END, 5, self.expect)
+        _put_num(a, _NAK_SK_END, 5, self.held)
         _put_num(a, _NAK_CODE_END, 2, code)
         crc32_hex(a, 3, _NAK_END - 3, self.table, _NAK_END + 2)
         self.out.write(a)  # type: ignore[call-overload]
+        self.owed = 0
 
     def next_frame(self, idle_ms):
         """Wait up to idle_ms for a frame. Returns its kind (>0) with self.seq/self.length
         set and the payload at self.buf[8:], or NONE / BAD / DUP."""
+        while True:
+            if self.held & 1:  # the expected frame came early: hand it out
+                return self._deliver()
+            if self.owed and not self._wait(0):
+                self.send_ack()  # the host has sent nothing more: tell it where we are
+                self.out.write(self.ack)  # three times: an ack is small, the answer is needed now
+                self.out.write(self.ack)
+            k = self._frame(idle_ms)
+            if k != _HELD:
+                return k
+
+    def _deliver(self):
+        buf = self.buf
+        r = (1 + self.head % self.slots) * _SLOT
+        n = buf[r + 6] | (buf[r + 7] << 8)
+        _move(buf, 0, r, _FRAME + n)
+        self.held ^= 1
+        self.kind = buf[2] & 0x7F  # (without FEC_FLAG)
+        self.seq = buf[4] | (buf[5] << 8)
+        self.length = n
+        self.rx_frames += 1
+        return self.kind
+
+    def _frame(self, idle_ms):
         buf = self.buf
         v0 = self.views[0]  # buf[8:]: sync bytes are hunted here, then rewritten
         # hunt for the two sync bytes, one byte at a time
@@ -137,42 +238,83 @@ class Link:
         kind = buf[2]
         seq = buf[4] | (buf[5] << 8)
         n = buf[6] | (buf[7] << 8)
-        if n > self.max_payload:
+        c = kind  # protocol.header_check: rotate left, xor the next byte
+        for i in range(4, 8):
+            c = (((c << 1) | (c >> 7)) & 0xFF) ^ buf[i]
+        if buf[3] and buf[3] != c:
+            # kind, seq or length damaged: hunt for the next frame in what follows
+            self.rx_bad += 1
+            self.send_nak(P.E_HEADER)
+            return BAD
+        t = 0  # check bytes after the crc32
+        if kind & _FEC:
+            kind ^= _FEC
+            t = 2 * ((n + 3 + _SEG) // _SEG)  # P.fec_size
+        if n > self.max_payload or _FRAME + n + t > len(buf):
             self.rx_bad += 1
             self.send_nak(P.E_LEN)
             return BAD
-        if not self._read(n + P.CRC_SIZE):
+        if self.held and n + _FRAME + t > _SLOT:
+            self.held = 0  # a long frame overwrites the slots: the host resends what they held
+        if not self._read(n + P.CRC_SIZE + t):
             self.rx_bad += 1
             self.send_nak(P.E_TIMEOUT)
             return BAD
         if not crc32_check(buf, 2, P.HEADER_SIZE - 2 + n, self.table):
-            self.rx_bad += 1
-            self.send_nak(P.E_CRC)
-            return BAD
+            k = _fec_fix(buf, 8, n + 4, 12 + n) if t else -1
+            if k <= 0 or not crc32_check(buf, 2, P.HEADER_SIZE - 2 + n, self.table):
+                self.rx_bad += 1
+                self.send_nak(P.E_CRC)
+                return BAD
         if kind < P.K_CONFIG or kind > P.K_EXIT:
             self.rx_bad += 1
             self.send_nak(P.E_KIND)
             return BAD
         if kind == P.K_PING or kind == P.K_EXIT:  # unsequenced: never acked, never resent
+            if kind == P.K_PING:
+                self.held = 0  # a resync point: the host may number frames anew after the pong
+                if n:  # payload byte 0: how many times to write each record (a noisy line)
+                    P.REPEAT = buf[8] if 1 <= buf[8] <= 3 else 1
             self.kind = kind
             self.seq = seq
             self.length = n
             return kind
-        if seq != self.expect:
-            if (self.expect - seq) & 0xFFFF <= 0x8000:  # an old frame: ack again, skip it
+        d = (seq - self.expect) & 0xFFFF
+        if d == 0:
+            self.kind = kind
+            self.seq = seq
+            self.length = n
+            self.rx_frames += 1
+            return kind
+        if d >= 0x8000:  # an old frame: ack again, skip it
+            self.rx_dup += 1
+            self.seq = seq
+            self.send_ack()
+            return DUP
+        if d <= self.slots and n + _FRAME <= _SLOT:
+            bit = 1 << d
+            if self.held & bit:  # held already
                 self.rx_dup += 1
-                self.send_ack(seq)
+                self.seq = seq
+                self.send_ack()
                 return DUP
-            self.rx_bad += 1
-            self.send_nak(P.E_SEQ)  # a gap: the host resends from self.expect
-            return BAD
-        self.kind = kind
-        self.seq = seq
-        self.length = n
-        self.rx_frames += 1
-        return kind
+            first = not self.held
+            _move(buf, (1 + (self.head + d) % self.slots) * _SLOT, 0, _FRAME + n)
+            self.held |= bit
+            self.owed += _FRAME + n
+            if first or self.owed >= self.ack_bytes:
+                self.send_ack()  # a new gap: the host learns at once what to resend
+            return _HELD
+        self.rx_bad += 1
+        self.send_nak(P.E_SEQ)  # a gap too far ahead (or a long frame): resend from self.expect
+        return BAD
 
     def accept(self):
-        # the current frame was processed: advance and acknowledge it
+        # the current frame was processed: advance; acknowledge once enough was taken
         self.expect = (self.seq + 1) & 0xFFFF
-        self.send_ack(self.seq)
+        self.held >>= 1
+        if self.slots:
+            self.head = (self.head + 1) % self.slots
+        self.owed += _FRAME + self.length
+        if self.owed >= self.ack_bytes:
+            self.send_ack()

@@ -4,6 +4,7 @@ board -> host); all randomness is seeded so a failing scenario can be replayed."
 
 from __future__ import annotations
 
+import math
 import random
 import threading
 import time
@@ -17,7 +18,9 @@ Hook = Callable[[bytes], bytes]
 
 
 class ByteFaults:
-    """Corrupt, drop, duplicate or delay bytes, each with its own probability per byte."""
+    """Corrupt (flip one bit of), drop or duplicate bytes, each with its own probability
+    per byte, and delay chunks. The gap to the next faulty byte is drawn from the geometric
+    distribution, so the hook costs per fault, not per byte (it sits on the relay's path)."""
 
     def __init__(self, seed: int, corrupt: float = 0.0, drop: float = 0.0, dup: float = 0.0,
                  delay: float = 0.0, delay_s: float = 0.02, after: int = 0):
@@ -26,31 +29,44 @@ class ByteFaults:
         self.after = after  # leave the first bytes alone (e.g. the raw-REPL launch), 0 = none
         self.seen = 0
         self.counts = {"corrupted": 0, "dropped": 0, "duplicated": 0, "delayed": 0}
+        self._q = drop + corrupt + dup
+        self._at = after + self._gap() if self._q > 0 else -1  # index of the next faulty byte
+
+    def _gap(self) -> int:
+        if self._q >= 1:
+            return 0
+        return int(math.log(1.0 - self.rng.random()) / math.log(1.0 - self._q))
 
     def __call__(self, data: bytes) -> bytes:
-        out = bytearray()
-        rng = self.rng
-        for b in data:
-            self.seen += 1
-            if self.seen <= self.after:
-                out.append(b)
-                continue
-            r = rng.random()
-            if r < self.drop:
-                self.counts["dropped"] += 1
-                continue
-            r -= self.drop
-            if r < self.corrupt:
-                b ^= 1 << rng.randrange(8)
-                self.counts["corrupted"] += 1
-            elif r - self.corrupt < self.dup:
-                out.append(b)
-                self.counts["duplicated"] += 1
-            out.append(b)
-        if self.delay and rng.random() < self.delay:
+        base = self.seen
+        self.seen += len(data)
+        if self._at < 0 or self._at >= self.seen:
+            out = data
+        else:
+            buf = bytearray()
+            pos = 0
+            rng = self.rng
+            while 0 <= self._at < self.seen:
+                i = self._at - base
+                buf += data[pos:i]
+                b = data[i]
+                r = rng.random() * self._q
+                if r < self.drop:
+                    self.counts["dropped"] += 1
+                elif r < self.drop + self.corrupt:
+                    buf.append(b ^ (1 << rng.randrange(8)))
+                    self.counts["corrupted"] += 1
+                else:
+                    buf += bytes((b, b))
+                    self.counts["duplicated"] += 1
+                pos = i + 1
+                self._at += 1 + self._gap()
+            buf += data[pos:]
+            out = bytes(buf)
+        if self.delay and self.rng.random() < self.delay:
             self.counts["delayed"] += 1
             time.sleep(self.delay_s)
-        return bytes(out)
+        return out
 
 
 class Chain:
@@ -82,8 +98,13 @@ class KillSwitch:
         self._tail = b""
 
     def _kill(self) -> None:
-        assert self.board is not None  # scheduled only once the board is set
-        self.board.kill()
+        # a reset board keeps its flash: when it is started again nothing is redeployed
+        self.board.install = False
+        if self.board.alive:  # (not one that died already: that is no second reset)
+            self.board.kill()
+            self.kills += 1
+        else:
+            self.left += 1
         self._last_seq = None  # the restarted board's frames are numbered from 0 again
 
     def _new(self, seq: int) -> bool:
@@ -101,14 +122,13 @@ class KillSwitch:
         while i >= 0:
             if self.distinct and i + 6 > len(scan):
                 break  # the seq is in the next chunk: look again then
-            if i + 2 < len(scan) and scan[i + 2] == self.kind:
+            if i + 2 < len(scan) and scan[i + 2] & 0x7F == self.kind:  # (FEC_FLAG or not)
                 if self.distinct and not self._new(scan[i + 4] | scan[i + 5] << 8):
                     i = scan.find(b"BF", i + 1)
                     continue
                 self.count += 1
                 if self.count % self.every == 0 and self.left > 0 and self.board is not None:
                     self.left -= 1
-                    self.kills += 1
                     delay = self.rng.random() * self.max_delay_s
                     threading.Timer(delay, self._kill).start()
             i = scan.find(b"BF", i + 1)

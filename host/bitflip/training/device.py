@@ -54,6 +54,8 @@ class DeviceRun:
         self.max_block = 0
         self.ceiling = 0  # frames may grow while below this (it failed at this size)
         self.shrinks = 0
+        self._boot_s: float | None = None  # launch to first pong, measured once
+        self.ckpts = 0  # checkpoints the board confirmed (reconnects count against the limit only without one)
 
     # records -------------------------------------------------------------------------------
     def on_record(self, rec: dict[str, Any]) -> None:
@@ -68,27 +70,37 @@ class DeviceRun:
         self.got.record(rec)
 
     # connecting ------------------------------------------------------------------------------
-    def _probe(self, link: SerialLink, tries: int = 3, filler: bool = False) -> dict[str, Any] | None:
+    def _probe(self, link: SerialLink, tries: int = 3, filler: bool = False, budget: float = 1.5) -> dict[str, Any] | None:
         """Is an app listening? Its pong (expected seq, protocol, link settings), or None.
-        While the app shows signs of life (other records) keep asking: on a noisy line
-        only its pongs may have been damaged."""
+        Pings go out every 20 ms at first, less often later (every 4 round trips at most
+        250 ms), for `budget` seconds and at least `tries` pings; while the app shows signs
+        of life (other records) the budget grows: on a noisy line only its pongs may have
+        been damaged. filler: from the third ping on, complete a frame the board may be
+        stuck in (every third ping)."""
         link.start_records()
-        left = tries
-        while left > 0:
-            left -= 1
-            if filler and left < tries - 1:  # complete a frame the board may be stuck in
+        # records seen damaged on this run: the board is asked to repeat its records
+        repeat = 3 if self.bad_records + link.bad_records + link.voted_records else 1
+        t0 = time.monotonic()
+        sent = 0
+        gap = 0.02
+        srtt = self.sender.srtt if self.sender is not None and self.sender.srtt else 0.0
+        while sent < tries or time.monotonic() - t0 < budget:
+            if filler and sent >= 2 and sent % 3 == 2:
                 link.write(bytes(P.HEADER_SIZE + int(self.plan.board.link["max_payload"]) + P.CRC_SIZE))
-            link.write(P.encode_frame(P.K_PING, 0))
-            srtt = self.sender.srtt if self.sender is not None and self.sender.srtt else 0.25
-            deadline = time.monotonic() + min(1.0, max(0.2, 4 * srtt))
-            while time.monotonic() < deadline:
-                rec = link.next_record(0.25)
+            link.write(P.encode_frame(P.K_PING, 0, bytes((repeat,))))
+            sent += 1
+            deadline = time.monotonic() + max(gap, 4 * srtt)
+            gap = min(0.25, gap * 1.5)
+            while True:
+                rec = link.next_record(max(0.0, deadline - time.monotonic()))
                 if rec is None:
-                    continue
+                    break
                 if rec.get(P.F_EV) == P.R_PONG:
                     return rec
-                if rec.get(P.F_EV) in (P.R_BOOT, P.R_READY, P.R_ACK, P.R_NAK) and left < 20:
-                    left += 1
+                if rec.get(P.F_EV) in (P.R_BOOT, P.R_READY, P.R_ACK, P.R_NAK) and budget < 10:
+                    budget += 0.25
+            if link._eof:
+                return None
         return None
 
     def _check(self, pong: dict[str, Any]) -> None:
@@ -109,8 +121,10 @@ class DeviceRun:
         return self.link.name if self.link is not None else str(getattr(self.target, "port", "the port"))
 
     def _not_deployed(self, link: SerialLink) -> None:
-        """A board without bitflip says so at once: that is permanent, not a link problem."""
-        if any("ImportError" in line and "bitflip" in line for line in list(link.log)):
+        """A board without bitflip says so at once: that is permanent, not a link problem.
+        (Only the exact message counts: a launch line damaged by noise can name a module
+        that does not exist.)"""
+        if any("ImportError" in line and ("'bitflip'" in line or "'bitflip.app'" in line) for line in list(link.log)):
             board = self.plan.board
             port = getattr(self.target, "port", "PORT")
             raise UsageError(f"bitflip is not installed on the board on {link.name}: run "
@@ -119,19 +133,29 @@ class DeviceRun:
     def _launch(self, link: SerialLink) -> int:
         """Start the app through the raw REPL. Whether it runs, and with the settings asked
         for, is read from its (checksummed) pong: on a noisy line the banner or the launch
-        command itself can arrive damaged."""
+        command itself can arrive damaged (it is sent three times: the raw REPL runs the
+        next copy when one fails)."""
         lk = self.plan.board.link
-        for attempt in range(5):
-            link.launch(f"import bitflip.app as A\nA.main({lk['max_payload']}, {lk['credit']})",
-                        timeout=3 if self.target.fresh else 10)
-            pong = self._probe(link, tries=4)
+        code = f"import bitflip.app as A\nA.main({lk['max_payload']}, {lk['credit']})"
+        for attempt in range(6):
+            fresh = self.target.fresh and attempt == 0
+            t0 = time.monotonic()
+            link.launch(code, timeout=0.5 if self.target.fresh else 3, fresh=fresh, copies=3)
+            # how long the app takes to answer was measured at the first launch: a launch
+            # damaged beyond repair is given up after a few times that, not seconds
+            budget = 3.0 if self._boot_s is None else max(0.4, 4 * self._boot_s)
+            pong = self._probe(link, tries=4, budget=budget if fresh else max(budget, 1.0))
             if pong is not None:
                 self._check(pong)
                 if (int(pong[P.F_MAX_PAYLOAD]), int(pong[P.F_CREDIT])) == (lk["max_payload"], lk["credit"]):
+                    if self._boot_s is None:
+                        self._boot_s = time.monotonic() - t0
                     return int(pong[P.F_EXPECT])
                 link.write(P.encode_frame(P.K_EXIT, 0))  # started with damaged settings: leave
             self._not_deployed(link)
-            time.sleep(0.3)
+            if link._eof:
+                break
+            time.sleep(0.05)
         raise LinkError(f"{link.name}: the app did not start{link._log_tail()}")
 
     def _connect(self, link: SerialLink, resume: bool) -> tuple[int, int]:
@@ -159,47 +183,40 @@ class DeviceRun:
 
     # streaming -----------------------------------------------------------------------------
     def _send_samples(self, kind: int, x: np.ndarray, y: np.ndarray, order: np.ndarray, start: int, stop: int) -> None:
-        """Stream samples order[start:stop] and wait for their acks. Frames start at the
-        board's largest size; when they keep arriving damaged (a noisy line) the host
-        resynchronises with the board and goes on from its position in frames half as big;
-        after a run of clean frames they grow again, but stay below the size that failed
-        (like TCP's slow-start threshold, raised slowly)."""
+        """Stream samples order[start:stop] and wait for their acks. Frames carry the
+        number of samples that costs least per sample at the line's measured error rate
+        (FrameSender.best_samples: the board's largest frames on a clean line, ~100 bytes
+        at 1 % of bytes damaged). Frames sent before the noise was noticed can be too long
+        to ever get through: then the host resynchronises with the board and goes on from
+        its position in frames of the right size."""
         sender = self.sender
         assert sender is not None
+        row_bytes = x.shape[1] * 4
         i = start
         sender.acked_tag = None
         sender.tags.clear()
-        clean = 0
         while True:
             base = i  # everything before base is acknowledged
             try:
                 while i < stop:
-                    n = min(self.block, stop - i)
-                    naks = sender.naks
+                    n = min(sender.best_samples(row_bytes, self.max_block), stop - i)
+                    self.block = n
                     sender.send(kind, block(x, y, order[i : i + n]), tag=i + n, splittable=n > 1)
                     self.progress(n)
                     i += n
-                    clean = clean + 1 if sender.naks == naks else 0
-                    if clean >= 8 and self.block * 2 < self.ceiling:
-                        self.block, clean = self.block * 2, 0
-                    if clean >= 64 and self.ceiling <= self.max_block:
-                        self.ceiling, clean = self.ceiling + 1, 0
                 sender.flush()
                 return
             except FramesTooLong:
-                # let the wire go quiet, ask the device where it is, go on from there
+                # ask the device where it is (it answers after everything sent before the
+                # ping), go on from there
                 expect = self._resync()
                 i = sender.tags.get((expect - 1) & 0xFFFF, base)
-                self.ceiling = self.block
-                self.block = max(1, self.block // 2)
                 self.shrinks += 1
-                clean = 0
 
     def _resync(self) -> int:
         sender, link = self.sender, self.link
         assert sender is not None and link is not None
-        sender.quiesce(max(0.3, 2 * (sender.srtt or 0.1)))
-        pong = self._probe(link, tries=10, filler=True)
+        pong = self._probe(link, tries=10, filler=True, budget=3.0)
         if pong is None:
             raise LinkError(f"{link.name}: the board stopped answering")
         expect = int(pong[P.F_EXPECT])
@@ -213,8 +230,6 @@ class DeviceRun:
         self.max_block = P.max_block_samples(int(plan.board.link["max_payload"]), row_bytes)
         if self.max_block < 1:
             raise UsageError(f"one sample ({row_bytes} bytes) does not fit the board's frames")
-        self.block = min(self.block or self.max_block, self.max_block)
-        self.ceiling = max(self.ceiling, self.block + 1) if self.ceiling else self.max_block + 1
         n = len(plan.x_train)
         for e in range(epoch, plan.req.epochs):
             order = plan.order(e)
@@ -225,12 +240,14 @@ class DeviceRun:
                 i = stop
                 if i < n:
                     sender.request(P.K_CKPT, P.encode_ckpt(e, i), P.R_CKPT)
+                    self.ckpts += 1
             sender.request(P.K_MARK, P.encode_mark(P.MARK_EPOCH, e), P.R_EPOCH)
             if plan.eval_after(e):
                 test_order = np.arange(len(plan.x_test))
                 self._send_samples(P.K_EVAL, plan.x_test, plan.data.y_test, test_order, 0, len(test_order))
                 sender.request(P.K_MARK, P.encode_mark(P.MARK_EVAL, e), P.R_EVAL)
             sender.request(P.K_CKPT, P.encode_ckpt(e + 1, 0), P.R_CKPT)
+            self.ckpts += 1
 
     def _finish(self) -> None:
         sender = self.sender
@@ -275,6 +292,8 @@ class DeviceRun:
         resume = self.resume
         link = self.target.open()
         heard = time.monotonic()  # the last time the board said anything
+        futile = 0  # reconnects in a row without a new checkpoint on the board
+        ckpts = self.ckpts
         while True:
             try:
                 epoch, index = self._connect(link, resume)
@@ -287,7 +306,9 @@ class DeviceRun:
             except LinkError as e:
                 self.reconnects += 1
                 self.got.host("link lost", error=str(e), reconnect=self.reconnects)
-                if self.reconnects > self.max_reconnects:
+                futile = 0 if self.ckpts > ckpts else futile + 1  # (a board reset every epoch is progress)
+                ckpts = self.ckpts
+                if futile > self.max_reconnects:
                     raise LinkError(f"{e} (gave up after {self.max_reconnects} reconnects)") from None
                 heard = max(heard, link.last_rx)
                 silent = time.monotonic() - heard

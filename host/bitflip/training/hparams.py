@@ -33,10 +33,11 @@ HIDDEN: dict[str, dict[str, Any]] = {
     "fashion": {"pool": 32, "pool_every": 512, "window": 8, "k_out": 9},
 }
 HIDDEN_FALLBACK: dict[str, Any] = {"pool": 32, "pool_every": 512, "window": 8, "k_out": 9}
-# MNIST: 400 bits after deskew+crop:20 (registry.MNIST_ENCODING), 880 prototypes = 91,520 B: the largest the
-# genuine-firmware memory plan fits on a Pico with this firmware is 10x90 (training/memory.py); Fashion:
-# 784 bits, 480 prototypes = 96,000 B (10x49 is the largest that fits)
-DEFAULT_MODEL = {"digits": "10x20", "mnist": "10x88", "fashion": "10x48"}
+# The prototype counts are sized to the genuine-firmware memory plan of a Pico with this
+# firmware (training/memory.py; `bitflip memory --board pico --dataset mnist` names the largest:
+# 10x87 for MNIST's 400 bits, 10x47 for Fashion's 784), a few below it so that firmware growth
+# does not break the default: MNIST 840 prototypes = 87,360 B, Fashion 450 = 90,000 B.
+DEFAULT_MODEL = {"digits": "10x20", "mnist": "10x84", "fashion": "10x45"}
 DEFAULT_WEIGHTS = {"digits": "binary2", "mnist": "binary2", "fashion": "binary2"}
 
 
