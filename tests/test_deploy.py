@@ -158,6 +158,7 @@ def test_deploy_into_an_empty_virtual_board_then_train_bit_exactly(empty_sim: Vi
                                   str(tmp_path / "build")])
     assert r.exit_code == 0, r.output
     assert "verified: bitflip" in r.output
+    assert "a training step with the viper kernels gives the host reference's weights" in r.output
     x64 = [s for s in SOURCES if not s.startswith("kernels_thumb")]  # Thumb assembler: Arm boards only
     assert sorted(p.name for p in lib.iterdir()) == sorted(f"{s}.mpy" for s in x64 + ["_build"])
     # a stale source would shadow the .mpy at import: deploy removes it; unchanged files stay

@@ -21,6 +21,7 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from .. import boards as boards_mod
 from ..boards import Board
@@ -325,11 +326,79 @@ def copy_build(build: Build, board: Board, port: str, log: Log = lambda s: None,
         if app_file and not str(app_file).endswith(".mpy"):
             raise BitflipError(f"the board imports {app_file}, not the deployed .mpy: remove it")
         res.device_version, res.device_proto = version, dev_proto
+        kind = verify_training(r, build, board)
         log(
             f"verified: bitflip {version}, protocol {dev_proto}, {arch} in {target} "
-            f"({len(res.copied)} copied, {len(res.unchanged)} unchanged, {len(res.removed)} removed)"
+            f"({len(res.copied)} copied, {len(res.unchanged)} unchanged, {len(res.removed)} removed); every module "
+            f"imports and a training step with the {kind} kernels gives the host reference's weights"
         )
         return res
+
+
+# one training step of two tiny models on the board: the fast path (binary2, no margin) and
+# the general one (binary weights with a margin: flip_row, argmax), each with the kernels the
+# board picks (asm_thumb on rp2 Arm boards), against the host reference
+VERIFY_CONFIGS = (
+    {"sizes": [64, 8], "classes": 4, "weights": "binary2", "seed": 5, "window": 4, "margin": -1, "k": [1], "ks": 1},
+    {"sizes": [64, 8], "classes": 4, "weights": "binary", "seed": 5, "window": 4, "margin": 3, "k": [1], "ks": 0},
+)
+_TRAIN_STEP = """import sys, gc, binascii
+for _m in [m for m in sys.modules if m == 'bitflip' or m.startswith('bitflip.')]:
+    del sys.modules[_m]
+for _n in %r:
+    __import__('bitflip.' + _n)
+from bitflip import accel, spec
+from bitflip.rule import Trainer
+_out = [accel.KIND]
+_buf = bytearray(binascii.a2b_base64(%r))
+for _cfg in %r:
+    _t = Trainer(_cfg)
+    _t.train_block(_buf, %d, 0, %d, 2)
+    _out.append(spec.digest([p for _, _, p in _t.planes()]))
+    _t.close()
+print(repr(_out))
+_t = _buf = None
+for _m in [m for m in sys.modules if m == 'bitflip' or m.startswith('bitflip.')]:
+    del sys.modules[_m]
+gc.collect()
+"""
+
+
+def verify_training(r: Any, build: Build, board: Board) -> str:
+    """Import every module the board will run and train two tiny models one block each on
+    it; the digests must equal the host reference's. Returns the kernel kind the board ran."""
+    import base64
+
+    import numpy as np
+
+    from ..bitplanes import pack_bits
+    from ..training.reference import Reference
+
+    count = 12
+    rng = np.random.default_rng(17)
+    X = pack_bits(rng.random((count, 64)) < 0.4)
+    y = np.array([i % 4 for i in range(count)], dtype=np.uint8)
+    block = bytes(y) + X.astype("<u4").tobytes()  # labels (12: a multiple of 4), then the rows
+    want = []
+    for cfg in VERIFY_CONFIGS:
+        ref = Reference(cfg)
+        for i in range(count):
+            ref.train_sample(X[i], int(y[i]))
+        want.append(ref.digest())
+    mods = sorted(n[:-4] for n in build.files if n.endswith(".mpy") and n not in ("_build.mpy", "__init__.mpy"))
+    script = _TRAIN_STEP % (mods, base64.b64encode(block).decode(), list(VERIFY_CONFIGS), count, count)
+    try:
+        kind, *got = r.eval(script, timeout=60)
+    except LinkError as e:
+        raise LinkError(f"deployed, but the firmware does not run on the board: {e}") from None
+    expected = board.data.get("kernel", "viper")
+    if kind != expected:
+        raise BitflipError(f"the board runs the {kind} kernels, not the {expected} ones {board.name} should: "
+                           "a firmware without asm_thumb?")
+    if got != want:
+        raise BitflipError(f"deployed, but a training step on the board does not give the host reference's weights "
+                           f"({got[0][:12]}... vs {want[0][:12]}...): this firmware is not usable on {board.name}")
+    return str(kind)
 
 
 # --- mip ----------------------------------------------------------------------------------
