@@ -118,7 +118,7 @@ def test_noisy_line_with_resets_ends_with_clean_digest(both: bool, tmp_path: Pat
 
 
 def test_frame_size_follows_the_error_rate() -> None:
-    from bitflip.link.serial import FrameSender
+    from bitflip.link.arq import FrameSender
 
     class Quiet:
         name = "none"

@@ -191,8 +191,8 @@ class Link:
                 return self._deliver()
             if self.owed and not self._wait(0):
                 self.send_ack()  # the host has sent nothing more: tell it where we are
-                self.out.write(self.ack)  # three times: an ack is small, the answer is needed now
-                self.out.write(self.ack)
+                self.out.write(self.ack)  # type: ignore[call-overload]  # three times: small, needed now
+                self.out.write(self.ack)  # type: ignore[call-overload]
             k = self._frame(idle_ms)
             if k != _HELD:
                 return k

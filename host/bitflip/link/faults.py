@@ -99,6 +99,7 @@ class KillSwitch:
 
     def _kill(self) -> None:
         # a reset board keeps its flash: when it is started again nothing is redeployed
+        assert self.board is not None  # scheduled only once the board is set
         self.board.install = False
         if self.board.alive:  # (not one that died already: that is no second reset)
             self.board.kill()

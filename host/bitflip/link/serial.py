@@ -1,25 +1,22 @@
-"""The serial link to a board: one implementation for USB boards, UART boards and the
-virtual board (a pty).
+"""The serial link to a board: one transport for USB boards, UART boards and the virtual
+board (a pty).
 
 - a reader thread drains the port all the time, so device output never blocks the device;
 - raw-REPL launch of the app (Ctrl-C, Ctrl-A, code, Ctrl-D), every wait with a timeout;
 - record lines 'BF {json}' are parsed into dicts; other lines are kept as the device log;
-- frames go out through `FrameSender`: sequence numbers, credit window, retransmission on
-  nak or on ack timeout, paced writes for UART bridges.
+- paced writes for UART bridges.
+Frames go out through arq.FrameSender (sequence numbers, windows, retransmission).
 """
 
 from __future__ import annotations
 
-import math
 import os
-import sys
 import threading
 import time
 from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-import numpy as np
 import serial
 
 from ..device import protocol as P
@@ -150,7 +147,7 @@ class SerialLink:
             left = deadline - time.monotonic()
             rec = self.next_record(max(left, 0))
             if rec is None:
-                raise LinkError(f"{self.name}: no '{ev}' record within {timeout:g} s{self._log_tail()}")
+                raise LinkError(f"{self.name}: no '{ev}' record within {timeout:g} s{self.log_tail()}")
             if rec.get("ev") == ev:
                 return rec
             if rec.get("ev") == P.R_ERROR:
@@ -158,7 +155,7 @@ class SerialLink:
             if on_record is not None:
                 on_record(rec)
 
-    def _log_tail(self) -> str:
+    def log_tail(self) -> str:
         with self._cond:
             self._split_tail()
             tail = [line for line in self.log if line.strip()][-3:]
@@ -169,6 +166,11 @@ class SerialLink:
         if rest:
             self.log.append(rest)
             self._line_start = len(self._rx)
+
+    @property
+    def eof(self) -> bool:
+        """The port went away (the board vanished, the virtual board's process exited)."""
+        return self._eof
 
     # --- writing ---------------------------------------------------------------------
     def write(self, data: bytes) -> None:
@@ -231,410 +233,3 @@ class SerialLink:
         self._thread.join(timeout=1)
 
 
-class FramesTooLong(LinkError):
-    """Frames keep arriving damaged: the caller should resend from `acked_tag` with
-    smaller frames. The device expects sequence number `expect` next."""
-
-    def __init__(self, acked_tag: Any, expect: int):
-        super().__init__("frames keep arriving damaged")
-        self.acked_tag, self.expect = acked_tag, expect
-
-
-def _before(a: int, b: int) -> bool:
-    """Sequence number a comes before b (16-bit, wrapping)."""
-    return 0 < ((b - a) & 0xFFFF) < 0x8000
-
-
-class _Frame:
-    __slots__ = ("fails", "fec", "frame", "held", "live", "n", "sends", "seq", "split", "t", "tag", "tx")
-
-    def __init__(self, seq: int, frame: bytes, tag: Any, split: bool):
-        self.seq, self.frame, self.tag, self.split = seq, frame, tag, split
-        self.t = 0.0  # time of the last transmission
-        self.tx = 0  # number of the last transmission (the host counts every frame it writes)
-        self.live = 0  # first transmission that may still arrive intact (earlier ones are known lost)
-        self.sends = 0
-        self.fails = 0  # transmissions known lost
-        self.held = False  # the device said it holds this frame (ahead of a gap)
-        self.n = len(frame) - P.HEADER_SIZE - P.CRC_SIZE  # payload bytes
-        self.fec = False  # with FEC check bytes
-
-
-def _log_ok(p: Any, n: int, fec: bool) -> Any:
-    """log P(a frame with n payload bytes is taken) at byte error rate p (array or float):
-    every byte intact, or with FEC (protocol.FEC_FLAG): the header intact and at most one
-    damaged byte in each segment of payload+crc32, whose check bytes are then intact."""
-    lq = np.log1p(-p)
-    if not fec:
-        return (P.HEADER_SIZE + n + P.CRC_SIZE) * lq
-    out = P.HEADER_SIZE * lq
-    m = n + P.CRC_SIZE
-    for i in range(0, m, P.FEC_SEG):
-        g = min(P.FEC_SEG, m - i)
-        out = out + np.log(np.exp(g * lq) + g * p * np.exp((g + 1) * lq))
-    return out
-
-
-class ErrorRate:
-    """Byte error rate of the host -> board direction, estimated from what became of each
-    transmission (taken, or known lost) and its length: the likelihood of every rate on a
-    log grid, older observations fading (x DECAY each). The prior is 2 KB seen clean."""
-
-    GRID = np.geomspace(1e-6, 0.3, 64)
-    DECAY = 0.99
-
-    def __init__(self) -> None:
-        self.ll = -2e3 * self.GRID
-        self.pending: list[tuple[int, bool, bool]] = []
-        self._cache: dict[tuple[int, bool], tuple[Any, Any]] = {}
-        self.p = 1e-6
-        self.version = 0  # bumped when p changes
-
-    def observe(self, n: int, ok: bool, fec: bool = False) -> None:
-        """n: payload bytes of the frame."""
-        self.pending.append((n, ok, fec))
-        if len(self.pending) >= 8 or not ok:  # (a loss is news: frames may have to shrink)
-            self.update()
-
-    def update(self) -> None:
-        for n, ok, fec in self.pending:
-            key = (n, fec)
-            if key not in self._cache:
-                lk = _log_ok(self.GRID, n, fec)
-                self._cache[key] = (lk, np.log(-np.expm1(lk)))
-            self.ll *= self.DECAY
-            self.ll += self._cache[key][0 if ok else 1]
-        self.pending.clear()
-        w = np.exp(self.ll - self.ll.max())
-        p = float(np.exp((w * np.log(self.GRID)).sum() / w.sum()))  # posterior mean of log p
-        if abs(p - self.p) > 0.05 * self.p:
-            self.p = p
-            self.version += 1
-
-
-class FrameSender:
-    """Sends frames with sequence numbers inside the device's window; selective repeat.
-
-    The device acks cumulatively (every frame up to seq processed) and says which frames
-    ahead of a gap it holds; acks are deferred on the device (sent after ~480 bytes of
-    frames or when its input goes idle), naks come at once. A serial line does not reorder:
-    when the device reports a frame sent after another one that it neither processed nor
-    holds, that one was lost, and only it is resent (likewise the first unaccounted frame
-    after a nak: the damaged one). A frame nobody reported within the retransmission
-    timeout (srtt + 4 rttvar of measured round trips, doubled on every miss) is resent too.
-    Frames that fit a device slot (protocol.SLOT_BYTES) may be sent up to slots + 1 ahead;
-    longer ones only `credit` ahead (the device cannot hold them: go-back-N).
-    A frame whose answer is a record (config, marks, checkpoints, done) goes through
-    request(): if its ack arrives but the record was lost on the wire, the same frame is
-    resent and the device replays the record.
-    The error rate of the line is estimated from what became of every transmission; the
-    caller sizes frames with best_samples(). Frames sent with a tag can be abandoned: when
-    one much longer than the best size was lost shrink_after times, FramesTooLong tells the
-    caller to resend from the last acked tag in smaller frames.
-    After max_retries silent timeouts in a row, with nothing heard for dead_s, the link is
-    declared dead.
-    """
-
-    FRAME_COST = 100  # per-frame work of both sides in bytes-equivalents (unix port, measured: 100 beat 40, 200, 400)
-    RTO_MIN = 0.02
-    RTO_MAX = 2.0
-
-    def __init__(
-        self,
-        link: SerialLink,
-        credit: int,
-        on_record: Callable[[Record], None] | None = None,
-        max_retries: int = 6,
-        rto: float = 0.25,
-        shrink_after: int = 2,
-        max_payload: int = P.MAX_PAYLOAD,
-        dead_s: float = 5.0,
-    ):
-        self.link = link
-        self.credit = max(1, credit)
-        self.on_record = on_record
-        self.max_retries = max_retries
-        self.shrink_after = shrink_after
-        self.dead_s = dead_s
-        self.filler = P.HEADER_SIZE + max_payload + P.CRC_SIZE
-        self.slots = P.sr_slots(max_payload)
-        self.seq = 0
-        self.inflight: deque[_Frame] = deque()  # unacknowledged frames, in sequence order
-        self.retransmitted = 0
-        self.frames_sent = 0
-        self.naks = 0
-        self.timeouts = 0
-        self.acked_tag: Any = None
-        self.tags: dict[int, Any] = {}  # seq -> tag of tagged frames (the caller clears it)
-        self.rto = rto  # retransmission timeout, adapted to measured round trips
-        self.srtt: float | None = None
-        self.rttvar = 0.0
-        self.errors = ErrorRate()
-        self.tx = 0  # transmissions so far
-        self.known = 0  # the device has read every transmission before this one
-        self._silent = 0
-        self._asked = (0, 0)  # (damaged records, repeats seen) when repeated records were last asked for
-        self._big = 0  # frames in flight that do not fit a slot
-        self._want: tuple[str, int] | None = None
-        self._got: Record | None = None
-        self._best: dict[tuple[int, int], int] = {}
-        self._best_version = -1
-        self.best_len = self.filler  # length of the frames best_samples chose last
-        self.fec = False  # ... and whether they carry FEC check bytes
-        self._last_key: tuple[int, int] | None = None
-
-    def rebind(self, link: SerialLink, credit: int, seq: int) -> None:
-        """Continue on a (new) link from sequence number seq, which must be what the
-        device expects (from a pong: the device answers a ping after everything sent
-        before it, and drops the frames it held, so no old frame can be taken for a new
-        one); unacknowledged frames are dropped: the caller resends from the matching
-        position."""
-        self.link = link
-        self.credit = max(1, credit)
-        self.seq = seq & 0xFFFF
-        self.inflight.clear()
-        self._big = 0
-        self._asked = (0, 0)
-        self.acked_tag = None
-        self.known = self.tx + 1
-
-    # --- frame sizing ----------------------------------------------------------------------
-    def best_samples(self, row_bytes: int, cap: int) -> int:
-        """Samples per TRAIN/EVAL frame with the least expected cost per sample at the
-        estimated error rate: (FRAME_COST + bytes) x transmissions / samples, where a frame
-        is taken with exp(_log_ok) (with or without FEC check bytes, whichever is cheaper:
-        self.fec says which) and a lost one costs itself (selective repeat: frames that fit
-        a slot) or the window behind it too (go-back-N)."""
-        if self._best_version != self.errors.version:
-            self._best.clear()
-            self._best_version = self.errors.version
-        key = (row_bytes, cap)
-        self._last_key = key
-        if key not in self._best:
-            p, w = self.errors.p, self.credit
-            best = (float("inf"), 1, False, self.filler)
-            for s in range(1, max(1, cap) + 1):
-                n = P.block_layout(s, row_bytes)[2]
-                for fec in (False, True):
-                    size = P.HEADER_SIZE + n + P.CRC_SIZE + (P.fec_size(n) if fec else 0)
-                    if size > self.filler:
-                        continue
-                    ok = math.exp(float(_log_ok(p, n, fec)))
-                    sr = self.slots and size <= P.SLOT_BYTES
-                    tx = 1 / ok if sr else (1 + (w - 1) * (1 - ok)) / ok
-                    cost = (self.FRAME_COST + size) * tx / s
-                    if cost < best[0]:
-                        best = (cost, s, fec, size)
-            self._best[key] = best[1:]
-        _, s, self.fec, self.best_len = (None, *self._best[key])
-        return s
-
-    # --- sending ---------------------------------------------------------------------------
-    def _window(self, nbytes: int) -> int:
-        if self.slots and nbytes <= P.SLOT_BYTES and not self._big:
-            # never more bytes in flight than credit long frames (UART boards' RX buffers)
-            return max(self.credit, min(self.slots + 1, self.credit * self.filler // nbytes))
-        return self.credit
-
-    def _transmit(self, e: _Frame) -> None:
-        self.tx += 1
-        e.tx = self.tx
-        e.t = time.monotonic()
-        e.sends += 1
-        self.link.write(e.frame)
-
-    def send(self, kind: int, payload: bytes = b"", tag: Any = None, splittable: bool = False) -> int:
-        """Send one frame; blocks while the window is full. Returns its seq."""
-        seq = self.seq
-        fec = self.fec if kind in (P.K_TRAIN, P.K_EVAL) else self.errors.p > 1e-3
-        if fec and P.HEADER_SIZE + len(payload) + P.CRC_SIZE + P.fec_size(len(payload)) > self.filler:
-            fec = False
-        frame = P.encode_frame(kind, seq, payload, fec=fec)
-        big = len(frame) > P.SLOT_BYTES
-        # a long frame overwrites what the device holds: send it only when nothing is held
-        while len(self.inflight) >= self._window(len(frame)) or (big and any(e.held for e in self.inflight)):
-            self._pump()
-        e = _Frame(seq, frame, tag, splittable)
-        e.n, e.fec = len(payload), fec
-        e.live = self.tx + 1
-        self.inflight.append(e)
-        self._big += big
-        if tag is not None:
-            self.tags[seq] = tag
-        self._transmit(e)
-        self.frames_sent += 1
-        self.seq = (self.seq + 1) & 0xFFFF
-        return seq
-
-    def flush(self) -> None:
-        """Wait until every frame sent so far is acknowledged."""
-        while self.inflight:
-            self._pump()
-
-    def request(self, kind: int, payload: bytes, ev: str, tries: int = 200) -> Record:
-        """Send a frame whose answer is the record `ev` (carrying the frame's seq)."""
-        self.flush()
-        self.ask_repeat()
-        seq = self.send(kind, payload)
-        e = self.inflight[-1]
-        self._want, self._got = (ev, seq), None
-        try:
-            for _ in range(tries):
-                while self.inflight and self._got is None:
-                    self._pump()
-                if self._got is not None:
-                    self.flush()
-                    return self._got
-                # acked, answer lost: the device replays it for a repeated frame
-                e.held = False
-                self.inflight.append(e)
-                self._big += len(e.frame) > P.SLOT_BYTES
-                self._transmit(e)
-                self.retransmitted += 1
-            raise LinkError(f"{self.link.name}: the answer '{ev}' to frame {seq} kept getting lost")
-        finally:
-            self._want = None
-
-    def ask_repeat(self) -> None:
-        """Records arrive damaged and the board does not repeat them yet: ask it to (a PING
-        whose payload byte is protocol.REPEAT's value; its pong is ignored)."""
-        link = self.link
-        if link.bad_records > self._asked[0] and link.repeats_seen == self._asked[1]:
-            link.write(P.encode_frame(P.K_PING, 0, bytes((3,))))
-        self._asked = (link.bad_records, link.repeats_seen)
-
-    def quiesce(self, quiet_s: float) -> None:
-        """Read (and handle) whatever the device still says until it has been silent
-        for quiet_s: every byte already written has then been consumed."""
-        while True:
-            rec = self.link.next_record(quiet_s)
-            if rec is None:
-                return
-            if rec.get("ev") == P.R_ACK:
-                self._pop(int(rec["seq"]) + 1, time.monotonic())
-            elif rec.get("ev") not in (P.R_NAK, P.R_PONG) and self.on_record is not None:
-                self.on_record(rec)
-
-    # --- receiving -------------------------------------------------------------------------
-    def _pump(self) -> None:
-        """Handle one incoming record (or one timeout)."""
-        while True:
-            now = time.monotonic()
-            due = min((e.t for e in self.inflight if not e.held), default=now) + self.rto
-            rec = self.link.next_record(max(0.0005, due - now))
-            if rec is not None:
-                break
-            if self.link._eof:
-                raise LinkError(f"{self.link.name}: the board is gone{self.link._log_tail()}")
-            if time.monotonic() >= due:
-                self._timed_out()
-        ev = rec.get("ev")
-        if TRACE:
-            print(f"[link] {time.monotonic():.4f} {rec} inflight={[(i.seq, i.held) for i in self.inflight]} "
-                  f"rto={self.rto:.3f} p={self.errors.p:.2g}", file=sys.stderr)
-        if ev == P.R_ACK:
-            self.credit = max(1, int(rec.get(P.F_CREDIT, self.credit)))
-            self._state((int(rec["seq"]) + 1) & 0xFFFF, int(rec.get(P.F_HELD, 0)), None)
-        elif ev == P.R_NAK:
-            code = int(rec.get("code", 0))
-            if code in (P.E_STATE, P.E_PAYLOAD, P.E_CONFIG):
-                raise DeviceError(f"device rejected a frame: {P.ERROR_NAMES.get(code, code)}")
-            self.naks += 1
-            self._state(int(rec["seq"]), int(rec.get(P.F_HELD, 0)), code)
-        elif ev == P.R_ERROR:
-            raise DeviceError(f"device error: {rec.get('msg', rec)}")
-        elif ev != P.R_PONG:
-            if self._want is not None and ev == self._want[0] and rec.get("seq") == self._want[1]:
-                self._got = rec
-            if self.on_record is not None:
-                self.on_record(rec)
-
-    def _timed_out(self) -> None:
-        if TRACE:
-            print(f"[link]   timeout rto={self.rto:.3f} silent={self._silent}", file=sys.stderr)
-        self._silent += 1
-        self.timeouts += 1
-        quiet = time.monotonic() - self.link.last_rx
-        if self._silent > self.max_retries and quiet > self.dead_s:
-            raise LinkError(f"{self.link.name}: no answer from the board after {self._silent - 1} resends"
-                            f"{self.link._log_tail()}")
-        if self._silent >= 2:
-            # The board may sit inside a frame whose length field it could not check (or
-            # whose bytes were lost), waiting for bytes that will never come: complete it
-            # with filler (not sync bytes); it fails its CRC and the resent frames are read.
-            self.link.write(bytes(self.filler))
-        now = time.monotonic()
-        for e in list(self.inflight):
-            if not e.held and now - e.t >= self.rto * 0.999:
-                self._transmit(e)  # not known lost: an earlier copy may still arrive
-                self.retransmitted += 1
-        self.rto = min(self.rto * 2, self.RTO_MAX)  # back off, like TCP
-
-    def _rtt(self, rtt: float) -> None:
-        if self.srtt is None:
-            self.srtt, self.rttvar = rtt, rtt / 2
-        else:
-            self.rttvar = 0.75 * self.rttvar + 0.25 * abs(self.srtt - rtt)
-            self.srtt = 0.875 * self.srtt + 0.125 * rtt
-
-    def _arrived(self, e: _Frame, now: float) -> None:
-        if e.sends == 1:  # Karn: no round trip from resent frames
-            self._rtt(now - e.t)
-        self.errors.observe(e.n, True, e.fec)
-        self.known = max(self.known, e.live + 1)
-
-    def _pop(self, expect: int, now: float) -> bool:
-        progress = False
-        while self.inflight and _before(self.inflight[0].seq, expect):
-            e = self.inflight.popleft()
-            self._big -= len(e.frame) > P.SLOT_BYTES
-            progress = True
-            if e.tag is not None:
-                self.acked_tag = e.tag
-            if not e.held:
-                self._arrived(e, now)
-        return progress
-
-    def _state(self, expect: int, held: int, nak: int | None) -> None:
-        """The device processed everything before `expect` and holds the frames of `held`
-        (bit i: expect + i); nak: it has just read a damaged or unusable transmission."""
-        now = time.monotonic()
-        self._pop(expect, now)
-        for e in self.inflight:
-            d = (e.seq - expect) & 0xFFFF
-            has = d < 16 and bool(held >> d & 1)
-            if has and not e.held:
-                self._arrived(e, now)
-            e.held = has  # (a held frame can be dropped again: a ping, or a long frame)
-        # the board answers (an ack or nak): drop the back-off (a lost answer on a noisy
-        # line is no reason to wait longer)
-        self._silent = 0
-        if self.srtt is not None:
-            self.rto = min(self.RTO_MAX, max(self.RTO_MIN, self.srtt + 4 * self.rttvar))
-        # a frame all of whose copies were sent before one the device has read is lost
-        for e in list(self.inflight):
-            if not e.held and e.tx < self.known:
-                self._lost(e)
-        if nak is not None:
-            # the device read a damaged transmission: the first one it has not accounted for
-            cand = [e for e in self.inflight if not e.held and e.tx >= self.known]
-            if TRACE:
-                print(f"[link]   nak: known={self.known} tx={[(e.seq, e.tx, e.held) for e in self.inflight]}", file=sys.stderr)
-            if cand:
-                e = min(cand, key=lambda f: f.tx)
-                self.known = e.tx + 1  # (the device has read it)
-                self._lost(e)
-
-    def _lost(self, e: _Frame) -> None:
-        if TRACE:
-            print(f"[link]   lost {e.seq} tx={e.tx} fails={e.fails} known={self.known}", file=sys.stderr)
-        self.errors.observe(e.n, False, e.fec)
-        e.fails += 1
-        if e.split and self._last_key is not None:
-            self.best_samples(*self._last_key)  # (sets best_len at the current estimate)
-        if e.split and ((e.fails > self.shrink_after and len(e.frame) > 2 * self.best_len)
-                        or (e.fails > 1 and len(e.frame) > 4 * self.best_len)):
-            raise FramesTooLong(self.acked_tag, self.inflight[0].seq if self.inflight else self.seq)
-        self._transmit(e)
-        e.live = e.tx
-        self.retransmitted += 1

@@ -20,7 +20,8 @@ from ..device import protocol as P
 from ..device import spec
 from ..errors import LinkError, ProtocolMismatch, UsageError
 from ..link import identity
-from ..link.serial import FrameSender, FramesTooLong, SerialLink
+from ..link.arq import FrameSender, FramesTooLong
+from ..link.serial import SerialLink
 from ..link.targets import Target
 from .plan import Plan
 from .records import Collector
@@ -99,7 +100,7 @@ class DeviceRun:
                     return rec
                 if rec.get(P.F_EV) in (P.R_BOOT, P.R_READY, P.R_ACK, P.R_NAK) and budget < 10:
                     budget += 0.25
-            if link._eof:
+            if link.eof:
                 return None
         return None
 
@@ -153,10 +154,10 @@ class DeviceRun:
                     return int(pong[P.F_EXPECT])
                 link.write(P.encode_frame(P.K_EXIT, 0))  # started with damaged settings: leave
             self._not_deployed(link)
-            if link._eof:
+            if link.eof:
                 break
             time.sleep(0.05)
-        raise LinkError(f"{link.name}: the app did not start{link._log_tail()}")
+        raise LinkError(f"{link.name}: the app did not start{link.log_tail()}")
 
     def _connect(self, link: SerialLink, resume: bool) -> tuple[int, int]:
         """Get an app listening and configured; returns the stream position to go on from."""
