@@ -90,7 +90,7 @@ def build(log: Any = print) -> dict[str, Any]:
         if n_eval:
             from bitflip.training.runner import TrainRequest, prepare
 
-            plan = prepare(TrainRequest(board="host", dataset=ds, epochs=1, limit=limit or None,
+            plan = prepare(TrainRequest(board="host", dataset=ds, epochs=1, limit=limit or None, val=0,
                                         out=Path(tmp.name) / "unused"))
             ev = {"X_eval": plan.x_test[:n_eval], "y_eval": plan.data.y_test[:n_eval].astype("uint8")}
         log(f"tracing {name} ({ds}, {len(y)} samples, {cores} core{'s' * (cores > 1)}) ...")

@@ -157,7 +157,7 @@ def host_reference(dataset: str, limit: int, epochs: int) -> dict[str, Any]:
     n = 0
     for e in range(epochs):
         for i in plan.order(e):
-            ref.train_sample(plan.x_train[i], int(plan.data.y_train[i]))
+            ref.train_sample(plan.x_train[i], int(plan.y_train[i]))
             n += 1
     dt = time.perf_counter() - t0
     t1 = time.perf_counter()

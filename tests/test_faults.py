@@ -64,7 +64,7 @@ def test_link_faults_end_with_clean_digest(name: str, tmp_path: Path, clean_dige
     kw = SCENARIOS[name]
     s = _run(tmp_path, **kw)
     assert s["weights_sha256"] == clean_digest, (name, s)
-    assert s["samples_seen"] == LIMIT
+    assert s["samples_seen"] == LIMIT - s["val_samples"]  # validation samples do not train
     hooks = [h for h in kw.values()]
     injected = sum(sum(h.counts.values()) for h in hooks if isinstance(h, F.ByteFaults))
     if name.startswith("line cut"):
@@ -109,7 +109,7 @@ def test_noisy_line_with_resets_ends_with_clean_digest(both: bool, tmp_path: Pat
     t0 = time.monotonic()
     s = _run(tmp_path, fault_in=F.Chain(ks, bf), fault_out=fo)
     assert s["weights_sha256"] == clean_digest, s
-    assert s["samples_seen"] == LIMIT
+    assert s["samples_seen"] == LIMIT - s["val_samples"]
     assert ks.kills == 2 and s["reconnects"] >= 2 and bf.counts["corrupted"] > 0
     assert s["retransmitted_frames"] > 0 and s["frame_shrinks"] >= 1
     if both:
@@ -201,7 +201,7 @@ def test_host_killed_then_resume_same_run_dir(tmp_path: Path) -> None:
     assert r.returncode == 0, r.stderr
     s = json.loads(r.stdout)
     assert s["weights_sha256"] == host["weights_sha256"]
-    assert s["samples_seen"] == 2 * 1437
+    assert s["samples_seen"] == 2 * (1437 - s["val_samples"])
     frm = s["resumed_from"]
     assert isinstance(frm, list) and len(frm) == 1, s
     assert frm[0]["epoch"] * 1437 + frm[0]["index"] > 0  # not from scratch

@@ -105,21 +105,24 @@ def test_block_layout_is_word_aligned_and_fits() -> None:
 def test_payload_codecs_round_trip_on_host_and_device(tmp_path: Path) -> None:
     cases = {
         "mark": (P.encode_mark(P.MARK_EVAL, 513), [P.MARK_EVAL, 513]),
-        "ckpt": (P.encode_ckpt(700, 123456), [700, 123456]),
+        "ckpt": (P.encode_ckpt(700, 123456), [700, 123456, P.CKPT_SAVE]),
+        "keep": (P.encode_ckpt(3, 0, P.CKPT_KEEP), [3, 0, P.CKPT_KEEP]),
         "dump": (P.encode_dump(3, "z", 70000, 1 << 20, 48), [3, 1, 70000, 1 << 20, 48]),
         "dump_t": (P.encode_dump(0, "t", 0, 4, 2), [0, 2, 0, 4, 4]),  # chunks are at least 4 bytes
     }
     assert list(P.decode_mark(cases["mark"][0], 0)) == cases["mark"][1]
-    assert list(P.decode_ckpt(cases["ckpt"][0], 0)) == cases["ckpt"][1]
+    for name in ("ckpt", "keep"):
+        assert list(P.decode_ckpt(cases[name][0], 0, len(cases[name][0]))) == cases[name][1]
     assert list(P.decode_dump(cases["dump"][0], 0, P.DUMP_REQUEST) or ()) == cases["dump"][1]
     assert P.decode_dump(b"", 0, 0) is None
     script = "import json\nfrom bitflip import protocol as P\n" + "\n".join(
         f"{name} = bytearray({list(payload)!r})" for name, (payload, _) in cases.items()) + """
-print(json.dumps([list(P.decode_mark(mark, 0)), list(P.decode_ckpt(ckpt, 0)), list(P.decode_dump(dump, 0, len(dump))),
+print(json.dumps([list(P.decode_mark(mark, 0)), list(P.decode_ckpt(ckpt, 0, len(ckpt))),
+                  list(P.decode_ckpt(keep, 0, len(keep))), list(P.decode_dump(dump, 0, len(dump))),
                   list(P.decode_dump(dump_t, 0, len(dump_t))), P.decode_dump(dump, 0, 0)]))
 """
     got = json.loads(run_micropython(script, cwd=tmp_path))
-    assert got == [cases["mark"][1], cases["ckpt"][1], cases["dump"][1], cases["dump_t"][1], None]
+    assert got == [cases["mark"][1], cases["ckpt"][1], cases["keep"][1], cases["dump"][1], cases["dump_t"][1], None]
 
 
 def _consts(name: str) -> dict[str, int]:

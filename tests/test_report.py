@@ -39,11 +39,13 @@ def test_device_records_carry_counters_and_time(runs: list[Path]) -> None:
     recs = [json.loads(line) for line in (runs[1] / "events.jsonl").read_text().splitlines()]
     epochs = [r for r in recs if r.get("ev") == "epoch"]
     evals = [r for r in recs if r.get("ev") == "eval"]
-    assert len(epochs) == 2 and len(evals) == 2
+    assert len(epochs) == 2 and [r["split"] for r in evals] == ["val", "val", "test"]  # test: once, at the end
     for r in epochs:
         assert {"busy_us", "wall_us", "fwd_words", "upd_words", "updates", "writes", "vote_words", "samples"} <= r.keys()
-    assert epochs[-1]["samples"] == 400  # run totals of training samples
-    assert epochs[-1]["fwd_words"] == 400 * 6 * 200  # [192, 200]: 6 words x 200 rows per sample
+    n = 2 * epochs[0]["seen"]  # the 200 samples less the validation split, twice
+    assert n == 2 * (200 - json.loads((runs[1] / "summary.json").read_text())["val_samples"])
+    assert epochs[-1]["samples"] == n  # run totals of training samples
+    assert epochs[-1]["fwd_words"] == n * 6 * 200  # [192, 200]: 6 words x 200 rows per sample
     for r in evals:  # evaluation is counted apart from training
         assert r["busy_us"] > 0 and r["eval_fwd_words"] == r["eval_samples"] * 6 * 200
 

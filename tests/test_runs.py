@@ -108,7 +108,7 @@ def test_one_line_per_epoch_on_stderr_when_piped(tmp_path: Path) -> None:
     r = subprocess.run([BITFLIP, "train", "--board", "host", "--dataset", "digits", "--epochs", "2", "--limit", "300",
                         "--out", str(tmp_path / "o")], capture_output=True, text=True, timeout=300, check=True)
     lines = [ln for ln in r.stderr.splitlines() if ln.startswith("epoch ")]
-    assert len(lines) == 2 and lines[0].startswith("epoch 1/2: train ") and "test " in lines[1]
+    assert len(lines) == 2 and lines[0].startswith("epoch 1/2: train ") and "val " in lines[1]
     assert "flips" in lines[0] and " J estimated (rp2040 model)" in lines[0]
     q = subprocess.run([BITFLIP, "train", "--board", "host", "--dataset", "digits", "--epochs", "1", "--limit", "300",
                         "--out", str(tmp_path / "q"), "--quiet"], capture_output=True, text=True, timeout=300,

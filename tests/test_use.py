@@ -224,7 +224,7 @@ def test_exported_rule_state_is_the_state_the_run_ended_with(tmp_path: Path) -> 
     ref = Reference(plan.cfg)
     for epoch in range(2):
         for i in plan.order(epoch):
-            ref.train_sample(plan.x_train[i], int(plan.data.y_train[i]))
+            ref.train_sample(plan.x_train[i], int(plan.y_train[i]))
     assert mf.digest() == ref.digest()
     assert (mf.step, mf.fill) == (ref.step, ref.fill)
     assert mf.pos == [p.pos for p in ref.hidden.pools] and mf.cfg["pool"]

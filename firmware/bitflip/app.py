@@ -103,8 +103,11 @@ class App:
                 self.epoch_seen = meta["epoch_seen"]
                 self.busy_us = meta["busy_us"]
                 resumed = {P.F_EPOCH: meta["epoch"], P.F_INDEX: meta["index"], P.F_STEP: meta["step"]}
-        if resumed is None:
+        if resumed is None:  # a job from its start (also after a reconnect before its first checkpoint)
             self.totals = {}
+            self.reset_epoch()
+            self.eval_correct = 0
+            self.eval_seen = 0
         self.eval_totals = {}
         self.eval_us = 0
         self.meter = None
@@ -175,7 +178,8 @@ class App:
             self.record(P.R_EPOCH, rec, True)
             self.reset_epoch()
         else:
-            rec = {P.F_EPOCH: value, P.F_SEEN: self.eval_seen, P.F_CORRECT: self.eval_correct, P.F_BUSY_US: self.eval_us}
+            rec = {P.F_EPOCH: value, P.F_SPLIT: "val" if mark == P.MARK_VAL else "test", P.F_SEEN: self.eval_seen,
+                   P.F_CORRECT: self.eval_correct, P.F_BUSY_US: self.eval_us}
             for name, v in self.eval_totals.items():
                 rec[P.EVAL_PREFIX + name] = v
             self.record(P.R_EVAL, rec, True)
@@ -183,24 +187,33 @@ class App:
             self.eval_seen = 0
             self.eval_us = 0
 
-    def on_ckpt(self):
-        epoch, index = P.decode_ckpt(self.link.buf, P.HEADER_SIZE)
+    def on_ckpt(self, n):
+        epoch, index, op = P.decode_ckpt(self.link.buf, P.HEADER_SIZE, n)
         t = self.trainer
         t0 = time.ticks_us()
-        meta = {"step": t.step, "totals": self.totals}
-        meta.update(
-            {
-                "id": self.cfg_id,
-                "epoch": epoch,
-                "index": index,
-                "epoch_correct": self.epoch_correct,
-                "epoch_seen": self.epoch_seen,
-                "busy_us": self.busy_us,
-            }
-        )
-        ckpt.save(meta, t.state())
+        if op == P.CKPT_KEEP:  # the best model on validation so far: its planes, on flash
+            ckpt.save({"id": self.cfg_id, "epoch": epoch}, [p for _, _, p in t.planes()], ckpt.BEST)
+        elif op == P.CKPT_RESTORE:
+            meta = ckpt.peek(ckpt.BEST)
+            if meta is None or meta.get("id") != self.cfg_id or ckpt.load([p for _, _, p in t.planes()], ckpt.BEST) \
+                    is None:
+                self.error(P.E_STATE, "no best model of this job on the board to restore")
+                return
+        else:
+            meta = {"step": t.step, "totals": self.totals}
+            meta.update(
+                {
+                    "id": self.cfg_id,
+                    "epoch": epoch,
+                    "index": index,
+                    "epoch_correct": self.epoch_correct,
+                    "epoch_seen": self.epoch_seen,
+                    "busy_us": self.busy_us,
+                }
+            )
+            ckpt.save(meta, t.state())
         ms = time.ticks_diff(time.ticks_us(), t0) // 1000
-        self.record(P.R_CKPT, {P.F_EPOCH: epoch, P.F_INDEX: index, P.F_STEP: t.step, P.F_MS: ms}, True)
+        self.record(P.R_CKPT, {P.F_EPOCH: epoch, P.F_INDEX: index, P.F_STEP: t.step, P.F_MS: ms, P.F_OP: op}, True)
 
     def on_dump(self, n):
         # protocol.decode_dump: everything, or one byte range of one plane
@@ -281,7 +294,7 @@ class App:
             elif kind == P.K_MARK:
                 self.on_mark()
             elif kind == P.K_CKPT:
-                self.on_ckpt()
+                self.on_ckpt(link.length)
             elif kind == P.K_DUMP:
                 self.on_dump(link.length)
             elif kind == P.K_DONE:

@@ -16,6 +16,7 @@ except ImportError:
 
 MAGIC = b"BFCK1\n"
 NAME = "bitflip.ckpt"
+BEST = "bitflip.best"  # the best model on validation (planes only), same format
 
 
 def _exists(path):

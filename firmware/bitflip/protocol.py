@@ -45,7 +45,7 @@ def host_only(f):
     return f
 
 
-VERSION = const(2)  # bump on any incompatible change; checked at connect
+VERSION = const(3)  # bump on any incompatible change; checked at connect
 # 2: header check byte, selective repeat (slots, "sk" in acks/naks), cumulative deferred acks
 
 SYNC0 = const(0x42)  # 'B'
@@ -95,7 +95,8 @@ KIND_NAMES = host_only({
 })
 
 MARK_EPOCH = const(1)
-MARK_EVAL = const(2)
+MARK_EVAL = const(2)  # the end of an evaluation on the test split (read once, at the end)
+MARK_VAL = const(3)  # the end of an evaluation on the validation split
 
 # sample block payload: u16 count, u16 row_bytes, count label bytes padded to a multiple
 # of 4, then count rows of row_bytes (a multiple of 4: packed little-endian u32 words).
@@ -166,6 +167,8 @@ F_INDEX = "index"
 F_STEP = "step"
 F_ID = "id"
 F_SEEN = "seen"
+F_SPLIT = "split"  # eval records: "val" or "test"
+F_OP = "op"  # ckpt records: CKPT_SAVE, CKPT_KEEP or CKPT_RESTORE
 F_CORRECT = "correct"
 F_BUSY_US = "busy_us"
 F_WALL_US = "wall_us"
@@ -196,11 +199,11 @@ def record_fields():
         R_NAK: (F_SEQ, F_HELD, F_CODE),
         R_CONFIG: (F_WEIGHT_BYTES, F_WORKING_BYTES, F_HEAP_BEFORE, F_HEAP_FREE, F_RESUMED, F_SEQ),
         R_EPOCH: (F_EPOCH, F_SEEN, F_CORRECT, F_STEP, F_BUSY_US, F_WALL_US, F_SEQ),
-        R_EVAL: (F_EPOCH, F_SEEN, F_CORRECT, F_BUSY_US, F_SEQ),
+        R_EVAL: (F_EPOCH, F_SPLIT, F_SEEN, F_CORRECT, F_BUSY_US, F_SEQ),
         R_WEIGHTS: (F_LAYER, F_PLANE, F_OFF, F_SIZE, F_B64),
         R_DONE: (F_DIGEST, F_STEP, F_RX_FRAMES, F_RX_BAD, F_RX_DUP, F_SEQ),
         R_ERROR: (F_CODE, F_MSG),
-        R_CKPT: (F_EPOCH, F_INDEX, F_STEP, F_MS, F_SEQ),
+        R_CKPT: (F_EPOCH, F_INDEX, F_STEP, F_MS, F_OP, F_SEQ),
         R_PONG: (F_EXPECT, F_PROTO, F_MAX_PAYLOAD, F_CREDIT, F_PLATFORM, F_MPY),
     }
 
@@ -447,14 +450,22 @@ def decode_mark(buf, p):
 
 
 # --- CKPT: save a checkpoint at this stream position ------------------------------------------
+# u16 epoch, u32 index, optional u8 op: CKPT_SAVE (the default) saves the training state at
+# this stream position; CKPT_KEEP keeps the model as the best seen (its planes, on flash);
+# CKPT_RESTORE puts the kept model back (before the final evaluation and the weights dump)
+CKPT_SAVE = const(0)
+CKPT_KEEP = const(1)
+CKPT_RESTORE = const(2)
+
+
 @host_only
-def encode_ckpt(epoch, index):
-    return _le(epoch, 2) + _le(index, 4)
+def encode_ckpt(epoch, index, op=0):
+    return _le(epoch, 2) + _le(index, 4) + (bytes((op,)) if op else b"")
 
 
-def decode_ckpt(buf, p):
-    """(epoch, index)"""
-    return u16(buf, p), u32(buf, p + 2)
+def decode_ckpt(buf, p, n):
+    """(epoch, index, op)"""
+    return u16(buf, p), u32(buf, p + 2), buf[p + 6] if n > 6 else CKPT_SAVE
 
 
 # --- DUMP: the weights as "weights" records ----------------------------------------------------

@@ -13,17 +13,18 @@ def train(dataset: str = "digits", board: str = "host", *, model: str | None = N
           out: str | Path | None = None, weights: str | None = None, encoding: str | None = None,
           port: str | None = None, rule: dict[str, Any] | None = None, eval_every: int = 1, limit: int | None = None,
           resume: bool = False, force: bool = False, cores: int | None = None, ckpt_every: int = 1000,
-          say: Any = None) -> dict[str, Any]:
+          val: float | None = None, say: Any = None) -> dict[str, Any]:
     """Train on `board` ("host": the numpy reference; "sim-pico": the virtual Pico; a real
     board with `port`) and return the run's summary (summary.json of its run directory, `out`
-    or a new ./runs/<dataset>-<board>-<time>: summary["run_dir"]). say(line): per-epoch lines."""
+    or a new ./runs/<dataset>-<board>-<time>: summary["run_dir"]). val: the validation fraction
+    (default 0.1: the best epoch on it is the model; 0: none). say(line): per-epoch lines."""
     from .training.runner import TrainRequest
     from .training.runner import train as run_train
 
     req = TrainRequest(board=board, dataset=dataset, model=model, epochs=epochs, seed=seed,
                        out=Path(out) if out is not None else None, weights=weights, encoding=encoding, port=port,
                        rule=dict(rule or {}), eval_every=eval_every, resume=resume, force=force, cores=cores,
-                       ckpt_every=ckpt_every, limit=limit)
+                       ckpt_every=ckpt_every, limit=limit, val=val)
     return run_train(req, say=say)
 
 

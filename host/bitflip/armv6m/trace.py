@@ -603,11 +603,11 @@ def dataset_rows(dataset: str, limit: int = 0, epochs: int = 1, seed: int = 0,
     [--epochs E]` with the default model, in the order the host sends them (plan.order)."""
     from ..training.plan import TrainRequest, prepare
 
-    plan = prepare(TrainRequest(board="host", dataset=dataset, epochs=epochs, limit=limit or None, seed=seed, model=model,
+    plan = prepare(TrainRequest(board="host", dataset=dataset, epochs=epochs, limit=limit or None, seed=seed, model=model, val=0,
                                 out=Path(tempfile.gettempdir()) / "bitflip-trace-unused"))
     order = np.concatenate([plan.order(e) for e in range(epochs)])
     cfg = {k: v for k, v in plan.cfg.items() if k != "id"}
-    return cfg, plan.x_train[order], plan.data.y_train[order].astype(np.uint8)
+    return cfg, plan.x_train[order], plan.y_train[order].astype(np.uint8)
 
 
 def trace_dataset(dataset: str, limit: int = 0, epochs: int = 1, cores: int = 1, **kw: Any) -> Trace:

@@ -380,7 +380,7 @@ def _test_sibling(p: Path) -> Path | None:
     return t if t.is_file() else None
 
 
-def _stratified_split(y: np.ndarray, seed: int, frac: float) -> tuple[np.ndarray, np.ndarray]:
+def stratified_split(y: np.ndarray, seed: int, frac: float) -> tuple[np.ndarray, np.ndarray]:
     """Deterministic stratified split: per class, a seeded shuffle sends round(frac*n) to test,
     keeping at least one sample of every class in train. Returns sorted (train, test) indices."""
     rng = np.random.default_rng(seed)
@@ -407,7 +407,7 @@ def load_csv(path: str | Path) -> Dataset:
             raise UsageError(f"{test}: {xt.shape[1]} feature columns, but {p.name} has {x.shape[1]}")
         return build(name, x, y, xt, yt, f"{p} + {test.name}", f"CSV files {p} (train) and {test} (test)")
     y8 = _labels(y, str(p), "the label column")
-    tr, te = _stratified_split(y8, CSV_SPLIT_SEED, CSV_TEST_FRACTION)
+    tr, te = stratified_split(y8, CSV_SPLIT_SEED, CSV_TEST_FRACTION)
     if te.size == 0:
         raise UsageError(f"{p}: {len(y)} rows are too few to hold out a test split; add rows, or a test file "
                          "next to it named like this one with 'test' for 'train'")

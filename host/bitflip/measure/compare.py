@@ -136,9 +136,11 @@ def run(req: CompareRequest, progress: Progress | None = None, p: Plan | None = 
     rows = []
     if not req.only or "rule" in req.only:
         rows.append(rule_row(p, prog))
-    x_train, x_test = p.enc.bits(p.data.x_train), p.enc.bits(p.data.x_test)
+    # the rule's training split (its validation samples are not trained on; the baselines carve
+    # their own validation slice from these for their learning-rate sweep)
+    x_train, x_test = p.enc.bits(p.data.x_train[p.train_index]), p.enc.bits(p.data.x_test)
     for m in method_list(p, req):
-        res = baselines.run(m, p.sizes[0], p.data.n_classes, x_train, p.data.y_train, x_test, p.data.y_test, cfg, prog)
+        res = baselines.run(m, p.sizes[0], p.data.n_classes, x_train, p.y_train, x_test, p.data.y_test, cfg, prog)
         rows.append(baseline_row(res))
     return {
         "dataset": p.data.name,
@@ -149,7 +151,8 @@ def run(req: CompareRequest, progress: Progress | None = None, p: Plan | None = 
         "seed": req.seed,
         "limit": req.limit,
         "batch": req.batch,
-        "n_train": len(p.x_train),
+        "n_train": len(p.data.x_train),  # the training split; the rule validates on n_val of it
+        "n_val": len(p.y_val),
         "n_test": len(p.x_test),
         "val_fraction": cfg.val_fraction,
         "rows": rows,

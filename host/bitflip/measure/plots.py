@@ -41,8 +41,8 @@ class RunData:
     def energy_curve(self) -> tuple[list[float], list[float]]:
         """(cumulative joules at the end of each epoch, test accuracy then)."""
         per = {int(p["epoch"]): float(p["joules"]) for p in self.summary.get("energy", {}).get("per_epoch", [])}
-        acc = {int(r["epoch"]): r["test_accuracy"] for r in self.rows
-               if isinstance(r.get("epoch"), float) and isinstance(r.get("test_accuracy"), float)}
+        acc = {int(r["epoch"]): r["val_accuracy"] for r in self.rows
+               if isinstance(r.get("epoch"), float) and isinstance(r.get("val_accuracy"), float)}
         xs, ys, total = [], [], 0.0
         for e in sorted(per):
             total += per[e]
@@ -99,7 +99,7 @@ def write_run_plots(path: Path, summary: dict[str, Any], rows: list[dict[str, An
     plt = _pyplot()
     out = []
     fig, ax = plt.subplots(figsize=(5, 3.4), dpi=90)
-    for key, style in (("train_accuracy", "--o"), ("test_accuracy", "-o")):
+    for key, style in (("train_accuracy", "--o"), ("val_accuracy", "-o")):
         xs, ys = run.series(key)
         if xs:
             ax.plot(xs, ys, style, label=key.replace("_", " "), ms=3)
@@ -122,7 +122,7 @@ def write_run_plots(path: Path, summary: dict[str, Any], rows: list[dict[str, An
     else:
         ax.text(0.5, 0.5, "no energy figures for this run", ha="center", va="center", transform=ax.transAxes)
         ax.set_xlabel("device energy (J)")
-    ax.set_ylabel("test accuracy")
+    ax.set_ylabel("validation accuracy")
     ax.set_title(f"{run.label}\n{_energy_label(run.summary)}", fontsize=8)
     ax.grid(alpha=0.3)
     fig.tight_layout()
@@ -137,7 +137,7 @@ def compare_plot(runs: list[RunData], out: Path) -> Path:
     plt = _pyplot()
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 3.8), dpi=90)
     for run in runs:
-        xs, ys = run.series("test_accuracy")
+        xs, ys = run.series("val_accuracy")
         a1.plot(xs, ys, "-o", ms=3, label=run.label)
         ex, ey = run.energy_curve()
         a2.plot(ex, ey, "-o", ms=3, label=f"{run.path.name} ({run.summary.get('energy_source', 'none')})")

@@ -232,23 +232,34 @@ class DeviceRun:
         if self.max_block < 1:
             raise UsageError(f"one sample ({row_bytes} bytes) does not fit the board's frames")
         n = len(plan.x_train)
+        best = self.got.best()  # (val accuracy, epoch); the board keeps that model on its flash
         for e in range(epoch, plan.req.epochs):
             order = plan.order(e)
             i = index if e == epoch else 0
             while i < n:
                 stop = min(n, (i // self.ckpt_every + 1) * self.ckpt_every)
-                self._send_samples(P.K_TRAIN, plan.x_train, plan.data.y_train, order, i, stop)
+                self._send_samples(P.K_TRAIN, plan.x_train, plan.y_train, order, i, stop)
                 i = stop
                 if i < n:
                     sender.request(P.K_CKPT, P.encode_ckpt(e, i), P.R_CKPT)
                     self.ckpts += 1
             sender.request(P.K_MARK, P.encode_mark(P.MARK_EPOCH, e), P.R_EPOCH)
             if plan.eval_after(e):
-                test_order = np.arange(len(plan.x_test))
-                self._send_samples(P.K_EVAL, plan.x_test, plan.data.y_test, test_order, 0, len(test_order))
-                sender.request(P.K_MARK, P.encode_mark(P.MARK_EVAL, e), P.R_EVAL)
+                rec = self._evaluate(P.MARK_VAL, e, plan.x_val, plan.y_val)
+                acc = rec[P.F_CORRECT] / max(1, rec[P.F_SEEN])
+                if best is None or acc > best[0]:
+                    best = (acc, e)
+                    sender.request(P.K_CKPT, P.encode_ckpt(e, 0, P.CKPT_KEEP), P.R_CKPT)
             sender.request(P.K_CKPT, P.encode_ckpt(e + 1, 0), P.R_CKPT)
             self.ckpts += 1
+        if best is not None:  # the model is the best on validation
+            sender.request(P.K_CKPT, P.encode_ckpt(plan.req.epochs, 0, P.CKPT_RESTORE), P.R_CKPT)
+        self._evaluate(P.MARK_EVAL, plan.req.epochs - 1, plan.x_test, plan.data.y_test)  # the test split, once
+
+    def _evaluate(self, mark: int, epoch: int, x: np.ndarray, y: np.ndarray) -> dict[str, Any]:
+        assert self.sender is not None
+        self._send_samples(P.K_EVAL, x, y, np.arange(len(x)), 0, len(x))
+        return self.sender.request(P.K_MARK, P.encode_mark(mark, epoch), P.R_EVAL)
 
     def _finish(self) -> None:
         sender = self.sender
@@ -298,8 +309,7 @@ class DeviceRun:
         while True:
             try:
                 epoch, index = self._connect(link, resume)
-                if epoch < self.plan.req.epochs:
-                    self._stream(epoch, index)
+                self._stream(epoch, index)
                 self._finish()
                 break
             except ProtocolMismatch:

@@ -16,12 +16,14 @@ import numpy as np
 
 from ..device import protocol as P
 from ..device import spec
+from ..errors import BitflipError
 from .plan import Plan
 from .records import Collector
 from .reference import Reference
 
 Progress = Callable[[int], None]
 CKPT = "host.ckpt.npz"
+BEST = "host.best.npz"  # the best model on validation (the whole state: simpler, and small)
 BLOCK = 256  # samples between progress updates
 
 
@@ -52,12 +54,14 @@ class HostRun:
         self.plan, self.got, self.progress = plan, collector, progress
         self.resume, self.ckpt_every = resume, ckpt_every
         self.ckpt = plan.out / CKPT
+        self.best = plan.out / BEST
 
     def execute(self) -> None:
         plan, got = self.plan, self.got
         ref = Reference(plan.cfg)
         start, index, correct = 0, 0, 0
         resumed = None
+        best = got.best()  # (val accuracy, epoch) of the best model so far
         if self.resume:
             meta = _load(self.ckpt, ref, plan.cfg["id"])
             if meta is not None:
@@ -67,7 +71,6 @@ class HostRun:
                 got.host("resumed", epoch=start, index=index)
         got.record({P.F_EV: P.R_CONFIG, P.F_WEIGHT_BYTES: ref.weight_bytes(), P.F_WORKING_BYTES: None,
                     P.F_HEAP_BEFORE: None, P.F_HEAP_FREE: None, P.F_RESUMED: resumed})
-        y_train, y_test = plan.data.y_train, plan.data.y_test
         n = len(plan.x_train)
         for epoch in range(start, plan.epochs):
             order = plan.order(epoch)
@@ -77,7 +80,7 @@ class HostRun:
             while i < n:
                 stop = min(n, i + BLOCK)
                 for j in order[i:stop]:
-                    correct += ref.train_sample(plan.x_train[j], int(y_train[j]))
+                    correct += ref.train_sample(plan.x_train[j], int(plan.y_train[j]))
                 self.progress(stop - i)
                 if stop // self.ckpt_every != i // self.ckpt_every and stop < n:
                     _save(self.ckpt, ref, {"id": plan.cfg["id"], "epoch": epoch, "index": stop, "correct": correct})
@@ -85,12 +88,26 @@ class HostRun:
             got.record({P.F_EV: P.R_EPOCH, P.F_EPOCH: epoch, P.F_SEEN: n, P.F_CORRECT: correct, P.F_STEP: ref.step,
                         **ref.totals})
             if plan.eval_after(epoch):
-                pred = ref.predict(plan.x_test)
-                self.progress(len(y_test))
-                got.record({P.F_EV: P.R_EVAL, P.F_EPOCH: epoch, P.F_SEEN: len(y_test),
-                            P.F_CORRECT: int((pred == y_test).sum()),
-                            **{P.EVAL_PREFIX + k: ref.eval_totals[k] for k in spec.COUNTERS}})
-                ref.eval_totals = {k: 0 for k in spec.COUNTERS}
+                acc = self._evaluate(ref, epoch, "val", plan.x_val, plan.y_val)
+                if best is None or acc > best[0]:  # the best on validation is the model
+                    best = (acc, epoch)
+                    _save(self.best, ref, {"id": plan.cfg["id"], "epoch": epoch, "index": 0, "correct": 0})
             _save(self.ckpt, ref, {"id": plan.cfg["id"], "epoch": epoch + 1, "index": 0, "correct": 0})
+        if best is not None:  # the model is the best on validation: its planes (the device restores the same)
+            kept = Reference(plan.cfg)
+            if _load(self.best, kept, plan.cfg["id"]) is None:
+                raise BitflipError(f"the best model's file {self.best} is missing: the run cannot finish")
+            for (_, _, mine), (_, _, theirs) in zip(ref.planes(), kept.planes()):
+                mine[...] = theirs
+        self._evaluate(ref, plan.epochs - 1, "test", plan.x_test, plan.data.y_test)  # the test split, once
         got.planes = ref.planes()
         got.record({P.F_EV: P.R_DONE, P.F_DIGEST: ref.digest(), P.F_STEP: ref.step})
+
+    def _evaluate(self, ref: Reference, epoch: int, split: str, X: np.ndarray, y: np.ndarray) -> float:
+        pred = ref.predict(X)
+        self.progress(len(y))
+        right = int((pred == y).sum())
+        self.got.record({P.F_EV: P.R_EVAL, P.F_EPOCH: epoch, P.F_SPLIT: split, P.F_SEEN: len(y), P.F_CORRECT: right,
+                         **{P.EVAL_PREFIX + k: ref.eval_totals[k] for k in spec.COUNTERS}})
+        ref.eval_totals = {k: 0 for k in spec.COUNTERS}
+        return right / max(1, len(y))

@@ -20,6 +20,7 @@ from .. import boards as boards_mod
 from ..boards import Board
 from ..data import Dataset, load_dataset
 from ..data.encoding import Encoding, parse_encoding
+from ..data.registry import stratified_split
 from ..device import spec
 from ..energy import meter_config
 from ..errors import UsageError
@@ -28,6 +29,8 @@ from .hparams import DEFAULT_MODEL, DEFAULT_WEIGHTS, rule_config
 from .memory import check_fits
 
 MAX_SEED = (1 << 32) - 1
+VAL_FRACTION = 0.1  # the default validation split: this much of the training data, stratified
+VAL_SPLIT_SEED = 0  # fixed: every seed and every method of a dataset validates on the same samples
 _MODEL_RE = re.compile(r"^(?:[1-9][0-9]*-)*[1-9][0-9]*(?:x[1-9][0-9]*)?$")
 
 
@@ -47,6 +50,7 @@ class TrainRequest:
     resume: bool = False
     force: bool = False  # a non-empty --out that is not this job's: move it aside
     limit: int | None = None  # train on the first N training samples only (quick runs, tests)
+    val: float | None = None  # validation split, a fraction of the training data (None: VAL_FRACTION; 0: none)
     ckpt_every: int = 1000
     cores: int | None = None  # 1 or 2 (dual-core forward); default: the board's
     fault_in: Any = None  # test hooks: byte-level faults on the virtual board's link
@@ -64,10 +68,14 @@ class Plan:
     sizes: list[int]
     cfg: dict[str, Any]  # what the device and the reference receive (protocol.CONFIG_KEYS)
     job: dict[str, Any]  # what makes this job this job (rundir.job_file); cfg["id"] is its hash
-    x_train: np.ndarray  # packed (N, words) uint32
+    x_train: np.ndarray  # packed (N, words) uint32, the training split without the validation samples
     x_test: np.ndarray
     out: Path  # absolute
     port: str | None  # resolved ('auto' -> the device path)
+    x_val: np.ndarray  # packed validation rows (carved from the training data; may be empty)
+    y_train: np.ndarray
+    y_val: np.ndarray
+    train_index: np.ndarray  # rows of data.x_train that train (the others validate)
 
     def order(self, epoch: int) -> np.ndarray:
         """Sample order of an epoch: the same on every board for a given seed."""
@@ -81,14 +89,16 @@ class Plan:
     @property
     def total_samples(self) -> int:
         n_eval = sum(1 for e in range(self.req.epochs) if self.eval_after(e))
-        return self.req.epochs * len(self.x_train) + n_eval * len(self.x_test)
+        return self.req.epochs * len(self.x_train) + n_eval * len(self.x_val) + len(self.x_test)
 
     def plane_sizes(self) -> dict[tuple[int, str], int]:
         """Bytes of every model plane the device reports: (layer, plane) -> size."""
         return {(li, name): n for li, name, n in spec.planes(self.cfg)}
 
     def eval_after(self, epoch: int) -> bool:
-        return (epoch + 1) % self.req.eval_every == 0 or epoch == self.req.epochs - 1
+        """Is the model evaluated on the validation split after this epoch? (The test split is
+        read once, at the end, by the best model on validation.)"""
+        return len(self.y_val) > 0 and ((epoch + 1) % self.req.eval_every == 0 or epoch == self.req.epochs - 1)
 
 
 def parse_model(text: str, n_in: int, n_classes: int) -> list[int]:
@@ -136,6 +146,8 @@ def _check_numbers(req: TrainRequest) -> None:
         raise UsageError(f"--seed must be an integer within 0..{MAX_SEED} (got {req.seed})")
     if req.limit is not None and (not isinstance(req.limit, int) or req.limit < 1):
         raise UsageError(f"--limit must be positive (got {req.limit})")
+    if req.val is not None and not (isinstance(req.val, (int, float)) and 0 <= req.val < 1):
+        raise UsageError(f"--val must be a fraction within 0..1 (got {req.val})")
     if req.cores not in (None, 1, 2):
         raise UsageError(f"--cores must be 1 or 2 (got {req.cores})")
     if req.resume and req.force:
@@ -204,7 +216,10 @@ def prepare(req: TrainRequest) -> Plan:
     enc = parse_encoding(req.encoding or data.default_encoding, data.max_value, data.n_features)
     n_in = enc.n_bits(data.n_features)
     sizes = parse_model(model, n_in, data.n_classes)
-    cfg = rule_config(data.name, sizes, weights, req.seed, data.n_classes, req.rule, len(data.x_train))
+    frac = VAL_FRACTION if req.val is None else float(req.val)
+    tr, va = (stratified_split(data.y_train, VAL_SPLIT_SEED, frac) if frac > 0 else
+              (np.arange(len(data.y_train)), np.zeros(0, np.int64)))
+    cfg = rule_config(data.name, sizes, weights, req.seed, data.n_classes, req.rule, len(tr))
     if req.cores is not None:
         cfg["cores"] = req.cores
     check_fits(sizes, weights, board, classes=data.n_classes, pool_rows=cfg.get("pool", {}).get("rows", 0))
@@ -212,11 +227,12 @@ def prepare(req: TrainRequest) -> Plan:
     if meter:
         cfg["meter"] = meter
     job = {"dataset": data.name, "data": data_digest(data), "model": model, "weights": weights, "encoding": enc.spec,
-           "seed": req.seed, "epochs": req.epochs, "eval_every": req.eval_every, "limit": req.limit,
+           "seed": req.seed, "epochs": req.epochs, "eval_every": req.eval_every, "limit": req.limit, "val": frac,
            "rule": {k: v for k, v in cfg.items() if k not in ("id", "meter", "cores", "seed")}}
     cfg["id"] = hashlib.sha256(json.dumps(job, sort_keys=True).encode()).hexdigest()[:16]
     out = Path(req.out).expanduser().resolve() if req.out is not None else default_out(data.name, board.name)
     _check_out(out)
     rundir.check(out, job, resume=req.resume, force=req.force)  # read-only: refuses before anything is touched
-    return Plan(req, board, data, enc, model, weights, sizes, cfg, job, enc.pack(data.x_train),
-                enc.pack(data.x_test), out, port)
+    x_all = enc.pack(data.x_train)
+    return Plan(req, board, data, enc, model, weights, sizes, cfg, job, x_all[tr], enc.pack(data.x_test), out, port,
+                x_all[va], data.y_train[tr], data.y_train[va], tr)

@@ -28,7 +28,8 @@ class Collector:
         self.plan, self.run, self.say = plan, run, say
         self.config: dict[str, Any] = {}
         self.epochs: dict[int, dict[str, Any]] = {}
-        self.evals: dict[int, dict[str, Any]] = {}
+        self.evals: dict[int, dict[str, Any]] = {}  # validation, per epoch
+        self.test: dict[str, Any] = {}  # the test split, read once at the end
         self.done: dict[str, Any] = {}
         self.planes: list[tuple[int, str, np.ndarray]] = []
         self.extra: dict[str, Any] = {}  # what the run adds to the summary (link statistics, resumes)
@@ -42,7 +43,7 @@ class Collector:
             ev = rec.get(P.F_EV)
             if ev == P.R_EPOCH:
                 self.epochs[int(rec[P.F_EPOCH])] = rec
-            elif ev == P.R_EVAL:
+            elif ev == P.R_EVAL and rec.get(P.F_SPLIT) == "val":
                 self.evals[int(rec[P.F_EPOCH])] = rec
 
     def host(self, what: str, **fields: Any) -> None:
@@ -61,12 +62,23 @@ class Collector:
             self.epochs[e] = rec
             if not self.plan.eval_after(e):
                 self._epoch_done(e)
+        elif ev == P.R_EVAL and rec.get(P.F_SPLIT) == "test":
+            self.test = rec
         elif ev == P.R_EVAL:
             e = int(rec[P.F_EPOCH])
             self.evals[e] = rec
             self._epoch_done(e)
         elif ev == P.R_DONE:
             self.done = rec
+
+    def best(self) -> tuple[float, int] | None:
+        """(validation accuracy, epoch) of the best model so far (the earliest of equals)."""
+        out = None
+        for e in sorted(self.evals):
+            acc = self.evals[e][P.F_CORRECT] / max(1, self.evals[e][P.F_SEEN])
+            if out is None or acc > out[0]:
+                out = (acc, e)
+        return out
 
     # per epoch --------------------------------------------------------------------------------
     def rows(self) -> list[dict[str, Any]]:
@@ -78,7 +90,7 @@ class Collector:
                 "epoch": e,
                 "samples_seen": seen,
                 "train_accuracy": round(r[P.F_CORRECT] / max(1, r[P.F_SEEN]), 5),
-                "test_accuracy": round(v[P.F_CORRECT] / max(1, v[P.F_SEEN]), 5) if v else "",
+                "val_accuracy": round(v[P.F_CORRECT] / max(1, v[P.F_SEEN]), 5) if v else "",
                 "flips": r.get("writes", ""),
                 "updates": r.get("updates", ""),
                 "device_busy_s": round(r[P.F_BUSY_US] / 1e6, 4) if P.F_BUSY_US in r else "",
@@ -97,7 +109,7 @@ class Collector:
         if r:
             parts.append(f"train {r[P.F_CORRECT] / max(1, r[P.F_SEEN]):.4f}")
         if v:
-            parts.append(f"test {v[P.F_CORRECT] / max(1, v[P.F_SEEN]):.4f}")
+            parts.append(f"val {v[P.F_CORRECT] / max(1, v[P.F_SEEN]):.4f}")
         if r:
             prev = self.epochs.get(e - 1, {}).get("writes", 0)
             parts.append(f"{int(r.get('writes', 0)) - int(prev):,} flips")  # records carry run totals
@@ -118,15 +130,19 @@ class Collector:
 
         p = self.plan
         try:
-            return energy.for_records(p.board, p.sizes, p.weights, p.cfg, self.epochs, self.evals)
+            evals = dict(self.evals)
+            if self.test:
+                evals[-1] = self.test  # evaluation work of every split counts (keys only tell them apart)
+            return energy.for_records(p.board, p.sizes, p.weights, p.cfg, self.epochs, evals)
         except (KeyError, ValueError, ZeroDivisionError) as e:
             return {"energy_source": "none", "energy_error": f"{type(e).__name__}: {e}"}
 
     # the end ----------------------------------------------------------------------------------
     def summary(self) -> dict[str, Any]:
-        p, e, v = self.plan, self.epochs, self.evals
+        p, e = self.plan, self.epochs
         last = e[max(e)] if e else {}
-        last_eval = v[max(v)] if v else {}
+        best = self.best()
+        t = self.test
         busy = [r[P.F_BUSY_US] for r in e.values() if P.F_BUSY_US in r]
         totals = {name: last[name] for name in spec.COUNTERS if name in last}
         out: dict[str, Any] = {
@@ -144,7 +160,10 @@ class Collector:
             "run_dir": str(p.out),
             "samples_seen": sum(int(r[P.F_SEEN]) for r in e.values()),
             "train_accuracy": last[P.F_CORRECT] / max(1, last[P.F_SEEN]) if last else None,
-            "test_accuracy": last_eval[P.F_CORRECT] / max(1, last_eval[P.F_SEEN]) if last_eval else None,
+            "test_accuracy": t[P.F_CORRECT] / max(1, t[P.F_SEEN]) if t else None,  # of the model: the best on val
+            "val_accuracy": best[0] if best else None,
+            "best_epoch": best[1] if best else None,
+            "val_samples": len(p.y_val),
             "flips": last.get("writes"),
             "counters": totals,
             "weights_sha256": self.done.get(P.F_DIGEST),

@@ -28,7 +28,7 @@ METRIC_FIELDS = [
     "epoch",
     "samples_seen",
     "train_accuracy",
-    "test_accuracy",
+    "val_accuracy",
     "flips",
     "updates",
     "device_busy_s",
