@@ -206,7 +206,7 @@ def test_host_killed_then_resume_same_run_dir(tmp_path: Path) -> None:
     assert isinstance(frm, list) and len(frm) == 1, s
     assert frm[0]["epoch"] * 1437 + frm[0]["index"] > 0  # not from scratch
     assert s["test_accuracy"] == host["test_accuracy"] and s["train_accuracy"] == host["train_accuracy"]
-    assert frm[0]["index"] % 100 == 0 and frm[0]["step"] == frm[0]["epoch"] * 1437 + frm[0]["index"]
+    assert frm[0]["index"] % 100 == 0 and frm[0]["step"] == frm[0]["epoch"] * (1437 - s["val_samples"]) + frm[0]["index"]
     assert isinstance(s["retransmitted_frames"], int) and 0 <= s["retransmitted_frames"] < 100
     assert json.loads((out / "summary.json").read_text())["resumed_from"] == frm
     events = (out / "events.jsonl").read_text().splitlines()

@@ -46,7 +46,7 @@ def test_export_then_predict_on_the_host_gives_the_runs_test_accuracy(digits_run
     res = _json("export", str(run), "-o", str(tmp_path / "m.bfm"))
     assert res["digest"] == summary["weights_sha256"] and res["bytes"] == (tmp_path / "m.bfm").stat().st_size
     mf = ModelFile.read(tmp_path / "m.bfm")
-    assert mf.meta["job"] and mf.meta["job"] == res["job"] and mf.step == 2 * 1437 and mf.fill == [0] * 10
+    assert mf.meta["job"] and mf.meta["job"] == res["job"] and mf.step == summary["samples_seen"] and mf.fill == [0] * 10
     pred = _json("predict", "--model-file", str(tmp_path / "m.bfm"), "--dataset", "digits", "-o",
                            str(tmp_path / "p.csv"))
     assert pred["accuracy"] == summary["test_accuracy"] and pred["samples"] == 360
@@ -216,10 +216,10 @@ def test_exported_rule_state_is_the_state_the_run_ended_with(tmp_path: Path) -> 
 
     run = tmp_path / "run"
     _cli("train", "--board", "host", "--dataset", "digits", "--model", "40-10x3", "--epochs", "2", "--limit", "300",
-         "--out", str(run))
+         "--val", "0", "--out", str(run))  # no validation: the model is the last epoch's, not the best one's
     _cli("export", str(run), "-o", str(tmp_path / "m.bfm"))
     mf = ModelFile.read(tmp_path / "m.bfm")
-    plan = prepare(TrainRequest(board="host", dataset="digits", model="40-10x3", epochs=2, limit=300,
+    plan = prepare(TrainRequest(board="host", dataset="digits", model="40-10x3", epochs=2, limit=300, val=0,
                                 out=tmp_path / "again"))
     ref = Reference(plan.cfg)
     for epoch in range(2):

@@ -8,6 +8,7 @@ import hashlib
 import json
 import os
 import re
+import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -24,7 +25,7 @@ from ..data.registry import stratified_split
 from ..device import spec
 from ..energy import meter_config
 from ..errors import UsageError
-from . import rundir
+from . import defaults, rundir
 from .hparams import DEFAULT_MODEL, DEFAULT_WEIGHTS, rule_config
 from .memory import check_fits
 
@@ -76,6 +77,7 @@ class Plan:
     y_train: np.ndarray
     y_val: np.ndarray
     train_index: np.ndarray  # rows of data.x_train that train (the others validate)
+    chosen: str = ""  # how the defaults were derived from the data (training/defaults.py), if they were
 
     def order(self, epoch: int) -> np.ndarray:
         """Sample order of an epoch: the same on every board for a given seed."""
@@ -130,7 +132,8 @@ def model_sizes(model: str | None, dataset: str | None, encoding: str | None, in
         data = load_dataset(dataset or "digits")
         enc = parse_encoding(encoding or data.default_encoding, data.max_value, data.n_features)
         n_in, n_classes, name = enc.n_bits(data.n_features), data.n_classes, data.name
-        model = model or DEFAULT_MODEL.get(name, "10x20")
+        model = model or defaults.model_for(data, n_in, weights or DEFAULT_WEIGHTS.get(name, "binary2"),
+                                            boards_mod.load(defaults.PLAN_BOARD), data.y_train)
     sizes = parse_model(model, n_in, n_classes)
     weights = weights or DEFAULT_WEIGHTS.get(name, "binary2")
     cfg = rule_config(name, sizes, weights, 0, n_classes, {} if pool is None else {"pool": pool})
@@ -209,16 +212,23 @@ def prepare(req: TrainRequest) -> Plan:
     if req.limit is not None:
         data = Dataset(data.name, data.x_train[: req.limit], data.y_train[: req.limit], data.x_test, data.y_test,
                        data.max_value, data.default_encoding, data.source)
-    model = req.model if req.model is not None else DEFAULT_MODEL.get(data.name, "10x20")
     weights = req.weights or DEFAULT_WEIGHTS.get(data.name, "binary2")
     if weights not in spec.KINDS:
         raise UsageError(f"--weights must be binary, binary2 or ternary (got {weights})")
-    enc = parse_encoding(req.encoding or data.default_encoding, data.max_value, data.n_features)
-    n_in = enc.n_bits(data.n_features)
-    sizes = parse_model(model, n_in, data.n_classes)
     frac = VAL_FRACTION if req.val is None else float(req.val)
     tr, va = (stratified_split(data.y_train, VAL_SPLIT_SEED, frac) if frac > 0 else
               (np.arange(len(data.y_train)), np.zeros(0, np.int64)))
+    chosen = ""
+    if req.encoding is None and req.model is None and data.name not in DEFAULT_MODEL:
+        choice = defaults.choose(data, data_digest(data), weights, board, tr, va, _log)
+        enc_spec, model, chosen = choice.encoding, choice.model, choice.how
+    else:
+        enc_spec, model = req.encoding or data.default_encoding, req.model or ""
+    enc = parse_encoding(enc_spec, data.max_value, data.n_features)
+    n_in = enc.n_bits(data.n_features)
+    if req.model is None and not model:
+        model = defaults.model_for(data, n_in, weights, board, data.y_train[tr])
+    sizes = parse_model(model, n_in, data.n_classes)
     cfg = rule_config(data.name, sizes, weights, req.seed, data.n_classes, req.rule, len(tr))
     if req.cores is not None:
         cfg["cores"] = req.cores
@@ -235,4 +245,8 @@ def prepare(req: TrainRequest) -> Plan:
     rundir.check(out, job, resume=req.resume, force=req.force)  # read-only: refuses before anything is touched
     x_all = enc.pack(data.x_train)
     return Plan(req, board, data, enc, model, weights, sizes, cfg, job, x_all[tr], enc.pack(data.x_test), out, port,
-                x_all[va], data.y_train[tr], data.y_train[va], tr)
+                x_all[va], data.y_train[tr], data.y_train[va], tr, chosen)
+
+
+def _log(msg: str) -> None:
+    print(f"bitflip: {msg}", file=sys.stderr, flush=True)

@@ -154,6 +154,7 @@ class Collector:
             "sizes": p.sizes,
             "weights": p.weights,
             "encoding": p.enc.spec,
+            "defaults": p.chosen or None,  # how model and encoding were derived from the data (defaults.py)
             "epochs": p.epochs,
             "seed": p.req.seed,
             "job_id": p.cfg["id"],

@@ -1,0 +1,139 @@
+"""The generality suite: the learning rule with *defaults only* (no --model, --encoding or --rule;
+what `bitflip train --dataset D` picks, training/defaults.py) against the gradient baselines of
+`bitflip compare` on the same bits and training samples, on every dataset, over several seeds.
+
+    .venv/bin/python benchmarks/suite.py [--datasets a,b,...] [--seeds 3] [--epochs 10]
+                                         [--limit N] [--write docs/results/suite.md]
+
+Per dataset: the rule's test accuracy (mean and spread over seeds), the STE binary MLP of the
+same shape and of the same weight count (`compare --matched`), a float MLP (SGD), logistic
+regression, 1-NN by Hamming distance over every training row (same bits), the gap to the
+better STE, weight bytes, training-state bytes (everything the board keeps across samples),
+whether the default model fits a Pico's memory plan, and parameter updates against SGD of
+the same shape. Every figure is measured by this run on the test split, which is read once per
+method and seed at the end; the rule's defaults and the baselines' learning rates are chosen
+on validation splits of the training data. Progress on stderr; one markdown document on stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import platform
+import shlex
+import statistics
+import sys
+import time
+from typing import Any
+
+import numpy as np
+from bitflip.boards import load as load_board
+from bitflip.errors import BitflipError
+from bitflip.measure.compare import CompareRequest, plan, run
+from bitflip.training.memory import check_fits
+from nn_ceiling import nearest_neighbour
+
+ALL = ("digits", "iris", "wine", "breast-cancer", "motion", "shift1d", "tones", "table", "mnist", "fashion")
+METHODS = ("rule", "ste", "ste-matched", "mlp-sgd", "logreg")
+TARGET_GAP = 2.0  # points: the rule within this of the better STE MLP, or ahead (issue 13)
+
+
+def _pct(xs: list[float]) -> str:
+    if not xs:
+        return "-"
+    m = 100 * statistics.fmean(xs)
+    sd = 100 * statistics.pstdev(xs) if len(xs) > 1 else 0.0
+    return f"{m:.2f} ± {sd:.2f}" if len(xs) > 1 else f"{m:.2f}"
+
+
+def _fits_pico(p: Any) -> str:
+    try:
+        check_fits(p.sizes, p.weights, load_board("pico"), classes=p.data.n_classes,
+                   pool_rows=p.cfg.get("pool", {}).get("rows", 0))
+        return "yes"
+    except BitflipError:
+        return "no"
+
+
+def measure(name: str, seeds: int, epochs: int, limit: int | None) -> dict[str, Any]:
+    acc: dict[str, list[float]] = {m: [] for m in METHODS}
+    row: dict[str, Any] = {"dataset": name}
+    t0 = time.monotonic()
+    for seed in range(seeds):
+        req = CompareRequest(dataset=name, epochs=epochs, seed=seed, limit=limit, matched=True, only=METHODS)
+        p = plan(req)
+        res = run(req, None, p)
+        for r in res["rows"]:
+            acc[r["method"]].append(float(r["test_accuracy"]))
+            if r["method"] == "rule":
+                row.update(model=p.model, encoding=p.enc.spec, bits=p.sizes[0], model_bytes=r["model_bytes"],
+                           state_bytes=r["train_state_bytes"], rule_updates=r["param_updates"])
+            if r["method"] == "mlp-sgd":
+                row["sgd_updates"] = r["param_updates"]
+        row["fits_pico"] = _fits_pico(p)
+        print(f"suite: {name} seed {seed}: " + ", ".join(f"{m} {a[-1]:.4f}" for m, a in acc.items() if a),
+              file=sys.stderr, flush=True)
+    # 1-NN over every training row of the rule's training split (no seed: it does not learn)
+    xtr, xte = p.enc.bits(p.data.x_train[p.train_index]), p.enc.bits(p.data.x_test)
+    acc["1nn"] = [float((nearest_neighbour(xtr, p.y_train, xte) == p.data.y_test).mean())]
+    row["acc"] = acc
+    ste = max(statistics.fmean(acc["ste"]), statistics.fmean(acc["ste-matched"]))
+    row["gap"] = 100 * (statistics.fmean(acc["rule"]) - ste)
+    row["wall_s"] = time.monotonic() - t0
+    return row
+
+
+def markdown(rows: list[dict[str, Any]], cmd: str, seeds: int, epochs: int, limit: int | None) -> str:
+    out = [
+        "# Generality suite: the rule with defaults only, against gradient training",
+        "",
+        f"Measured by `{cmd}` on {datetime.date.today()} ({platform.machine()}, host reference, which is "
+        f"bit-exact with the board). Test accuracy in %, mean ± spread (population s.d.) over {seeds} seed(s), "
+        f"{epochs} epochs" + (f", first {limit} training samples" if limit else "") + ". 1-NN does not depend on "
+        "the seed. The rule's encoding and model are its defaults (`bitflip train --dataset D`): derived from "
+        "the data and the Pico memory plan on a validation split; baselines sweep their learning rate on a "
+        "validation slice. gap = rule − the better STE MLP (target: ≥ "
+        f"−{TARGET_GAP} points). updates = weight writes of the rule / of SGD on the same shape.",
+        "",
+        ("| dataset | rule default (model, encoding) | rule | STE same shape | STE same weights | float MLP | "
+         "log. reg. | 1-NN | gap | target | weight bytes | train state bytes | fits Pico | SGD/rule updates |"),
+        "|" + "---|" * 14,
+    ]
+    for r in rows:
+        a = r["acc"]
+        upd = r.get("sgd_updates", 0) / max(1, r.get("rule_updates", 1))
+        out.append(
+            f"| {r['dataset']} | {r['model']}, {r['encoding']} ({r['bits']} bits) | {_pct(a['rule'])} | "
+            f"{_pct(a['ste'])} | {_pct(a['ste-matched'])} | {_pct(a['mlp-sgd'])} | {_pct(a['logreg'])} | "
+            f"{_pct(a['1nn'])} | {r['gap']:+.2f} | {'met' if r['gap'] >= -TARGET_GAP else 'NOT met'} | "
+            f"{r['model_bytes']:,} | {r['state_bytes']:,} | {r['fits_pico']} | {upd:,.0f}x |")
+    return "\n".join(out) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--datasets", default=",".join(ALL))
+    ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--epochs", type=int, default=10)
+    ap.add_argument("--limit", type=int, default=None)
+    ap.add_argument("--write", default=None, help="also write the markdown to this file")
+    args = ap.parse_args(argv)
+    cmd = " ".join(["python benchmarks/suite.py"] + [shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:])])
+    rows = []
+    for name in args.datasets.split(","):
+        try:
+            rows.append(measure(name, args.seeds, args.epochs, args.limit))
+        except BitflipError as e:
+            print(f"suite: {name}: {e}", file=sys.stderr)
+            return 2
+    text = markdown(rows, cmd, args.seeds, args.epochs, args.limit)
+    print(text, end="")
+    if args.write:
+        with open(args.write, "w") as f:
+            f.write(text)
+    return 0
+
+
+if __name__ == "__main__":
+    np.seterr(all="ignore")
+    sys.exit(main())

@@ -1,0 +1,95 @@
+"""Defaults derived from the data (training/defaults.py): the class count, the board's memory
+plan and an encoding chosen on the validation split; never on the test split."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from bitflip.boards import load as load_board
+from bitflip.cli import main
+from bitflip.data.registry import build
+from bitflip.training import defaults
+from bitflip.training.memory import check_fits
+from bitflip.training.plan import TrainRequest, data_digest, prepare
+from click.testing import CliRunner
+
+
+def _blobs(seed: int, classes: int = 6, n: int = 900, f: int = 12) -> tuple[np.ndarray, np.ndarray]:
+    """Class clusters in a few features, the rest noise: data nobody tuned the rule for."""
+    rng = np.random.default_rng(seed)
+    centres = rng.uniform(0, 100, (classes, f))
+    y = np.arange(n) % classes
+    x = centres[y] + rng.normal(0, 12, (n, f))
+    return x, y
+
+
+def _csv(tmp_path: Path, classes: int = 6) -> Path:
+    x, y = _blobs(1, classes)
+    p = tmp_path / "blobs.csv"
+    np.savetxt(p, np.c_[y, x], delimiter=",", fmt="%.3f")
+    return p
+
+
+@pytest.fixture(autouse=True)
+def _own_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(defaults, "cache_dir", lambda: tmp_path / "cache" / "defaults")
+
+
+def test_untuned_data_trains_with_no_flags(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    r = CliRunner().invoke(main, ["train", "--board", "host", "--dataset", str(_csv(tmp_path)), "--epochs", "3",
+                                  "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    s = json.loads((out / "summary.json").read_text())
+    assert s["model"].startswith("6x")  # one prototype group per class of the data, not the digits model
+    assert "chosen on the validation split" in s["defaults"]
+    assert s["encoding"] in defaults.CANDIDATES
+    assert s["test_accuracy"] > 0.6  # chance is 1/6; clusters in 12 features are easy for prototypes
+    check_fits(s["sizes"], s["weights"], load_board("pico"), classes=6)
+
+
+def test_choice_ignores_the_test_split(tmp_path: Path) -> None:
+    x, y = _blobs(2)
+    xt, yt = _blobs(3, n=300)
+    a = build("a", x, y, xt, yt, "a", "test")
+    b = build("b", x, y, xt[::-1].copy(), np.roll(yt, 7), "b", "test")  # other test labels and order
+    tr, va = np.arange(0, 800), np.arange(800, 900)
+    ca = defaults.choose(a, "a", "binary2", load_board("host"), tr, va)
+    cb = defaults.choose(b, "b", "binary2", load_board("host"), tr, va)
+    assert (ca.encoding, ca.model, ca.scores) == (cb.encoding, cb.model, cb.scores)
+
+
+def test_choice_is_cached_and_deterministic(tmp_path: Path) -> None:
+    req = TrainRequest(board="host", dataset=str(_csv(tmp_path)), epochs=1, out=tmp_path / "r")
+    p1 = prepare(req)
+    files = list((tmp_path / "cache" / "defaults").glob("*.json"))
+    assert len(files) == 1
+    p2 = prepare(req)
+    assert (p1.enc.spec, p1.model, p1.cfg["id"]) == (p2.enc.spec, p2.model, p2.cfg["id"])
+    assert p1.chosen == p2.chosen and "validation" in p1.chosen
+    assert data_digest(p1.data) in files[0].name
+
+
+def test_prototypes_follow_the_board_and_the_data(tmp_path: Path) -> None:
+    x, y = _blobs(4, classes=3, n=60)
+    small = build("s", x, y, x, y, "s", "test")
+    # 20 samples per class: at most 20 // PER_PROTOTYPE prototypes, whatever the board holds
+    assert defaults.prototypes(small, 24, "binary2", load_board("host"), y) == max(1, 20 // defaults.PER_PROTOTYPE)
+    x, y = _blobs(5, classes=3, n=30000)
+    big = build("b", x, y, x, y, "b", "test")
+    p = defaults.prototypes(big, 4096, "binary2", load_board("pico"), y)
+    assert 1 <= p < defaults.MAX_PROTOTYPES  # 4096 input bits: the Pico plan, not the data, limits P
+    check_fits([4096, 3 * p], "binary2", load_board("pico"), classes=3)
+    with pytest.raises(Exception, match="does not fit|needs"):
+        check_fits([4096, 3 * (p + 1)], "binary2", load_board("pico"), classes=3)
+
+
+def test_given_encoding_or_model_is_kept(tmp_path: Path) -> None:
+    csv = _csv(tmp_path)
+    p = prepare(TrainRequest(board="host", dataset=str(csv), encoding="thermo:3", epochs=1, out=tmp_path / "r"))
+    assert p.enc.spec == "thermo:3" and p.model.startswith("6x") and p.chosen == ""
+    p = prepare(TrainRequest(board="host", dataset=str(csv), model="6x2", epochs=1, out=tmp_path / "r"))
+    assert p.model == "6x2" and p.chosen == ""
