@@ -68,8 +68,15 @@ def prototypes(data: Dataset, n_in: int, weights: str, board: Board, y_train: np
 
 
 def model_for(data: Dataset, n_in: int, weights: str, board: Board, y_train: np.ndarray) -> str:
+    """The tuned model of digits/MNIST/Fashion, shrunk to the board's plan where it does not fit
+    (an ESP32 holds fewer prototypes than a Pico); otherwise C x P as in the module docstring."""
     if data.name in DEFAULT_MODEL:
-        return DEFAULT_MODEL[data.name]
+        tuned = DEFAULT_MODEL[data.name]
+        c, _, per = tuned.partition("x")
+        if board.is_host or "-" in tuned:
+            return tuned
+        fit = largest_prototypes([n_in, int(c)], weights, board, int(c))
+        return tuned if fit >= int(per) else f"{c}x{max(1, fit)}"
     p = prototypes(data, n_in, weights, board, y_train)
     return f"{data.n_classes}x{max(1, p)}"
 

@@ -226,7 +226,7 @@ def prepare(req: TrainRequest) -> Plan:
         enc_spec, model = req.encoding or data.default_encoding, req.model or ""
     enc = parse_encoding(enc_spec, data.max_value, data.n_features)
     n_in = enc.n_bits(data.n_features)
-    if req.model is None and not model:
+    if req.model is None and not model:  # tuned sets too: their model, shrunk to the board's plan
         model = defaults.model_for(data, n_in, weights, board, data.y_train[tr])
     sizes = parse_model(model, n_in, data.n_classes)
     cfg = rule_config(data.name, sizes, weights, req.seed, data.n_classes, req.rule, len(tr))
