@@ -11,7 +11,10 @@ Fashion-MNIST) the defaults are the ones in hparams.py. For anything else:
 - the encoding is chosen among CANDIDATES (thermometers of 1, 2, 4 and 8 levels) by a short
   run of the rule itself (QUICK_EPOCHS epochs on at most QUICK_ROWS training rows) scored on
   the validation split — never on the test split. More levels cost input bits, so under the
-  same memory plan they buy resolution with prototypes; the validation run settles it.
+  same memory plan they buy resolution with prototypes; the validation run settles it;
+- on the chosen encoding, a model with a hidden layer of HIDDEN_WIDTHS binary units trained by
+  the pool rule (learned features; the prototypes shrink to what the plan still holds) is
+  scored the same way and kept only if it validates better.
 
 The choice is deterministic (fixed seed, fixed rows) and cached in the data cache, keyed by
 the data's digest, the board and the weights, so a resume or a second seed decides the same.
@@ -32,14 +35,16 @@ from ..boards import Board
 from ..boards import load as load_board
 from ..data import Dataset, fetch
 from ..data.encoding import Encoding, parse_encoding
-from .hparams import DEFAULT_MODEL, rule_config
-from .memory import largest_prototypes
+from ..errors import UsageError
+from .hparams import DEFAULT_MODEL, HIDDEN_FALLBACK, rule_config
+from .memory import check_fits, largest_prototypes
 from .reference import Reference
 
 CANDIDATES = ("thermo:1", "thermo:2", "thermo:4", "thermo:8")
 PER_PROTOTYPE = 8  # training samples of the smallest class per prototype, at most
 MAX_PROTOTYPES = 64  # per class: beyond this the plan, not the data, is what grows
 MAX_BITS = 4096  # input bits a candidate may have (a 64-byte row per prototype plane)
+HIDDEN_WIDTHS = (128,)  # also tried: one hidden layer this wide, trained by the pool rule
 QUICK_EPOCHS = 2
 QUICK_ROWS = 2000
 QUICK_SEED = 0
@@ -81,6 +86,21 @@ def model_for(data: Dataset, n_in: int, weights: str, board: Board, y_train: np.
     return f"{data.n_classes}x{max(1, p)}"
 
 
+def _hidden_model(data: Dataset, n_in: int, width: int, weights: str, board: Board,
+                  y_train: np.ndarray) -> str | None:
+    """'W-CxP' with the pool rule's window, P as large as the plan holds (capped as above)."""
+    c = data.n_classes
+    cap = max(1, min(MAX_PROTOTYPES, int(np.bincount(y_train, minlength=c).min()) // PER_PROTOTYPE))
+    pool = int(HIDDEN_FALLBACK["pool"])
+    for p in range(cap, 0, -1):
+        try:
+            check_fits([n_in, width, c * p], weights, plan_board(board), classes=c, pool_rows=pool)
+        except UsageError:
+            continue
+        return f"{width}-{c}x{p}"
+    return None
+
+
 def _quick(data: Dataset, enc: Encoding, model: str, weights: str, tr: np.ndarray, va: np.ndarray) -> float:
     """Validation accuracy of the rule after a short run (the host reference, bit-exact with the board)."""
     from .plan import parse_model  # plan imports this module
@@ -103,7 +123,7 @@ def cache_dir() -> Path:
 
 
 def _cache_key(data_digest: str, board: Board, weights: str, n_val: int) -> str:
-    return f"{data_digest}-{plan_board(board).name}-{weights}-{n_val}-v1"
+    return f"{data_digest}-{plan_board(board).name}-{weights}-{n_val}-v2"
 
 
 def choose(data: Dataset, data_digest: str, weights: str, board: Board, tr: np.ndarray, va: np.ndarray,
@@ -116,7 +136,8 @@ def choose(data: Dataset, data_digest: str, weights: str, board: Board, tr: np.n
     except (OSError, ValueError, KeyError, TypeError):
         pass
     if log:
-        log(f"choosing the encoding on the validation split ({len(CANDIDATES)} quick runs of the rule)")
+        log(f"choosing the encoding and model on the validation split "
+            f"({len(CANDIDATES) + len(HIDDEN_WIDTHS)} quick runs of the rule)")
     y_train = data.y_train[tr]
     scores: dict[str, float] = {}
     models: dict[str, str] = {}
@@ -136,10 +157,23 @@ def choose(data: Dataset, data_digest: str, weights: str, board: Board, tr: np.n
     if not scores:  # even one level does not fit: the smallest candidate; the planner then names the problem
         return Choice(CANDIDATES[0], f"{data.n_classes}x1", "no candidate encoding fits the board's plan", {})
     best = max(scores, key=lambda s: (scores[s], -CANDIDATES.index(s)))  # ties: fewer bits
-    how = (f"encoding {best} and model {models[best]} chosen on the validation split "
+    if len(va):  # a hidden layer of learned binary features (the pool rule) on the best encoding
+        enc = parse_encoding(best, data.max_value, data.n_features)
+        n_in = enc.n_bits(data.n_features)
+        for width in HIDDEN_WIDTHS:
+            model = _hidden_model(data, n_in, width, weights, board, y_train)
+            if model is None:
+                continue
+            key = f"{best} {model}"
+            scores[key] = _quick(data, enc, model, weights, tr, va)
+            models[key] = model
+            if log:
+                log(f"defaults: {key}: validation {scores[key]:.4f}")
+        best = max(scores, key=lambda s: (scores[s], -len(s)))  # ties: no hidden layer
+    how = (f"encoding {best.split(' ')[0]} and model {models[best]} chosen on the validation split "
            f"({', '.join(f'{s} {v:.3f}' for s, v in scores.items())}); prototypes sized to the "
            f"{plan_board(board).name} memory plan")
-    choice = Choice(best, models[best], how, scores)
+    choice = Choice(best.split(" ")[0], models[best], how, scores)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp")
