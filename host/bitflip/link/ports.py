@@ -147,5 +147,6 @@ def check_serial_device(path: str) -> None:
         finally:
             os.close(fd)
     if not tty:
-        raise UsageError(f"--port {path} is not a serial port (a {major}:{minor} device that is not a terminal; "
-                         "see `bitflip ports`)")
+        raise UsageError(
+            f"--port {path} is not a serial port (a {major}:{minor} device that is not a terminal; see `bitflip ports`)"
+        )

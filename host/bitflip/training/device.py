@@ -333,6 +333,7 @@ class DeviceRun:
             except ProtocolMismatch:
                 raise  # permanent: reconnecting cannot fix the firmware
             except LinkError as e:
+                self._silent_port(link)  # (a write that timed out on a port nobody reads)
                 self.reconnects += 1
                 self.got.host("link lost", error=str(e), reconnect=self.reconnects)
                 futile = 0 if self.ckpts > ckpts else futile + 1  # (a board reset every epoch is progress)
