@@ -138,7 +138,7 @@ def test_compare_json_schema() -> None:
     (["--epochs", "0"], "--epochs must be positive"),
     (["--dataset", "nosuchdata"], "unknown dataset 'nosuchdata'"),
     (["--model", "abc"], "bad model"),
-    (["--only", "rule,nosuch"], "unknown method 'nosuch'"),
+    (["--only", "rule,nosuch"], "'nosuch' cannot run here (no such method)"),
     (["--batch", "0"], "--batch must be positive"),
     (["--limit", "-5"], "--limit must be positive"),
 ])

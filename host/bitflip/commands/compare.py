@@ -22,7 +22,8 @@ from .common import handled
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--batch", default=32, show_default=True, type=int, help="mini-batch size of the baselines")
 @click.option("--matched", is_flag=True, help="also run baselines with as many weights as the rule")
-@click.option("--only", default="", help="comma-separated methods to run (rule, mlp-sgd, mlp-adam, ste, logreg, ...)")
+@click.option("--only", default="", help="comma-separated methods to run: rule, mlp-sgd, ste, logreg; mlp-adam when the model "
+              "has hidden layers; mlp-sgd-matched, ste-matched with --matched")
 @click.option("--json", "as_json", is_flag=True, help="print one JSON object")
 @handled
 def compare(dataset: str, model: str | None, weights: str | None, encoding: str | None, rule: tuple[str, ...],

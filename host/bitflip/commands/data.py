@@ -72,7 +72,7 @@ def info(dataset: str, as_json: bool) -> None:
     click.echo(f"  train      {d['train_shape'][0]} x {d['train_shape'][1]} features (uint8)")
     click.echo(f"  test       {d['test_shape'][0]} x {d['test_shape'][1]} features")
     click.echo(f"  values     {d['value_range'][0]}..{d['value_range'][1]} (encodings use max {d['max_value']})")
-    click.echo(f"  classes    {d['classes']}")
+    click.echo(f"  classes    {d['classes']}" + (f" ({', '.join(d['labels'])})" if d.get("labels") else ""))
     click.echo(f"  train per class  {' '.join(str(c) for c in d['train_counts'])}")
     click.echo(f"  test per class   {' '.join(str(c) for c in d['test_counts'])}")
     click.echo(f"  default encoding {d['default_encoding']} -> {d['bits_per_sample']} bits per sample")

@@ -4,6 +4,7 @@ accuracy vs samples and accuracy vs energy curves)."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +51,22 @@ def table_rows(runs: list[Any]) -> list[dict[str, str]]:
     return rows
 
 
+def json_rows(runs: list[Any]) -> list[dict[str, Any]]:
+    """The table's rows with numbers as numbers (scaled as in the table), null for missing,
+    and the run's absolute directory."""
+    rows = []
+    for r in runs:
+        row: dict[str, Any] = {}
+        for title, key, _ in COLUMNS:
+            v = r.path.name if key is None else r.summary.get(key)
+            if isinstance(v, (int, float)) and not isinstance(v, bool) and key in SCALE:
+                v = v * SCALE[key]
+            row[title] = v
+        row["run_dir"] = str(r.path.resolve())
+        rows.append(row)
+    return rows
+
+
 def format_table(rows: list[dict[str, str]]) -> str:
     titles = [c[0] for c in COLUMNS]
     width = {t: max(len(t), *(len(r[t]) for r in rows)) for t in titles}
@@ -73,11 +90,17 @@ def report(run_dirs: tuple[Path, ...], png: Path | None, as_json: bool) -> None:
     png = png or Path("report.png")
     if png.parent and not png.parent.is_dir():
         raise UsageError(f"--png {png}: no such directory {png.parent}")
-    rows = table_rows(runs)
-    compare_plot(runs, png)
+    tmp = png.with_name(f".{png.name}.{os.getpid()}.tmp")
+    try:  # written whole or not at all: a failed write leaves an existing file as it was
+        compare_plot(runs, tmp)
+        os.replace(tmp, png)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        raise UsageError(f"--png {png}: cannot write it ({e.strerror or e})") from None
     if as_json:
-        click.echo(json.dumps({"runs": rows, "png": str(png)}))
+        click.echo(json.dumps({"runs": json_rows(runs), "png": str(png.resolve())}))
         return
+    rows = table_rows(runs)
     click.echo(format_table(rows))
     click.echo(f"plot: {png}")
 

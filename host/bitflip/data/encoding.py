@@ -11,6 +11,7 @@ Example: 'deskew+crop:20+threshold:32' (the MNIST default: 400 bits per sample).
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 
@@ -36,8 +37,9 @@ class Encoding:
             return None
         side = images.side_of(n_features)
         if side is None:
-            raise UsageError(f"encoding '{self.spec}': image steps need square images "
-                             f"({n_features} features is not a square)")
+            raise UsageError(f"encoding '{self.spec}': image steps (deskew, crop, pool) need square images of at "
+                             f"least {images.MIN_SIDE}x{images.MIN_SIDE} pixels; this data has {n_features} features "
+                             f"per sample{' (not a square)' if math.isqrt(n_features) ** 2 != n_features else ''}")
         for name, arg in self.steps:
             if name == "crop":
                 if not 1 <= arg <= side:

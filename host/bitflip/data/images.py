@@ -15,11 +15,13 @@ import math
 
 import numpy as np
 
+MIN_SIDE = 4  # image steps on fewer than 4x4 features: tabular data that happens to be a square
+
 
 def side_of(n_features: int) -> int | None:
-    """Side of a square image with n_features pixels, or None."""
+    """Side of a square image with n_features pixels (at least MIN_SIDE x MIN_SIDE), or None."""
     s = math.isqrt(n_features)
-    return s if s * s == n_features and s >= 2 else None
+    return s if s * s == n_features and s >= MIN_SIDE else None
 
 
 # fixed point of the integer deskew (firmware/bitflip/encode.py deskew is its twin)

@@ -16,7 +16,11 @@ User files (`--dataset PATH`):
   * a .npz with arrays x_train, y_train, x_test, y_test; x is (N, F) or (N, H, W) and is
     flattened; y is (N,) or (N, 1). Read without pickle.
   * a .csv (or .csv.gz): one sample per line, the label in the first column, then the
-    features; comma-separated; the first line is a header if any field in it is not a number;
+    features; separated by commas, semicolons or tabs (seen in the first line; with
+    semicolons a decimal comma is read as a point); the first line is a header if any of
+    its features is not a number (or only its label is not, and no other label is); labels
+    that are not all numbers are class names, numbered in sorted order (kept as the
+    model's labels);
     blank lines and lines starting with '#' are skipped. The test split is the sibling file
     whose name has "test" where the given one has "train" (mnist_train.csv -> mnist_test.csv);
     without such a sibling, a stratified 80/20 split with the fixed seed CSV_SPLIT_SEED
@@ -96,6 +100,7 @@ class Dataset:
     source: str
     scaling: Scaling = NONE  # how raw values became these bytes (a model file keeps it)
     raw_test: np.ndarray | None = None  # the test features before scaling (None: unchanged)
+    labels: tuple[str, ...] | None = None  # class names (a CSV with names as labels), class i is labels[i]
 
     @property
     def n_classes(self) -> int:
@@ -174,7 +179,8 @@ def _user_encoding(max_value: int) -> str:
 
 
 def build(name: str, xtr: np.ndarray, ytr: np.ndarray, xte: np.ndarray, yte: np.ndarray, where: str,
-          source: str, max_value: int | None = None, default_encoding: str | None = None) -> Dataset:
+          source: str, max_value: int | None = None, default_encoding: str | None = None,
+          labels: list[str] | None = None) -> Dataset:
     """Validate and convert four raw arrays into a Dataset (every user-file loader ends here)."""
     xtr = _flatten(np.asarray(xtr), where, "training features")
     xte = _flatten(np.asarray(xte), where, "test features")
@@ -193,7 +199,7 @@ def build(name: str, xtr: np.ndarray, ytr: np.ndarray, xte: np.ndarray, yte: np.
         max_value = max(1, int(xtr8.max()), int(xte8.max()))
     enc = default_encoding or _user_encoding(max_value)
     return Dataset(name, np.ascontiguousarray(xtr8), ytr, np.ascontiguousarray(xte8), yte, max_value, enc,
-                   source + sc.note, sc, None if sc.kind == "none" else xte)
+                   source + sc.note, sc, None if sc.kind == "none" else xte, tuple(labels) if labels else None)
 
 
 # ---------------------------------------------------------------- IDX directories
@@ -321,8 +327,23 @@ def _is_number(field: str) -> bool:
         return False
 
 
-def read_csv(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
-    """(features float64 (N, F), labels float64 (N,)) from a label-first CSV file."""
+DELIMITERS = {",": "comma", ";": "semicolon", "\t": "tab"}
+
+
+def _delimiter(line: str) -> str:
+    """The field separator of a CSV file, from its first line: ';' or a tab when the line has
+    one (a ';'-separated file may use decimal commas), else ','."""
+    for sep in (";", "\t"):
+        if sep in line:
+            return sep
+    return ","
+
+
+def read_csv(path: str | Path) -> tuple[np.ndarray, np.ndarray, list[str] | None]:
+    """(features float64 (N, F), labels float64 (N,), class names or None) from a label-first
+    CSV file. Fields are separated by commas, semicolons or tabs (seen in the first line; with
+    semicolons a decimal comma is read as a point). Labels that are not all numbers are class
+    names: sorted, the first is class 0."""
     p = Path(path)
     where = str(p)
     try:
@@ -340,37 +361,81 @@ def read_csv(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
         raise UsageError(f"{where}: cannot read ({_one_line(e)})") from None
     # str.splitlines also splits on \x0b, \x1c, ... which never belong inside a number; fine
     rows = [(i, ln) for i, ln in enumerate(text.splitlines(), 1) if ln.strip() and not ln.lstrip().startswith("#")]
-    if rows and not all(_is_number(f) for f in rows[0][1].split(",")):
-        header, rows = rows[0], rows[1:]
-    else:
-        header = None
+    sep = _delimiter(rows[0][1]) if rows else ","
+    how = f"{DELIMITERS[sep]}-separated"
+    if sep == ";":  # decimal commas
+        rows = [(i, ln.replace(",", ".")) for i, ln in rows]
+
+    def label_of(ln: str) -> str:
+        return ln.partition(sep)[0].strip().strip('"')
+
+    header = None
+    if rows:
+        first = rows[0][1].split(sep)
+        rest_numeric = all(_is_number(label_of(ln)) for _, ln in rows[1:])
+        if not all(_is_number(f) for f in first[1:]) or (not _is_number(first[0]) and rest_numeric):
+            header, rows = rows[0], rows[1:]
     if not rows:
-        raise UsageError(f"{where}: no data rows (label first, then features, comma-separated)")
-    first_line, first = rows[0]
-    ncols = first.count(",") + 1
-    if header is not None and header[1].count(",") + 1 != ncols:
-        raise UsageError(f"{where}: the header (line {header[0]}) has {header[1].count(',') + 1} fields, "
-                         f"line {first_line} has {ncols}")
+        raise UsageError(f"{where}: no data rows (label first, then features, separated by commas, "
+                         "semicolons or tabs)")
+    first_line, first_row = rows[0]
+    ncols = first_row.count(sep) + 1
+    if header is not None and header[1].count(sep) + 1 != ncols:
+        raise UsageError(f"{where}: the header (line {header[0]}) has {header[1].count(sep) + 1} fields, "
+                         f"line {first_line} has {ncols} (read as {how})")
     if ncols < 2:
-        raise UsageError(f"{where}: line {first_line} has 1 field; need a label column and feature columns")
+        raise UsageError(f"{where}: line {first_line} has 1 field; need a label column and feature columns "
+                         f"(read as {how}: separate them by commas, semicolons or tabs)")
     for i, ln in rows:  # str.count is C-fast: an exact line number for ragged rows
-        if ln.count(",") + 1 != ncols:
-            raise UsageError(f"{where}: line {i} has {ln.count(',') + 1} fields, line {first_line} has {ncols}")
+        if ln.count(sep) + 1 != ncols:
+            raise UsageError(f"{where}: line {i} has {ln.count(sep) + 1} fields, line {first_line} has {ncols} "
+                             f"(read as {how})")
+    labels = [label_of(ln) for _, ln in rows]
+    names: list[str] | None = None
+    if not all(_is_number(lab) for lab in labels):
+        if any(not lab for lab in labels):
+            i = rows[labels.index("")][0]
+            raise UsageError(f"{where}: line {i} has an empty label")
+        names = sorted(set(labels))
+        if len(names) > 256:
+            raise UsageError(f"{where}: {len(names)} different labels; at most 256 classes")
+        ids = {n: k for k, n in enumerate(names)}
+        y_names = np.array([ids[lab] for lab in labels], dtype=np.float64)
+        body = [ln.partition(sep)[2] for _, ln in rows]
+        col0 = 2
+    else:
+        body = [ln for _, ln in rows]
+        col0 = 1
     try:
-        a = np.loadtxt([ln for _, ln in rows], delimiter=",", dtype=np.float64, ndmin=2, comments=None,
-                       quotechar='"')
+        a = np.loadtxt(body, delimiter=sep, dtype=np.float64, ndmin=2, comments=None, quotechar='"')
     except ValueError as e:
-        for i, ln in rows:  # slow path, only on error: find the field to name it
-            for j, f in enumerate(ln.split(","), 1):
+        for (i, _), ln in zip(rows, body):  # slow path, only on error: find the field to name it
+            for j, f in enumerate(ln.split(sep), col0):
                 if not _is_number(f):
-                    raise UsageError(f"{where}: line {i}, column {j}: '{f.strip()[:24]}' is not a number") from None
+                    raise UsageError(f"{where}: line {i}, column {j}: '{f.strip()[:24]}' is not a number "
+                                     f"(read as {how})") from None
         raise UsageError(f"{where}: {_one_line(e)}") from None
-    if a.shape[1] != ncols:
-        raise UsageError(f"{where}: expected {ncols} columns, parsed {a.shape[1]}")
+    if a.shape[1] != ncols - (names is not None):
+        raise UsageError(f"{where}: expected {ncols} columns, parsed {a.shape[1] + (names is not None)}")
     if not np.isfinite(a).all():
         i = rows[int(np.flatnonzero(~np.isfinite(a).all(axis=1))[0])][0]
         raise UsageError(f"{where}: line {i} contains NaN or infinity")
-    return a[:, 1:], a[:, 0]
+    if names is not None:
+        return a, y_names, names
+    return a[:, 1:], a[:, 0], None
+
+
+def _names_for(y: np.ndarray, names: list[str] | None, train_names: list[str] | None, where: str) -> np.ndarray:
+    """Test labels in the training file's class ids (the names of both files must agree)."""
+    if names == train_names:
+        return y
+    if names is None or train_names is None:
+        raise UsageError(f"{where}: one file has class names as labels, the other numbers")
+    ids = {n: k for k, n in enumerate(train_names)}
+    unknown = sorted(set(names) - set(ids))
+    if unknown:
+        raise UsageError(f"{where}: test label '{unknown[0]}' is not a training class")
+    return np.array([ids[names[int(v)]] for v in y], dtype=np.float64)
 
 
 def _test_sibling(p: Path) -> Path | None:
@@ -398,21 +463,24 @@ def stratified_split(y: np.ndarray, seed: int, frac: float) -> tuple[np.ndarray,
 
 def load_csv(path: str | Path) -> Dataset:
     p = Path(path)
-    x, y = read_csv(p)
+    x, y, names = read_csv(p)
     test = _test_sibling(p)
     name = re.sub(r"[-_.]?train$", "", p.name.split(".")[0]) or p.stem
     if test is not None:
-        xt, yt = read_csv(test)
+        xt, yt, tnames = read_csv(test)
+        yt = _names_for(yt, tnames, names, str(test))
         if xt.shape[1] != x.shape[1]:
             raise UsageError(f"{test}: {xt.shape[1]} feature columns, but {p.name} has {x.shape[1]}")
-        return build(name, x, y, xt, yt, f"{p} + {test.name}", f"CSV files {p} (train) and {test} (test)")
+        return build(name, x, y, xt, yt, f"{p} + {test.name}", f"CSV files {p} (train) and {test} (test)",
+                     labels=names)
     y8 = _labels(y, str(p), "the label column")
     tr, te = stratified_split(y8, CSV_SPLIT_SEED, CSV_TEST_FRACTION)
     if te.size == 0:
         raise UsageError(f"{p}: {len(y)} rows are too few to hold out a test split; add rows, or a test file "
                          "next to it named like this one with 'test' for 'train'")
     return build(name, x[tr], y[tr], x[te], y[te], str(p),
-                 f"CSV file {p}, stratified {1 - CSV_TEST_FRACTION:.0%}/{CSV_TEST_FRACTION:.0%} split, seed {CSV_SPLIT_SEED}")
+                 f"CSV file {p}, stratified {1 - CSV_TEST_FRACTION:.0%}/{CSV_TEST_FRACTION:.0%} split, seed {CSV_SPLIT_SEED}",
+                 labels=names)
 
 
 # ---------------------------------------------------------------- named datasets
@@ -523,6 +591,7 @@ def describe(ds: Dataset) -> dict[str, Any]:
         "max_value": ds.max_value,
         "default_encoding": ds.default_encoding,
         "bits_per_sample": enc.n_bits(ds.n_features),
+        "labels": list(ds.labels) if ds.labels else None,
     }
 
 

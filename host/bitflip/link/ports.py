@@ -10,6 +10,8 @@ choice between several candidates is left to the user with one clear message.
 from __future__ import annotations
 
 import os
+import stat
+import sys
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -103,6 +105,8 @@ def resolve_port(spec: str | None, board: Board | None, records: Iterable[Any] |
     if spec and spec != "auto":
         if spec.startswith("/dev/") and not os.path.exists(spec):
             raise UsageError(f"port {spec} does not exist (see `bitflip ports`)")
+        if "://" not in spec:  # a pyserial URL (socket://, rfc2217://, loop://) is not a file
+            check_serial_device(spec)
         return spec
     ports = list_ports(records)
     boards = [board] if board is not None else real_boards()
@@ -116,3 +120,33 @@ def resolve_port(spec: str | None, board: Board | None, records: Iterable[Any] |
         raise UsageError(f"--port auto: no serial port looks like {what} (USB ids {ids}); found: {seen}")
     listing = "; ".join(f"{p.device} ({p.usb_id}, {' or '.join(looks_like(p, boards))})" for p in cands)
     raise UsageError(f"--port auto: {len(cands)} ports look like {what}: {listing}; choose one with --port PATH")
+
+
+def check_serial_device(path: str) -> None:
+    """A --port path must be a terminal device (a serial port or a pty): UsageError for a
+    regular file, a directory or a device such as /dev/null. Linux answers from sysfs
+    without opening the port; elsewhere the device is opened without waiting and closed."""
+    try:
+        st = os.stat(path)
+    except OSError as e:
+        raise UsageError(f"--port {path}: {e.strerror or e} (see `bitflip ports`)") from None
+    if not stat.S_ISCHR(st.st_mode):
+        what = "a directory" if stat.S_ISDIR(st.st_mode) else "a file"
+        raise UsageError(f"--port {path} is {what}, not a serial port (see `bitflip ports`)")
+    major, minor = os.major(st.st_rdev), os.minor(st.st_rdev)
+    subsystem = f"/sys/dev/char/{major}:{minor}/subsystem"
+    if sys.platform.startswith("linux") and os.path.exists(subsystem):
+        tty = os.path.basename(os.path.realpath(subsystem)) == "tty"
+    else:  # ptys have no sysfs entry; other systems have no sysfs
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_NOCTTY | os.O_NONBLOCK)
+        except OSError as e:
+            raise UsageError(f"--port {path}: cannot open it ({e.strerror or e})") from None
+        try:
+            tty = os.isatty(fd)
+        finally:
+            os.close(fd)
+    if not tty:
+        raise UsageError(
+            f"--port {path} is not a serial port (a {major}:{minor} device that is not a terminal; see `bitflip ports`)"
+        )

@@ -50,6 +50,10 @@ def plan(req: CompareRequest) -> Plan:
     return prepare(tr)  # also checks epochs, limit, model and encoding; creates nothing
 
 
+# every method name --only may give (mlp-adam needs hidden layers, *-matched needs --matched)
+ALL_METHODS = ("rule", "mlp-sgd", "mlp-adam", "ste", "logreg", "mlp-sgd-matched", "ste-matched")
+
+
 def method_list(p: Plan, req: CompareRequest) -> list[baselines.Method]:
     hidden = tuple(p.sizes[1:-1])
     n_classes = p.data.n_classes
@@ -62,7 +66,15 @@ def method_list(p: Plan, req: CompareRequest) -> list[baselines.Method]:
         known = {"rule", *(m.name for m in found)}
         unknown = sorted(set(req.only) - known)
         if unknown:
-            raise UsageError(f"unknown method '{unknown[0]}' (known: {', '.join(sorted(known))})")
+            m = unknown[0]
+            why = ""
+            if m == "mlp-adam" and not hidden:
+                why = f": model {p.model} has no hidden layers (an MLP with Adam is then logreg)"
+            elif m in ("mlp-sgd-matched", "ste-matched") and not req.matched:
+                why = ": it needs --matched"
+            elif m not in ALL_METHODS:
+                why = " (no such method)"
+            raise UsageError(f"--only: '{m}' cannot run here{why}; this comparison has {', '.join(sorted(known))}")
         found = [m for m in found if m.name in req.only]
     return found
 

@@ -132,23 +132,45 @@ def write_run_plots(path: Path, summary: dict[str, Any], rows: list[dict[str, An
     return out
 
 
+def _spread(curves: list[list[float]]) -> bool:
+    """Do these runs' lengths differ so much that a linear axis squashes the short ones?"""
+    ends = [max(c) for c in curves if c and max(c) > 0]
+    return len(ends) > 1 and max(ends) / min(ends) >= 8
+
+
 def compare_plot(runs: list[RunData], out: Path) -> Path:
-    """Accuracy vs samples and accuracy vs energy of several runs, one figure."""
+    """Accuracy vs samples and accuracy vs energy of several runs: one row of two panels per
+    dataset (runs of different datasets never share an axis); a log x axis when the runs of
+    a dataset differ in length by 8x or more; at most 6 tick labels per axis, in k/M/m units."""
+    from matplotlib.ticker import EngFormatter, MaxNLocator
+
     plt = _pyplot()
-    fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 3.8), dpi=90)
+    by_dataset: dict[str, list[RunData]] = {}
     for run in runs:
-        xs, ys = run.series("val_accuracy")
-        a1.plot(xs, ys, "-o", ms=3, label=run.label)
-        ex, ey = run.energy_curve()
-        a2.plot(ex, ey, "-o", ms=3, label=f"{run.path.name} ({run.summary.get('energy_source', 'none')})")
-    a1.set_xlabel("training samples seen")
-    a1.set_ylabel("test accuracy")
-    a2.set_xlabel("cumulative device energy in training (J)")
-    a2.set_ylabel("test accuracy")
-    for ax in (a1, a2):
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=6)
+        by_dataset.setdefault(str(run.summary.get("dataset", "?")), []).append(run)
+    n = len(by_dataset)
+    fig, axes = plt.subplots(n, 2, figsize=(10, 3.8 * n), dpi=90, squeeze=False)
+    for (dataset, group), (a1, a2) in zip(by_dataset.items(), axes):
+        curves = []
+        for run in group:
+            xs, ys = run.series("val_accuracy")
+            a1.plot(xs, ys, "-o", ms=3, label=run.label)
+            ex, ey = run.energy_curve()
+            a2.plot(ex, ey, "-o", ms=3, label=f"{run.path.name} ({run.summary.get('energy_source', 'none')})")
+            curves.append((xs, ex))
+        a1.set_xlabel("training samples seen")
+        a2.set_xlabel("cumulative device energy in training (J)")
+        for ax, k, unit in ((a1, 0, ""), (a2, 1, "J")):
+            if _spread([c[k] for c in curves]):
+                ax.set_xscale("log")
+            else:
+                ax.xaxis.set_major_locator(MaxNLocator(6))
+            ax.xaxis.set_major_formatter(EngFormatter(unit=unit, sep=""))
+            ax.set_ylabel("validation accuracy")
+            ax.set_title(dataset, fontsize=9)
+            ax.grid(alpha=0.3)
+            ax.legend(fontsize=6)
     fig.tight_layout()
-    fig.savefig(out)
+    fig.savefig(out, format="png")
     plt.close(fig)
     return out

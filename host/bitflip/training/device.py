@@ -35,6 +35,9 @@ class DeviceRun:
     # after a link failure, give up instead of reconnecting when the board has sent no
     # byte at all for this long: the line is dead (unplugged cable, wrong port)
     dead_after_s = 60.0
+    # a port where nothing at all has answered this long after it was opened holds no board
+    # running MicroPython (a bare UART, the wrong port): a UsageError, nothing was started
+    first_contact_s = 12.0
 
     def __init__(self, plan: Plan, target: Target, collector: Collector, progress: Progress, resume: bool = False,
                  ckpt_every: int = 1000, max_reconnects: int = 10):
@@ -57,6 +60,7 @@ class DeviceRun:
         self.shrinks = 0
         self._boot_s: float | None = None  # launch to first pong, measured once
         self.ckpts = 0  # checkpoints the board confirmed (reconnects count against the limit only without one)
+        self._opened: float | None = None  # when a real port was opened (None: a virtual board)
 
     # records -------------------------------------------------------------------------------
     def on_record(self, rec: dict[str, Any]) -> None:
@@ -102,7 +106,16 @@ class DeviceRun:
                     budget += 0.25
             if link.eof:
                 return None
+            self._silent_port(link)
         return None
+
+    def _silent_port(self, link: SerialLink) -> None:
+        """Give up on a real port where nothing has said a single byte since it was opened."""
+        if self._opened is None or link.last_rx or time.monotonic() - self._opened < self.first_contact_s:
+            return
+        port = getattr(self.target, "port", link.name)
+        raise UsageError(f"--port {port}: nothing answered within {self.first_contact_s:.0f} s; no board running "
+                         "MicroPython on this port? (`bitflip ports` lists the ports, `bitflip deploy` installs bitflip)")
 
     def _check(self, pong: dict[str, Any]) -> None:
         """The board that answered is the one named, and speaks this protocol."""
@@ -154,6 +167,7 @@ class DeviceRun:
                     return int(pong[P.F_EXPECT])
                 link.write(P.encode_frame(P.K_EXIT, 0))  # started with damaged settings: leave
             self._not_deployed(link)
+            self._silent_port(link)
             if link.eof:
                 break
             time.sleep(0.05)
@@ -303,6 +317,10 @@ class DeviceRun:
     def execute(self) -> None:
         resume = self.resume
         link = self.target.open()
+        from ..link.targets import SerialTarget
+
+        if isinstance(self.target, SerialTarget):
+            self._opened = time.monotonic()
         heard = time.monotonic()  # the last time the board said anything
         futile = 0  # reconnects in a row without a new checkpoint on the board
         ckpts = self.ckpts
@@ -315,6 +333,7 @@ class DeviceRun:
             except ProtocolMismatch:
                 raise  # permanent: reconnecting cannot fix the firmware
             except LinkError as e:
+                self._silent_port(link)  # (a write that timed out on a port nobody reads)
                 self.reconnects += 1
                 self.got.host("link lost", error=str(e), reconnect=self.reconnects)
                 futile = 0 if self.ckpts > ckpts else futile + 1  # (a board reset every epoch is progress)

@@ -4,6 +4,7 @@ before anything is started, created or written — it reads the dataset, the boa
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -188,6 +189,8 @@ def data_digest(data: Dataset) -> str:
     for a in (data.x_train, data.y_train, data.x_test, data.y_test):
         h.update(np.ascontiguousarray(a).tobytes())
         h.update(str(a.shape).encode())
+    if data.labels:  # class names: renaming a class makes another job
+        h.update(json.dumps(list(data.labels)).encode())
     return h.hexdigest()[:16]
 
 
@@ -210,8 +213,7 @@ def prepare(req: TrainRequest) -> Plan:
         port = resolve_port(port, board)  # 'auto': the single port that looks like it
     data = load_dataset(req.dataset)
     if req.limit is not None:
-        data = Dataset(data.name, data.x_train[: req.limit], data.y_train[: req.limit], data.x_test, data.y_test,
-                       data.max_value, data.default_encoding, data.source)
+        data = dataclasses.replace(data, x_train=data.x_train[: req.limit], y_train=data.y_train[: req.limit])
     weights = req.weights or DEFAULT_WEIGHTS.get(data.name, "binary2")
     if weights not in spec.KINDS:
         raise UsageError(f"--weights must be binary, binary2 or ternary (got {weights})")

@@ -149,6 +149,7 @@ class Collector:
             "board": p.board.name,
             "dataset": p.data.name,
             "dataset_arg": p.req.dataset,  # as given (a file path for user data: export reloads it)
+            "labels": list(p.data.labels) if p.data.labels else None,  # class names, class i is labels[i]
             "limit": p.req.limit,
             "model": p.model,
             "sizes": p.sizes,

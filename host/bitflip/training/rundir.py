@@ -102,6 +102,12 @@ class RunDir:
         self.moved_aside: Path | None = None
         if force and self.path.is_dir() and any(self.path.iterdir()):
             self.moved_aside = move_aside(self.path)
+        # the topmost directory this run makes (None: it existed): discard() removes it again
+        self.created: Path | None = None
+        for d in (self.path, *self.path.parents):
+            if d.exists():
+                break
+            self.created = d
         self.path.mkdir(parents=True, exist_ok=True)
         if not resume:
             self.write_json(JOB, {"job": job, "created": time.strftime("%Y-%m-%dT%H:%M:%S")})
@@ -132,6 +138,20 @@ class RunDir:
 
     def close(self) -> None:
         self._events.close()
+
+    def discard(self) -> None:
+        """Undo opening a run that never started (bad input found at the board: nothing
+        answered, another board, bitflip not deployed): the directories it made are removed,
+        contents moved aside by --force are put back. A directory that existed is kept."""
+        import shutil
+
+        self.close()
+        if self.created is not None:
+            shutil.rmtree(self.created, ignore_errors=True)
+        elif self.moved_aside is not None:
+            shutil.rmtree(self.path, ignore_errors=True)
+        if self.moved_aside is not None and not self.path.exists():
+            self.moved_aside.rename(self.path)
 
 
 def read_records(path: Path) -> list[dict[str, Any]]:

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from contextlib import ExitStack
 from typing import Any
 
-from ..errors import BitflipError
+from ..errors import BitflipError, UsageError
 from .plan import Plan, TrainRequest, default_out, model_sizes, parse_model, prepare
 from .records import Collector, Say
 from .rundir import RunDir
@@ -87,6 +87,10 @@ def train(req: TrainRequest, progress_factory: Callable[[int], Any] | None = Non
         _plots(got, summary)
         got.host("done")
         return summary
+    except UsageError:
+        if not req.resume and not got.epochs:  # found at the board before any epoch: leave no half-made run dir
+            run.discard()
+        raise
     except KeyboardInterrupt:
         got.host("interrupted")
         where = "the board's flash" if not plan.board.is_host else str(plan.out / "host.ckpt.npz")

@@ -86,5 +86,5 @@ def export_run(run_dir: Path, dataset: str | None = None) -> ModelFile:
         "writer": f"bitflip {__version__} export",
     }
     return ModelFile(cfg=cfg, planes=planes, encoding=enc, n_features=data.n_features, max_value=data.max_value,
-                     scaling=data.scaling, labels=[str(i) for i in range(int(cfg["classes"]))], step=step,
+                     scaling=data.scaling, labels=list(data.labels) if data.labels else [str(i) for i in range(int(cfg["classes"]))], step=step,
                      fill=fill, pos=pos, meta=meta)
