@@ -230,14 +230,18 @@ def test_protocol_mismatch_is_one_clear_message(tmp_path: Path, monkeypatch: pyt
     assert time.monotonic() - t0 < 30  # no reconnect loop
 
 
-def test_dead_line_is_a_clear_error_not_a_hang(tmp_path: Path) -> None:
+def test_dead_line_is_a_clear_error_not_a_hang(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from bitflip.training.device import DeviceRun
+
+    # the real limit is 60 s of silence; the logic is the same at 8 s and the test 50 s shorter
+    monkeypatch.setattr(DeviceRun, "dead_after_s", 8.0)
     cut = F.Cut(at=5000, for_s=None)  # the cable is gone for good mid-job
     t0 = time.monotonic()
     with pytest.raises(LinkError) as e:
         _run(tmp_path, fault_in=cut.inbound, fault_out=cut.outbound)
     took = time.monotonic() - t0
     assert "line is dead" in str(e.value)
-    assert took < 120, took  # DeviceRun.dead_after_s (60 s) plus one attempt
+    assert 8.0 < took < 60, took  # dead_after_s plus one attempt, not a hang
 
 
 # --- fuzzing the device's frame parser under the unix port ------------------------------------
