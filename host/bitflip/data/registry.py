@@ -18,10 +18,10 @@ from ..errors import UsageError
 from . import fetch
 from .dataset import Dataset, build, stratified_split
 from .files import load_csv, load_file, load_idx_dir, load_npz, read_csv
-from .named import ALIASES, DATASETS, FASHION_ENCODING, MNIST_ENCODING, SHAPES
+from .named import ALIASES, DATASETS, FASHION_ENCODING, MNIST_ENCODING, SHAPES, SOURCES
 
 # what other modules (and tests, benchmarks) import from here
-__all__ = ["ALIASES", "DATASETS", "FASHION_ENCODING", "MNIST_ENCODING", "SHAPES", "Dataset", "build", "canonical",
+__all__ = ["ALIASES", "DATASETS", "FASHION_ENCODING", "MNIST_ENCODING", "SHAPES", "SOURCES", "Dataset", "build", "canonical",
            "catalog", "describe", "load_csv", "load_dataset", "load_file", "load_idx_dir", "load_npz", "read_csv",
            "stratified_split"]
 
@@ -75,7 +75,7 @@ def catalog() -> list[dict[str, Any]]:
             d = fetch.locate(name)
             fetched, path = d is not None, str(d) if d else f"(not fetched: bitflip data fetch {name})"
         else:
-            fetched, path = True, "bundled with scikit-learn"
+            fetched, path = True, SOURCES[name]
         out.append({"name": name, "aliases": [a for a, n in ALIASES.items() if n == name], "fetched": fetched,
                     "train": ntr, "test": nte, "features": nf, "classes": nc, "path": path})
     return out
