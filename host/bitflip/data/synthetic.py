@@ -7,12 +7,13 @@ and shuffled; train and test come from the same distribution.
 
   motion   6 gestures, 3-axis accelerometer, 64 samples per axis (axis-major, 192 features):
            shake-x, circle, tap-z, wave, figure-eight, flick; random phase (circular shift),
-           speed 0.7-1.4x, amplitude 0.6-1.5x, noise, gravity seen through a random tilt.
+           speed 0.7-1.4x, amplitude 0.6-1.5x (and per axis), noise, gravity through the
+           gesture's holding tilt and a random orientation offset (a small 3-D rotation).
   shift1d  10 fixed 1-D patterns (bumps and edges) at a random shift and scale, smooth and
            white noise, random baseline and slope; 40 features.
   tones    8 tone mixtures ("keywords"): log-magnitude spectrum, 64 bins, of a 128-sample
            signal; fundamental + harmonics with pitch jitter, loudness, background noise.
-  table    4 classes, 24 features: 6 informative (2 clusters per class, nonlinear terms),
+  table    4 classes, 24 features: 6 informative (4 clusters per class, nonlinear terms),
            6 noisy linear mixtures of them, 12 irrelevant features with very different ranges.
 
 BASELINES (filled in below) were measured with scikit-learn on the uint8 features.
@@ -69,7 +70,7 @@ def _gesture(c: int, u: np.ndarray) -> np.ndarray:
     elif c == 1:  # circle in the x-y plane
         a = (np.cos(tau), np.sin(tau), z)
     elif c == 2:  # tap-z: two sharp knocks on z
-        w = (u % 1.0)
+        w = u % 1.0
         knock = np.exp(-(((w - 0.3) / 0.03) ** 2)) + np.exp(-(((w - 0.55) / 0.03) ** 2))
         a = (z, 0.15 * np.sin(tau), 2.0 * knock - 0.25)
     elif c == 3:  # wave: the hand swings about the forearm, y with a second harmonic
@@ -208,7 +209,8 @@ def table(n_train: int = 3000, n_test: int = 1000) -> Arrays:
     n = n_train + n_test
     y = _labels(rng, n_train, n_test, 4)
     # informative z0..z3: the 16 corners of a 4-cube dealt out 4 to a class, so a class is
-    # 4 clusters no single direction separates (XOR-like), plus a weak linear class shift
+    # 4 clusters no single direction separates (XOR-like), plus a class mean shift (the part a
+    # linear model can use)
     corners = np.array(np.meshgrid(*[[-1.0, 1.0]] * 4, indexing="ij")).reshape(4, 16).T
     deal = rng.permutation(16).reshape(4, 4)  # class -> its 4 corners
     z = 1.5 * corners[deal[y, rng.integers(0, 4, n)]] + rng.normal(0, 0.75, (n, 4))
@@ -219,7 +221,8 @@ def table(n_train: int = 3000, n_test: int = 1000) -> Arrays:
     noise = rng.normal(0, 1, (n, 12))
     raw = np.column_stack([inf, mix, noise])
     # a fixed range per column, as each column's sensor would have: the informative and mixed
-    # columns use 20-100 % of the byte, the noise columns anything from 3 levels to saturation
+    # columns use differing parts of the byte, the noise columns anything from saturating 0/255
+    # flicker (narrow range) to one or two levels (wide range)
     width = np.concatenate([rng.uniform(4, 20, 12), np.geomspace(0.03, 300, 12) * 4])
     lo = rng.uniform(-0.8, -0.2, 24) * width
     return _split(_quantise(raw, lo, lo + width), y, n_train)
