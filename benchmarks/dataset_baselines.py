@@ -19,7 +19,8 @@ import numpy as np
 from bitflip.data.encoding import parse_encoding
 from bitflip.data.registry import load_dataset
 
-HEADER = "| dataset | train / test | features | classes | LR | MLP 128 | 1-NN | bit template |\n|---|---|---|---|---|---|---|---|"
+HEADER = ("| dataset | train / test | features | classes | LR | MLP 128 | 1-NN | bit template |\n"
+          "|---|---|---|---|---|---|---|---|")
 
 
 def bit_template(xtr: np.ndarray, ytr: np.ndarray, xte: np.ndarray, yte: np.ndarray) -> float:

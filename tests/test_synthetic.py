@@ -4,6 +4,8 @@ datasets: deterministic bytes, shapes, balance, and learnable but not trivial.""
 from __future__ import annotations
 
 import hashlib
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +15,7 @@ from bitflip.data import synthetic
 from bitflip.data.registry import SHAPES, load_csv, load_dataset
 from click.testing import CliRunner
 
+ROOT = Path(__file__).resolve().parents[1]
 GENERATED = list(synthetic.GENERATORS)
 CLASSES = {"motion": 6, "shift1d": 10, "tones": 8, "table": 4, "iris": 3, "wine": 3, "breast-cancer": 2}
 
@@ -76,8 +79,8 @@ def test_sklearn_tables_are_scaled_like_csv_files(name: str, tmp_path: Path) -> 
         rows = [",".join([str(int(label))] + [repr(float(v)) for v in row]) for label, row in zip(ys, xs)]
         (tmp_path / f"{name}_{split}.csv").write_text("\n".join(rows) + "\n")
     csv = load_csv(tmp_path / f"{name}_train.csv")
-    for a, b in ((ds.x_train, csv.x_train), (ds.y_train, csv.y_train), (ds.x_test, csv.x_test), (ds.y_test, csv.y_test)):
-        assert np.array_equal(a, b)
+    for k in ("x_train", "y_train", "x_test", "y_test"):
+        assert np.array_equal(getattr(ds, k), getattr(csv, k)), k
     assert ds.default_encoding == csv.default_encoding and ds.max_value == csv.max_value
 
 
@@ -109,3 +112,12 @@ def test_cli_lists_and_describes_the_new_sets() -> None:
     assert "default encoding thermo:2 -> 128 bits per sample" in r.stdout
     r = CliRunner().invoke(main, ["data", "fetch", "motion"])
     assert r.exit_code == 0 and "nothing to fetch" in r.stdout
+
+
+def test_baselines_script_on_iris() -> None:
+    # the script that measured the tables in docs/datasets.md still runs (on the smallest set)
+    p = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "dataset_baselines.py"), "--dataset", "iris"],
+                       capture_output=True, text=True, timeout=120, check=False)
+    assert p.returncode == 0, p.stderr
+    row = p.stdout.splitlines()[2]
+    assert row.startswith("| iris | 120 / 30 | 4 | 3 | ") and row.count("%") == 4, row

@@ -21,15 +21,14 @@ from .files import load_csv, load_file, load_idx_dir, load_npz, read_csv
 from .named import ALIASES, DATASETS, FASHION_ENCODING, MNIST_ENCODING, SHAPES, SOURCES
 
 # what other modules (and tests, benchmarks) import from here
-__all__ = ["ALIASES", "DATASETS", "FASHION_ENCODING", "MNIST_ENCODING", "SHAPES", "SOURCES", "Dataset", "build", "canonical",
-           "catalog", "describe", "load_csv", "load_dataset", "load_file", "load_idx_dir", "load_npz", "read_csv",
-           "stratified_split"]
+__all__ = ["ALIASES", "DATASETS", "FASHION_ENCODING", "MNIST_ENCODING", "SHAPES", "SOURCES", "Dataset", "build",
+           "canonical", "catalog", "describe", "load_csv", "load_dataset", "load_file", "load_idx_dir", "load_npz",
+           "read_csv", "stratified_split"]
 
 
 def canonical(name: str) -> str | None:
     n = ALIASES.get(name, name)
     return n if n in DATASETS else None
-
 
 
 def load_dataset(name: str, log: fetch.Log | None = None) -> Dataset:
