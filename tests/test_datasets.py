@@ -424,7 +424,8 @@ def test_csv_rejects_binary_and_mismatched_sibling(tmp_path: Path) -> None:
 
 
 def test_load_dataset_dispatch(tmp_path: Path) -> None:
-    usage(load_dataset, "cifar", match=r"unknown dataset 'cifar' \(known: digits, fashion, fashion-mnist, mnist")
+    usage(load_dataset, "cifar",
+          match=r"unknown dataset 'cifar' \(known: breast-cancer, breast_cancer, digits, fashion, fashion-mnist, iris, mnist")
     usage(load_dataset, str(tmp_path / "x.npz"), match="not found")
     usage(load_dataset, "data/x", match="not found")
     (tmp_path / "x.parquet").write_bytes(b"PAR1")

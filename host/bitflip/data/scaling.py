@@ -1,4 +1,4 @@
-"""How raw feature values become whole numbers 0..255 (the rule in registry.py's docstring),
+"""How raw feature values become whole numbers 0..255 (the rule in dataset.py's docstring),
 as an object a model keeps: the training data fixes it, the model file stores it, and new
 data (on the host, or on a board: firmware/bitflip/encode.py) goes through the same steps.
 

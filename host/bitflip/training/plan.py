@@ -21,8 +21,8 @@ import numpy as np
 from .. import boards as boards_mod
 from ..boards import Board
 from ..data import Dataset, load_dataset
+from ..data.dataset import stratified_split
 from ..data.encoding import Encoding, parse_encoding
-from ..data.registry import stratified_split
 from ..device import spec
 from ..energy import meter_config
 from ..errors import UsageError
