@@ -12,6 +12,9 @@ Fashion-MNIST) the defaults are the ones in hparams.py. For anything else:
   run of the rule itself (QUICK_EPOCHS epochs on at most QUICK_ROWS training rows) scored on
   the validation split — never on the test split. More levels cost input bits, so under the
   same memory plan they buy resolution with prototypes; the validation run settles it;
+- on the chosen encoding, the prototypes' flip density k_out (K_OUTS; data with many errors
+  needs smaller steps, or the prototypes random-walk and training accuracy falls epoch after
+  epoch), scored the same way;
 - on the chosen encoding, a model with a hidden layer of HIDDEN_WIDTHS binary units trained by
   the pool rule (learned features; the prototypes shrink to what the plan still holds) is
   scored the same way and kept only if it validates better.
@@ -27,7 +30,6 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -36,7 +38,7 @@ from ..boards import load as load_board
 from ..data import Dataset, fetch
 from ..data.encoding import Encoding, parse_encoding
 from ..errors import UsageError
-from .hparams import DEFAULT_MODEL, HIDDEN_FALLBACK, rule_config
+from .hparams import DEFAULT_MODEL, FALLBACK, HIDDEN_FALLBACK, rule_config
 from .memory import check_fits, largest_prototypes
 from .reference import Reference
 
@@ -45,7 +47,8 @@ PER_PROTOTYPE = 8  # training samples of the smallest class per prototype, at mo
 MAX_PROTOTYPES = 64  # per class: beyond this the plan, not the data, is what grows
 MAX_BITS = 4096  # input bits a candidate may have (a 64-byte row per prototype plane)
 HIDDEN_WIDTHS = (128,)  # also tried: one hidden layer this wide, trained by the pool rule
-QUICK_EPOCHS = 2
+K_OUTS = (4, 5, 6, 7)  # flip densities 1/2**k tried for the prototypes (FALLBACK's first)
+QUICK_EPOCHS = 3
 QUICK_ROWS = 2000
 QUICK_SEED = 0
 PLAN_BOARD = "pico"  # the board the host reference sizes its default model for
@@ -56,8 +59,9 @@ Log = Callable[[str], None]
 class Choice:
     encoding: str
     model: str
+    rule: dict[str, int]  # rule settings that differ from hparams.FALLBACK (e.g. k_out)
     how: str  # one line for the user and for summary.json: what was chosen and why
-    scores: dict[str, float]  # candidate encoding -> validation accuracy of its quick run
+    scores: dict[str, float]  # candidate -> validation accuracy (best epoch) of its quick run
 
 
 def plan_board(board: Board) -> Board:
@@ -101,7 +105,8 @@ def _hidden_model(data: Dataset, n_in: int, width: int, weights: str, board: Boa
     return None
 
 
-def _quick(data: Dataset, enc: Encoding, model: str, weights: str, tr: np.ndarray, va: np.ndarray) -> float:
+def _quick(data: Dataset, enc: Encoding, model: str, weights: str, tr: np.ndarray, va: np.ndarray,
+           rule: dict[str, int]) -> float:
     """Validation accuracy of the rule after a short run (the host reference, bit-exact with the board)."""
     from .plan import parse_model  # plan imports this module
 
@@ -109,13 +114,15 @@ def _quick(data: Dataset, enc: Encoding, model: str, weights: str, tr: np.ndarra
     sizes = parse_model(model, n_in, data.n_classes)
     rows = tr[:QUICK_ROWS]  # tr is already a stratified, shuffled selection
     x, y = enc.pack(data.x_train[rows]), data.y_train[rows]
-    cfg = rule_config(data.name, sizes, weights, QUICK_SEED, data.n_classes, {}, len(rows))
+    cfg = rule_config(data.name, sizes, weights, QUICK_SEED, data.n_classes, rule, len(rows))
     ref = Reference(cfg)
+    best = 0.0
+    xv, yv = enc.pack(data.x_train[va]), data.y_train[va]
     for e in range(QUICK_EPOCHS):
         for j in np.random.default_rng([QUICK_SEED, e]).permutation(len(rows)):
             ref.train_sample(x[j], int(y[j]))
-    pred = ref.predict(enc.pack(data.x_train[va]))
-    return float((pred == data.y_train[va]).mean())
+        best = max(best, float((ref.predict(xv) == yv).mean()))  # a run keeps its best epoch
+    return best
 
 
 def cache_dir() -> Path:
@@ -123,57 +130,65 @@ def cache_dir() -> Path:
 
 
 def _cache_key(data_digest: str, board: Board, weights: str, n_val: int) -> str:
-    return f"{data_digest}-{plan_board(board).name}-{weights}-{n_val}-v2"
+    return f"{data_digest}-{plan_board(board).name}-{weights}-{n_val}-v3"
 
 
 def choose(data: Dataset, data_digest: str, weights: str, board: Board, tr: np.ndarray, va: np.ndarray,
            log: Log | None = None) -> Choice:
-    """The encoding and model for data nobody tuned for (see the module docstring)."""
+    """The encoding, model and flip density for data nobody tuned for (the module docstring)."""
     path = cache_dir() / f"{_cache_key(data_digest, board, weights, len(va))}.json"
     try:
         got = json.loads(path.read_text())
-        return Choice(got["encoding"], got["model"], got["how"], got["scores"])
+        return Choice(got["encoding"], got["model"], got["rule"], got["how"], got["scores"])
     except (OSError, ValueError, KeyError, TypeError):
         pass
-    if log:
-        log(f"choosing the encoding and model on the validation split "
-            f"({len(CANDIDATES) + len(HIDDEN_WIDTHS)} quick runs of the rule)")
     y_train = data.y_train[tr]
-    scores: dict[str, float] = {}
-    models: dict[str, str] = {}
+    fits = []
     for spec in CANDIDATES:
         enc = parse_encoding(spec, data.max_value, data.n_features)
         n_in = enc.n_bits(data.n_features)
-        if n_in > MAX_BITS or prototypes(data, n_in, weights, board, y_train) < 1:
-            continue
-        models[spec] = model_for(data, n_in, weights, board, y_train)
-        if len(va) == 0:  # nothing to choose on: the fewest bits
-            scores[spec] = 0.0
-            break
-        scores[spec] = _quick(data, enc, models[spec], weights, tr, va)
+        if n_in <= MAX_BITS and prototypes(data, n_in, weights, board, y_train) >= 1:
+            fits.append((spec, enc, model_for(data, n_in, weights, board, y_train)))
+    if not fits:  # even one level does not fit: the smallest candidate; the planner then names the problem
+        return Choice(CANDIDATES[0], f"{data.n_classes}x1", {}, "no candidate encoding fits the board's plan", {})
+    if len(va) == 0:  # nothing to choose on: the fewest bits and the fallback settings
+        spec, _, model = fits[0]
+        return Choice(spec, model, {}, "no validation split: the fewest input bits that fit", {})
+    if log:
+        log(f"choosing the encoding, model and flip density on the validation split "
+            f"({len(fits) + len(K_OUTS) - 1 + len(HIDDEN_WIDTHS)} quick runs of the rule)")
+    scores: dict[str, float] = {}
+    found: dict[str, tuple[str, str, dict[str, int]]] = {}
+
+    def score(spec: str, enc: Encoding, model: str, rule: dict[str, int]) -> None:
+        key = " ".join([spec, model, *(f"{k}={v}" for k, v in rule.items())])
+        scores[key] = _quick(data, enc, model, weights, tr, va, rule)
+        found[key] = (spec, model, rule)
         if log:
-            log(f"defaults: {spec} -> {models[spec]}: validation {scores[spec]:.4f} "
+            log(f"defaults: {key}: validation {scores[key]:.4f} "
                 f"({QUICK_EPOCHS} quick epochs on {min(len(tr), QUICK_ROWS)} rows)")
-    if not scores:  # even one level does not fit: the smallest candidate; the planner then names the problem
-        return Choice(CANDIDATES[0], f"{data.n_classes}x1", "no candidate encoding fits the board's plan", {})
-    best = max(scores, key=lambda s: (scores[s], -CANDIDATES.index(s)))  # ties: fewer bits
-    if len(va):  # a hidden layer of learned binary features (the pool rule) on the best encoding
-        enc = parse_encoding(best, data.max_value, data.n_features)
-        n_in = enc.n_bits(data.n_features)
-        for width in HIDDEN_WIDTHS:
-            model = _hidden_model(data, n_in, width, weights, board, y_train)
-            if model is None:
-                continue
-            key = f"{best} {model}"
-            scores[key] = _quick(data, enc, model, weights, tr, va)
-            models[key] = model
-            if log:
-                log(f"defaults: {key}: validation {scores[key]:.4f}")
-        best = max(scores, key=lambda s: (scores[s], -len(s)))  # ties: no hidden layer
-    how = (f"encoding {best.split(' ')[0]} and model {models[best]} chosen on the validation split "
-           f"({', '.join(f'{s} {v:.3f}' for s, v in scores.items())}); prototypes sized to the "
-           f"{plan_board(board).name} memory plan")
-    choice = Choice(best.split(" ")[0], models[best], how, scores)
+
+    def best() -> str:  # ties: the earlier candidate (fewer bits, the fallback settings, no hidden layer)
+        keys = list(scores)
+        return max(keys, key=lambda k: (scores[k], -keys.index(k)))
+
+    for spec, enc, model in fits:  # 1. the encoding, at the fallback settings
+        score(spec, enc, model, {})
+    spec, model, _ = found[best()]
+    enc = parse_encoding(spec, data.max_value, data.n_features)
+    for k in K_OUTS:  # 2. the flip density of the prototypes
+        if k != FALLBACK["k_out"]:
+            score(spec, enc, model, {"k_out": k})
+    hidden_rule: dict[str, int] = {}  # 3. a hidden layer of learned binary features (the pool rule), its own settings
+    for width in HIDDEN_WIDTHS:
+        hidden = _hidden_model(data, enc.n_bits(data.n_features), width, weights, board, y_train)
+        if hidden is not None:
+            score(spec, enc, hidden, hidden_rule)
+    spec, model, rule = found[best()]
+    how = (f"encoding {spec}, model {model}" + "".join(f", {k} {v}" for k, v in rule.items())
+           + f" chosen on the validation split ({', '.join(f'{k}: {v:.3f}' for k, v in scores.items())}); "
+           f"prototypes sized to the {plan_board(board).name} memory plan")
+    choice = Choice(spec, model, rule, how, scores)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp")
@@ -184,5 +199,3 @@ def choose(data: Dataset, data_digest: str, weights: str, board: Board, tr: np.n
     return choice
 
 
-def describe(choice: Choice) -> dict[str, Any]:
-    return {"encoding": choice.encoding, "model": choice.model, "how": choice.how, "val_scores": choice.scores}

@@ -220,10 +220,10 @@ def prepare(req: TrainRequest) -> Plan:
     frac = VAL_FRACTION if req.val is None else float(req.val)
     tr, va = (stratified_split(data.y_train, VAL_SPLIT_SEED, frac) if frac > 0 else
               (np.arange(len(data.y_train)), np.zeros(0, np.int64)))
-    chosen = ""
+    chosen, chosen_rule = "", {}
     if req.encoding is None and req.model is None and data.name not in DEFAULT_MODEL:
         choice = defaults.choose(data, data_digest(data), weights, board, tr, va, _log)
-        enc_spec, model, chosen = choice.encoding, choice.model, choice.how
+        enc_spec, model, chosen, chosen_rule = choice.encoding, choice.model, choice.how, choice.rule
     else:
         enc_spec, model = req.encoding or data.default_encoding, req.model or ""
     enc = parse_encoding(enc_spec, data.max_value, data.n_features)
@@ -231,7 +231,8 @@ def prepare(req: TrainRequest) -> Plan:
     if req.model is None and not model:  # tuned sets too: their model, shrunk to the board's plan
         model = defaults.model_for(data, n_in, weights, board, data.y_train[tr])
     sizes = parse_model(model, n_in, data.n_classes)
-    cfg = rule_config(data.name, sizes, weights, req.seed, data.n_classes, req.rule, len(tr))
+    rule = {**chosen_rule, **req.rule}  # --rule wins over what the defaults chose
+    cfg = rule_config(data.name, sizes, weights, req.seed, data.n_classes, rule, len(tr))
     if req.cores is not None:
         cfg["cores"] = req.cores
     check_fits(sizes, weights, board, classes=data.n_classes, pool_rows=cfg.get("pool", {}).get("rows", 0))
