@@ -118,6 +118,8 @@ def rule_row(p: Plan, progress: Progress) -> dict[str, Any]:
         "sizes": p.sizes,
         "test_accuracy": s["test_accuracy"],
         "train_accuracy": s["train_accuracy"],
+        "val_accuracy": s["val_accuracy"],  # of the model kept: the best epoch on validation
+        "best_epoch": s["best_epoch"],
         "weight_bits": bits,
         "param_updates": c["writes"],
         "ops": {"xor_words": c["fwd_words"], "upd_words": c["upd_words"],
