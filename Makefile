@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test lint bench clean data
+.PHONY: setup demo test test-fast lint bench clean data
 
 STUBS := $(VENV)/mpy-stubs
 
@@ -28,6 +28,10 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/pytest -q
+
+# the fast tier: everything but the tests marked slow (long end-to-end and emulator runs)
+test-fast: $(STAMP)
+	$(BIN)/pytest -q -m "not slow"
 
 data: $(STAMP)
 	$(BIN)/bitflip data fetch mnist

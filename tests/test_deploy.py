@@ -152,6 +152,7 @@ def empty_sim(tmp_path: Path):
         yield vb
 
 
+@pytest.mark.slow
 def test_deploy_into_an_empty_virtual_board_then_train_bit_exactly(empty_sim: VirtualBoard, tmp_path: Path) -> None:
     lib = empty_sim.flash / "lib" / "bitflip"
     r = CliRunner().invoke(main, ["deploy", "--board", "sim-pico", "--port", empty_sim.port, "--build-dir",

@@ -72,6 +72,7 @@ def test_train_port_is_checked_before_anything_starts(monkeypatch: pytest.Monkey
     assert len(r.output.strip().splitlines()) == 1 and not out.exists()
 
 
+@pytest.mark.slow
 def test_the_device_tests_pass_against_a_bitflip_sim(tmp_path: Path) -> None:
     """Run this file's device tests the way a user with a board would, with the port of an
     empty virtual board started by `bitflip sim` standing in for the board."""

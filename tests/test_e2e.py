@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 BITFLIP = str(Path(sys.executable).parent / "bitflip")
 KEYS = {"board", "dataset", "model", "epochs", "samples_seen", "train_accuracy", "test_accuracy", "flips",
@@ -24,6 +25,7 @@ def _train(tmp: Path, board: str, *extra: str) -> dict:
     return json.loads(p.stdout)
 
 
+@pytest.mark.slow
 def test_virtual_pico_matches_host_and_learns_digits(tmp_path: Path) -> None:
     dev = _train(tmp_path, "sim-pico")
     host = _train(tmp_path, "host")

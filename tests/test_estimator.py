@@ -26,6 +26,7 @@ NOT_RUN = {
 }
 
 
+@pytest.mark.slow
 def test_passes_the_scikit_learn_estimator_checks() -> None:
     results = check_estimator(BitflipClassifier(), on_fail=None)
     failed = {r["check_name"]: str(r["exception"])[:200] for r in results if r["status"] == "failed"}

@@ -31,6 +31,7 @@ def test_new_asm_is_thumb1(mods) -> None:
         assert check_thumb1(find_function(tm, name).code) > 100, name
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("variant", ["viper", "asm"])
 def test_dense_argmax_matches_numpy(variant: str) -> None:
     for nw in (0, 1, 2, 3, 4, 5, 6, 7, 13, 25):
@@ -72,6 +73,7 @@ def _update_case(rng: np.random.Generator, nw: int, pad: int, k: int, ks: int, u
     return n_in, s, aux, x, st
 
 
+@pytest.mark.slow
 def test_update_row_b2_asm_matches_numpy_and_viper(mods) -> None:
     km, tm, _ = mods
     rng = np.random.default_rng(3)

@@ -98,6 +98,7 @@ def test_board_killed_at_random_frames_under_noise(tmp_path: Path, clean_digest:
     assert s["reconnects"] >= 2
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("both", [True, False], ids=["1% both ways + resets", "1% host->board + resets"])
 def test_noisy_line_with_resets_ends_with_clean_digest(both: bool, tmp_path: Path, clean_digest: str) -> None:
     # issue 14 point 5, short: 1 % of the bytes damaged (both ways, or host -> board only)
@@ -174,6 +175,7 @@ def _orphans(flash: Path) -> list[int]:
     return out
 
 
+@pytest.mark.slow
 def test_host_killed_then_resume_same_run_dir(tmp_path: Path) -> None:
     out = tmp_path / "job"
     args = [BITFLIP, "train", "--board", "sim-pico", "--dataset", "digits", "--epochs", "2", "--ckpt-every", "100",
@@ -230,6 +232,7 @@ def test_protocol_mismatch_is_one_clear_message(tmp_path: Path, monkeypatch: pyt
     assert time.monotonic() - t0 < 30  # no reconnect loop
 
 
+@pytest.mark.slow
 def test_dead_line_is_a_clear_error_not_a_hang(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from bitflip.training.device import DeviceRun
 
@@ -537,6 +540,7 @@ EXAMPLES = 52  # 52 x 200 = 10,400 cases
 @given(cases=st.lists(st.tuples(st.integers(0, len(MUTATIONS) - 1), st.integers(0, 2**32 - 1)),
                       min_size=BATCH, max_size=BATCH),
        mp=st.sampled_from([64, 256, 2048]))
+@pytest.mark.slow
 def test_fuzz_device_frame_parser(cases: list[tuple[int, int]], mp: int) -> None:
     fuzz_batch(cases, mp)
 

@@ -116,6 +116,7 @@ def test_one_line_per_epoch_on_stderr_when_piped(tmp_path: Path) -> None:
     assert "epoch " not in q.stderr
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("cores", [2])
 def test_a_board_gives_its_heap_back_run_after_run(tmp_path: Path, cores: int) -> None:
     """Three jobs on one board process without a reset (a `bitflip sim` stands in for a Pico

@@ -8,9 +8,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
+@pytest.mark.slow
 def test_suite_prints_one_row_per_dataset_with_measured_numbers(tmp_path: Path) -> None:
     out = tmp_path / "suite.md"
     p = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "suite.py"), "--datasets", "iris,shift1d",
