@@ -102,3 +102,25 @@ def test_the_fashion_pool_recipe_fits_and_trains_on_the_virtual_pico2(tmp_path: 
     p = subprocess.run([BITFLIP, "train", "--board", "sim-pico2", "--out", str(tmp_path / "big"), *args,
                         "--rule", "pool=560"], capture_output=True, text=True, timeout=120, check=False)
     assert p.returncode == 2 and "pool rule with 560-unit windows" in p.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("dataset", ["mnist", "fashion"])
+def test_the_image_defaults_train_on_the_virtual_pico_with_the_host_digest(tmp_path: Path, dataset: str) -> None:
+    """The MNIST and Fashion defaults (no --model/--encoding/--rule) on the virtual Pico, whose
+    heap and memory plan are the genuine firmware's: same weights as the host reference."""
+    from bitflip.data import fetch
+    from bitflip.training.hparams import DEFAULT_MODEL
+
+    if fetch.locate(dataset) is None:
+        pytest.skip(f"{dataset} is not fetched (`make data`)")
+    runs = {}
+    for board in ("sim-pico", "host"):
+        p = subprocess.run([BITFLIP, "train", "--board", board, "--dataset", dataset, "--limit", "600", "--epochs", "1",
+                            "--json", "--out", str(tmp_path / board)], capture_output=True, text=True, timeout=900,
+                           check=False)
+        assert p.returncode == 0, p.stderr
+        runs[board] = json.loads(p.stdout)
+    assert runs["sim-pico"]["model"] == runs["host"]["model"] == DEFAULT_MODEL[dataset]
+    assert runs["sim-pico"]["weights_sha256"] == runs["host"]["weights_sha256"]
+    assert runs["sim-pico"]["test_accuracy"] == runs["host"]["test_accuracy"]
