@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "host"))
 
 from bitflip import boards as boards_mod
 from bitflip import gitinfo
-from bitflip.link.deploy import firmware_versions
+from bitflip.link.build import firmware_versions
 from bitflip.training.hparams import DEFAULT_MODEL, DEFAULT_WEIGHTS
 from bitflip.training.memory import largest_hidden, largest_prototypes, model_name, plan_memory
 from bitflip.training.runner import parse_model

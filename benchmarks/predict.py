@@ -24,7 +24,7 @@ import numpy as np
 from bitflip import boards
 from bitflip.api import train
 from bitflip.data import load_dataset
-from bitflip.link.deploy import build_firmware
+from bitflip.link.build import build_firmware
 from bitflip.link.virtual import micropython_exe
 from bitflip.training.memory import sim_heap_bytes
 from bitflip.use.cexport import export_c

@@ -16,17 +16,19 @@ from bitflip import boards
 from bitflip.cli import main
 from bitflip.errors import BitflipError, UsageError
 from bitflip.link import flash as flash_mod
-from bitflip.link.deploy import (
-    ARCH_NUM,
+from bitflip.link.build import (
     Build,
     build_firmware,
-    check_device,
-    copy_build,
     firmware_src,
     firmware_versions,
-    lib_dir,
     mpy_header,
     render_package_json,
+)
+from bitflip.link.deploy import (
+    ARCH_NUM,
+    check_device,
+    copy_build,
+    lib_dir,
 )
 from bitflip.link.remote import Remote
 from bitflip.link.virtual import VirtualBoard

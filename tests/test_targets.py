@@ -1,6 +1,6 @@
 """Every firmware module's top-level code runs, for each target's module set, under the real
 unix port: a module whose top level fails on MicroPython fails here. The modules are the
-board's view of the sources (deploy.device_source: host-only code left out).
+board's view of the sources (build.device_source: host-only code left out).
 
 The unix port is x64 and has no inline Thumb assembler, so the rp2 set is imported with
 two stand-ins: a `sys` whose platform, native arch and thread model are the board's (the

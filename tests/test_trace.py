@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 from bitflip import calibrate as C
 from bitflip.armv6m import run_case
+from bitflip.armv6m.instrument import instrument
 from bitflip.armv6m.price import price
-from bitflip.armv6m.trace import instrument, run_trace
+from bitflip.armv6m.trace import run_trace
 from bitflip.training import reference as R
 
 

@@ -3,7 +3,7 @@ and of the host reference, and the estimated time and energy of one MNIST traini
 of the default model on RP2040 and ESP32 boards, single- and dual-core.
 
 `measure_costs` also regenerates host/bitflip/kernel_costs.json, the per-op cycle costs the
-energy model (energy.py) prices device counters with (`benchmarks/kernel_costs.py --write`).
+energy model (costmodel.py) prices device counters with (`benchmarks/kernel_costs.py --write`).
 Each kernel's cost is fitted as a linear function of its work (per call, per row, per word,
 per hash draw, ...) from a few emulated calls on random inputs; every call that has a numpy
 twin is checked against it and a mismatch raises.

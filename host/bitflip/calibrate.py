@@ -20,7 +20,7 @@ conversions), so there is no separate per-native-call term: the measurements can
 kinds of call apart.
 
 `benchmarks/pico_calibration.py --write` traces the calibration runs and the bench workloads,
-fits the terms and writes host/bitflip/pico_calibration.json, which energy.py and
+fits the terms and writes host/bitflip/pico_calibration.json, which costmodel.py and
 `bitflip bench` read.
 """
 

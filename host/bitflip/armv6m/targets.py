@@ -64,9 +64,9 @@ def asm_standins(source: str) -> str:
 def target_package(tmp: Path, target: str, transform: Callable[[str, str], str] | None = None,
                    src: Path = FIRMWARE) -> Path:
     """A copy of the firmware package as the target loads it (tmp/lib/bitflip: the board's view
-    of the sources, deploy.device_source); returns tmp/lib. `transform(module name, source)`
+    of the sources, build.device_source); returns tmp/lib. `transform(module name, source)`
     rewrites each module's source after the stand-ins."""
-    from ..link.deploy import device_source
+    from ..link.build import device_source
 
     root = tmp / "lib"
     pkg = root / "bitflip"

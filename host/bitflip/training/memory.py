@@ -103,7 +103,7 @@ def link_buffers(max_payload: int) -> dict[str, int]:
 
 def modules(cfg: dict[str, Any], arch: str) -> list[str]:
     """The firmware modules a run of this configuration imports on a board of this arch."""
-    from ..link.deploy import ARM_ARCHS
+    from ..link.build import ARM_ARCHS
 
     names = list(BASE_MODULES)
     names += ARM_ONLY if arch in ARM_ARCHS else ("kernels_fast",)
@@ -121,7 +121,7 @@ def modules(cfg: dict[str, Any], arch: str) -> list[str]:
 
 # --- .mpy sizes of the firmware (cached per source) ---------------------------------------------
 def _firmware_dir() -> Path:
-    from ..link.deploy import firmware_src
+    from ..link.build import firmware_src
 
     return firmware_src()
 
@@ -135,7 +135,7 @@ def _source_key(extra: str, src: Path | None = None) -> str:
 
 
 def _cache_path() -> Path:
-    from ..link.deploy import default_build_root
+    from ..link.build import default_build_root
 
     return default_build_root() / "memory-cache.json"
 
@@ -167,7 +167,7 @@ def mpy_sizes(arch: str, src: Path | None = None) -> dict[str, list[int]]:
 
     def compute() -> dict[str, list[int]]:
         from ..armv6m.mpy import KIND_ASM, KIND_VIPER, RawCode, parse_mpy
-        from ..link.deploy import _compile, mpy_cross_exe
+        from ..link.build import _compile, mpy_cross_exe
 
         def native(rc: RawCode) -> int:
             return (len(rc.code) if rc.kind in (KIND_VIPER, KIND_ASM) else 0) + sum(native(c) for c in rc.children)
@@ -177,7 +177,7 @@ def mpy_sizes(arch: str, src: Path | None = None) -> dict[str, list[int]]:
         with tempfile.TemporaryDirectory() as tmp:
             for f in sorted(src.glob("*.py")):
                 dst = Path(tmp) / (f.stem + ".mpy")
-                if _compile(exe, f, dst, arch, f.name) is None:  # the board's view (deploy.device_source)
+                if _compile(exe, f, dst, arch, f.name) is None:  # the board's view (build.device_source)
                     data = dst.read_bytes()
                     out[f.stem] = [len(data), native(parse_mpy(data).root)]
         return out
