@@ -10,7 +10,9 @@ Fashion-MNIST) the defaults are the ones in hparams.py. For anything else:
   samples, and one that no sample moves is wasted memory);
 - the encoding is chosen among CANDIDATES (thermometers of 1, 2, 4 and 8 levels) by a short
   run of the rule itself (QUICK_EPOCHS epochs on at most QUICK_ROWS training rows) scored on
-  the validation split — never on the test split. More levels cost input bits, so under the
+  the validation split — never on the test split (below SMALL training samples: the mean over
+  SMALL_SPLITS seeded splits of the training data, since a few dozen validation samples
+  cannot tell candidates apart). More levels cost input bits, so under the
   same memory plan they buy resolution with prototypes; the validation run settles it;
 - on the chosen encoding, the prototypes' flip density k_out (K_OUTS; data with many errors
   needs smaller steps, or the prototypes random-walk and training accuracy falls epoch after
@@ -36,6 +38,7 @@ import numpy as np
 from ..boards import Board
 from ..boards import load as load_board
 from ..data import Dataset, fetch
+from ..data.dataset import stratified_split
 from ..data.encoding import Encoding, parse_encoding
 from ..errors import UsageError
 from .hparams import DEFAULT_MODEL, FALLBACK, HIDDEN_FALLBACK, rule_config
@@ -51,6 +54,9 @@ K_OUTS = (4, 5, 6, 7)  # flip densities 1/2**k tried for the prototypes (FALLBAC
 QUICK_EPOCHS = 3
 QUICK_ROWS = 2000
 QUICK_SEED = 0
+SMALL = 2000  # training samples below which candidates are scored on SMALL_SPLITS seeded splits
+SMALL_SPLITS = 5  # of the training data (never the test split), SMALL_VAL of it validating each time
+SMALL_VAL = 0.2
 PLAN_BOARD = "pico"  # the board the host reference sizes its default model for
 Log = Callable[[str], None]
 
@@ -112,7 +118,7 @@ def _quick(data: Dataset, enc: Encoding, model: str, weights: str, tr: np.ndarra
 
     n_in = enc.n_bits(data.n_features)
     sizes = parse_model(model, n_in, data.n_classes)
-    rows = tr[:QUICK_ROWS]  # tr is already a stratified, shuffled selection
+    rows = np.sort(np.random.default_rng(QUICK_SEED).permutation(tr)[:QUICK_ROWS])  # files may be sorted by class
     x, y = enc.pack(data.x_train[rows]), data.y_train[rows]
     cfg = rule_config(data.name, sizes, weights, QUICK_SEED, data.n_classes, rule, len(rows))
     ref = Reference(cfg)
@@ -130,7 +136,7 @@ def cache_dir() -> Path:
 
 
 def _cache_key(data_digest: str, board: Board, weights: str, n_val: int) -> str:
-    return f"{data_digest}-{plan_board(board).name}-{weights}-{n_val}-v3"
+    return f"{data_digest}-{plan_board(board).name}-{weights}-{n_val}-v4"
 
 
 def choose(data: Dataset, data_digest: str, weights: str, board: Board, tr: np.ndarray, va: np.ndarray,
@@ -159,14 +165,19 @@ def choose(data: Dataset, data_digest: str, weights: str, board: Board, tr: np.n
             f"({len(fits) + len(K_OUTS) - 1 + len(HIDDEN_WIDTHS)} quick runs of the rule)")
     scores: dict[str, float] = {}
     found: dict[str, tuple[str, str, dict[str, int]]] = {}
+    splits = [(tr, va)]
+    if len(tr) + len(va) < SMALL:  # a few dozen validation samples cannot tell candidates apart
+        rows = np.concatenate([tr, va])
+        splits = [(rows[a], rows[b]) for a, b in
+                  (stratified_split(data.y_train[rows], seed, SMALL_VAL) for seed in range(1, SMALL_SPLITS + 1))]
 
     def score(spec: str, enc: Encoding, model: str, rule: dict[str, int]) -> None:
         key = " ".join([spec, model, *(f"{k}={v}" for k, v in rule.items())])
-        scores[key] = _quick(data, enc, model, weights, tr, va, rule)
+        scores[key] = float(np.mean([_quick(data, enc, model, weights, t, v, rule) for t, v in splits]))
         found[key] = (spec, model, rule)
         if log:
-            log(f"defaults: {key}: validation {scores[key]:.4f} "
-                f"({QUICK_EPOCHS} quick epochs on {min(len(tr), QUICK_ROWS)} rows)")
+            log(f"defaults: {key}: validation {scores[key]:.4f} ({QUICK_EPOCHS} quick epochs on "
+                f"{min(len(splits[0][0]), QUICK_ROWS)} rows" + (f", mean of {len(splits)} splits)" if len(splits) > 1 else ")"))
 
     def best() -> str:  # ties: the earlier candidate (fewer bits, the fallback settings, no hidden layer)
         keys = list(scores)
