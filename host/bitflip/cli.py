@@ -13,6 +13,7 @@ import click
 
 from . import __version__
 from .commands import bench, boards, compare, data, report, train, use
+from .errors import one_line
 
 
 def click_error_line(e: click.ClickException) -> str:
@@ -21,7 +22,7 @@ def click_error_line(e: click.ClickException) -> str:
     ctx = getattr(e, "ctx", None)
     if isinstance(e, click.UsageError) and ctx is not None:
         msg += f" (see `{ctx.command_path} --help`)"
-    return f"bitflip: error: {msg}"
+    return f"bitflip: error: {one_line(msg)}"
 
 
 class Main(click.Group):

@@ -66,7 +66,10 @@ def deploy(board: str, port: str | None, dry_run: bool, force: bool, build_dir: 
     """Compile the firmware with mpy-cross for the board and copy it to its lib/bitflip."""
     from ..link.build import Build
     from ..link.deploy import deploy as run_deploy
+    from ..paths import check_dir
 
+    if build_dir is not None:
+        check_dir(build_dir, "--build-dir")
     res = run_deploy(board, port, dry_run=dry_run, build_root=build_dir, log=_log, force=force)
     if isinstance(res, Build):
         click.echo(str(res.package))

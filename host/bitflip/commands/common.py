@@ -10,7 +10,7 @@ from typing import Any
 
 import click
 
-from ..errors import BitflipError
+from ..errors import BitflipError, one_line
 
 
 def handled(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -21,7 +21,7 @@ def handled(fn: Callable[..., Any]) -> Callable[..., Any]:
         try:
             return fn(*args, **kwargs)
         except BitflipError as e:
-            click.echo(f"bitflip: error: {e}", err=True)
+            click.echo(f"bitflip: error: {one_line(str(e))}", err=True)
             sys.exit(e.exit_code)
         except KeyboardInterrupt:
             click.echo("bitflip: interrupted", err=True)

@@ -85,11 +85,11 @@ def report(run_dirs: tuple[Path, ...], png: Path | None, as_json: bool) -> None:
     """Compare finished runs side by side: a table and one combined PNG."""
     from ..errors import UsageError
     from ..measure.plots import compare_plot, load_run
+    from ..paths import check_file
 
     runs = [load_run(p) for p in run_dirs]  # a bad directory: UsageError, one line, exit 2
     png = png or Path("report.png")
-    if png.parent and not png.parent.is_dir():
-        raise UsageError(f"--png {png}: no such directory {png.parent}")
+    check_file(png, "--png", force=True)
     tmp = png.with_name(f".{png.name}.{os.getpid()}.tmp")
     try:  # written whole or not at all: a failed write leaves an existing file as it was
         compare_plot(runs, tmp)

@@ -24,19 +24,22 @@ from .common import handled, log, progress_bar
 def export(run_dir: Path, out: Path, fmt: str, dataset: str | None, force: bool, as_json: bool) -> None:
     """Write the model of a finished run directory as a model file (or C source)."""
     from ..errors import UsageError
+    from ..paths import check_file
     from ..use.export import export_run
 
-    if out.exists() and not force:
-        raise UsageError(f"{out} exists: pass --force to replace it")
+    check_file(out, "--out", force)
     mf = export_run(run_dir, dataset)
-    if fmt == "c":
-        from ..use.cexport import export_c
+    try:
+        if fmt == "c":
+            from ..use.cexport import export_c
 
-        files = [str(p) for p in export_c(mf, out)]
-        size = out.stat().st_size
-    else:
-        size = mf.write(out)
-        files = [str(out)]
+            files = [str(p) for p in export_c(mf, out)]
+            size = out.stat().st_size
+        else:
+            size = mf.write(out)
+            files = [str(out)]
+    except OSError as e:
+        raise UsageError(f"--out {out}: cannot write it ({e.strerror or e})") from None
     res: dict[str, object] = {"files": files, "bytes": size}
     res.update(job=mf.meta.get("job"), digest=mf.digest(), sizes=mf.sizes, labels=mf.labels,
                encoding=mf.encoding.spec, test_accuracy=mf.meta.get("test_accuracy"))

@@ -116,6 +116,9 @@ def parse_encoding(spec: str, max_value: int, n_features: int | None = None) -> 
             k = _int(arg)
             if k < 1:
                 raise ValueError
+            if k > max_value:  # K distinct thresholds within 1..max_value: checked before they are made
+                raise UsageError(f"bad encoding '{spec}': thermo:{k} needs {k} levels, the data has values "
+                                 f"up to {max_value} (use thermo:1..{max_value})")
             ts = tuple(round((i + 1) * (max_value + 1) / (k + 1)) for i in range(k))
         else:
             raise ValueError

@@ -45,6 +45,11 @@ def plan(req: CompareRequest) -> Plan:
     """Validate everything (exit 2 on bad input) before any training starts."""
     if req.batch <= 0:
         raise UsageError(f"--batch must be positive (got {req.batch})")
+    for m in req.only:  # what needs no data: before the defaults are chosen (quick runs, log lines)
+        if m not in ALL_METHODS:
+            raise UsageError(f"--only: '{m}' cannot run here (no such method); methods: {', '.join(ALL_METHODS)}")
+        if m.endswith("-matched") and not req.matched:
+            raise UsageError(f"--only: '{m}' cannot run here: it needs --matched")
     tr = TrainRequest(board="host", dataset=req.dataset, model=req.model, weights=req.weights,
                       encoding=req.encoding, epochs=req.epochs, seed=req.seed, limit=req.limit, rule=dict(req.rule))
     return prepare(tr)  # also checks epochs, limit, model and encoding; creates nothing

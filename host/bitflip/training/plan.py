@@ -7,10 +7,8 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import os
 import re
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +24,7 @@ from ..data.encoding import Encoding, parse_encoding
 from ..device import spec
 from ..energy import meter_config
 from ..errors import UsageError
+from ..paths import check_dir
 from . import defaults, rundir
 from .hparams import DEFAULT_MODEL, DEFAULT_WEIGHTS, rule_config
 from .memory import check_fits
@@ -171,17 +170,7 @@ def default_out(dataset: str, board: str) -> Path:
 
 def _check_out(out: Path) -> None:
     """--out must be creatable: a directory (or nothing yet) under a writable directory."""
-    if out.exists() and not out.is_dir():
-        raise UsageError(f"--out {out} exists and is not a directory")
-    parent = out
-    while not parent.exists():
-        parent = parent.parent
-    try:  # a probe entry, made and removed again: write permission is what the filesystem says
-        if not parent.is_dir():
-            raise OSError("not a directory")
-        os.rmdir(tempfile.mkdtemp(prefix=".bitflip-probe-", dir=parent))
-    except OSError as e:
-        raise UsageError(f"--out {out}: cannot create a run directory under {parent} ({e.strerror or e})") from None
+    check_dir(out, "--out")
 
 
 def data_digest(data: Dataset) -> str:

@@ -152,8 +152,9 @@ def pull(board_name: str, port: str | None, out: Path, src: str = DEFAULT_PATH, 
     """Copy a model file from the board's flash to out (checked: it must read as a model)."""
     board = board_for(board_name)
     out = Path(out)
-    if out.exists() and not force:
-        raise UsageError(f"{out} exists: pass --force to replace it")
+    from ..paths import check_file
+
+    check_file(out, "--out", force)
     with connect(board, port) as r:
         data = read_remote(r, src)
     mf = ModelFile.from_bytes(data, f"{board.name}:{src}")

@@ -61,8 +61,10 @@ def write_csv(path: Path, y: np.ndarray, pred: np.ndarray, labels: list[str]) ->
 
 def predict(req: PredictRequest, progress: Callable[[int], None] = lambda n: None, log: Log = lambda s: None) -> dict[str, Any]:
     mf = ModelFile.read(req.model_file)
-    if req.out is not None and Path(req.out).exists() and not req.force:
-        raise UsageError(f"{req.out} exists: pass --force to replace it")
+    if req.out is not None:
+        from ..paths import check_file
+
+        check_file(Path(req.out), "--out", req.force)
     x, y, name = test_split(mf, req.dataset, req.limit)
     result: dict[str, Any] = {"model_file": str(req.model_file), "dataset": name, "board": req.board,
                               "samples": len(y), "job": mf.meta.get("job", ""),
@@ -83,6 +85,9 @@ def predict(req: PredictRequest, progress: Callable[[int], None] = lambda n: Non
     correct = int((pred == y).sum())
     result.update(correct=correct, accuracy=correct / max(1, len(y)))
     if req.out is not None:
-        write_csv(Path(req.out), y, pred, mf.labels)
+        try:
+            write_csv(Path(req.out), y, pred, mf.labels)
+        except OSError as e:
+            raise UsageError(f"--out {req.out}: cannot write it ({e.strerror or e})") from None
         result["predictions"] = str(req.out)
     return result
