@@ -19,8 +19,10 @@ import numpy as np
 from bitflip.data.encoding import parse_encoding
 from bitflip.data.registry import load_dataset
 
-HEADER = ("| dataset | train / test | features | classes | LR | MLP 128 | 1-NN | bit template |\n"
-          "|---|---|---|---|---|---|---|---|")
+HEADER = (
+    "| dataset | train / test | features | classes | LR | MLP 128 | 1-NN | bit template |\n"
+    "|---|---|---|---|---|---|---|---|"
+)
 
 
 def bit_template(xtr: np.ndarray, ytr: np.ndarray, xte: np.ndarray, yte: np.ndarray) -> float:
@@ -59,9 +61,12 @@ def main(argv: list[str] | None = None) -> int:
         t0 = time.perf_counter()
         ds = load_dataset(name)
         r = baselines(name)
-        print(f"| {name} | {len(ds.y_train)} / {len(ds.y_test)} | {ds.n_features} | {ds.n_classes} | "
-              f"{r['lr']:.1%} | {r['mlp']:.1%} | {r['knn']:.1%} | {r['template']:.1%} |"
-              f"  <!-- {time.perf_counter() - t0:.0f} s -->", flush=True)
+        print(
+            f"| {name} | {len(ds.y_train)} / {len(ds.y_test)} | {ds.n_features} | {ds.n_classes} | "
+            f"{r['lr']:.1%} | {r['mlp']:.1%} | {r['knn']:.1%} | {r['template']:.1%} |"
+            f"  <!-- {time.perf_counter() - t0:.0f} s -->",
+            flush=True,
+        )
     return 0
 
 

@@ -30,8 +30,17 @@ def scenario(name: str, epochs: int, fault_in=None, fault_out=None, board: str =
 
     out = Path(tempfile.mkdtemp(prefix="bitflip-faults-"))
     t0 = time.monotonic()
-    s = train(TrainRequest(board=board, dataset="digits", epochs=epochs, out=out, ckpt_every=500,
-                           fault_in=fault_in, fault_out=fault_out))
+    s = train(
+        TrainRequest(
+            board=board,
+            dataset="digits",
+            epochs=epochs,
+            out=out,
+            ckpt_every=500,
+            fault_in=fault_in,
+            fault_out=fault_out,
+        )
+    )
     s["bench_wall_s"] = time.monotonic() - t0
     s["name"] = name
     return s
@@ -43,8 +52,10 @@ def table(args: argparse.Namespace) -> None:
 
     ref = scenario("host reference", args.epochs, board="host")
     runs = [scenario("clean (virtual Pico)", args.epochs)]
-    cases = [(f"{args.both:g}% corrupt both ways + 1 reset/epoch", args.both / 100, args.both / 100),
-             (f"{args.both:g}% corrupt host->board + 1 reset/epoch", args.both / 100, 0.0)]
+    cases = [
+        (f"{args.both:g}% corrupt both ways + 1 reset/epoch", args.both / 100, args.both / 100),
+        (f"{args.both:g}% corrupt host->board + 1 reset/epoch", args.both / 100, 0.0),
+    ]
     for name, cin, cout in cases:
         ks = F.KillSwitch(1, P.K_CKPT, every=3, max_kills=args.epochs, max_delay_s=1.0, distinct=True)
         ks.count = 2  # the first kill at the epoch's first checkpoint (500), then every 3rd
@@ -55,19 +66,27 @@ def table(args: argparse.Namespace) -> None:
         s["corrupted"] = bf.counts["corrupted"] + (fo.counts["corrupted"] if fo else 0)
         runs.append(s)
     clean_t = runs[0]["bench_wall_s"]
-    print(f"digits, model {ref['model']} {ref['weights']}, {args.epochs} epochs, clean digest "
-          f"{ref['weights_sha256'][:16]}..., host reference {ref['bench_wall_s']:.2f} s\n")
-    print("| scenario | digest = clean | retransmitted frames | damaged records | reconnects (resets) "
-          "| bytes corrupted | wall s | throughput vs clean |")
+    print(
+        f"digits, model {ref['model']} {ref['weights']}, {args.epochs} epochs, clean digest "
+        f"{ref['weights_sha256'][:16]}..., host reference {ref['bench_wall_s']:.2f} s\n"
+    )
+    print(
+        "| scenario | digest = clean | retransmitted frames | damaged records | reconnects (resets) "
+        "| bytes corrupted | wall s | throughput vs clean |"
+    )
     print("|---|---|---|---|---|---|---|---|")
     for s in runs:
         same = "yes" if s["weights_sha256"] == ref["weights_sha256"] else "NO"
-        print(f"| {s['name']} | {same} | {s['retransmitted_frames']} | {s['damaged_records']} | "
-              f"{s['reconnects']} ({s.get('kills', 0)}) | {s.get('corrupted', 0)} | {s['bench_wall_s']:.1f} | "
-              f"{clean_t / s['bench_wall_s']:.3f} |")
+        print(
+            f"| {s['name']} | {same} | {s['retransmitted_frames']} | {s['damaged_records']} | "
+            f"{s['reconnects']} ({s.get('kills', 0)}) | {s.get('corrupted', 0)} | {s['bench_wall_s']:.1f} | "
+            f"{clean_t / s['bench_wall_s']:.3f} |"
+        )
     for s in runs[1:]:
-        print(f"\n{s['name']}: resumed from {s['resumed_from']}, frame shrinks {s['frame_shrinks']}, "
-              f"bytes sent {s['bytes_sent']}, test accuracy {s['test_accuracy']:.4f}")
+        print(
+            f"\n{s['name']}: resumed from {s['resumed_from']}, frame shrinks {s['frame_shrinks']}, "
+            f"bytes sent {s['bytes_sent']}, test accuracy {s['test_accuracy']:.4f}"
+        )
 
 
 def fuzz() -> None:
@@ -78,18 +97,27 @@ def fuzz() -> None:
     T.test_fuzz_device_frame_parser()  # the hypothesis property test, all its examples
     st = T.FUZZ_STATS
     print("device frame parser (firmware/bitflip/stream.py) under the MicroPython unix port, heap locked")
-    print(f"cases run: {st['cases']} ({st['batches']} hypothesis examples x {T.BATCH}; "
-          f"mutations: {', '.join(T.MUTATIONS)})")
-    print(f"bytes fed: {st['bytes']}, frames accepted: {st['frames']}, naks (each checked against an exact "
-          f"model of the parser): {st['naks']}")
+    print(
+        f"cases run: {st['cases']} ({st['batches']} hypothesis examples x {T.BATCH}; "
+        f"mutations: {', '.join(T.MUTATIONS)})"
+    )
+    print(
+        f"bytes fed: {st['bytes']}, frames accepted: {st['frames']}, naks (each checked against an exact "
+        f"model of the parser): {st['naks']}"
+    )
     print(f"crashes found: {st['crashes']}, hangs found: {st['hangs']}, time {time.monotonic() - t0:.1f} s")
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--epochs", type=int, default=14)
-    ap.add_argument("--both", type=float, default=1.0, metavar="PCT",
-                    help="percent of the bytes corrupted (both ways in the first scenario, host->board in the second)")
+    ap.add_argument(
+        "--both",
+        type=float,
+        default=1.0,
+        metavar="PCT",
+        help="percent of the bytes corrupted (both ways in the first scenario, host->board in the second)",
+    )
     ap.add_argument("--fuzz", action="store_true", help="run the parser fuzzing and print cases / crashes")
     args = ap.parse_args()
     if args.fuzz:

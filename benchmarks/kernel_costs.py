@@ -39,8 +39,10 @@ def collect(kernels: list[str], words: int, layers: bool) -> dict[str, dict[str,
             m = measure_kernel(kernel, words, variant)
             if not m["ok"]:
                 raise SystemExit(f"{kernel} ({variant}) does not match numpy: {m.get('error')}")
-            row: dict[str, float] = {"instructions_per_word": round(float(m["instructions_per_word"]), 2),
-                                     "cycles_per_word": round(float(m["cycles_per_word"]), 2)}
+            row: dict[str, float] = {
+                "instructions_per_word": round(float(m["instructions_per_word"]), 2),
+                "cycles_per_word": round(float(m["cycles_per_word"]), 2),
+            }
             if layers:
                 n_in, rows = LAYER[kernel]
                 lc = row_cost(kernel, n_in, rows, variant)
@@ -79,8 +81,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--kernels", nargs="+", default=list(FUNCTIONS), choices=list(FUNCTIONS))
     ap.add_argument("--words", type=int, default=48, help="words per row of the smaller run (default 48)")
     ap.add_argument("--no-layer", action="store_true", help="skip the whole-call layer columns")
-    ap.add_argument("--write", action="store_true",
-                    help="regenerate host/bitflip/kernel_costs.json, the per-op costs of the energy model")
+    ap.add_argument(
+        "--write",
+        action="store_true",
+        help="regenerate host/bitflip/kernel_costs.json, the per-op costs of the energy model",
+    )
     args = ap.parse_args(argv)
     if args.write:
         from bitflip.bench import write_costs

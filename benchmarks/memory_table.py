@@ -77,17 +77,37 @@ def collect() -> dict[str, Any]:
         cells = {}
         for b in boards:
             plan = plan_memory(sizes, weights, b, pool_rows=pool)
-            cells[b.name] = {"needed": plan["total"], "heap": b.heap_bytes, "fits": plan["total"] <= b.heap_bytes,
-                             "spare": b.heap_bytes - plan["total"], "largest": largest(sizes, weights, b, pool),
-                             "source": plan["overhead_source"]}
-        rows.append({"dataset": dataset, "model": model, "weights": weights, "why": why, "pool": pool,
-                     "name": model_name(sizes, CLASSES), "sizes": sizes, "boards": cells})
+            cells[b.name] = {
+                "needed": plan["total"],
+                "heap": b.heap_bytes,
+                "fits": plan["total"] <= b.heap_bytes,
+                "spare": b.heap_bytes - plan["total"],
+                "largest": largest(sizes, weights, b, pool),
+                "source": plan["overhead_source"],
+            }
+        rows.append(
+            {
+                "dataset": dataset,
+                "model": model,
+                "weights": weights,
+                "why": why,
+                "pool": pool,
+                "name": model_name(sizes, CLASSES),
+                "sizes": sizes,
+                "boards": cells,
+            }
+        )
     pico = boards_mod.load("pico")
     t_sizes = sizes_of("mnist 28x28", "512-10")
     detail = plan_memory(t_sizes, "ternary", pico)
-    return {"boards": [{"name": b.name, "heap": b.heap_bytes, "word": b.word_bytes,
-                        "heap_source": b.data.get("heap_source", "")} for b in boards],
-            "rows": rows, "pico_ternary_784_512_10": detail}
+    return {
+        "boards": [
+            {"name": b.name, "heap": b.heap_bytes, "word": b.word_bytes, "heap_source": b.data.get("heap_source", "")}
+            for b in boards
+        ],
+        "rows": rows,
+        "pico_ternary_784_512_10": detail,
+    }
 
 
 def main() -> None:
@@ -102,9 +122,11 @@ def main() -> None:
     version, proto = firmware_versions()
     sources = {c["source"] for r in data["rows"] for c in r["boards"].values()}
     print("### Device RAM per model (planned)\n")
-    print(f"`{cmd}` — firmware {version} (protocol {proto}) at commit {firmware_commit()}; bytes of heap from the memory planner "
-          f"(fixed part: {', '.join(sorted(sources))} on the unix port). Planned upper bounds, not measurements "
-          "on a board.\n")
+    print(
+        f"`{cmd}` — firmware {version} (protocol {proto}) at commit {firmware_commit()}; bytes of heap from the memory planner "
+        f"(fixed part: {', '.join(sorted(sources))} on the unix port). Planned upper bounds, not measurements "
+        "on a board.\n"
+    )
     heads = [f"{b['name']} ({b['heap']:,})" for b in data["boards"]]
     print("| model (dataset, weights) | " + " | ".join(heads) + " |")
     print("|---|" + "---:|" * len(heads))
@@ -115,9 +137,11 @@ def main() -> None:
             cells.append(f"{c['needed']:,} {'yes' if c['fits'] else '**no**'}")
         rule = f", pool={r['pool']}" if r["pool"] else ""
         print(f"| `{r['model']}` = {r['name']} ({r['dataset']}, {r['weights']}{rule}) | " + " | ".join(cells) + " |")
-    print("\nColumn heads: board (heap budget in bytes, from boards/*.json). Cells: bytes needed, and whether "
-          "that is within the budget. The sim- boards run the 64-bit unix port (32-byte GC blocks, bigger "
-          "objects) but keep no machine code in their heap, so their figures differ from the real board's.\n")
+    print(
+        "\nColumn heads: board (heap budget in bytes, from boards/*.json). Cells: bytes needed, and whether "
+        "that is within the budget. The sim- boards run the 64-bit unix port (32-byte GC blocks, bigger "
+        "objects) but keep no machine code in their heap, so their figures differ from the real board's.\n"
+    )
     print("### Largest model of the same shape that fits (planned)\n")
     print("| model shape (weights) | " + " | ".join(b["name"] for b in data["boards"]) + " |")
     print("|---|" + "---|" * len(data["boards"]))
@@ -127,18 +151,28 @@ def main() -> None:
         if key in seen:
             continue
         seen.add(key)
-        shape = f"{r['sizes'][0]}-W-10" if len(r["sizes"]) > 2 and r["sizes"][-1] == CLASSES else (
-            f"{r['sizes'][0]}-W-10x{r['sizes'][-1] // CLASSES}" if len(r["sizes"]) > 2 else f"{r['sizes'][0]}-10xP")
+        shape = (
+            f"{r['sizes'][0]}-W-10"
+            if len(r["sizes"]) > 2 and r["sizes"][-1] == CLASSES
+            else (
+                f"{r['sizes'][0]}-W-10x{r['sizes'][-1] // CLASSES}" if len(r["sizes"]) > 2 else f"{r['sizes'][0]}-10xP"
+            )
+        )
         rule = f", pool={r['pool']}" if r["pool"] else ""
-        print(f"| {shape} ({r['weights']}{rule}) | " + " | ".join(r["boards"][b["name"]]["largest"] for b in data["boards"])
-              + " |")
+        print(
+            f"| {shape} ({r['weights']}{rule}) | "
+            + " | ".join(r["boards"][b["name"]]["largest"] for b in data["boards"])
+            + " |"
+        )
     d = data["pico_ternary_784_512_10"]
     spare = d["heap"] - d["total"]
     print("\n### 784-512-10 ternary on the Pico, by part (planned)\n")
-    print(f"`bitflip memory --board pico --model 784-512-10 --weights ternary`: **{d['total']:,} of {d['heap']:,} "
-          f"bytes, {spare:,} bytes ({100 * spare / d['heap']:.1f}%) to spare** in the Pico's {d['heap'] // 1024} KiB budget (the ~210 KB MicroPython reports free at boot, less "
-          "a ~5 KB margin; the plan itself counts the firmware's code and objects with 64-bit sizes, an upper bound: "
-          "boards/pico.json).\n")
+    print(
+        f"`bitflip memory --board pico --model 784-512-10 --weights ternary`: **{d['total']:,} of {d['heap']:,} "
+        f"bytes, {spare:,} bytes ({100 * spare / d['heap']:.1f}%) to spare** in the Pico's {d['heap'] // 1024} KiB budget (the ~210 KB MicroPython reports free at boot, less "
+        "a ~5 KB margin; the plan itself counts the firmware's code and objects with 64-bit sizes, an upper bound: "
+        "boards/pico.json).\n"
+    )
     print("| part | bytes |")
     print("|---|---:|")
     for key, value in d.items():

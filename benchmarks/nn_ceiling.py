@@ -44,8 +44,10 @@ def main(argv: list[str] | None = None) -> int:
     acc = float((nearest_neighbour(xtr, ds.y_train, xte) == ds.y_test).mean())
     nbytes = len(xtr) * ((xtr.shape[1] + 31) // 32) * 4
     cmd = " ".join(["python benchmarks/nn_ceiling.py"] + [shlex.quote(a) for a in (argv or sys.argv[1:])])
-    print(f"| {ds.name} | {enc.spec} ({xtr.shape[1]} bits) | {len(xtr):,} prototypes = {nbytes:,} B of 1-bit rows | "
-          f"{acc * 100:.2f} % | `{cmd}` |")
+    print(
+        f"| {ds.name} | {enc.spec} ({xtr.shape[1]} bits) | {len(xtr):,} prototypes = {nbytes:,} B of 1-bit rows | "
+        f"{acc * 100:.2f} % | `{cmd}` |"
+    )
     return 0
 
 

@@ -61,11 +61,23 @@ def firmware_at(commit: str, dst: Path) -> Path:
     root = Path(__file__).resolve().parents[1]
     pkg = dst / "bitflip"
     pkg.mkdir(parents=True)
-    names = subprocess.run(["git", "ls-tree", "--name-only", f"{commit}:firmware/bitflip"], cwd=root, check=True,
-                           capture_output=True, text=True).stdout.split()
+    names = subprocess.run(
+        ["git", "ls-tree", "--name-only", f"{commit}:firmware/bitflip"],
+        cwd=root,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.split()
     for name in names:
-        (pkg / name).write_text(subprocess.run(["git", "show", f"{commit}:firmware/bitflip/{name}"], cwd=root,
-                                               check=True, capture_output=True, text=True).stdout)
+        (pkg / name).write_text(
+            subprocess.run(
+                ["git", "show", f"{commit}:firmware/bitflip/{name}"],
+                cwd=root,
+                check=True,
+                capture_output=True,
+                text=True,
+            ).stdout
+        )
     return pkg
 
 
@@ -90,8 +102,11 @@ def build(log: Any = print) -> dict[str, Any]:
         if n_eval:
             from bitflip.training.runner import TrainRequest, prepare
 
-            plan = prepare(TrainRequest(board="host", dataset=ds, epochs=1, limit=limit or None, val=0,
-                                        out=Path(tmp.name) / "unused"))
+            plan = prepare(
+                TrainRequest(
+                    board="host", dataset=ds, epochs=1, limit=limit or None, val=0, out=Path(tmp.name) / "unused"
+                )
+            )
             ev = {"X_eval": plan.x_test[:n_eval], "y_eval": plan.data.y_test[:n_eval].astype("uint8")}
         log(f"tracing {name} ({ds}, {len(y)} samples, {cores} core{'s' * (cores > 1)}) ...")
         kw: dict[str, Any] = {"src": then} if path == "then" else {}
@@ -100,22 +115,35 @@ def build(log: Any = print) -> dict[str, Any]:
         if t.digest != ref:
             raise SystemExit(f"{name}: the traced firmware's digest {t.digest} differs from the reference's {ref}")
         log(f"  pricing {len(t.segments)} segments on emulated armv6m ...")
-        profiles[name] = {"dataset": ds, "limit": limit, "samples": len(y), "cfg": cfg, "path": path,
-                          **C.trace_profiles(t)}
+        profiles[name] = {
+            "dataset": ds,
+            "limit": limit,
+            "samples": len(y),
+            "cfg": cfg,
+            "path": path,
+            **C.trace_profiles(t),
+        }
     tmp.cleanup()
     fitted = C.fit(profiles, tuple(C.GENUINE))
     fit_report = {}
     for name, g in C.GENUINE.items():
         e = C.estimate(profiles[name]["run"], fitted)
-        fit_report[name] = {"genuine_ms": g["ms"], "estimate_ms": round(e["seconds"] * 1e3, 4),
-                            "error": round(e["seconds"] * 1e3 / g["ms"] - 1, 4), "what": g["what"]}
+        fit_report[name] = {
+            "genuine_ms": g["ms"],
+            "estimate_ms": round(e["seconds"] * 1e3, 4),
+            "error": round(e["seconds"] * 1e3 / g["ms"] - 1, 4),
+            "what": g["what"],
+        }
     loo = {}
     for pair in itertools.combinations(C.GENUINE, 2):
         t2 = C.fit(profiles, pair)
         left = next(n for n in C.GENUINE if n not in pair)
         e = C.estimate(profiles[left]["run"], t2)
-        loo["+".join(pair)] = {"terms": {k: round(v, 1) for k, v in t2.items()}, "predicts": left,
-                               "error": round(e["seconds"] * 1e3 / C.GENUINE[left]["ms"] - 1, 4)}
+        loo["+".join(pair)] = {
+            "terms": {k: round(v, 1) for k, v in t2.items()},
+            "predicts": left,
+            "error": round(e["seconds"] * 1e3 / C.GENUINE[left]["ms"] - 1, 4),
+        }
     return {
         "interp_counts": C.interp_counts(profiles["mnist2000-1core"], profiles["mnist2000"]),
         "generated_by": "benchmarks/pico_calibration.py --write (bitflip.calibrate)",
@@ -125,9 +153,11 @@ def build(log: Any = print) -> dict[str, Any]:
         "dual_bus_penalty": C.DUAL_BUS_PENALTY,
         "fit": fit_report,
         "fit_on": list(C.GENUINE),
-        "fit_note": ("least squares on relative error over the three genuine figures: digits and MNIST-2000 alone "
-                     "have nearly the same statements-to-calls ratio, so a fit on those two is degenerate (it returns "
-                     "a negative call price); MNIST-1000 (94 % prototype-initialisation samples) separates the terms"),
+        "fit_note": (
+            "least squares on relative error over the three genuine figures: digits and MNIST-2000 alone "
+            "have nearly the same statements-to-calls ratio, so a fit on those two is degenerate (it returns "
+            "a negative call price); MNIST-1000 (94 % prototype-initialisation samples) separates the terms"
+        ),
         "leave_one_out": loo,
         "module_loop_cycles": round(C.MODULE_LOOP_CYCLES, 1),
         "calibration_commit": CALIBRATION_COMMIT,
@@ -140,11 +170,15 @@ def build(log: Any = print) -> dict[str, Any]:
 def print_report(cal: dict[str, Any]) -> None:
     t = cal["terms"]
     print(f"Pico per-sample model: {t['statement_cycles']:.0f} cycles per statement, {t['call_cycles']:.0f} per call")
-    print(f"(module-level `for i in range(10000): pass` on the genuine firmware: {cal['module_loop_cycles']:.0f} "
-          f"cycles per iteration)")
+    print(
+        f"(module-level `for i in range(10000): pass` on the genuine firmware: {cal['module_loop_cycles']:.0f} "
+        f"cycles per iteration)"
+    )
     for name, f in cal["fit"].items():
-        print(f"  {name:<10} genuine {f['genuine_ms']:.3f} ms  estimate {f['estimate_ms']:.3f} ms  "
-              f"({100 * f['error']:+.1f} %)  {f['what']}")
+        print(
+            f"  {name:<10} genuine {f['genuine_ms']:.3f} ms  estimate {f['estimate_ms']:.3f} ms  "
+            f"({100 * f['error']:+.1f} %)  {f['what']}"
+        )
     for pair, r in cal["leave_one_out"].items():
         print(f"  fit on {pair}: {r['terms']} -> {r['predicts']} {100 * r['error']:+.1f} %")
     print()
@@ -155,8 +189,10 @@ def print_report(cal: dict[str, Any]) -> None:
         for label, name in [*cal["bench"].items(), *((f"{k} (before)", v) for k, v in cal["before"].items())]:
             e = C.estimate(cal["profiles"][name][which], t)
             ms = {k: v / C.CLOCK_HZ * 1e3 for k, v in e.items() if k not in ("seconds",)}
-            print(f"{label:<32} {ms['cycles']:>6.3f} {ms['forward']:>6.3f} {ms['update']:>6.3f} {ms['vote']:>5.2f} "
-                  f"{ms['statements']:>6.3f} {ms['calls']:>6.3f} {ms['handover']:>6.3f}")
+            print(
+                f"{label:<32} {ms['cycles']:>6.3f} {ms['forward']:>6.3f} {ms['update']:>6.3f} {ms['vote']:>5.2f} "
+                f"{ms['statements']:>6.3f} {ms['calls']:>6.3f} {ms['handover']:>6.3f}"
+            )
     print(cal["label"])
 
 

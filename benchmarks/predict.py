@@ -68,8 +68,15 @@ def board_latency(mf: ModelFile, x: np.ndarray, board: str = "sim-pico") -> dict
         build = build_firmware("x64", Path(tmp) / "build")
         env = dict(os.environ, MICROPYPATH=f"{build.folder}:.frozen")
         heap = sim_heap_bytes(boards.load(board))
-        p = subprocess.run([micropython_exe(), "-X", f"heapsize={heap}", "-c", TIMER.format(features=mf.n_features, n=len(x))],
-                           capture_output=True, text=True, cwd=tmp, env=env, check=True, timeout=1200)
+        p = subprocess.run(
+            [micropython_exe(), "-X", f"heapsize={heap}", "-c", TIMER.format(features=mf.n_features, n=len(x))],
+            capture_output=True,
+            text=True,
+            cwd=tmp,
+            env=env,
+            check=True,
+            timeout=1200,
+        )
     us, free, hx = p.stdout.split()
     pred = np.frombuffer(bytes.fromhex(hx), dtype=np.uint8)
     return {"us_per_predict": round(float(us), 2), "heap_free_after_load": int(free), "pred": pred, "heap": heap}
@@ -86,13 +93,21 @@ def row(name: str, run: Path, dataset: str, samples: int) -> dict[str, Any]:
     lat = board_latency(mf, x)
     host = mf.predict(d.x_test)
     return {
-        "model": name, "sizes": mf.sizes, "weights": mf.cfg["weights"], "encoding": mf.encoding.spec,
-        "bfm_bytes": bfm, "c_header_bytes": c_header,
+        "model": name,
+        "sizes": mf.sizes,
+        "weights": mf.cfg["weights"],
+        "encoding": mf.encoding.spec,
+        "bfm_bytes": bfm,
+        "c_header_bytes": c_header,
         "planes_bytes": sum(len(p) for _, _, p in mf.planes),
-        "run_test_accuracy": mf.meta.get("test_accuracy"), "host_accuracy": float((host == d.y_test).mean()),
-        "board_equals_host": bool(np.array_equal(lat["pred"], host[:samples])), "samples_timed": len(x),
-        "sim_pico_us_per_predict": lat["us_per_predict"], "sim_pico_heap_free_after_load": lat["heap_free_after_load"],
-        "pico_estimate_1core": pico_estimate(mf, d.x_test[0], 1), "pico_estimate_2cores": pico_estimate(mf, d.x_test[0], 2),
+        "run_test_accuracy": mf.meta.get("test_accuracy"),
+        "host_accuracy": float((host == d.y_test).mean()),
+        "board_equals_host": bool(np.array_equal(lat["pred"], host[:samples])),
+        "samples_timed": len(x),
+        "sim_pico_us_per_predict": lat["us_per_predict"],
+        "sim_pico_heap_free_after_load": lat["heap_free_after_load"],
+        "pico_estimate_1core": pico_estimate(mf, d.x_test[0], 1),
+        "pico_estimate_2cores": pico_estimate(mf, d.x_test[0], 2),
     }
 
 
@@ -106,25 +121,33 @@ def main() -> None:
     a = ap.parse_args()
     runs = [("digits 192-10x20 binary2", a.digits_run or Path(train("digits", "host")["run_dir"]), "digits")]
     if not a.skip_mnist:
-        runs.append(("MNIST 400-10x96 binary2", a.mnist_run or Path(train("mnist", "host", epochs=2)["run_dir"]), "mnist"))
+        runs.append(
+            ("MNIST 400-10x96 binary2", a.mnist_run or Path(train("mnist", "host", epochs=2)["run_dir"]), "mnist")
+        )
     rows = [row(n, r, d, a.samples) for n, r, d in runs]
     if a.json:
         print(json.dumps(rows, indent=1, default=str))
         return
-    print("| model | .bfm bytes | C header bytes | test accuracy (run / host / board = host) | "
-          "sim-pico us per predict (measured, x64) | Pico us per predict, 1 core / 2 cores (estimated) |")
+    print(
+        "| model | .bfm bytes | C header bytes | test accuracy (run / host / board = host) | "
+        "sim-pico us per predict (measured, x64) | Pico us per predict, 1 core / 2 cores (estimated) |"
+    )
     print("|---|---:|---:|---|---:|---:|")
     for r in rows:
         e1, e2 = r["pico_estimate_1core"], r["pico_estimate_2cores"]
-        print(f"| {r['model']} | {r['bfm_bytes']:,} | {r['c_header_bytes']:,} | {r['run_test_accuracy']:.4f} / "
-              f"{r['host_accuracy']:.4f} / {'yes' if r['board_equals_host'] else 'NO'} ({r['samples_timed']}) | "
-              f"{r['sim_pico_us_per_predict']} | {e1['us']:,} / {e2['us']:,} |")
+        print(
+            f"| {r['model']} | {r['bfm_bytes']:,} | {r['c_header_bytes']:,} | {r['run_test_accuracy']:.4f} / "
+            f"{r['host_accuracy']:.4f} / {'yes' if r['board_equals_host'] else 'NO'} ({r['samples_timed']}) | "
+            f"{r['sim_pico_us_per_predict']} | {e1['us']:,} / {e2['us']:,} |"
+        )
     print()
     for r in rows:
         e = r["pico_estimate_1core"]
-        print(f"{r['model']}: Pico cycles per predict (1 core) {e['cycles']:,} = forward {e['forward_dense_cycles']:,} "
-              f"dense + {e['forward_other_cycles']:,} other, encode {e['encode_cycles']}, interpreter "
-              f"{e['interpreter_cycles']:,}; work per sample {e['work']}")
+        print(
+            f"{r['model']}: Pico cycles per predict (1 core) {e['cycles']:,} = forward {e['forward_dense_cycles']:,} "
+            f"dense + {e['forward_other_cycles']:,} other, encode {e['encode_cycles']}, interpreter "
+            f"{e['interpreter_cycles']:,}; work per sample {e['work']}"
+        )
 
 
 if __name__ == "__main__":

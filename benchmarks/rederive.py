@@ -23,10 +23,20 @@ from bitflip.training.plan import TrainRequest, prepare
 from bitflip.training.reference import Reference
 
 
-def best_val(dataset: str, encoding: str, model: str, k_out: int, epochs: int, seed: int,
-             max_bytes: int) -> tuple[float, int, int]:
-    p = prepare(TrainRequest(board="host", dataset=dataset, encoding=encoding, model=model, epochs=epochs,
-                             seed=seed, rule={"k_out": k_out}))
+def best_val(
+    dataset: str, encoding: str, model: str, k_out: int, epochs: int, seed: int, max_bytes: int
+) -> tuple[float, int, int]:
+    p = prepare(
+        TrainRequest(
+            board="host",
+            dataset=dataset,
+            encoding=encoding,
+            model=model,
+            epochs=epochs,
+            seed=seed,
+            rule={"k_out": k_out},
+        )
+    )
     if spec.weight_bytes(p.cfg) > max_bytes:
         return -1.0, -1, spec.weight_bytes(p.cfg)
     ref = Reference(p.cfg)
@@ -50,15 +60,21 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seeds", type=int, default=1)
     ap.add_argument("--max-bytes", type=int, default=16_000)
     args = ap.parse_args(argv)
-    cmd = " ".join(["python benchmarks/rederive.py"] + [shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:])])
+    cmd = " ".join(
+        ["python benchmarks/rederive.py"] + [shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:])]
+    )
     print(f"Validation accuracy (best epoch), `{cmd}`\n")
-    print("| encoding | model | k_out | weight bytes | val acc (mean of seeds) | best epochs |\n|---|---|---|---|---|---|")
+    print(
+        "| encoding | model | k_out | weight bytes | val acc (mean of seeds) | best epochs |\n|---|---|---|---|---|---|"
+    )
     results = []
     for enc in args.encodings.split("/"):
         for model in args.models.split(","):
             for k in (int(v) for v in args.k_out.split(",")):
                 try:
-                    runs = [best_val(args.dataset, enc, model, k, args.epochs, s, args.max_bytes) for s in range(args.seeds)]
+                    runs = [
+                        best_val(args.dataset, enc, model, k, args.epochs, s, args.max_bytes) for s in range(args.seeds)
+                    ]
                 except BitflipError as e:
                     print(f"| {enc} | {model} | {k} | - | {e} | - |")
                     continue
@@ -67,8 +83,10 @@ def main(argv: list[str] | None = None) -> int:
                     continue
                 acc = float(np.mean([r[0] for r in runs]))
                 results.append((acc, -nbytes, enc, model, k))
-                print(f"| {enc} | {model} | {k} | {nbytes:,} | {100 * acc:.2f} % | {', '.join(str(r[1]) for r in runs)} |",
-                      flush=True)
+                print(
+                    f"| {enc} | {model} | {k} | {nbytes:,} | {100 * acc:.2f} % | {', '.join(str(r[1]) for r in runs)} |",
+                    flush=True,
+                )
     if results:
         acc, _, enc, model, k = max(results)  # ties: the fewer weight bytes
         print(f"\nbest on validation: --encoding {enc} --model {model} --rule k_out={k} ({100 * acc:.2f} %)")

@@ -129,13 +129,24 @@ def run_job(label: str, req: TrainRequest) -> dict[str, Any]:
     ph = phases(clock, plan_n, _n_test(req))
     # the first epoch's record: its counters cover training only (no eval pass before it)
     first_epoch = next(r for _, r in clock.records if r.get("ev") == "epoch")
-    return {"label": label, "board": req.board, "dataset": req.dataset, "model": summary["model"],
-            "sizes": summary["sizes"], "weights": summary["weights"], "encoding": summary["encoding"],
-            "epochs": req.epochs, "limit": req.limit, "phases": ph,
-            "retransmitted": summary["retransmitted_frames"], "reconnects": summary["reconnects"],
-            "frame_shrinks": summary["frame_shrinks"], "counters": {k: first_epoch.get(k) for k in
-                                                                   ("fwd_words", "upd_words", "vote_words", "step")},
-            "test_accuracy": summary["test_accuracy"], "weights_sha256": summary["weights_sha256"]}
+    return {
+        "label": label,
+        "board": req.board,
+        "dataset": req.dataset,
+        "model": summary["model"],
+        "sizes": summary["sizes"],
+        "weights": summary["weights"],
+        "encoding": summary["encoding"],
+        "epochs": req.epochs,
+        "limit": req.limit,
+        "phases": ph,
+        "retransmitted": summary["retransmitted_frames"],
+        "reconnects": summary["reconnects"],
+        "frame_shrinks": summary["frame_shrinks"],
+        "counters": {k: first_epoch.get(k) for k in ("fwd_words", "upd_words", "vote_words", "step")},
+        "test_accuracy": summary["test_accuracy"],
+        "weights_sha256": summary["weights_sha256"],
+    }
 
 
 _TEST_N: dict[str, int] = {}
@@ -163,8 +174,16 @@ def host_reference(dataset: str, limit: int, epochs: int) -> dict[str, Any]:
     t1 = time.perf_counter()
     ref.predict(plan.x_test)
     de = time.perf_counter() - t1
-    return {"dataset": dataset, "model": plan.req.model, "weights": plan.req.weights, "samples": n, "s": dt,
-            "eval_samples": len(plan.x_test), "eval_s": de, "digest": ref.digest()}
+    return {
+        "dataset": dataset,
+        "model": plan.req.model,
+        "weights": plan.req.weights,
+        "samples": n,
+        "s": dt,
+        "eval_samples": len(plan.x_test),
+        "eval_s": de,
+        "digest": ref.digest(),
+    }
 
 
 def pico_estimate(job: dict[str, Any]) -> dict[str, Any] | None:
@@ -184,8 +203,15 @@ def pico_estimate(job: dict[str, Any]) -> dict[str, Any] | None:
     vote = (c.get("vote_words") or 0) / steps
     cycles = fwd * dense + upd * flip + vote * dense  # votes walk rows like a forward pass
     clock = boards_mod.load("pico").clock_hz
-    return {"fwd_words": fwd, "upd_words": upd, "vote_words": vote, "dense_cpw": dense, "flip_cpw": flip,
-            "cycles": cycles, "samples_per_s": clock / cycles}
+    return {
+        "fwd_words": fwd,
+        "upd_words": upd,
+        "vote_words": vote,
+        "dense_cpw": dense,
+        "flip_cpw": flip,
+        "cycles": cycles,
+        "samples_per_s": clock / cycles,
+    }
 
 
 def fmt_rate(x: float) -> str:
@@ -234,6 +260,7 @@ def main() -> None:
             jobs.append(job)
             print("# paced esp32 link: done", file=sys.stderr)
     host = [host_reference("digits", 0, args.digits_epochs), host_reference("mnist", args.mnist_limit, 1)]
+
     def sim_pico(label: str) -> dict[str, Any] | None:  # None when --boards left sim-pico out
         job = next((j for j in jobs if j["board"] == "sim-pico" and j["label"] == label), None)
         return pico_estimate(job) if job is not None else None
@@ -244,17 +271,24 @@ def main() -> None:
         return
     py = platform.python_version()
     print("### Streaming into the virtual boards (measured)\n")
-    print(f"`{cmd}` — commit {firmware_commit()}, {platform.machine()} host, CPython {py}, "
-          f"{time.strftime('%Y-%m-%d')}; "
-          f"all figures measured on this shared 2-core machine, fastest of {args.repeat} runs per job "
-          "(noisy: compare within one run)\n")
-    print("| board | job | model (weights) | phase | samples | bytes sent | seconds | bytes/s | samples/s "
-          "| device busy | retx |")
+    print(
+        f"`{cmd}` — commit {firmware_commit()}, {platform.machine()} host, CPython {py}, "
+        f"{time.strftime('%Y-%m-%d')}; "
+        f"all figures measured on this shared 2-core machine, fastest of {args.repeat} runs per job "
+        "(noisy: compare within one run)\n"
+    )
+    print(
+        "| board | job | model (weights) | phase | samples | bytes sent | seconds | bytes/s | samples/s "
+        "| device busy | retx |"
+    )
     print("|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|")
     for j in jobs:
         model = f"{model_name(j['sizes'], 10)} ({j['weights']})"
-        job = j["label"] + (f", {j['epochs']} epochs" if j["epochs"] > 1 else "") + (
-            f", --limit {j['limit']}" if j["limit"] else "")
+        job = (
+            j["label"]
+            + (f", {j['epochs']} epochs" if j["epochs"] > 1 else "")
+            + (f", --limit {j['limit']}" if j["limit"] else "")
+        )
         show = ["eval"] if j["label"] == "stream only" else ["train", "eval"]
         for name in show:
             ph = j["phases"][name]
@@ -262,36 +296,55 @@ def main() -> None:
                 continue
             busy = ph["busy_s"] / ph["s"]
             busy_s = "n/a" if math.isnan(busy) else f"{100 * busy:.0f}%"
-            print(f"| {j['board']} | {job} | {model} | {name} | {ph['samples']:,} | {ph['bytes']:,} | {ph['s']:.3f} "
-                  f"| {fmt_rate(ph['bytes'] / ph['s'])} | {fmt_rate(ph['samples'] / ph['s'])} | {busy_s} "
-                  f"| {j['retransmitted']} |")
-    print("\n\"device busy\": share of the phase the firmware spent inside its sample handler (unix port, x64 "
-          "machine code); the rest is the link: host writes, pty, relay, frame receive, CRC32, acks.\n")
+            print(
+                f"| {j['board']} | {job} | {model} | {name} | {ph['samples']:,} | {ph['bytes']:,} | {ph['s']:.3f} "
+                f"| {fmt_rate(ph['bytes'] / ph['s'])} | {fmt_rate(ph['samples'] / ph['s'])} | {busy_s} "
+                f"| {j['retransmitted']} |"
+            )
+    print(
+        '\n"device busy": share of the phase the firmware spent inside its sample handler (unix port, x64 '
+        "machine code); the rest is the link: host writes, pty, relay, frame receive, CRC32, acks.\n"
+    )
     print("### Host reference (numpy, same jobs, measured)\n")
     print("| dataset | model (weights) | training samples | samples/s (train_sample loop) | eval samples/s (batched) |")
     print("|---|---|---:|---:|---:|")
     for h in host:
-        print(f"| {h['dataset']} | {h['model']} ({h['weights']}) | {h['samples']:,} | {fmt_rate(h['samples'] / h['s'])} "
-              f"| {fmt_rate(h['eval_samples'] / h['eval_s'])} |")
+        print(
+            f"| {h['dataset']} | {h['model']} ({h['weights']}) | {h['samples']:,} | {fmt_rate(h['samples'] / h['s'])} "
+            f"| {fmt_rate(h['eval_samples'] / h['eval_s'])} |"
+        )
     ref = {(h["dataset"], h["model"]): h["digest"] for h in host}
-    compared = [j for j in jobs if (j["dataset"], j["model"]) in ref
-                and (j["epochs"], j["limit"]) == ((args.digits_epochs, 0) if j["dataset"] == "digits" else (1, args.mnist_limit))]
+    compared = [
+        j
+        for j in jobs
+        if (j["dataset"], j["model"]) in ref
+        and (j["epochs"], j["limit"])
+        == ((args.digits_epochs, 0) if j["dataset"] == "digits" else (1, args.mnist_limit))
+    ]
     same = bool(compared) and all(j["weights_sha256"] == ref[(j["dataset"], j["model"])] for j in compared)
-    print(f"\nDevice weights equal to the host reference's (sha256) in the {len(compared)} jobs run on both: "
-          f"{'yes' if same else 'NO'}\n")
+    print(
+        f"\nDevice weights equal to the host reference's (sha256) in the {len(compared)} jobs run on both: "
+        f"{'yes' if same else 'NO'}\n"
+    )
     if est is not None or est_mnist is not None:
         print("### Pico (RP2040) estimate: kernel cycles only (estimated, not measured)\n")
-        print("| job | forward words/sample | flipped-row words/sample | dense cycles/word | flip cycles/word "
-              "| kernel cycles/sample | kernel-bound samples/s @125 MHz |")
+        print(
+            "| job | forward words/sample | flipped-row words/sample | dense cycles/word | flip cycles/word "
+            "| kernel cycles/sample | kernel-bound samples/s @125 MHz |"
+        )
         print("|---|---:|---:|---:|---:|---:|---:|")
         for label, e in (("digits default", est), ("mnist default", est_mnist)):
             if e is None:
                 continue
-            print(f"| {label} | {e['fwd_words']:,.0f} | {e['upd_words']:,.1f} | {e['dense_cpw']:.1f} "
-                  f"| {e['flip_cpw']:.1f} | {e['cycles']:,.0f} | {e['samples_per_s']:,.0f} |")
-        print("\nOp counters from the sim-pico run above; cycles per word of the asm_thumb kernels on the layer's "
-              "shape from the armv6m emulator. MicroPython's per-sample interpreter work and the USB link are not "
-              "included: a real Pico trains slower than this bound.")
+            print(
+                f"| {label} | {e['fwd_words']:,.0f} | {e['upd_words']:,.1f} | {e['dense_cpw']:.1f} "
+                f"| {e['flip_cpw']:.1f} | {e['cycles']:,.0f} | {e['samples_per_s']:,.0f} |"
+            )
+        print(
+            "\nOp counters from the sim-pico run above; cycles per word of the asm_thumb kernels on the layer's "
+            "shape from the armv6m emulator. MicroPython's per-sample interpreter work and the USB link are not "
+            "included: a real Pico trains slower than this bound."
+        )
 
 
 if __name__ == "__main__":

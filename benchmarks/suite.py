@@ -49,8 +49,13 @@ def _pct(xs: list[float]) -> str:
 
 def _fits_pico(p: Any) -> str:
     try:
-        check_fits(p.sizes, p.weights, load_board("pico"), classes=p.data.n_classes,
-                   pool_rows=p.cfg.get("pool", {}).get("rows", 0))
+        check_fits(
+            p.sizes,
+            p.weights,
+            load_board("pico"),
+            classes=p.data.n_classes,
+            pool_rows=p.cfg.get("pool", {}).get("rows", 0),
+        )
         return "yes"
     except BitflipError:
         return "no"
@@ -80,13 +85,22 @@ def measure(name: str, seeds: int, epochs: int, limit: int | None) -> dict[str, 
             if r["method"] == "rule":
                 row.setdefault("below_init", 0)
                 row["below_init"] += int(r["val_accuracy"] < init_val(p))
-                row.update(model=p.model, encoding=p.enc.spec, bits=p.sizes[0], model_bytes=r["model_bytes"],
-                           state_bytes=r["train_state_bytes"], rule_updates=r["param_updates"])
+                row.update(
+                    model=p.model,
+                    encoding=p.enc.spec,
+                    bits=p.sizes[0],
+                    model_bytes=r["model_bytes"],
+                    state_bytes=r["train_state_bytes"],
+                    rule_updates=r["param_updates"],
+                )
             if r["method"] == "mlp-sgd":
                 row["sgd_updates"] = r["param_updates"]
         row["fits_pico"] = _fits_pico(p)
-        print(f"suite: {name} seed {seed}: " + ", ".join(f"{m} {a[-1]:.4f}" for m, a in acc.items() if a),
-              file=sys.stderr, flush=True)
+        print(
+            f"suite: {name} seed {seed}: " + ", ".join(f"{m} {a[-1]:.4f}" for m, a in acc.items() if a),
+            file=sys.stderr,
+            flush=True,
+        )
     # 1-NN over every training row of the rule's training split (no seed: it does not learn)
     xtr, xte = p.enc.bits(p.data.x_train[p.train_index]), p.enc.bits(p.data.x_test)
     acc["1nn"] = [float((nearest_neighbour(xtr, p.y_train, xte) == p.data.y_test).mean())]
@@ -109,9 +123,11 @@ def markdown(rows: list[dict[str, Any]], cmd: str, seeds: int, epochs: int, limi
         "validation slice. gap = rule − the better STE MLP (target: ≥ "
         f"−{TARGET_GAP} points). updates = weight writes of the rule / of SGD on the same shape.",
         "",
-        ("| dataset | rule default (model, encoding) | rule | STE same shape | STE same weights | float MLP | "
-         "log. reg. | 1-NN | gap | target | weight bytes | train state bytes | fits Pico | SGD/rule updates "
-         "| runs below their data-initialised model on val |"),
+        (
+            "| dataset | rule default (model, encoding) | rule | STE same shape | STE same weights | float MLP | "
+            "log. reg. | 1-NN | gap | target | weight bytes | train state bytes | fits Pico | SGD/rule updates "
+            "| runs below their data-initialised model on val |"
+        ),
         "|" + "---|" * 15,
     ]
     for r in rows:
@@ -122,7 +138,8 @@ def markdown(rows: list[dict[str, Any]], cmd: str, seeds: int, epochs: int, limi
             f"{_pct(a['ste'])} | {_pct(a['ste-matched'])} | {_pct(a['mlp-sgd'])} | {_pct(a['logreg'])} | "
             f"{_pct(a['1nn'])} | {r['gap']:+.2f} | {'met' if r['gap'] >= -TARGET_GAP else 'NOT met'} | "
             f"{r['model_bytes']:,} | {r['state_bytes']:,} | {r['fits_pico']} | {upd:,.0f}x | "
-            f"{r['below_init']} of {len(a['rule'])} |")
+            f"{r['below_init']} of {len(a['rule'])} |"
+        )
     return "\n".join(out) + "\n"
 
 
@@ -134,7 +151,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--limit", type=int, default=None)
     ap.add_argument("--write", default=None, help="also write the markdown to this file")
     args = ap.parse_args(argv)
-    cmd = " ".join(["python benchmarks/suite.py"] + [shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:])])
+    cmd = " ".join(
+        ["python benchmarks/suite.py"] + [shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:])]
+    )
     rows = []
     for name in args.datasets.split(","):
         try:

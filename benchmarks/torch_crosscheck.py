@@ -37,8 +37,9 @@ except ImportError:  # an optional extra: say how to get it, exit 2 like any bad
     torch = None
 
 
-def torch_fit(method: B.Method, sizes: list[int], x: np.ndarray, y: np.ndarray, lr: float, epochs: int,
-              batch: int, seed: int) -> Any:
+def torch_fit(
+    method: B.Method, sizes: list[int], x: np.ndarray, y: np.ndarray, lr: float, epochs: int, batch: int, seed: int
+) -> Any:
     assert torch is not None
     torch.manual_seed(seed)
     g = torch.Generator().manual_seed(seed)
@@ -51,8 +52,11 @@ def torch_fit(method: B.Method, sizes: list[int], x: np.ndarray, y: np.ndarray, 
         Ws.append(w.requires_grad_())
         bs.append(torch.zeros(n_out, requires_grad=True))
     params = Ws + bs
-    opt = (torch.optim.SGD(params, lr=lr, momentum=0.9) if method.optimizer == "sgd"
-           else torch.optim.Adam(params, lr=lr, eps=1e-8))
+    opt = (
+        torch.optim.SGD(params, lr=lr, momentum=0.9)
+        if method.optimizer == "sgd"
+        else torch.optim.Adam(params, lr=lr, eps=1e-8)
+    )
     top = len(Ws) - 1
 
     def sign_ste(t: Any) -> Any:  # forward sign (0 -> +1), backward identity
@@ -100,7 +104,9 @@ def torch_fit(method: B.Method, sizes: list[int], x: np.ndarray, y: np.ndarray, 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--dataset", default="mnist")
-    ap.add_argument("--hidden", type=int, default=937, help="hidden width (937: as many weights as the rule's 400-10x96)")
+    ap.add_argument(
+        "--hidden", type=int, default=937, help="hidden width (937: as many weights as the rule's 400-10x96)"
+    )
     ap.add_argument("--epochs", type=int, default=10)
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--seed", type=int, default=0)
@@ -121,8 +127,10 @@ def main(argv: list[str] | None = None) -> int:
     sizes = [x.shape[1], args.hidden, ds.n_classes]
     cfg = B.Config(epochs=args.epochs, seed=args.seed, batch=args.batch)
     rows = []
-    for method, lr in ((B.Method("mlp-sgd", (args.hidden,), False, "sgd", B.SGD_LRS), args.lr_sgd),
-                       (B.Method("ste", (args.hidden,), True, "adam", B.ADAM_LRS), args.lr_ste)):
+    for method, lr in (
+        (B.Method("mlp-sgd", (args.hidden,), False, "sgd", B.SGD_LRS), args.lr_sgd),
+        (B.Method("ste", (args.hidden,), True, "adam", B.ADAM_LRS), args.lr_ste),
+    ):
         t0 = time.time()
         model, _ = B.fit(method, sizes, x, ytr, lr, cfg)
         acc_np, t_np = float((model.predict(xte) == ds.y_test).mean()), time.time() - t0
@@ -135,12 +143,16 @@ def main(argv: list[str] | None = None) -> int:
         print(f"# {method.name}: numpy {acc_np:.4f}, torch {acc_t:.4f}", file=sys.stderr)
     cmd = " ".join(["python benchmarks/torch_crosscheck.py"] + [shlex.quote(a) for a in (argv or sys.argv[1:])])
     shape = "-".join(str(s) for s in sizes)
-    print(f"`{cmd}` — {ds.name}, {enc.spec}, {len(x):,} training samples, {args.epochs} epochs, batch {args.batch}, "
-          f"seed {args.seed}, torch {torch.__version__} (measured)\n")
+    print(
+        f"`{cmd}` — {ds.name}, {enc.spec}, {len(x):,} training samples, {args.epochs} epochs, batch {args.batch}, "
+        f"seed {args.seed}, torch {torch.__version__} (measured)\n"
+    )
     print("| method | shape | lr | numpy (baselines.py) | PyTorch autograd | difference | numpy s | torch s |")
     print("|---|---|---|---|---|---|---|---|")
     for name, lr, a, b, tn, tt in rows:
-        print(f"| {name} | {shape} | {lr:g} | {a * 100:.2f} % | {b * 100:.2f} % | {(b - a) * 100:+.2f} | {tn:.0f} | {tt:.0f} |")
+        print(
+            f"| {name} | {shape} | {lr:g} | {a * 100:.2f} % | {b * 100:.2f} % | {(b - a) * 100:+.2f} | {tn:.0f} | {tt:.0f} |"
+        )
     return 0
 
 

@@ -36,8 +36,15 @@ def run_micropython(script: str, heap: str = "2M", timeout: float = 120, cwd: Pa
     """Run a script under the real unix port with firmware/ on its path; returns stdout.
     Fails the test with the device's traceback if it exits non-zero."""
     env = dict(os.environ, MICROPYPATH=f"{FIRMWARE}:.frozen")
-    p = subprocess.run([micropython_exe(), "-X", f"heapsize={heap}", "-c", script], capture_output=True,
-                       text=True, timeout=timeout, env=env, cwd=cwd, check=False)
+    p = subprocess.run(
+        [micropython_exe(), "-X", f"heapsize={heap}", "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+        cwd=cwd,
+        check=False,
+    )
     if p.returncode != 0:
         pytest.fail(f"micropython exited {p.returncode}:\n{p.stdout}\n{p.stderr}")
     return p.stdout

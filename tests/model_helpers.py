@@ -28,7 +28,9 @@ def slanted(n: int, side: int = 28, seed: int = 1) -> np.ndarray:
 def raw_values(n: int, n_feat: int, spec: str, kind: str | None, seed: int) -> tuple[np.ndarray, int]:
     rng = np.random.default_rng(seed)
     if n_feat == 784:
-        return np.concatenate([slanted(n - n // 4, seed=seed), rng.integers(0, 256, (n // 4, 784))]).astype(np.uint8), 255
+        return np.concatenate([slanted(n - n // 4, seed=seed), rng.integers(0, 256, (n // 4, 784))]).astype(
+            np.uint8
+        ), 255
     if kind == "minmax":  # integers outside 0..255: per feature offsets and ranges
         lo = rng.integers(-3000, 3000, n_feat)
         return lo + rng.integers(0, 1 + rng.integers(1, 20000, n_feat), (n, n_feat)), 255
@@ -36,8 +38,16 @@ def raw_values(n: int, n_feat: int, spec: str, kind: str | None, seed: int) -> t
     return rng.integers(0, top + 1, (n, n_feat)).astype(np.uint8), top
 
 
-def make_model(over: dict[str, Any], spec: str, n_feat: int, classes: int = 4, scaling_kind: str | None = None,
-               n_train: int = 60, seed: int = 0, **kw: Any) -> tuple[ModelFile, Reference, np.ndarray]:
+def make_model(
+    over: dict[str, Any],
+    spec: str,
+    n_feat: int,
+    classes: int = 4,
+    scaling_kind: str | None = None,
+    n_train: int = 60,
+    seed: int = 0,
+    **kw: Any,
+) -> tuple[ModelFile, Reference, np.ndarray]:
     """(model file, the reference it came from, 50 raw test samples)."""
     scaling_kind = kw.pop("scaling", scaling_kind)
     x, top = raw_values(n_train + 50, n_feat, spec, scaling_kind, seed)
@@ -45,8 +55,16 @@ def make_model(over: dict[str, Any], spec: str, n_feat: int, classes: int = 4, s
     enc = parse_encoding(spec, top)
     n_bits = enc.n_bits(n_feat)
     sizes = [n_bits] + list(over["sizes"][1:])
-    cfg: dict[str, Any] = {"sizes": sizes, "classes": classes, "weights": over.get("weights", "binary2"), "seed": 1,
-                           "window": 8, "margin": 2, "k": [2] * (len(sizes) - 1), "ks": 2}
+    cfg: dict[str, Any] = {
+        "sizes": sizes,
+        "classes": classes,
+        "weights": over.get("weights", "binary2"),
+        "seed": 1,
+        "window": 8,
+        "margin": 2,
+        "k": [2] * (len(sizes) - 1),
+        "ks": 2,
+    }
     if over.get("pool"):
         cfg["pool"] = {"rows": 8, "every": 16, "tau": 2, "flips": 4, "near": 20, "tau_step": 0}
         cfg["epoch"] = max(n_train, 1)
@@ -56,7 +74,15 @@ def make_model(over: dict[str, Any], spec: str, n_feat: int, classes: int = 4, s
     rows = enc.pack(sc.apply(x))
     for i in range(n_train):
         ref.train_sample(rows[i], int(y[i]))
-    mf = ModelFile(cfg=cfg, planes=[], encoding=enc, n_features=n_feat, max_value=top, scaling=sc,
-                   labels=[str(i) for i in range(classes)], meta={"job": "test", "encoding": spec})
+    mf = ModelFile(
+        cfg=cfg,
+        planes=[],
+        encoding=enc,
+        n_features=n_feat,
+        max_value=top,
+        scaling=sc,
+        labels=[str(i) for i in range(classes)],
+        meta={"job": "test", "encoding": spec},
+    )
     mf.take(ref)
     return mf, ref, x[n_train:]

@@ -130,7 +130,9 @@ def test_cost_per_word_within_budget() -> None:
     # the cycle model prices every instruction at >= 1 cycle
     assert viper["cycles_per_word"] >= viper["instructions_per_word"]
     flip = measure_kernel("flip_row", 16, "asm")
-    assert flip["ok"] and flip["instructions_per_word"] < measure_kernel("flip_row", 16, "viper")["instructions_per_word"]
+    assert (
+        flip["ok"] and flip["instructions_per_word"] < measure_kernel("flip_row", 16, "viper")["instructions_per_word"]
+    )
 
 
 def test_emulator_catches_an_overrun(kernels_mpy) -> None:
@@ -163,7 +165,7 @@ def test_viper_dense_kernels_match_numpy_on_the_unix_port(tmp_path: Path, upy) -
 import json
 from array import array
 from bitflip import kernels as K
-d = json.load(open({str(tmp_path / 'd.json')!r}))
+d = json.load(open({str(tmp_path / "d.json")!r}))
 res = {{}}
 for key, (x, s, z) in d.items():
     nw = int(key)
@@ -179,14 +181,27 @@ print(json.dumps(res))
         x, s, z = (np.array(a, np.uint32) for a in (x, s, z))
         s, z = s.reshape(3, nw), z.reshape(3, nw)
         ref_b = 32 * nw - 1 - 2 * np.bitwise_count(x ^ s).sum(axis=1, dtype=np.int64)
-        ref_t = np.bitwise_count(z).sum(axis=1, dtype=np.int64) - 2 * np.bitwise_count((x ^ s) & z).sum(axis=1,
-                                                                                                  dtype=np.int64)
+        ref_t = np.bitwise_count(z).sum(axis=1, dtype=np.int64) - 2 * np.bitwise_count((x ^ s) & z).sum(
+            axis=1, dtype=np.int64
+        )
         assert got[str(nw)] == [ref_b.tolist(), ref_t.tolist()], nw
 
 
 def test_benchmark_json_mode() -> None:
-    p = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "kernel_costs.py"), "--json", "--no-layer",
-                        "--kernels", "dense_binary"], check=False, capture_output=True, text=True, timeout=120)
+    p = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "benchmarks" / "kernel_costs.py"),
+            "--json",
+            "--no-layer",
+            "--kernels",
+            "dense_binary",
+        ],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert p.returncode == 0, p.stderr
     table = json.loads(p.stdout)
     row = table["dense_binary"]["armv6m"]

@@ -49,7 +49,10 @@ TRAIN = [
     (["--limit", "0"], "--limit must be positive"),
     (["--eval-every", "0"], "--eval-every must be positive"),
     (["--encoding", "threshold:\uff13\uff12"], "bad encoding"),  # full-width digits
-    (["--dataset", "{four}", "--model", "3x2", "--encoding", "deskew+threshold:5"], "need square images of at least 4x4"),
+    (
+        ["--dataset", "{four}", "--model", "3x2", "--encoding", "deskew+threshold:5"],
+        "need square images of at least 4x4",
+    ),
     (["--board", "sim-pico", "--port", "auto"], "is virtual"),
     (["--board", "sim-pico", "--port", "/dev/null"], "--port /dev/null is not a serial port"),
     (["--board", "sim-pico", "--port", "{four}"], "is a file, not a serial port"),
@@ -63,8 +66,9 @@ TRAIN = [
 @pytest.mark.parametrize("args, needle", TRAIN, ids=[" ".join(a) for a, _ in TRAIN])
 def test_train_bad_input_is_one_line_exit_2_and_no_run_dir(args: list[str], needle: str, files: dict[str, str]) -> None:
     out = Path(files["tmp"]) / "run"
-    one_line_exit_2(["train", "--board", "host", "--epochs", "1", *[a.format(**files) for a in args],
-                     "--out", str(out)], needle)
+    one_line_exit_2(
+        ["train", "--board", "host", "--epochs", "1", *[a.format(**files) for a in args], "--out", str(out)], needle
+    )
     assert not out.exists()
 
 
@@ -93,8 +97,7 @@ def test_compare_help_offers_only_methods_that_exist() -> None:
     assert "mlp-adam when the model has hidden layers" in " ".join(r.output.split())
 
 
-def test_silent_port_gives_up_with_one_line_and_leaves_nothing(tmp_path: Path,
-                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+def test_silent_port_gives_up_with_one_line_and_leaves_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A terminal where nothing answers (a pty nobody reads: a bare UART, the wrong port)."""
     from bitflip.training.device import DeviceRun
 
@@ -117,8 +120,21 @@ def test_silent_port_gives_up_with_one_line_and_leaves_nothing(tmp_path: Path,
         keep.mkdir()
         (keep / "mine.txt").write_text("keep me")
         for out, extra in ((tmp_path / "new" / "run", []), (keep, ["--force"])):
-            one_line_exit_2(["train", "--board", "sim-pico", "--epochs", "1", "--port", os.ttyname(slave),
-                             "--out", str(out), *extra], "nothing answered within 1 s")
+            one_line_exit_2(
+                [
+                    "train",
+                    "--board",
+                    "sim-pico",
+                    "--epochs",
+                    "1",
+                    "--port",
+                    os.ttyname(slave),
+                    "--out",
+                    str(out),
+                    *extra,
+                ],
+                "nothing answered within 1 s",
+            )
         assert not (tmp_path / "new").exists()
         assert (keep / "mine.txt").read_text() == "keep me" and not list(tmp_path.glob("keep.old-*"))
     finally:
@@ -176,8 +192,23 @@ def test_string_labels_are_class_names_in_sorted_order(tmp_path: Path) -> None:
     first = int(d.y_train[0]) if d.x_train[0].tolist() == [0, 0] else None
     assert first in (None, 2)  # row 0 is a dog: class 2 of the sorted names
     run = tmp_path / "run"
-    r = CliRunner().invoke(main, ["train", "--board", "host", "--dataset", str(p), "--model", "3x2", "--epochs", "1",
-                                  "--quiet", "--out", str(run)])
+    r = CliRunner().invoke(
+        main,
+        [
+            "train",
+            "--board",
+            "host",
+            "--dataset",
+            str(p),
+            "--model",
+            "3x2",
+            "--epochs",
+            "1",
+            "--quiet",
+            "--out",
+            str(run),
+        ],
+    )
     assert r.exit_code == 0, r.output
     assert json.loads((run / "summary.json").read_text())["labels"] == ["bird", "cat", "dog"]
     r = CliRunner().invoke(main, ["export", str(run), "--out", str(tmp_path / "m.bfm")])
@@ -189,7 +220,12 @@ def test_string_labels_are_class_names_in_sorted_order(tmp_path: Path) -> None:
 
 def test_pytest_plugin_joins_our_options_only() -> None:
     assert joined(["-m", "device", "--port", "/dev/ttyACM0", "--board", "pico", "-x"]) == [
-        "-m", "device", "--port=/dev/ttyACM0", "--board=pico", "-x"]
+        "-m",
+        "device",
+        "--port=/dev/ttyACM0",
+        "--board=pico",
+        "-x",
+    ]
     assert joined(["--port=/dev/x", "tests", "--", "--port", "y"]) == ["--port=/dev/x", "tests", "--", "--port", "y"]
 
 
@@ -197,8 +233,28 @@ def test_readme_device_test_line_parses_with_an_existing_port_path() -> None:
     """`pytest -m device --port P --board B` with P an existing path (here /dev/null): pytest
     finds the project's configuration and collects the device tests (collect only)."""
     env = {k: v for k, v in os.environ.items() if k != "BITFLIP_PYTEST_REEXEC"}
-    p = subprocess.run([sys.executable, "-m", "pytest", "-m", "device", "--port", "/dev/null", "--board", "pico",
-                        "--co", "-q", "-p", "no:cacheprovider"], cwd=ROOT, capture_output=True, text=True,
-                       timeout=120, env=env, check=False)
+    p = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-m",
+            "device",
+            "--port",
+            "/dev/null",
+            "--board",
+            "pico",
+            "--co",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+        check=False,
+    )
     assert p.returncode == 0, p.stdout + p.stderr
     assert "unrecognized arguments" not in p.stderr and "tests/test_device.py::" in p.stdout

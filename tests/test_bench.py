@@ -17,7 +17,9 @@ BITFLIP = str(Path(sys.executable).parent / "bitflip")
 
 @pytest.fixture(scope="module")
 def bench_json() -> dict:
-    p = subprocess.run([BITFLIP, "bench", "--quick", "--json"], capture_output=True, text=True, timeout=300, check=False)
+    p = subprocess.run(
+        [BITFLIP, "bench", "--quick", "--json"], capture_output=True, text=True, timeout=300, check=False
+    )
     assert p.returncode == 0, p.stderr
     return json.loads(p.stdout)
 
@@ -54,8 +56,10 @@ def test_cached_costs_match_a_fresh_emulation() -> None:
     from bitflip.bench import _fit_dense, _fit_update
 
     cached = energy.load_costs()["kernels"]
-    for name, variant, fit in (("dense_binary", "asm_thumb", lambda: _fit_dense("dense_binary", "asm")),
-                               ("update_row_binary2", "viper", lambda: _fit_update(2))):
+    for name, variant, fit in (
+        ("dense_binary", "asm_thumb", lambda: _fit_dense("dense_binary", "asm")),
+        ("update_row_binary2", "viper", lambda: _fit_update(2)),
+    ):
         fresh = fit()
         for term, v in fresh.items():
             assert cached[name][variant][term]["cycles"] == pytest.approx(float(v[0]), abs=0.01), (name, term)
@@ -75,9 +79,14 @@ CFG = {"k": [DEFAULTS["mnist"]["k_out"]], "ks": DEFAULTS["mnist"]["ks"]}
 
 
 def test_real_board_is_time_x_power(tmp_path: Path) -> None:
-    _events(tmp_path, [{"epoch": 0, "seen": 100, "busy_us": 2_000_000, "fwd_words": 1},
-                       {"epoch": 1, "seen": 100, "busy_us": 1_000_000, "fwd_words": 2}],
-            [{"epoch": 1, "seen": 50, "busy_us": 500_000}])
+    _events(
+        tmp_path,
+        [
+            {"epoch": 0, "seen": 100, "busy_us": 2_000_000, "fwd_words": 1},
+            {"epoch": 1, "seen": 100, "busy_us": 1_000_000, "fwd_words": 2},
+        ],
+        [{"epoch": 1, "seen": 50, "busy_us": 500_000}],
+    )
     r = energy.for_run(load("pico"), SIZES, "binary2", CFG, tmp_path)
     assert r["energy_source"] == "time x power model"
     assert r["device_s"] == pytest.approx(3.0)
@@ -88,11 +97,19 @@ def test_real_board_is_time_x_power(tmp_path: Path) -> None:
 
 def test_power_meter_records_are_measured(tmp_path: Path) -> None:
     pico = load("pico")
-    meter = Board(pico.name, pico.title, pico.kind,
-                  {**pico.data, "power_meter": {"chip": "ina219", "i2c": 0, "sda": 4, "scl": 5, "addr": 64,
-                                                "shunt_ohms": 0.1}})
-    _events(tmp_path, [{"epoch": 0, "seen": 10, "busy_us": 1000, "energy_uj": 300_000},
-                       {"epoch": 1, "seen": 10, "busy_us": 1000, "energy_uj": 500_000}])
+    meter = Board(
+        pico.name,
+        pico.title,
+        pico.kind,
+        {**pico.data, "power_meter": {"chip": "ina219", "i2c": 0, "sda": 4, "scl": 5, "addr": 64, "shunt_ohms": 0.1}},
+    )
+    _events(
+        tmp_path,
+        [
+            {"epoch": 0, "seen": 10, "busy_us": 1000, "energy_uj": 300_000},
+            {"epoch": 1, "seen": 10, "busy_us": 1000, "energy_uj": 500_000},
+        ],
+    )
     r = energy.for_run(meter, SIZES, "binary2", CFG, tmp_path)
     assert r["energy_source"] == "measured"
     assert r["joules"] == pytest.approx(0.5)
@@ -101,13 +118,20 @@ def test_power_meter_records_are_measured(tmp_path: Path) -> None:
     assert energy.for_run(meter, SIZES, "binary2", CFG, tmp_path)["energy_source"] == "time x power model"
 
 
-@pytest.mark.parametrize("board, label, cores", [("host", "estimated (rp2040 model)", 2),
-                                                 ("sim-pico", "estimated (rp2040 model)", 2),
-                                                 ("sim-esp32", "estimated (esp32 model)", 1)])
+@pytest.mark.parametrize(
+    "board, label, cores",
+    [
+        ("host", "estimated (rp2040 model)", 2),
+        ("sim-pico", "estimated (rp2040 model)", 2),
+        ("sim-esp32", "estimated (esp32 model)", 1),
+    ],
+)
 def test_virtual_and_host_are_estimated(tmp_path: Path, board: str, label: str, cores: int) -> None:
     n = 1000
-    _events(tmp_path, [{"epoch": 0, "seen": n, "fwd_words": n * WORDS * SIZES[1], "upd_words": 1100 * WORDS,
-                                "updates": 1100}])
+    _events(
+        tmp_path,
+        [{"epoch": 0, "seen": n, "fwd_words": n * WORDS * SIZES[1], "upd_words": 1100 * WORDS, "updates": 1100}],
+    )
     r = energy.for_run(load(board), SIZES, "binary2", CFG, tmp_path)
     assert r["energy_source"] == label
     assert r["energy"]["cores"] == cores

@@ -66,8 +66,11 @@ def test_every_real_board_has_a_virtual_twin_with_its_heap(name: str) -> None:
 def test_archs_and_offsets_match_the_chips() -> None:
     got = {n: (boards.load(n).arch, boards.load(n).flash.get("offset")) for n in REAL}
     assert got == {
-        "pico": ("armv6m", None), "pico2": ("armv7m", None), "esp32": ("xtensawin", "0x1000"),
-        "esp32s3": ("xtensawin", "0x0"), "esp32c3": ("rv32imc", "0x0"),
+        "pico": ("armv6m", None),
+        "pico2": ("armv7m", None),
+        "esp32": ("xtensawin", "0x1000"),
+        "esp32s3": ("xtensawin", "0x0"),
+        "esp32c3": ("rv32imc", "0x0"),
     }
 
 

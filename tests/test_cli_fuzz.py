@@ -44,7 +44,9 @@ FUZZ_EXAMPLES = int(os.environ.get("BITFLIP_FUZZ_EXAMPLES", "300"))
 SEED = int(os.environ["BITFLIP_FUZZ_SEED"]) if os.environ.get("BITFLIP_FUZZ_SEED") else None  # another sample
 KEEP_GOING = os.environ.get("BITFLIP_FUZZ_KEEP_GOING") == "1"
 LOG = os.environ.get("BITFLIP_FUZZ_LOG")
-CALL_TIMEOUT_S = int(os.environ.get("BITFLIP_FUZZ_CALL_S", "60"))  # one invocation; the slowest valid one (a 2-epoch host run on table) takes ~2 s
+CALL_TIMEOUT_S = int(
+    os.environ.get("BITFLIP_FUZZ_CALL_S", "60")
+)  # one invocation; the slowest valid one (a 2-epoch host run on table) takes ~2 s
 
 COUNTS = {"invocations": 0, "problems": 0}
 
@@ -55,19 +57,83 @@ class CallTimedOut(BaseException):
 
 # ---------------------------------------------------------------------------------- values
 
-JUNK = ["", " ", "  ", "\t", "-", "--", "x", "３２", "١٢", "½", "1e3", "0x10", "1_000", "+5", " 5", "5 ", "nan",
-        "inf", "-0", "None", "true", "\U0001f4a5", "a=b", "=", ",", "..", "'", '"', "$HOME", "%s", "{}", "\\", "é"]
+JUNK = [
+    "",
+    " ",
+    "  ",
+    "\t",
+    "-",
+    "--",
+    "x",
+    "３２",
+    "١٢",
+    "½",
+    "1e3",
+    "0x10",
+    "1_000",
+    "+5",
+    " 5",
+    "5 ",
+    "nan",
+    "inf",
+    "-0",
+    "None",
+    "true",
+    "\U0001f4a5",
+    "a=b",
+    "=",
+    ",",
+    "..",
+    "'",
+    '"',
+    "$HOME",
+    "%s",
+    "{}",
+    "\\",
+    "é",
+]
 HUGE = [str(2**31), str(2**32), str(2**63), str(2**64), str(10**30), "-" + str(10**30), "9" * 400]
 
 text = st.text(st.characters(blacklist_characters="\x00", blacklist_categories=("Cs",)), max_size=12)
 junk = st.one_of(st.sampled_from(JUNK), text)
 
 
-BAD_PORTS = ["/dev/null", "/dev/zero", "/dev/full", "/dev/ttyNOPE", "/dev/ttyNOPE0", "auto", "", " ", "/proc/self/status",
-             "/proc", "/sys", "COM3", "relative-port", " /dev/null"]
+BAD_PORTS = [
+    "/dev/null",
+    "/dev/zero",
+    "/dev/full",
+    "/dev/ttyNOPE",
+    "/dev/ttyNOPE0",
+    "auto",
+    "",
+    " ",
+    "/proc/self/status",
+    "/proc",
+    "/sys",
+    "COM3",
+    "relative-port",
+    " /dev/null",
+]
 # paths that must be refused for writing (root can write almost anywhere else: never generated)
-BAD_OUT = ["", " ", ".", "/", "/proc/nope", "/proc/nope/deeper", "/proc/self/status", "/sys/nope", "/dev/null",
-           "/dev/null/x", "x" * 300, "new/" + "y" * 300, "occupied/keep.txt", "afile", "afile/x", "\t", "new\nline"]
+BAD_OUT = [
+    "",
+    " ",
+    ".",
+    "/",
+    "/proc/nope",
+    "/proc/nope/deeper",
+    "/proc/self/status",
+    "/sys/nope",
+    "/dev/null",
+    "/dev/null/x",
+    "x" * 300,
+    "new/" + "y" * 300,
+    "occupied/keep.txt",
+    "afile",
+    "afile/x",
+    "\t",
+    "new\nline",
+]
 # paths in the fresh current directory: writing there is allowed when the call succeeds
 GOOD_OUT = ["new", "runs/x", "sub/dir/new", "occupied", "new.bfm", "new.h", "new.png", "new.csv", "sub/new.png"]
 
@@ -77,11 +143,38 @@ class Paths:
 
     def __init__(self, fix: Path):
         self.fix = fix
-        names = ["four.csv", "semi.csv", "one.csv", "empty.csv", "pets.csv", "garbage.npz", "blob.bin", "adir",
-                 "emptydir", "run", "badrun", "model.bfm", "bad.bfm", "model.uf2x"]
+        names = [
+            "four.csv",
+            "semi.csv",
+            "one.csv",
+            "empty.csv",
+            "pets.csv",
+            "garbage.npz",
+            "blob.bin",
+            "adir",
+            "emptydir",
+            "run",
+            "badrun",
+            "model.bfm",
+            "bad.bfm",
+            "model.uf2x",
+        ]
         self.read = [str(fix / n) for n in names] + [
-            "/proc/self/status", "/proc/nope", "/nonexistent/file.csv", "", " ", ".", "/", "/dev/null", "/dev/zero",
-            "x" * 300, str(fix / ("z" * 300)), str(fix / "four.csv" / "x"), "nonexistent.npz", "nonexistent"]
+            "/proc/self/status",
+            "/proc/nope",
+            "/nonexistent/file.csv",
+            "",
+            " ",
+            ".",
+            "/",
+            "/dev/null",
+            "/dev/zero",
+            "x" * 300,
+            str(fix / ("z" * 300)),
+            str(fix / "four.csv" / "x"),
+            "nonexistent.npz",
+            "nonexistent",
+        ]
 
 
 def read_paths(p: Paths) -> st.SearchStrategy[str]:
@@ -101,23 +194,77 @@ def ints(lo: int, hi: int) -> st.SearchStrategy[str]:
     return st.integers(lo, hi).map(str)
 
 
-BAD_FLOATS = st.one_of(sample("-0.1", "1", "1.5", "nan", "inf", "-inf", "0,1", "1e999", "-1e-300"),
-                       st.floats(min_value=1.0).map(str), junk)
+BAD_FLOATS = st.one_of(
+    sample("-0.1", "1", "1.5", "nan", "inf", "-inf", "0,1", "1e999", "-1e-300"), st.floats(min_value=1.0).map(str), junk
+)
 BOARDS_BAD = ["nosuchboard", "HOST", " host", "../boards/pico", "pico.json", "sim-", "sim-host", "", "pico", "esp32"]
 DATASETS_OK = ["digits", "iris", "wine", "breast-cancer", "breast_cancer", "table", "shift1d"]
 DATASETS_BAD = ["nosuchdata", "mnist.npz", "x.csv", "DIGITS", " digits", "digits ", "./digits", "data.gz"]
 ENC_OK = ["threshold:8", "thermo:3", "thermo:1,5,9", "thermo:2"]
-ENC_BAD = ["threshold:0", "threshold:-1", "threshold:\uff13\uff12", "thermo:0", "thermo:99,1", "thermo:", "thermo:1,,2",
-           "crop:9+", "deskew", "deskew+", "+threshold:8", "threshold:8+", "thermo:999999999999", "pool:0+thermo:2",
-           "nosuch:1", "deskew+threshold:8", "crop:6+threshold:8", "pool:2+thermo:2", "crop:0+threshold:8"]
+ENC_BAD = [
+    "threshold:0",
+    "threshold:-1",
+    "threshold:\uff13\uff12",
+    "thermo:0",
+    "thermo:99,1",
+    "thermo:",
+    "thermo:1,,2",
+    "crop:9+",
+    "deskew",
+    "deskew+",
+    "+threshold:8",
+    "threshold:8+",
+    "thermo:999999999999",
+    "pool:0+thermo:2",
+    "nosuch:1",
+    "deskew+threshold:8",
+    "crop:6+threshold:8",
+    "pool:2+thermo:2",
+    "crop:0+threshold:8",
+]
 MODEL_OK = ["10", "10x2", "32-10x2", "3x2", "2x3", "3", "16-3x2", "4x2", "6x2", "8x3"]
-MODEL_BAD = ["10x", "x10", "", " 10x5", "10x5 ", "0", "0x0", "10x0", "-10", "10-", "10--10", "10x99999999999",
-             "99999999-10", "1-10", "10X2", "\uff11\uff10", "10x2x2", "256-256-256-10x16", "1x1", "1", "10x" + "9" * 30]
+MODEL_BAD = [
+    "10x",
+    "x10",
+    "",
+    " 10x5",
+    "10x5 ",
+    "0",
+    "0x0",
+    "10x0",
+    "-10",
+    "10-",
+    "10--10",
+    "10x99999999999",
+    "99999999-10",
+    "1-10",
+    "10X2",
+    "\uff11\uff10",
+    "10x2x2",
+    "256-256-256-10x16",
+    "1x1",
+    "1",
+    "10x" + "9" * 30,
+]
 WEIGHTS_OK = ["binary", "binary2", "ternary"]
 WEIGHTS_BAD = ["quad", "", "BINARY", " binary"]
 RULE_OK = ["k_out=3", "k_out=5"]
-RULE_BAD = ["k_out=-1", "k_out=abc", "k_out=1e99", "k_out=", "nosuch=1", "=1", "=", "x", "pool=-4", "pool=\uff11",
-            "k_out=3=4", " k_out=3", "k_out=" + "9" * 40, "pool=99999999"]
+RULE_BAD = [
+    "k_out=-1",
+    "k_out=abc",
+    "k_out=1e99",
+    "k_out=",
+    "nosuch=1",
+    "=1",
+    "=",
+    "x",
+    "pool=-4",
+    "pool=\uff11",
+    "k_out=3=4",
+    " k_out=3",
+    "k_out=" + "9" * 40,
+    "pool=99999999",
+]
 ONLY_OK = ["rule", "logreg", "mlp-sgd", "ste", "rule,logreg", ""]
 ONLY_BAD = ["mlp-adam", "ste-matched", "mlp-sgd-matched", "nope", ",", "rule,,nope", "RULE"]
 
@@ -141,61 +288,133 @@ def grammar(p: Paths) -> dict[str, dict[str, Any]]:
     "prefix": [...] (always first), "need": {option: strategy} (always given)}."""
     epochs = opt(sample("1", "2"), bad_numbers(*HUGE))
     ds = datasets(p)
-    model, weights, enc = opt(sample(*MODEL_OK), sample(*MODEL_BAD)), opt(sample(*WEIGHTS_OK), sample(*WEIGHTS_BAD)), \
-        opt(sample(*ENC_OK), sample(*ENC_BAD))
+    model, weights, enc = (
+        opt(sample(*MODEL_OK), sample(*MODEL_BAD)),
+        opt(sample(*WEIGHTS_OK), sample(*WEIGHTS_BAD)),
+        opt(sample(*ENC_OK), sample(*ENC_BAD)),
+    )
     rule = opt(sample(*RULE_OK), sample(*RULE_BAD))
     outs = opt(sample(*GOOD_OUT), sample(*BAD_OUT))
     reads = opt(sample(*(str(p.fix / n) for n in ("run", "model.bfm", "four.csv"))), read_paths(p))
     boards = opt(sample("host", "sim-pico", "sim-esp32", "pico", "esp32c3"), sample(*BOARDS_BAD))
     ports = opt(sample(*BAD_PORTS), sample(*BAD_PORTS))
     train_opts = {
-        "--dataset": ds, "--model": model, "--weights": weights, "--encoding": enc, "--epochs": epochs,
-        "--seed": opt(st.one_of(ints(0, 10), sample("4294967295")), bad_numbers("4294967296")), "--out": outs,
-        "--rule": rule, "--eval-every": opt(ints(1, 3), bad_numbers()),
-        "--val": opt(sample("0", "0.1", "0.5", "0.9"), BAD_FLOATS), "--limit": opt(ints(1, 100), bad_numbers()),
-        "--resume": FLAG, "--force": FLAG, "--cores": opt(sample("1", "2"), bad_numbers("3")), "--quiet": FLAG,
-        "--ckpt-every": opt(st.one_of(ints(1, 1000), sample(*HUGE[:4])), bad_numbers()), "--json": FLAG,
+        "--dataset": ds,
+        "--model": model,
+        "--weights": weights,
+        "--encoding": enc,
+        "--epochs": epochs,
+        "--seed": opt(st.one_of(ints(0, 10), sample("4294967295")), bad_numbers("4294967296")),
+        "--out": outs,
+        "--rule": rule,
+        "--eval-every": opt(ints(1, 3), bad_numbers()),
+        "--val": opt(sample("0", "0.1", "0.5", "0.9"), BAD_FLOATS),
+        "--limit": opt(ints(1, 100), bad_numbers()),
+        "--resume": FLAG,
+        "--force": FLAG,
+        "--cores": opt(sample("1", "2"), bad_numbers("3")),
+        "--quiet": FLAG,
+        "--ckpt-every": opt(st.one_of(ints(1, 1000), sample(*HUGE[:4])), bad_numbers()),
+        "--json": FLAG,
         "--board": opt(sample("host", "sim-pico", "pico"), sample(*BOARDS_BAD)),
     }
     return {
-        "train": {"need": {"--board": sample("host", "host", "host", "sim-pico", "sim-esp32", "pico", *BOARDS_BAD)},
-                  "prefix": ["--epochs", "1", "--limit", "50", "--quiet"], "opts": train_opts},
-        "compare": {"prefix": ["--epochs", "1", "--limit", "50"],
-                    "opts": {"--dataset": ds, "--model": model, "--weights": weights, "--encoding": enc, "--rule": rule,
-                             "--epochs": epochs, "--limit": opt(ints(1, 60), bad_numbers()),
-                             "--seed": opt(ints(0, 10), bad_numbers()), "--batch": opt(ints(1, 64), bad_numbers()),
-                             "--matched": FLAG, "--only": opt(sample(*ONLY_OK), sample(*ONLY_BAD)), "--json": FLAG}},
-        "memory": {"need": {"--board": sample("host", "sim-pico", "pico", "esp32", "esp32c3", *BOARDS_BAD)},
-                   "opts": {"--model": model, "--dataset": ds, "--encoding": enc,
-                            "--inputs": opt(sample("64", "784", "1048576"), bad_numbers("1048577")),
-                            "--weights": weights, "--pool": opt(sample("0", "4", "4096"), bad_numbers("4097")),
-                            "--json": FLAG}},
+        "train": {
+            "need": {"--board": sample("host", "host", "host", "sim-pico", "sim-esp32", "pico", *BOARDS_BAD)},
+            "prefix": ["--epochs", "1", "--limit", "50", "--quiet"],
+            "opts": train_opts,
+        },
+        "compare": {
+            "prefix": ["--epochs", "1", "--limit", "50"],
+            "opts": {
+                "--dataset": ds,
+                "--model": model,
+                "--weights": weights,
+                "--encoding": enc,
+                "--rule": rule,
+                "--epochs": epochs,
+                "--limit": opt(ints(1, 60), bad_numbers()),
+                "--seed": opt(ints(0, 10), bad_numbers()),
+                "--batch": opt(ints(1, 64), bad_numbers()),
+                "--matched": FLAG,
+                "--only": opt(sample(*ONLY_OK), sample(*ONLY_BAD)),
+                "--json": FLAG,
+            },
+        },
+        "memory": {
+            "need": {"--board": sample("host", "sim-pico", "pico", "esp32", "esp32c3", *BOARDS_BAD)},
+            "opts": {
+                "--model": model,
+                "--dataset": ds,
+                "--encoding": enc,
+                "--inputs": opt(sample("64", "784", "1048576"), bad_numbers("1048577")),
+                "--weights": weights,
+                "--pool": opt(sample("0", "4", "4096"), bad_numbers("4097")),
+                "--json": FLAG,
+            },
+        },
         "report": {"args": [reads, reads], "opts": {"--png": outs, "--json": FLAG}},
         "data list": {"opts": {"--json": FLAG}},
         "data info": {"args": [ds], "opts": {"--json": FLAG}},
         # a fetchable name would download: only names that are not fetched (or that need nothing)
-        "data fetch": {"args": [opt(sample("digits", "iris", "table"),
-                                    st.one_of(sample("nosuch", "", "MNIST", "fashion_mnist"),
-                                              junk.filter(lambda s: s.strip().lower() not in
-                                                          ("mnist", "fashion", "fashion-mnist"))))]},
-        "export": {"args": [reads], "opts": {"-o": outs, "--out": outs, "--format": opt(sample("bfm", "c")),
-                                             "--dataset": ds, "--force": FLAG, "--json": FLAG}},
-        "predict": {"opts": {"--model-file": reads, "--dataset": ds,
-                             "--board": opt(sample("host"), sample("nosuchboard", "pico", "", "sim-pico")),
-                             "--port": ports, "-o": outs, "--force": FLAG,
-                             "--limit": opt(sample("0", "5", "1000000"), bad_numbers()), "--json": FLAG}},
-        "push": {"args": [reads], "need": {"--port": sample(*BAD_PORTS)},
-                 "opts": {"--board": boards, "--dest": opt(sample("model.bfm", "x/y.bfm"))}},
-        "pull": {"need": {"--port": sample(*BAD_PORTS)},
-                 "opts": {"--board": boards, "-o": outs, "--src": opt(sample("model.bfm")), "--force": FLAG}},
-        "deploy": {"need": {"--dry-run": None},
-                   "opts": {"--board": boards, "--port": ports, "--force": FLAG, "--build-dir": outs}},
-        "deploy-port": {"name": "deploy", "need": {"--port": sample(*BAD_PORTS)},
-                        "opts": {"--board": boards, "--force": FLAG, "--build-dir": outs}},
+        "data fetch": {
+            "args": [
+                opt(
+                    sample("digits", "iris", "table"),
+                    st.one_of(
+                        sample("nosuch", "", "MNIST", "fashion_mnist"),
+                        junk.filter(lambda s: s.strip().lower() not in ("mnist", "fashion", "fashion-mnist")),
+                    ),
+                )
+            ]
+        },
+        "export": {
+            "args": [reads],
+            "opts": {
+                "-o": outs,
+                "--out": outs,
+                "--format": opt(sample("bfm", "c")),
+                "--dataset": ds,
+                "--force": FLAG,
+                "--json": FLAG,
+            },
+        },
+        "predict": {
+            "opts": {
+                "--model-file": reads,
+                "--dataset": ds,
+                "--board": opt(sample("host"), sample("nosuchboard", "pico", "", "sim-pico")),
+                "--port": ports,
+                "-o": outs,
+                "--force": FLAG,
+                "--limit": opt(sample("0", "5", "1000000"), bad_numbers()),
+                "--json": FLAG,
+            }
+        },
+        "push": {
+            "args": [reads],
+            "need": {"--port": sample(*BAD_PORTS)},
+            "opts": {"--board": boards, "--dest": opt(sample("model.bfm", "x/y.bfm"))},
+        },
+        "pull": {
+            "need": {"--port": sample(*BAD_PORTS)},
+            "opts": {"--board": boards, "-o": outs, "--src": opt(sample("model.bfm")), "--force": FLAG},
+        },
+        "deploy": {
+            "need": {"--dry-run": None},
+            "opts": {"--board": boards, "--port": ports, "--force": FLAG, "--build-dir": outs},
+        },
+        "deploy-port": {
+            "name": "deploy",
+            "need": {"--port": sample(*BAD_PORTS)},
+            "opts": {"--board": boards, "--force": FLAG, "--build-dir": outs},
+        },
         "flash": {"opts": {"--board": boards, "--firmware": reads, "--port": ports, "--drive": reads}},
         # a virtual board would start and run until Ctrl-C: only boards that are not virtual
-        "sim": {"need": {"--board": sample("host", "pico", "esp32", "nosuchboard", "", "sim-", "sim-host")},
-                "opts": {"--flash": outs, "--with-sources": FLAG}},
+        "sim": {
+            "need": {"--board": sample("host", "pico", "esp32", "nosuchboard", "", "sim-", "sim-host")},
+            "opts": {"--flash": outs, "--with-sources": FLAG},
+        },
         "boards": {"opts": {"--json": FLAG}},
         "ports": {"opts": {"--json": FLAG}},
         # never runs: an option it does not have (or a value for a flag) is always there
@@ -204,9 +423,11 @@ def grammar(p: Paths) -> dict[str, dict[str, Any]]:
 
 
 # the commands with the most options are drawn more often
-WEIGHTED = sorted(["train"] * 5 + ["compare", "memory", "report", "export", "predict", "data info"] * 2
-                  + ["data list", "data fetch", "push", "pull", "deploy", "deploy-port", "flash", "sim", "boards", "ports",
-                     "bench"])
+WEIGHTED = sorted(
+    ["train"] * 5
+    + ["compare", "memory", "report", "export", "predict", "data info"] * 2
+    + ["data list", "data fetch", "push", "pull", "deploy", "deploy-port", "flash", "sim", "boards", "ports", "bench"]
+)
 
 # sim boards start a virtual board unless --port is given: train and predict always get a refused one
 NEEDS_PORT = {"sim-pico", "sim-esp32", "sim-esp32s3", "sim-esp32c3", "sim-pico2"}
@@ -219,8 +440,21 @@ def invocations(draw: st.DrawFn, p: Paths) -> list[str]:
     spec = g[key]
     argv = (spec.get("name") or key).split()
     if draw(st.integers(0, 49)) == 0:  # now and then a command that does not exist, or the top-level options
-        return draw(st.sampled_from([["nosuchcommand"], ["--version"], ["-h"], ["--bogus"], [""], ["data", "nosuch"],
-                                     ["TRAIN"], ["train", "--help"], ["data"]]))
+        return draw(
+            st.sampled_from(
+                [
+                    ["nosuchcommand"],
+                    ["--version"],
+                    ["-h"],
+                    ["--bogus"],
+                    [""],
+                    ["data", "nosuch"],
+                    ["TRAIN"],
+                    ["train", "--help"],
+                    ["data"],
+                ]
+            )
+        )
     argv += spec.get("prefix", [])
     for opt_, strat in spec.get("need", {}).items():
         v = None if strat is None else draw(strat)
@@ -294,8 +528,9 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Paths]:
 
         mp.setattr(defaults_mod, "cache_dir", lambda: base / "cache" / "defaults")
         mp.setattr(deploy_mod, "default_build_root", lambda: base / "build")
-        r = CliRunner().invoke(main, ["train", "--board", "host", "--epochs", "1", "--limit", "50", "--quiet",
-                                      "--out", str(fix / "run")])
+        r = CliRunner().invoke(
+            main, ["train", "--board", "host", "--epochs", "1", "--limit", "50", "--quiet", "--out", str(fix / "run")]
+        )
         assert r.exit_code == 0, r.output
         r = CliRunner().invoke(main, ["export", str(fix / "run"), "-o", str(fix / "model.bfm")])
         assert r.exit_code == 0, r.output
@@ -316,15 +551,17 @@ def snapshot(root: Path) -> dict[str, tuple[int, int]]:
 
 
 def git_status() -> str:
-    return subprocess.run(["git", "status", "--porcelain", "--untracked-files=all"], cwd=ROOT, capture_output=True,
-                          text=True, check=False).stdout
+    return subprocess.run(
+        ["git", "status", "--porcelain", "--untracked-files=all"], cwd=ROOT, capture_output=True, text=True, check=False
+    ).stdout
 
 
 # ---------------------------------------------------------------------------------- the property
 
 
-def problems(argv: list[str], r: Result, cwd_before: dict[str, Any], cwd_after: dict[str, Any],
-             fix_changed: bool) -> list[str]:
+def problems(
+    argv: list[str], r: Result, cwd_before: dict[str, Any], cwd_after: dict[str, Any], fix_changed: bool
+) -> list[str]:
     out: list[str] = []
     exc = r.exception
     if exc is not None and not isinstance(exc, SystemExit):
@@ -388,8 +625,19 @@ def run_one(argv: list[str], fix: Path, base: Path) -> None:
     COUNTS["problems"] += bool(found)
     if LOG:
         with open(LOG, "a") as f:
-            f.write(json.dumps({"argv": argv, "exit": r.exit_code, "problems": found, "s": round(time.monotonic() - t0, 2),
-                                "stderr": r.stderr[-300:]}, ensure_ascii=False) + "\n")
+            f.write(
+                json.dumps(
+                    {
+                        "argv": argv,
+                        "exit": r.exit_code,
+                        "problems": found,
+                        "s": round(time.monotonic() - t0, 2),
+                        "stderr": r.stderr[-300:],
+                    },
+                    ensure_ascii=False,
+                )
+                + "\n"
+            )
     if found and not KEEP_GOING:
         raise AssertionError(f"bitflip {argv!r} -> exit {r.exit_code}: {'; '.join(found)}\n{r.output[-2000:]}")
 
@@ -399,8 +647,16 @@ def test_cli_fuzz_bad_input_is_one_line_exit_2_and_writes_nothing(world: Paths) 
     status = git_status()
 
     phases = [Phase.generate] if KEEP_GOING else [Phase.generate, Phase.shrink]  # keep going: every example once
-    @settings(max_examples=FUZZ_EXAMPLES, derandomize=SEED is None, deadline=None, database=None, print_blob=False, phases=phases,
-              suppress_health_check=list(HealthCheck))
+
+    @settings(
+        max_examples=FUZZ_EXAMPLES,
+        derandomize=SEED is None,
+        deadline=None,
+        database=None,
+        print_blob=False,
+        phases=phases,
+        suppress_health_check=list(HealthCheck),
+    )
     @given(invocations(world))
     @seed(SEED or 0)
     def prop(argv: list[str]) -> None:
@@ -424,8 +680,9 @@ FOUND = [
 
 
 @pytest.mark.parametrize("args, needle", FOUND, ids=[" ".join(a)[:40] for a, _ in FOUND])
-def test_what_the_fuzz_found_is_one_line_exit_2(args: list[str], needle: str, world: Paths,
-                                                tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_what_the_fuzz_found_is_one_line_exit_2(
+    args: list[str], needle: str, world: Paths, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.chdir(tmp_path)
     args = [str(world.fix / "run") if a == "run" else a for a in args]
     r = CliRunner().invoke(main, args)

@@ -122,8 +122,18 @@ def test_compare_json_schema() -> None:
     assert (d["dataset"], d["epochs"], d["n_train"], d["n_test"]) == ("digits", 1, 1437, 360)
     assert [row["method"] for row in d["rows"]] == ["rule", "mlp-sgd", "ste", "logreg"]
     for row in d["rows"]:
-        assert {"method", "sizes", "test_accuracy", "weight_bits", "param_updates", "ops", "model_bytes",
-                "train_state_bytes", "lr", "epochs"} <= set(row)
+        assert {
+            "method",
+            "sizes",
+            "test_accuracy",
+            "weight_bits",
+            "param_updates",
+            "ops",
+            "model_bytes",
+            "train_state_bytes",
+            "lr",
+            "epochs",
+        } <= set(row)
         assert 0.0 <= row["test_accuracy"] <= 1.0
         assert row["param_updates"] > 0 and row["model_bytes"] > 0 and row["epochs"] == 1
         assert row["ops"] and all(isinstance(v, int) and v > 0 for v in row["ops"].values())
@@ -134,14 +144,17 @@ def test_compare_json_schema() -> None:
         assert row["lr"] is not None and f"{row['lr']:g}" in row["val_accuracy"]
 
 
-@pytest.mark.parametrize("args, needle", [
-    (["--epochs", "0"], "--epochs must be positive"),
-    (["--dataset", "nosuchdata"], "unknown dataset 'nosuchdata'"),
-    (["--model", "abc"], "bad model"),
-    (["--only", "rule,nosuch"], "'nosuch' cannot run here (no such method)"),
-    (["--batch", "0"], "--batch must be positive"),
-    (["--limit", "-5"], "--limit must be positive"),
-])
+@pytest.mark.parametrize(
+    "args, needle",
+    [
+        (["--epochs", "0"], "--epochs must be positive"),
+        (["--dataset", "nosuchdata"], "unknown dataset 'nosuchdata'"),
+        (["--model", "abc"], "bad model"),
+        (["--only", "rule,nosuch"], "'nosuch' cannot run here (no such method)"),
+        (["--batch", "0"], "--batch must be positive"),
+        (["--limit", "-5"], "--limit must be positive"),
+    ],
+)
 def test_bad_input_is_one_line_exit_2(args: list[str], needle: str) -> None:
     r = CliRunner().invoke(main, ["compare", *args])
     assert r.exit_code == 2, r.output
@@ -151,8 +164,13 @@ def test_bad_input_is_one_line_exit_2(args: list[str], needle: str) -> None:
 
 def test_accuracy_benchmark_quick(tmp_path: Path) -> None:
     out = tmp_path / "acc.md"
-    p = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "accuracy.py"), "--dataset", "digits", "--quick",
-                        "--out", str(out)], capture_output=True, text=True, timeout=120, check=False)
+    p = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "accuracy.py"), "--dataset", "digits", "--quick", "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert p.returncode == 0, p.stderr
     text = out.read_text()
     assert text == p.stdout
@@ -162,8 +180,13 @@ def test_accuracy_benchmark_quick(tmp_path: Path) -> None:
 
 def test_accuracy_benchmark_models_carry_their_encoding_and_rule(tmp_path: Path) -> None:
     spec = "48-10x3:binary2|enc=thermo:4|pool=16|pool_every=50"
-    p = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "accuracy.py"), "--dataset", "digits", "--quick",
-                        "--models", spec], capture_output=True, text=True, timeout=300, check=False)
+    p = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "accuracy.py"), "--dataset", "digits", "--quick", "--models", spec],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     assert p.returncode == 0, p.stderr
     row = next(ln for ln in p.stdout.splitlines() if ln.startswith("| 48-10x3 |"))
     assert "| thermo:4 | pool=16 pool_every=50 |" in row
@@ -189,8 +212,13 @@ def test_nn_ceiling_is_brute_force_nearest_neighbour() -> None:
 
 
 def test_nn_ceiling_script_on_digits() -> None:
-    p = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "nn_ceiling.py"), "--dataset", "digits"],
-                       capture_output=True, text=True, timeout=120, check=False)
+    p = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "nn_ceiling.py"), "--dataset", "digits"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert p.returncode == 0, p.stderr
     assert p.stdout.startswith("| digits | thermo:3,7,11 (192 bits) | 1,437 prototypes") and " % |" in p.stdout
 
@@ -198,9 +226,22 @@ def test_nn_ceiling_script_on_digits() -> None:
 def test_torch_crosscheck_runs_or_says_how_to_get_torch() -> None:
     import importlib.util
 
-    p = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "torch_crosscheck.py"), "--dataset", "digits",
-                        "--hidden", "64", "--epochs", "10"],
-                       capture_output=True, text=True, timeout=300, check=False)
+    p = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "benchmarks" / "torch_crosscheck.py"),
+            "--dataset",
+            "digits",
+            "--hidden",
+            "64",
+            "--epochs",
+            "10",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     if importlib.util.find_spec("torch") is None:  # an optional extra: `make test` never installs it
         assert p.returncode == 2 and "pip install torch==2.13.0" in p.stderr
         return

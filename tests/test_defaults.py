@@ -40,8 +40,9 @@ def _own_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_untuned_data_trains_with_no_flags(tmp_path: Path) -> None:
     out = tmp_path / "run"
-    r = CliRunner().invoke(main, ["train", "--board", "host", "--dataset", str(_csv(tmp_path)), "--epochs", "3",
-                                  "--out", str(out)])
+    r = CliRunner().invoke(
+        main, ["train", "--board", "host", "--dataset", str(_csv(tmp_path)), "--epochs", "3", "--out", str(out)]
+    )
     assert r.exit_code == 0, r.output
     s = json.loads((out / "summary.json").read_text())
     assert s["model"].startswith("6x")  # one prototype group per class of the data, not the digits model

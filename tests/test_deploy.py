@@ -104,8 +104,13 @@ def test_other_compile_errors_fail_the_build_and_keep_the_old_one(tmp_path: Path
 
 # --- what the board must be ---------------------------------------------------------------
 def _info(version: tuple[int, int, int], arch: str, machine: str = "", sub: int = 3) -> dict:
-    return {"version": version, "mpy": 6 | (sub << 8) | (ARCH_NUM[arch] << 10) if arch != "none" else 6 | (sub << 8),
-            "platform": "rp2", "machine": machine, "path": ["", "/lib"]}
+    return {
+        "version": version,
+        "mpy": 6 | (sub << 8) | (ARCH_NUM[arch] << 10) if arch != "none" else 6 | (sub << 8),
+        "platform": "rp2",
+        "machine": machine,
+        "path": ["", "/lib"],
+    }
 
 
 def _build(arch: str) -> Build:
@@ -115,23 +120,40 @@ def _build(arch: str) -> Build:
 def test_check_device_accepts_a_matching_board() -> None:
     check_device(_info((1, 26, 0), "armv6m", "Raspberry Pi Pico with RP2040"), _build("armv6m"), boards.load("pico"))
     # a Cortex-M33 build (armv7emsp) loads Thumb code from armv6m up to its own arch
-    check_device(_info((1, 28, 0), "armv7emsp", "Raspberry Pi Pico2 with RP2350"), _build("armv7m"),
-                 boards.load("pico2"))
+    check_device(
+        _info((1, 28, 0), "armv7emsp", "Raspberry Pi Pico2 with RP2350"), _build("armv7m"), boards.load("pico2")
+    )
 
 
 @pytest.mark.parametrize(
     "info, board, arch, message",
     [
-        (_info((1, 25, 0), "armv6m", "Raspberry Pi Pico with RP2040"), "pico", "armv6m",
-         r"too old: pico needs MicroPython 1\.26 or later \(armv6m viper code needs native long jumps"),
+        (
+            _info((1, 25, 0), "armv6m", "Raspberry Pi Pico with RP2040"),
+            "pico",
+            "armv6m",
+            r"too old: pico needs MicroPython 1\.26 or later \(armv6m viper code needs native long jumps",
+        ),
         (_info((1, 26, 0), "none", "Raspberry Pi Pico with RP2040"), "pico", "armv6m", "no native code emitter"),
         (_info((1, 22, 0), "armv6m", "Raspberry Pi Pico with RP2040", sub=2), "pico", "armv6m", r"loads \.mpy v6\.2"),
-        (_info((1, 26, 0), "xtensawin", "Generic ESP32 module with ESP32"), "pico", "armv6m",
-         "runs xtensawin native code but --board pico is built for armv6m"),
-        (_info((1, 26, 0), "armv6m", "Raspberry Pi Pico with RP2040"), "pico2", "armv7m",
-         "runs armv6m native code but --board pico2 is built for armv7m"),
-        (_info((1, 26, 0), "xtensawin", "Generic ESP32S3 module with ESP32S3"), "esp32", "xtensawin",
-         "is not a ESP32-WROOM-32"),
+        (
+            _info((1, 26, 0), "xtensawin", "Generic ESP32 module with ESP32"),
+            "pico",
+            "armv6m",
+            "runs xtensawin native code but --board pico is built for armv6m",
+        ),
+        (
+            _info((1, 26, 0), "armv6m", "Raspberry Pi Pico with RP2040"),
+            "pico2",
+            "armv7m",
+            "runs armv6m native code but --board pico2 is built for armv7m",
+        ),
+        (
+            _info((1, 26, 0), "xtensawin", "Generic ESP32S3 module with ESP32S3"),
+            "esp32",
+            "xtensawin",
+            "is not a ESP32-WROOM-32",
+        ),
     ],
 )
 def test_check_device_refuses_with_one_clear_line(info: dict, board: str, arch: str, message: str) -> None:
@@ -157,8 +179,9 @@ def empty_sim(tmp_path: Path):
 @pytest.mark.slow
 def test_deploy_into_an_empty_virtual_board_then_train_bit_exactly(empty_sim: VirtualBoard, tmp_path: Path) -> None:
     lib = empty_sim.flash / "lib" / "bitflip"
-    r = CliRunner().invoke(main, ["deploy", "--board", "sim-pico", "--port", empty_sim.port, "--build-dir",
-                                  str(tmp_path / "build")])
+    r = CliRunner().invoke(
+        main, ["deploy", "--board", "sim-pico", "--port", empty_sim.port, "--build-dir", str(tmp_path / "build")]
+    )
     assert r.exit_code == 0, r.output
     assert "verified: bitflip" in r.output
     assert "a training step with the viper kernels gives the host reference's weights" in r.output
@@ -171,8 +194,10 @@ def test_deploy_into_an_empty_virtual_board_then_train_bit_exactly(empty_sim: Vi
     assert res.copied == [] and res.removed == ["app.py"] and len(res.unchanged) == len(build.files)
     with Remote(empty_sim.port) as rem:
         rem.enter_raw()
-        got = rem.eval("import bitflip, bitflip.app, bitflip.kernels\n"
-                       "print(repr((bitflip.VERSION, bitflip.app.__file__, bitflip.kernels.__file__)))")
+        got = rem.eval(
+            "import bitflip, bitflip.app, bitflip.kernels\n"
+            "print(repr((bitflip.VERSION, bitflip.app.__file__, bitflip.kernels.__file__)))"
+        )
     assert got == (build.version, "lib/bitflip/app.mpy", "lib/bitflip/kernels.mpy")
     # the deployed x64 .mpy firmware trains like a real board (the real-board path, --port)
     # and gives the host reference's weights bit for bit
@@ -182,8 +207,22 @@ def test_deploy_into_an_empty_virtual_board_then_train_bit_exactly(empty_sim: Vi
     assert dev["weights_sha256"] == host["weights_sha256"]
     # the same board named as a Pico is refused before anything is sent: it says it is x64
     t0 = time.monotonic()
-    r = CliRunner().invoke(main, ["train", "--board", "pico", "--port", empty_sim.port, "--dataset", "digits",
-                                  "--epochs", "1", "--out", str(tmp_path / "wrong")])
+    r = CliRunner().invoke(
+        main,
+        [
+            "train",
+            "--board",
+            "pico",
+            "--port",
+            empty_sim.port,
+            "--dataset",
+            "digits",
+            "--epochs",
+            "1",
+            "--out",
+            str(tmp_path / "wrong"),
+        ],
+    )
     assert r.exit_code == 2, r.output
     assert r.stderr.count("\n") == 1 and "x64 native code" in r.stderr and "--board pico" in r.stderr
     assert time.monotonic() - t0 < 30
@@ -220,9 +259,23 @@ def test_package_json_lists_every_firmware_file() -> None:
 
 def test_mip_install_local_package_json_into_a_virtual_board(empty_sim: VirtualBoard) -> None:
     p = subprocess.run(
-        [sys.executable, "-m", "mpremote", "connect", empty_sim.port, "resume", "mip", "install", "--target", "lib",
-         str(ROOT / "package.json")],
-        check=False, capture_output=True, text=True, timeout=120,
+        [
+            sys.executable,
+            "-m",
+            "mpremote",
+            "connect",
+            empty_sim.port,
+            "resume",
+            "mip",
+            "install",
+            "--target",
+            "lib",
+            str(ROOT / "package.json"),
+        ],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert p.returncode == 0, p.stdout + p.stderr
     with Remote(empty_sim.port) as rem:
@@ -236,8 +289,9 @@ def uf2(family: int | None, blocks: int = 3) -> bytes:
     out = b""
     for i in range(blocks):
         flags = 0x2000 if family is not None else 0
-        head = struct.pack("<IIIIIIII", 0x0A324655, 0x9E5D5157, flags, 0x10000000 + 256 * i, 256, i, blocks,
-                           family or 0)
+        head = struct.pack(
+            "<IIIIIIII", 0x0A324655, 0x9E5D5157, flags, 0x10000000 + 256 * i, 256, i, blocks, family or 0
+        )
         out += head + bytes(476) + struct.pack("<I", 0x0AB16F30)
     return out
 
@@ -289,13 +343,15 @@ def test_flash_finds_the_boot_drive_among_mounts(tmp_path: Path) -> None:
         ("sim-pico", "fw.uf2", uf2(0xE48BFF56), "has no firmware to flash"),
     ],
 )
-def test_flash_refuses_wrong_files_with_exit_2(board: str, name: str, data: bytes, message: str,
-                                               tmp_path: Path) -> None:
+def test_flash_refuses_wrong_files_with_exit_2(
+    board: str, name: str, data: bytes, message: str, tmp_path: Path
+) -> None:
     drive = boot_drive(tmp_path, "RPI-RP2")
     fw = tmp_path / name
     fw.write_bytes(data)
-    r = CliRunner().invoke(main, ["flash", "--board", board, "--firmware", str(fw), "--drive", str(drive),
-                                  "--port", "/dev/ttyS0"])
+    r = CliRunner().invoke(
+        main, ["flash", "--board", board, "--firmware", str(fw), "--drive", str(drive), "--port", "/dev/ttyS0"]
+    )
     assert r.exit_code == 2, r.output
     assert message in r.output and len(r.output.strip().splitlines()) == 1
     assert not (drive / name).exists()
@@ -320,8 +376,19 @@ def test_esptool_command_line() -> None:
     for name, offset in (("esp32", "0x1000"), ("esp32s3", "0x0"), ("esp32c3", "0x0")):
         fl = boards.load(name).flash
         cmd = flash_mod.esptool_command(fl["chip"], "/dev/ttyUSB0", "fw.bin", int(fl["offset"], 16), fl["baud"])
-        assert cmd == ["esptool", "--chip", name, "--port", "/dev/ttyUSB0", "--baud", "460800", "write_flash", "-z",
-                       offset, "fw.bin"]
+        assert cmd == [
+            "esptool",
+            "--chip",
+            name,
+            "--port",
+            "/dev/ttyUSB0",
+            "--baud",
+            "460800",
+            "write_flash",
+            "-z",
+            offset,
+            "fw.bin",
+        ]
 
 
 def test_flash_bin_without_esptool_says_how_to_install(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -335,11 +402,24 @@ def test_flash_bin_without_esptool_says_how_to_install(monkeypatch: pytest.Monke
 def test_flash_bin_runs_esptool(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     ran: list[list[str]] = []
     monkeypatch.setattr(flash_mod, "esptool_base", lambda: ["esptool"])
-    monkeypatch.setattr(flash_mod.subprocess, "run", lambda cmd, **kw: ran.append(cmd) or
-                        subprocess.CompletedProcess(cmd, 0))
+    monkeypatch.setattr(
+        flash_mod.subprocess, "run", lambda cmd, **kw: ran.append(cmd) or subprocess.CompletedProcess(cmd, 0)
+    )
     fw = tmp_path / "c3.bin"
     fw.write_bytes(esp_bin(5))
     flash_mod.flash("esp32c3", fw, port="/dev/ttyS0")
-    assert ran == [["esptool", "--chip", "esp32c3", "--port", "/dev/ttyS0", "--baud", "460800", "write_flash", "-z",
-                    "0x0", str(fw)]]
-
+    assert ran == [
+        [
+            "esptool",
+            "--chip",
+            "esp32c3",
+            "--port",
+            "/dev/ttyS0",
+            "--baud",
+            "460800",
+            "write_flash",
+            "-z",
+            "0x0",
+            str(fw),
+        ]
+    ]

@@ -38,8 +38,9 @@ def deployed(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFa
 
 @pytest.mark.device
 @pytest.mark.parametrize("model", [None, "256-10"], ids=["default", "256-10"])
-def test_device_one_epoch_of_digits_matches_the_host(deployed: tuple[str, str], model: str | None,
-                                                     tmp_path: Path) -> None:
+def test_device_one_epoch_of_digits_matches_the_host(
+    deployed: tuple[str, str], model: str | None, tmp_path: Path
+) -> None:
     port, board = deployed
     req = {"dataset": "digits", "model": model, "epochs": 1, "seed": 0}
     dev = train(TrainRequest(board=board, port=port, out=tmp_path / "dev", **req))
@@ -76,17 +77,38 @@ def test_train_port_is_checked_before_anything_starts(monkeypatch: pytest.Monkey
 def test_the_device_tests_pass_against_a_bitflip_sim(tmp_path: Path) -> None:
     """Run this file's device tests the way a user with a board would, with the port of an
     empty virtual board started by `bitflip sim` standing in for the board."""
-    sim = subprocess.Popen([BITFLIP, "sim", "--board", "sim-pico", "--flash", str(tmp_path / "flash")],
-                           stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    sim = subprocess.Popen(
+        [BITFLIP, "sim", "--board", "sim-pico", "--flash", str(tmp_path / "flash")],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
     try:
         assert sim.stdout is not None
         port = sim.stdout.readline().strip()
         assert port.startswith("/dev/"), port
         p = subprocess.run(
-            [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-m", "device", "--port", port,
-             "--board", "sim-pico", str(Path(__file__))],
-            capture_output=True, text=True, timeout=240, cwd=ROOT,
-        check=False)
+            [
+                sys.executable,
+                "-m",
+                "pytest",
+                "-q",
+                "-p",
+                "no:cacheprovider",
+                "-m",
+                "device",
+                "--port",
+                port,
+                "--board",
+                "sim-pico",
+                str(Path(__file__)),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=240,
+            cwd=ROOT,
+            check=False,
+        )
         assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-2000:]
         assert "3 passed" in p.stdout and "skipped" not in p.stdout, p.stdout[-1000:]
         # the firmware really went to the sim's flash, and the job checkpointed there

@@ -13,14 +13,30 @@ import numpy as np
 import pytest
 
 BITFLIP = str(Path(sys.executable).parent / "bitflip")
-KEYS = {"board", "dataset", "model", "epochs", "samples_seen", "train_accuracy", "test_accuracy", "flips",
-        "weights_sha256", "energy_source", "run_dir"}
+KEYS = {
+    "board",
+    "dataset",
+    "model",
+    "epochs",
+    "samples_seen",
+    "train_accuracy",
+    "test_accuracy",
+    "flips",
+    "weights_sha256",
+    "energy_source",
+    "run_dir",
+}
 
 
 def _train(tmp: Path, board: str, *extra: str) -> dict:
     out = tmp / board
-    p = subprocess.run([BITFLIP, "train", "--board", board, "--dataset", "digits", "--json", "--out", str(out), *extra],
-                       capture_output=True, text=True, timeout=600, check=False)
+    p = subprocess.run(
+        [BITFLIP, "train", "--board", board, "--dataset", "digits", "--json", "--out", str(out), *extra],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
     assert p.returncode == 0, p.stderr
     return json.loads(p.stdout)
 
@@ -63,8 +79,22 @@ def test_image_step_encoding_reaches_the_board_bit_exact(tmp_path: Path) -> None
 def test_pool_rule_on_the_virtual_pico_matches_the_host(tmp_path: Path) -> None:
     # the pool rule's hidden layer is 1-bit with int32 thresholds: both reach the run's
     # digest and the model file, and the board ends where the reference does
-    args = ["--model", "48-10x3", "--epochs", "2", "--limit", "500", "--rule", "pool=16", "--rule", "pool_every=50",
-            "--rule", "pool_tau=2", "--rule", "near=20"]
+    args = [
+        "--model",
+        "48-10x3",
+        "--epochs",
+        "2",
+        "--limit",
+        "500",
+        "--rule",
+        "pool=16",
+        "--rule",
+        "pool_every=50",
+        "--rule",
+        "pool_tau=2",
+        "--rule",
+        "near=20",
+    ]
     dev = _train(tmp_path, "sim-pico", *args)
     host = _train(tmp_path, "host", *args)
     assert dev["weights_sha256"] == host["weights_sha256"] and dev["test_accuracy"] == host["test_accuracy"]
@@ -87,20 +117,46 @@ def test_the_fashion_pool_recipe_fits_and_trains_on_the_virtual_pico2(tmp_path: 
     x = (rng.random((700, 28, 28)) * 60 + y[:, None, None] * 18).astype(np.uint8)
     data = tmp_path / "img.npz"
     np.savez(data, x_train=x[:600], y_train=y[:600], x_test=x[600:], y_test=y[600:])
-    args = ["--dataset", str(data), "--model", "560-10x29", "--encoding", "threshold:100", "--epochs", "1",
-            "--rule", "pool=280", "--rule", "pool_every=100", "--rule", "anneal=1", "--rule", "pool_tau_step=2",
-            "--json"]
+    args = [
+        "--dataset",
+        str(data),
+        "--model",
+        "560-10x29",
+        "--encoding",
+        "threshold:100",
+        "--epochs",
+        "1",
+        "--rule",
+        "pool=280",
+        "--rule",
+        "pool_every=100",
+        "--rule",
+        "anneal=1",
+        "--rule",
+        "pool_tau_step=2",
+        "--json",
+    ]
     runs = {}
     for board in ("sim-pico2", "host"):
-        p = subprocess.run([BITFLIP, "train", "--board", board, "--out", str(tmp_path / board), *args],
-                           capture_output=True, text=True, timeout=600, check=False)
+        p = subprocess.run(
+            [BITFLIP, "train", "--board", board, "--out", str(tmp_path / board), *args],
+            capture_output=True,
+            text=True,
+            timeout=600,
+            check=False,
+        )
         assert p.returncode == 0, p.stderr
         runs[board] = json.loads(p.stdout)
     assert runs["sim-pico2"]["weights_sha256"] == runs["host"]["weights_sha256"]
     assert runs["sim-pico2"]["flips"] == runs["host"]["flips"] > 0
     # the window over every unit (439 KB of counters alone) is refused before anything starts
-    p = subprocess.run([BITFLIP, "train", "--board", "sim-pico2", "--out", str(tmp_path / "big"), *args,
-                        "--rule", "pool=560"], capture_output=True, text=True, timeout=120, check=False)
+    p = subprocess.run(
+        [BITFLIP, "train", "--board", "sim-pico2", "--out", str(tmp_path / "big"), *args, "--rule", "pool=560"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert p.returncode == 2 and "pool rule with 560-unit windows" in p.stderr
 
 
@@ -116,9 +172,27 @@ def test_the_image_defaults_train_on_the_virtual_pico_with_the_host_digest(tmp_p
         pytest.skip(f"{dataset} is not fetched (`make data`)")
     runs = {}
     for board in ("sim-pico", "host"):
-        p = subprocess.run([BITFLIP, "train", "--board", board, "--dataset", dataset, "--limit", "600", "--epochs", "1",
-                            "--json", "--out", str(tmp_path / board)], capture_output=True, text=True, timeout=900,
-                           check=False)
+        p = subprocess.run(
+            [
+                BITFLIP,
+                "train",
+                "--board",
+                board,
+                "--dataset",
+                dataset,
+                "--limit",
+                "600",
+                "--epochs",
+                "1",
+                "--json",
+                "--out",
+                str(tmp_path / board),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=900,
+            check=False,
+        )
         assert p.returncode == 0, p.stderr
         runs[board] = json.loads(p.stdout)
     assert runs["sim-pico"]["model"] == runs["host"]["model"] == DEFAULT_MODEL[dataset]

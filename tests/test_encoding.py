@@ -20,12 +20,15 @@ def test_plain_specs() -> None:
     assert e.bits(x).astype(int).tolist() == [[0, 1, 1, 1, 0, 0, 1, 1, 0, 0, 0, 1]]
 
 
-@pytest.mark.parametrize("spec, n_bits", [
-    ("deskew+threshold:32", 784),
-    ("deskew+crop:20+threshold:32", 400),
-    ("crop:20+pool:2+thermo:2", 200),
-    ("pool:4+threshold:1", 49),
-])
+@pytest.mark.parametrize(
+    "spec, n_bits",
+    [
+        ("deskew+threshold:32", 784),
+        ("deskew+crop:20+threshold:32", 400),
+        ("crop:20+pool:2+thermo:2", 200),
+        ("pool:4+threshold:1", 49),
+    ],
+)
 def test_image_steps_sizes(spec: str, n_bits: int) -> None:
     e = parse_encoding(spec, 255)
     x = np.random.default_rng(0).integers(0, 256, (5, 784)).astype(np.uint8)
@@ -33,20 +36,33 @@ def test_image_steps_sizes(spec: str, n_bits: int) -> None:
     assert e.bits(x).shape == (5, n_bits)
 
 
-@pytest.mark.parametrize("spec", [
-    "deskew:2+threshold:32", "crop:0+threshold:32", "crop:x+threshold:32", "blur+threshold:32",
-    "threshold:32+deskew", "deskew", "deskew+", "+threshold:32", "pool:-2+threshold:3",
-])
+@pytest.mark.parametrize(
+    "spec",
+    [
+        "deskew:2+threshold:32",
+        "crop:0+threshold:32",
+        "crop:x+threshold:32",
+        "blur+threshold:32",
+        "threshold:32+deskew",
+        "deskew",
+        "deskew+",
+        "+threshold:32",
+        "pool:-2+threshold:3",
+    ],
+)
 def test_bad_specs(spec: str) -> None:
     with pytest.raises(UsageError, match="bad encoding"):
         parse_encoding(spec, 255)
 
 
-@pytest.mark.parametrize("spec, n, match", [
-    ("deskew+threshold:1", 10, "not a square"),
-    ("crop:29+threshold:1", 784, "crop:29 must be within 1..28"),
-    ("crop:20+pool:3+threshold:1", 784, "pool:3 must divide the image side 20"),
-])
+@pytest.mark.parametrize(
+    "spec, n, match",
+    [
+        ("deskew+threshold:1", 10, "not a square"),
+        ("crop:29+threshold:1", 784, "crop:29 must be within 1..28"),
+        ("crop:20+pool:3+threshold:1", 784, "pool:3 must divide the image side 20"),
+    ],
+)
 def test_steps_that_do_not_fit_the_data(spec: str, n: int, match: str) -> None:
     e = parse_encoding(spec, 255)
     with pytest.raises(UsageError, match=match):

@@ -46,7 +46,9 @@ def test_matches_bitflip_train_on_the_same_data() -> None:
     import bitflip
 
     xtr, xte, ytr, yte = _digits()
-    clf = BitflipClassifier(prototypes=20, encoding="thermo:3,7,11", epochs=3, rule={"k_out": 4}).fit(xtr, ytr)  # digits k_out
+    clf = BitflipClassifier(prototypes=20, encoding="thermo:3,7,11", epochs=3, rule={"k_out": 4}).fit(
+        xtr, ytr
+    )  # digits k_out
     summary = bitflip.train("digits", "host", epochs=3, val=0)  # the estimator trains on everything it gets
     assert clf.reference_.digest() == summary["weights_sha256"]
     assert clf.score(xte, yte) == summary["test_accuracy"]
@@ -91,16 +93,21 @@ def test_to_model_file_runs_on_the_board(tmp_path: Path) -> None:
     mf = clf.to_model_file(tmp_path / "m.bfm")
     assert mf.labels == list("abcdefghij")
     x = xte[:40].astype(int)
-    out = run_micropython(f"""
+    out = run_micropython(
+        f"""
 from bitflip.model import Model
 m = Model.load('m.bfm')
 print(''.join(m.labels[m.predict(v)] for v in {x.tolist()}))
-""", cwd=tmp_path)
+""",
+        cwd=tmp_path,
+    )
     assert out.strip() == "".join(clf.predict(xte[:40]))
 
 
 def test_import_bitflip_stays_cheap() -> None:
-    code = "import sys, bitflip; print(json.dumps(sorted(m for m in ('numpy', 'sklearn', 'click') if m in sys.modules)))"
+    code = (
+        "import sys, bitflip; print(json.dumps(sorted(m for m in ('numpy', 'sklearn', 'click') if m in sys.modules)))"
+    )
     out = subprocess.run([sys.executable, "-c", "import json; " + code], capture_output=True, text=True, check=True)
     assert json.loads(out.stdout) == []
     import bitflip

@@ -35,9 +35,12 @@ def test_gesture_learner_learns_on_the_board_then_names_movements(tmp_path: Path
     assert mf.meta["learned_on_board"] > 0 and mf.fill == [0, 0, 0, 4]  # gesture 3 never taught
     assert mf.labels == ["g0", "g1", "g2", "g3"]
     # the next boot loads it and knows the three gestures
-    out = run_micropython("import gesture, sim\nsc = sim.Scenario(3)\n"
-                          "L = gesture.Learner(gesture.find_sensor(sim.FakeI2C(sc)), sim.FakeButton(sc))\n"
-                          "print(L.taught)", cwd=tmp_path)
+    out = run_micropython(
+        "import gesture, sim\nsc = sim.Scenario(3)\n"
+        "L = gesture.Learner(gesture.find_sensor(sim.FakeI2C(sc)), sim.FakeButton(sc))\n"
+        "print(L.taught)",
+        cwd=tmp_path,
+    )
     assert out.strip().splitlines()[-1] == "3"
 
 
@@ -84,6 +87,10 @@ def test_gesture_main_runs_with_the_boards_pins(tmp_path: Path, target: str, pin
 @pytest.mark.parametrize("arch", ["armv6m", "xtensawin", "rv32imc"])
 def test_examples_compile_for_the_boards(tmp_path: Path, arch: str) -> None:
     for src in EXAMPLE.glob("*.py"):
-        p = subprocess.run([MPY_CROSS, f"-march={arch}", "-o", str(tmp_path / (src.stem + ".mpy")), str(src)],
-                           capture_output=True, text=True, check=False)
+        p = subprocess.run(
+            [MPY_CROSS, f"-march={arch}", "-o", str(tmp_path / (src.stem + ".mpy")), str(src)],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
         assert p.returncode == 0, (src.name, p.stderr)

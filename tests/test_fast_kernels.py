@@ -21,8 +21,11 @@ FIRMWARE = Path(__file__).resolve().parents[1] / "firmware" / "bitflip"
 @pytest.fixture(scope="module")
 def mods(tmp_path_factory: pytest.TempPathFactory):
     d = tmp_path_factory.mktemp("mpy")
-    return (load_module(FIRMWARE / "kernels.py", "armv6m", d), load_module(FIRMWARE / "kernels_thumb.py", "armv6m", d),
-            load_module(FIRMWARE / "kernels_fast.py", "armv6m", d))
+    return (
+        load_module(FIRMWARE / "kernels.py", "armv6m", d),
+        load_module(FIRMWARE / "kernels_thumb.py", "armv6m", d),
+        load_module(FIRMWARE / "kernels_fast.py", "armv6m", d),
+    )
 
 
 def test_new_asm_is_thumb1(mods) -> None:
@@ -83,14 +86,24 @@ def test_update_row_b2_asm_matches_numpy_and_viper(mods) -> None:
                 for up in (0, 1):
                     n_in, s, aux, x, st = _update_case(rng, nw, pad, k, ks, up)
                     row = 2
-                    cfg = {"sizes": [n_in, 4], "classes": 4, "seed": 0, "window": 0, "margin": -1, "k": [k],
-                           "ks": ks, "weights": "binary2"}
+                    cfg = {
+                        "sizes": [n_in, 4],
+                        "classes": 4,
+                        "seed": 0,
+                        "window": 0,
+                        "margin": -1,
+                        "k": [k],
+                        "ks": ks,
+                        "weights": "binary2",
+                    }
                     ref = R.Reference(cfg)
                     ref.layers[0].s[:] = s
                     ref.layers[0].aux[:] = aux
                     ref.update(0, np.array([row]), np.array([bool(up)]), x, np.uint32(st[0]), k)
                     sv, av = s.copy(), aux.copy()
-                    rv = run_function(km, find_function(km, "update_row"), [2, sv, av, row, x, nw, n_in, up, k, ks, st, 0])
+                    rv = run_function(
+                        km, find_function(km, "update_row"), [2, sv, av, row, x, nw, n_in, up, k, ks, st, 0]
+                    )
                     sa, aa = s.copy(), aux.copy()
                     p = thumb_params(24, 0, row, nw, n_in, up, k, ks, 0)
                     p[0] = st.view(np.int32)[0]
@@ -107,7 +120,9 @@ def test_fast_kernels_are_faster(mods) -> None:
     rng = np.random.default_rng(1)
     x, w = rng.integers(0, 1 << 32, 13, dtype=np.uint32), rng.integers(0, 1 << 32, (480, 13), dtype=np.uint32)
     out = np.zeros(480, np.int32)
-    fused = run_function(tm, find_function(tm, "dense_argmax_asm"), [x, w, out, thumb_params(16, 13, 480, 400, 0, 96, 0)])
+    fused = run_function(
+        tm, find_function(tm, "dense_argmax_asm"), [x, w, out, thumb_params(16, 13, 480, 400, 0, 96, 0)]
+    )
     dense = run_function(tm, find_function(tm, "dense_binary_asm"), [x, w, out, thumb_params(8, 13, 480, 400)])
     am = run_function(km, find_function(km, "argmax"), [out, 0, 480])
     assert fused.cycles < dense.cycles + am.cycles / 3  # the winner costs < 1/3 of an argmax pass
@@ -131,7 +146,7 @@ import json
 from array import array
 from bitflip import kernels_fast as K
 res = []
-for nw, nout, x, w in json.load(open({str(tmp_path / 'd.json')!r})):
+for nw, nout, x, w in json.load(open({str(tmp_path / "d.json")!r})):
     o = array('i', [0] * nout)
     p = array('i', [nw, nout, 32 * nw - 1, 2, 5, 0] + [0] * 10)
     r = K.dense_argmax(array('I', x), array('I', w), o, p)
@@ -140,8 +155,14 @@ print(json.dumps(res))
 """)
     got = json.loads(out.strip().splitlines()[-1])
     for (nw, nout, x, w), (r, o, p) in zip(cases, got):
-        ref = 32 * nw - 1 - 2 * np.bitwise_count(np.array(x, np.uint32) ^ np.array(w, np.uint32).reshape(nout, nw)).sum(
-            axis=1, dtype=np.int64)
+        ref = (
+            32 * nw
+            - 1
+            - 2
+            * np.bitwise_count(np.array(x, np.uint32) ^ np.array(w, np.uint32).reshape(nout, nw)).sum(
+                axis=1, dtype=np.int64
+            )
+        )
         assert o == ref.tolist()
         best = 2 + int(np.argmax(ref[2:5]))
         assert [r, p[0], p[2]] == [int(np.argmax(ref))] * 2 + [best]

@@ -53,8 +53,10 @@ SCENARIOS = {
     "corrupt board->host 0.2%": {"fault_out": F.ByteFaults(2, corrupt=0.002, after=500)},
     "drop host->board 0.1%": {"fault_in": F.ByteFaults(3, drop=0.001, after=2000)},
     "duplicate host->board 0.2%": {"fault_in": F.ByteFaults(4, dup=0.002, after=2000)},
-    "delay both ways": {"fault_in": F.ByteFaults(5, delay=0.05, delay_s=0.05),
-                            "fault_out": F.ByteFaults(6, delay=0.05, delay_s=0.05)},
+    "delay both ways": {
+        "fault_in": F.ByteFaults(5, delay=0.05, delay_s=0.05),
+        "fault_out": F.ByteFaults(6, delay=0.05, delay_s=0.05),
+    },
     "line cut for 3 s at a random point": {"fault_in": _cut.inbound, "fault_out": _cut.outbound},
 }
 
@@ -156,8 +158,12 @@ def test_device_copies_of_the_new_constants_agree() -> None:
 
     src = (FIRMWARE / "bitflip" / "stream.py").read_text()
     st = {m.group(1): int(m.group(2), 0) for m in _re.finditer(r"^(\w+) = const\((\w+)\)", src, _re.MULTILINE)}
-    assert [st["_ACK_SK_END"], st["_NAK_SK_END"], st["_SLOT"], st["_FRAME"]] == \
-        [P.ACK_SK_END, P.NAK_SK_END, P.SLOT_BYTES, P.HEADER_SIZE + P.CRC_SIZE]
+    assert [st["_ACK_SK_END"], st["_NAK_SK_END"], st["_SLOT"], st["_FRAME"]] == [
+        P.ACK_SK_END,
+        P.NAK_SK_END,
+        P.SLOT_BYTES,
+        P.HEADER_SIZE + P.CRC_SIZE,
+    ]
     for tmpl, end in ((P.ACK_TEMPLATE, P.ACK_SK_END), (P.NAK_TEMPLATE, P.NAK_SK_END)):
         assert tmpl[end - 10 : end] == b'"sk":     '
 
@@ -178,11 +184,42 @@ def _orphans(flash: Path) -> list[int]:
 @pytest.mark.slow
 def test_host_killed_then_resume_same_run_dir(tmp_path: Path) -> None:
     out = tmp_path / "job"
-    args = [BITFLIP, "train", "--board", "sim-pico", "--dataset", "digits", "--epochs", "2", "--ckpt-every", "100",
-            "--json", "--out", str(out)]
-    host = json.loads(subprocess.run([BITFLIP, "train", "--board", "host", "--dataset", "digits", "--epochs", "2",
-                                      "--json", "--out", str(tmp_path / "host")],
-                                     capture_output=True, text=True, timeout=120, check=True).stdout)
+    args = [
+        BITFLIP,
+        "train",
+        "--board",
+        "sim-pico",
+        "--dataset",
+        "digits",
+        "--epochs",
+        "2",
+        "--ckpt-every",
+        "100",
+        "--json",
+        "--out",
+        str(out),
+    ]
+    host = json.loads(
+        subprocess.run(
+            [
+                BITFLIP,
+                "train",
+                "--board",
+                "host",
+                "--dataset",
+                "digits",
+                "--epochs",
+                "2",
+                "--json",
+                "--out",
+                str(tmp_path / "host"),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=True,
+        ).stdout
+    )
     p = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     ckpt = out / "flash" / "bitflip.ckpt"
     deadline = time.monotonic() + 60
@@ -199,7 +236,9 @@ def test_host_killed_then_resume_same_run_dir(tmp_path: Path) -> None:
         time.sleep(0.1)
     for pid in _orphans(out / "flash"):
         os.kill(pid, signal.SIGKILL)
-    r = subprocess.run(args[:-2] + ["--resume", "--out", str(out)], capture_output=True, text=True, timeout=180, check=False)
+    r = subprocess.run(
+        args[:-2] + ["--resume", "--out", str(out)], capture_output=True, text=True, timeout=180, check=False
+    )
     assert r.returncode == 0, r.stderr
     s = json.loads(r.stdout)
     assert s["weights_sha256"] == host["weights_sha256"]
@@ -208,7 +247,9 @@ def test_host_killed_then_resume_same_run_dir(tmp_path: Path) -> None:
     assert isinstance(frm, list) and len(frm) == 1, s
     assert frm[0]["epoch"] * 1437 + frm[0]["index"] > 0  # not from scratch
     assert s["test_accuracy"] == host["test_accuracy"] and s["train_accuracy"] == host["train_accuracy"]
-    assert frm[0]["index"] % 100 == 0 and frm[0]["step"] == frm[0]["epoch"] * (1437 - s["val_samples"]) + frm[0]["index"]
+    assert (
+        frm[0]["index"] % 100 == 0 and frm[0]["step"] == frm[0]["epoch"] * (1437 - s["val_samples"]) + frm[0]["index"]
+    )
     assert isinstance(s["retransmitted_frames"], int) and 0 <= s["retransmitted_frames"] < 100
     assert json.loads((out / "summary.json").read_text())["resumed_from"] == frm
     events = (out / "events.jsonl").read_text().splitlines()
@@ -222,8 +263,9 @@ def test_protocol_mismatch_is_one_clear_message(tmp_path: Path, monkeypatch: pyt
 
     monkeypatch.setattr(P, "VERSION", P.VERSION + 1)  # this host speaks a newer protocol
     t0 = time.monotonic()
-    r = CliRunner().invoke(main, ["train", "--board", "sim-pico", "--epochs", "1", "--limit", "50", "--out",
-                                  str(tmp_path / "run")])
+    r = CliRunner().invoke(
+        main, ["train", "--board", "sim-pico", "--epochs", "1", "--limit", "50", "--out", str(tmp_path / "run")]
+    )
     assert r.exit_code == 1
     lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1, r.stderr
@@ -355,8 +397,9 @@ class ParserModel:
             self.pos = end
             d = (seq - self.expect) & 0xFFFF
             body = bytearray(s[p + 2 : p + 8 + n + 4])
-            if not _crc_ok(body) and (not t or P.fec_fix(memoryview(body)[6:], s[p + 12 + n : end]) <= 0
-                                      or not _crc_ok(body)):
+            if not _crc_ok(body) and (
+                not t or P.fec_fix(memoryview(body)[6:], s[p + 12 + n : end]) <= 0 or not _crc_ok(body)
+            ):
                 self._nak(P.E_CRC)
             elif not P.K_CONFIG <= kind <= P.K_EXIT:
                 self._nak(P.E_KIND)
@@ -377,8 +420,25 @@ class ParserModel:
                 self._nak(P.E_SEQ)
 
 
-MUTATIONS = ["random", "random+sync", "valid", "bitflip", "truncate", "length", "oversize", "kind", "seq",
-             "splice", "bytefaults", "sync-runs", "edge-sizes", "header-only", "window", "unchecked", "fec"]
+MUTATIONS = [
+    "random",
+    "random+sync",
+    "valid",
+    "bitflip",
+    "truncate",
+    "length",
+    "oversize",
+    "kind",
+    "seq",
+    "splice",
+    "bytefaults",
+    "sync-runs",
+    "edge-sizes",
+    "header-only",
+    "window",
+    "unchecked",
+    "fec",
+]
 
 
 def make_case(mutation: str, seed: int, mp: int, expect: int) -> bytes:
@@ -386,8 +446,11 @@ def make_case(mutation: str, seed: int, mp: int, expect: int) -> bytes:
     rng = random.Random(seed)
 
     def frame(kind: int | None = None, seq: int | None = None, n: int | None = None) -> bytearray:
-        kind = rng.choice([P.K_CONFIG, P.K_TRAIN, P.K_EVAL, P.K_MARK, P.K_DONE, P.K_DUMP, P.K_CKPT]) \
-            if kind is None else kind
+        kind = (
+            rng.choice([P.K_CONFIG, P.K_TRAIN, P.K_EVAL, P.K_MARK, P.K_DONE, P.K_DUMP, P.K_CKPT])
+            if kind is None
+            else kind
+        )
         seq = (expect + rng.choice([0, 0, 0, 1, -1, 2])) & 0xFFFF if seq is None else seq
         n = rng.choice([0, 1, 3, rng.randrange(mp + 1)]) if n is None else n
         return bytearray(P.encode_frame(kind, seq, rng.randbytes(n)))
@@ -450,8 +513,14 @@ def make_case(mutation: str, seed: int, mp: int, expect: int) -> bytes:
         return b"".join(bytes(frame(seq=q, n=min(n, mp))) for q, n in zip(seqs, sizes, strict=True))
     if mutation == "fec":  # frames with check bytes, 0-4 bits flipped after the header: corrected or not
         n = rng.choice([0, 1, 27, 28, 60, 100, rng.randrange(mp + 1)])
-        f = bytearray(P.encode_frame(rng.choice([P.K_TRAIN, P.K_EVAL, P.K_MARK]),
-                                     (expect + rng.choice([0, 0, 1, 2])) & 0xFFFF, rng.randbytes(n), fec=True))
+        f = bytearray(
+            P.encode_frame(
+                rng.choice([P.K_TRAIN, P.K_EVAL, P.K_MARK]),
+                (expect + rng.choice([0, 0, 1, 2])) & 0xFFFF,
+                rng.randbytes(n),
+                fec=True,
+            )
+        )
         for _ in range(rng.randrange(0, 5)):
             f[rng.randrange(8, len(f))] ^= 1 << rng.randrange(8)
         return bytes(f)
@@ -489,8 +558,13 @@ def fuzz_batch(cases: list[tuple[int, int]], mp: int, timeout: float = 60) -> di
     model.run(bytes(stream))
     assert model.answers.pop() == ("exit", 0xBEEF)  # the harness ends there with END
     env = dict(os.environ, MICROPYPATH=f"{FIRMWARE}:.frozen")
-    p = subprocess.Popen([micropython_exe(), "-X", "heapsize=256K", "-c", HARNESS % mp], stdin=subprocess.PIPE,
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    p = subprocess.Popen(
+        [micropython_exe(), "-X", "heapsize=256K", "-c", HARNESS % mp],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+    )
     try:
         out, err = p.communicate(bytes(stream), timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -535,11 +609,18 @@ BATCH = 200
 EXAMPLES = 52  # 52 x 200 = 10,400 cases
 
 
-@settings(max_examples=EXAMPLES, deadline=None, derandomize=True,
-          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
-@given(cases=st.lists(st.tuples(st.integers(0, len(MUTATIONS) - 1), st.integers(0, 2**32 - 1)),
-                      min_size=BATCH, max_size=BATCH),
-       mp=st.sampled_from([64, 256, 2048]))
+@settings(
+    max_examples=EXAMPLES,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+@given(
+    cases=st.lists(
+        st.tuples(st.integers(0, len(MUTATIONS) - 1), st.integers(0, 2**32 - 1)), min_size=BATCH, max_size=BATCH
+    ),
+    mp=st.sampled_from([64, 256, 2048]),
+)
 @pytest.mark.slow
 def test_fuzz_device_frame_parser(cases: list[tuple[int, int]], mp: int) -> None:
     fuzz_batch(cases, mp)
@@ -549,17 +630,24 @@ def test_fuzz_totals() -> None:
     # runs after the property test (file order): at least 10,000 cases, no crash, no hang
     if FUZZ_STATS["batches"] == 0:
         pytest.skip("run with test_fuzz_device_frame_parser")
-    print(f"\nfuzz: {FUZZ_STATS['cases']} cases in {FUZZ_STATS['batches']} batches, "
-          f"{FUZZ_STATS['naks']} naks, {FUZZ_STATS['frames']} frames accepted, "
-          f"{FUZZ_STATS['crashes']} crashes, {FUZZ_STATS['hangs']} hangs")
+    print(
+        f"\nfuzz: {FUZZ_STATS['cases']} cases in {FUZZ_STATS['batches']} batches, "
+        f"{FUZZ_STATS['naks']} naks, {FUZZ_STATS['frames']} frames accepted, "
+        f"{FUZZ_STATS['crashes']} crashes, {FUZZ_STATS['hangs']} hangs"
+    )
     assert FUZZ_STATS["cases"] >= 10_000
     assert FUZZ_STATS["crashes"] == 0 and FUZZ_STATS["hangs"] == 0
 
 
 def _device(script: str, mp: int = 64) -> subprocess.Popen[bytes]:
     env = dict(os.environ, MICROPYPATH=f"{FIRMWARE}:.frozen")
-    return subprocess.Popen([micropython_exe(), "-X", "heapsize=256K", "-c", script], stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    return subprocess.Popen(
+        [micropython_exe(), "-X", "heapsize=256K", "-c", script],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+    )
 
 
 def test_parser_times_out_inside_a_frame_and_recovers() -> None:
@@ -581,8 +669,11 @@ def test_parser_times_out_inside_a_frame_and_recovers() -> None:
         p.stdin.write(part)
         p.stdin.flush()
         time.sleep(0.4)
-    p.stdin.write(P.encode_frame(P.K_PING, 7) + P.encode_frame(P.K_MARK, 0, b"\x01\x00\x00")
-                  + P.encode_frame(P.K_EXIT, 0xBEEF, b"end"))
+    p.stdin.write(
+        P.encode_frame(P.K_PING, 7)
+        + P.encode_frame(P.K_MARK, 0, b"\x01\x00\x00")
+        + P.encode_frame(P.K_EXIT, 0xBEEF, b"end")
+    )
     p.stdin.flush()
     out, _err = p.communicate(timeout=20)
     recs = [P.parse_record(ln) or ln for ln in out.splitlines()]
@@ -612,8 +703,15 @@ def bufs(v):
 
 def _upy(script: str, cwd: Path, timeout: float = 20) -> str:
     env = dict(os.environ, MICROPYPATH=f"{FIRMWARE}:.frozen")
-    p = subprocess.run([micropython_exe(), "-X", "heapsize=256K", "-c", script], capture_output=True, text=True,
-                       env=env, cwd=cwd, timeout=timeout, check=False)
+    p = subprocess.run(
+        [micropython_exe(), "-X", "heapsize=256K", "-c", script],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=cwd,
+        timeout=timeout,
+        check=False,
+    )
     assert p.returncode == 0, p.stdout + p.stderr
     return p.stdout
 
@@ -661,8 +759,13 @@ def test_checkpoint_killed_mid_save_leaves_previous_loadable(tmp_path: Path, whe
     # the old file was removed and before the new one is renamed into place
     flags = f"MID = {where == 'mid write'}\nFAT = {where.startswith('after remove')}\n"
     env = dict(os.environ, MICROPYPATH=f"{FIRMWARE}:.frozen")
-    p = subprocess.Popen([micropython_exe(), "-X", "heapsize=256K", "-c", CKPT + flags + HOLD],
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, cwd=tmp_path)
+    p = subprocess.Popen(
+        [micropython_exe(), "-X", "heapsize=256K", "-c", CKPT + flags + HOLD],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+        cwd=tmp_path,
+    )
     assert p.stdout is not None and p.stderr is not None
     line = p.stdout.readline()
     if line != b"HOLD\n":
@@ -671,13 +774,17 @@ def test_checkpoint_killed_mid_save_leaves_previous_loadable(tmp_path: Path, whe
     p.send_signal(signal.SIGKILL)
     p.wait(timeout=5)
     names = sorted(f.name for f in tmp_path.iterdir())
-    out = _upy(CKPT + """
+    out = _upy(
+        CKPT
+        + """
 import json
 m = ckpt.peek()
 b = bufs(0)
 l = ckpt.load(b)
 print(json.dumps({'peek': m and m['step'], 'load': l and l['step'], 'path': l and l['path'], 'b0': b[0][0], 'b1': b[1][0]}))
-""", tmp_path)
+""",
+        tmp_path,
+    )
     got = json.loads(out)
     if where.startswith("after remove"):
         # the old file is gone, the new one is complete in .tmp: that one loads

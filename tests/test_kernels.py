@@ -27,14 +27,18 @@ def load(name):
 
 def test_hash_and_step_key_match_numpy(tmp_path: Path) -> None:
     xs = [0, 1, 2, 12345, (1 << 30) - 1]
-    out = run_micropython(PRELUDE + f"""
+    out = run_micropython(
+        PRELUDE
+        + f"""
 st = array('I', [0])
 res = []
 for s, t in [(0, 0), (7, 1), (123, 99999), (1 << 29, 5)]:
     K.step_key(st, s, t)
     res.append(st[0])
 print(json.dumps({{'hash': [K.hash32(x) for x in {xs}], 'keys': res}}))
-""", cwd=tmp_path)
+""",
+        cwd=tmp_path,
+    )
     got = json.loads(out)
     assert got["hash"] == [int(R.hash32(np.uint32(x))) for x in xs]
     assert got["keys"] == [int(R.step_key(s, t)) for s, t in [(0, 0), (7, 1), (123, 99999), (1 << 29, 5)]]
@@ -50,7 +54,9 @@ def test_dense_kernels_match_numpy(tmp_path: Path) -> None:
         z = rng.integers(0, 2**32, (n_out, nw), dtype=np.uint32) & valid
         s &= z | (rng.integers(0, 2, (n_out, nw), dtype=np.uint32) * 0xFFFFFFFF)
         _save(tmp_path, x=x, s=s, z=z)
-        out = run_micropython(PRELUDE + f"""
+        out = run_micropython(
+            PRELUDE
+            + f"""
 x, s, z = load('x'), load('s'), load('z')
 o = array('i', [0] * {n_out})
 K.dense_binary(x, s, o, {nw}, {n_out}, {n_in})
@@ -60,10 +66,14 @@ t = list(o)
 bits = array('I', [0] * {R.words(n_out)})
 K.sign_pack(o, bits, {n_out}, {R.words(n_out)})
 print(json.dumps({{'b': b, 't': t, 'bits': list(bits), 'am': K.argmax(o, 0, {n_out})}}))
-""", cwd=tmp_path)
+""",
+            cwd=tmp_path,
+        )
         got = json.loads(out)
         exp_b = n_in - 2 * np.bitwise_count(x[None, :] ^ s).sum(1, dtype=np.int64)
-        exp_t = np.bitwise_count(z).sum(1, dtype=np.int64) - 2 * np.bitwise_count((x[None, :] ^ s) & z).sum(1, dtype=np.int64)
+        exp_t = np.bitwise_count(z).sum(1, dtype=np.int64) - 2 * np.bitwise_count((x[None, :] ^ s) & z).sum(
+            1, dtype=np.int64
+        )
         assert got["b"] == exp_b.tolist(), (n_in, n_out)
         assert got["t"] == exp_t.tolist(), (n_in, n_out)
         assert got["bits"] == R.pack_bits(exp_t >= 0).tolist()
@@ -80,7 +90,9 @@ def test_flip_row_vote_and_dirs_match_reference(tmp_path: Path) -> None:
     dirs = rng.integers(0, 3, n_out)
     pre = rng.integers(-20, 20, n_in)
     _save(tmp_path, x=x, w=w, pre=pre.astype(np.int64) & 0xFFFFFFFF)
-    out = run_micropython(PRELUDE + f"""
+    out = run_micropython(
+        PRELUDE
+        + f"""
 x, w = load('x'), load('w')
 pre = array('i', load('pre'))
 dirs = bytearray({dirs.tolist()})
@@ -93,7 +105,9 @@ st = array('I', [0])
 K.step_key(st, {seed}, {step})
 flips = [K.flip_row(w, j, x, {nw}, {n_in}, dirs[j] == 1, 2, st, {layer}) for j in range({n_out}) if dirs[j]]
 print(json.dumps({{'v': list(v), 'hd': list(hd), 'cnt': cnt, 'idx': list(idx)[:cnt], 'flips': flips, 'w': list(w)}}))
-""", cwd=tmp_path)
+""",
+        cwd=tmp_path,
+    )
     got = json.loads(out)
     d = np.where(dirs == 1, 1, np.where(dirs == 2, -1, 0))
     v = (d[:, None] * R.unpack_pm(w, n_in)).sum(0)
@@ -112,7 +126,9 @@ print(json.dumps({{'v': list(v), 'hd': list(hd), 'cnt': cnt, 'idx': list(idx)[:c
 
 
 def test_crc32_check_matches_zlib(tmp_path: Path) -> None:
-    out = run_micropython(PRELUDE + """
+    out = run_micropython(
+        PRELUDE
+        + """
 import binascii
 t = array('I', [0] * 256)
 K.crc32_table(t)
@@ -125,23 +141,38 @@ for n in (0, 1, 5, 300):
     buf[2 + n] ^= 1
     ok.append((good, K.crc32_check(buf, 2, n, t)))
 print(json.dumps(ok))
-""", cwd=tmp_path)
+""",
+        cwd=tmp_path,
+    )
     assert json.loads(out) == [[1, 0]] * 4
 
 
-@pytest.mark.parametrize("weights,margin", [("binary", 2), ("binary2", 2), ("ternary", 2), ("binary2", -1)],
-                         ids=["binary", "binary2", "ternary", "binary2-fast"])
+@pytest.mark.parametrize(
+    "weights,margin",
+    [("binary", 2), ("binary2", 2), ("ternary", 2), ("binary2", -1)],
+    ids=["binary", "binary2", "ternary", "binary2-fast"],
+)
 @pytest.mark.parametrize("sizes", [[70, 4 * 3], [70, 40, 4 * 3], [70, 40, 24, 4 * 2]], ids=["0h", "1h", "2h"])
-def test_training_allocates_nothing_and_matches_reference(tmp_path: Path, weights: str, margin: int,
-                                                          sizes: list[int]) -> None:
+def test_training_allocates_nothing_and_matches_reference(
+    tmp_path: Path, weights: str, margin: int, sizes: list[int]
+) -> None:
     """heap_lock() around a block of training: any allocation in the hot path raises; the
     weights after the block equal the numpy reference's, bit for bit (binary2 without margin
     on a prototype-only model takes fast.py)."""
     n_in, count = sizes[0], 60
-    cfg = {"sizes": sizes, "classes": 4, "seed": 9, "margin": margin, "window": 6, "k": [2] * (len(sizes) - 1),
-           "ks": 2, "weights": weights}
+    cfg = {
+        "sizes": sizes,
+        "classes": 4,
+        "seed": 9,
+        "margin": margin,
+        "window": 6,
+        "k": [2] * (len(sizes) - 1),
+        "ks": 2,
+        "weights": weights,
+    }
     ref, lab_pad, _, _ = reference_block(tmp_path, cfg, 11, count)
-    out = run_micropython(f"""
+    out = run_micropython(
+        f"""
 import json, hashlib, binascii, micropython
 from bitflip.rule import Trainer
 t = Trainer(json.loads({json.dumps(json.dumps(cfg))}))
@@ -155,7 +186,9 @@ for _, _, b in t.planes():
 tot = {{}}
 t.take_counters(tot)
 print(json.dumps({{'digest': binascii.hexlify(h.digest()).decode(), 'writes': tot['writes'], 'step': t.step}}))
-""", cwd=tmp_path)
+""",
+        cwd=tmp_path,
+    )
     got = json.loads(out)
     assert got == {"digest": ref.digest(), "writes": ref.totals["writes"], "step": count}
     assert ref.totals["writes"] > 0

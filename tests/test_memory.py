@@ -41,16 +41,23 @@ def test_buffers_by_hand_32_bit() -> None:
     assert b["link_views"] == (65 + 1) * 16 + 16 + 128 * 4  # 65 chunk views, list grown to 128 slots
     t = buffers([784, 512, 10], "ternary", 2048)
     assert t["weights"] == 2 * b["weights"] and {k: v for k, v in t.items() if k != "weights"} == {
-        k: v for k, v in b.items() if k != "weights"}
+        k: v for k, v in b.items() if k != "weights"
+    }
 
 
 def _firmware_at(commit: str, dst: Path) -> Path:
-    files = subprocess.run(["git", "ls-tree", "--name-only", f"{commit}:firmware/bitflip"], cwd=ROOT, check=True,
-                           capture_output=True, text=True).stdout.split()
+    files = subprocess.run(
+        ["git", "ls-tree", "--name-only", f"{commit}:firmware/bitflip"],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.split()
     dst.mkdir()
     for name in files:
-        text = subprocess.run(["git", "show", f"{commit}:firmware/bitflip/{name}"], cwd=ROOT, check=True,
-                              capture_output=True, text=True).stdout
+        text = subprocess.run(
+            ["git", "show", f"{commit}:firmware/bitflip/{name}"], cwd=ROOT, check=True, capture_output=True, text=True
+        ).stdout
         (dst / name).write_text(text)
     return dst
 
@@ -61,8 +68,19 @@ def test_the_plan_reproduces_the_genuine_firmware_it_was_fitted_to(tmp_path: Pat
     cal = calibration()
     old = _firmware_at(cal["source"].split("commit ")[1].split()[0], tmp_path / "fw")
     sizes = mpy_sizes("armv6m", old)
-    run = ["__init__", "app", "protocol", "ckpt", "stream", "kernels", "rule", "layers", "accel", "dual",
-           "kernels_thumb"]
+    run = [
+        "__init__",
+        "app",
+        "protocol",
+        "ckpt",
+        "stream",
+        "kernels",
+        "rule",
+        "layers",
+        "accel",
+        "dual",
+        "kernels_thumb",
+    ]
     assert sum(sizes[m][0] for m in run) == cal["mpy_bytes"]  # the stored figure is that firmware's
     assert sizes["kernels"][0] + sizes["kernels_thumb"][0] == cal["kernels_mpy_bytes"]
     pico = boards.load("pico")
@@ -73,8 +91,9 @@ def test_the_plan_reproduces_the_genuine_firmware_it_was_fitted_to(tmp_path: Pat
 
     assert fits(cal["largest_p"]) and not fits(cal["largest_p"] + 1)
     plan = plan_memory([400, 10 * cal["largest_p"]], "binary2", pico, firmware=old)
-    free_at_build = plan["heap"] - sum(plan[k] for k in ("firmware_imports", "runtime", "link_frame", "link_views",
-                                                         "crc_table"))
+    free_at_build = plan["heap"] - sum(
+        plan[k] for k in ("firmware_imports", "runtime", "link_frame", "link_views", "crc_table")
+    )
     assert free_at_build == cal["free_at_build"]
 
 
@@ -133,8 +152,10 @@ def test_check_fits_names_the_largest_model_that_fits() -> None:
 
 
 def test_memory_command() -> None:
-    r = CliRunner().invoke(main, ["memory", "--board", "pico", "--inputs", "784", "--model", "512-10",
-                                  "--weights", "binary", "--pool", "0"])
+    r = CliRunner().invoke(
+        main,
+        ["memory", "--board", "pico", "--inputs", "784", "--model", "512-10", "--weights", "binary", "--pool", "0"],
+    )
     assert r.exit_code == 0, r.output
     assert "weights" in r.output and "784-512-10 binary on pico:" in r.output and "fits" in r.output
     for bad in (["--model", "x-10"], ["--inputs", "784"], ["--inputs", "7", "--dataset", "digits", "--model", "10"]):
@@ -150,13 +171,39 @@ def test_the_largest_accepted_model_trains_on_sim_pico_and_one_wider_is_refused(
     w = largest_hidden([DIGITS_IN, 1, 10], "binary", board, pool_rows=pool)
     assert w > 1000
     rule = {"pool": str(pool)}
-    s = train(TrainRequest(board="sim-pico", dataset="digits", model=f"{w}-10", epochs=1, out=tmp_path / "ok",
-                          weights="binary", rule=rule))
+    s = train(
+        TrainRequest(
+            board="sim-pico",
+            dataset="digits",
+            model=f"{w}-10",
+            epochs=1,
+            out=tmp_path / "ok",
+            weights="binary",
+            rule=rule,
+        )
+    )
     assert s["samples_seen"] > 0 and s["test_accuracy"] is not None
 
-    r = CliRunner().invoke(main, ["train", "--board", "sim-pico", "--dataset", "digits", "--model", f"{w + 1}-10",
-                                  "--weights", "binary", "--epochs", "1", "--out", str(tmp_path / "refused"),
-                                  "--rule", f"pool={pool}"])
+    r = CliRunner().invoke(
+        main,
+        [
+            "train",
+            "--board",
+            "sim-pico",
+            "--dataset",
+            "digits",
+            "--model",
+            f"{w + 1}-10",
+            "--weights",
+            "binary",
+            "--epochs",
+            "1",
+            "--out",
+            str(tmp_path / "refused"),
+            "--rule",
+            f"pool={pool}",
+        ],
+    )
     assert r.exit_code == 2, r.output
     line = r.output.strip()
     assert "\n" not in line
@@ -168,23 +215,30 @@ def test_the_largest_accepted_model_trains_on_sim_pico_and_one_wider_is_refused(
 
 
 def test_memory_command_takes_the_train_model_forms() -> None:
-    r = CliRunner().invoke(main, ["memory", "--board", "pico", "--inputs", "784", "--model", "10x50",
-                                  "--weights", "binary2"])
+    r = CliRunner().invoke(
+        main, ["memory", "--board", "pico", "--inputs", "784", "--model", "10x50", "--weights", "binary2"]
+    )
     assert r.exit_code == 0, r.output
     assert "784-10x50 binary2 on pico:" in r.output and "largest that fits: 784-10x" in r.output
-    r = CliRunner().invoke(main, ["memory", "--board", "pico", "--inputs", "784", "--model", "512-10x1",
-                                  "--weights", "ternary", "--pool", "0"])
+    r = CliRunner().invoke(
+        main,
+        ["memory", "--board", "pico", "--inputs", "784", "--model", "512-10x1", "--weights", "ternary", "--pool", "0"],
+    )
     assert r.exit_code == 0 and "784-512-10 ternary on pico:" in r.output, r.output
     assert "largest that fits: 784-" in r.output
 
 
-@pytest.mark.parametrize("dataset, features, encoding, budget", [
-    ("digits", 64, "thermo:3,7,11", 16_000),
-    ("mnist", 784, "deskew+crop:20+threshold:32", 100_000),
-    ("fashion", 784, "threshold:32", 100_000),
-])
-def test_default_models_meet_the_issue_budget_and_fit_the_pico(dataset: str, features: int, encoding: str,
-                                                               budget: int) -> None:
+@pytest.mark.parametrize(
+    "dataset, features, encoding, budget",
+    [
+        ("digits", 64, "thermo:3,7,11", 16_000),
+        ("mnist", 784, "deskew+crop:20+threshold:32", 100_000),
+        ("fashion", 784, "threshold:32", 100_000),
+    ],
+)
+def test_default_models_meet_the_issue_budget_and_fit_the_pico(
+    dataset: str, features: int, encoding: str, budget: int
+) -> None:
     # without loading the data (CI has no MNIST): the registry's default encodings, the rules'
     # default models and weights, the issue's weight budget (2 bits/weight at most)
     from bitflip.data import registry

@@ -47,9 +47,14 @@ def test_planes_start_4_byte_aligned_in_the_file() -> None:
 
 
 def _damaged(data: bytes) -> list[tuple[str, bytes]]:
-    out = [("empty", b""), ("magic", b"XXXX" + data[4:]), ("version", data[:4] + b"\x09\x00" + data[6:]),
-           ("crc", data[:-1] + bytes([data[-1] ^ 1])), ("flipped byte", data[:40] + bytes([data[40] ^ 0x10]) + data[41:]),
-           ("extra bytes", data + b"\0\0\0\0")]
+    out = [
+        ("empty", b""),
+        ("magic", b"XXXX" + data[4:]),
+        ("version", data[:4] + b"\x09\x00" + data[6:]),
+        ("crc", data[:-1] + bytes([data[-1] ^ 1])),
+        ("flipped byte", data[:40] + bytes([data[40] ^ 0x10]) + data[41:]),
+        ("extra bytes", data + b"\0\0\0\0"),
+    ]
     for cut in (3, 16, 20, 60, len(data) // 2, len(data) - 5, len(data) - 1):
         out.append((f"cut at {cut}", data[:cut]))
     return out
@@ -83,7 +88,8 @@ def test_bad_files_are_one_value_error_on_the_board(tmp_path: Path) -> None:
     cases = _damaged(mf.to_bytes())
     for i, (_, bad) in enumerate(cases):
         (tmp_path / f"bad{i}.bfm").write_bytes(bad)
-    out = run_micropython(f"""
+    out = run_micropython(
+        f"""
 from bitflip.model import Model
 for i in range({len(cases)}):
     try:
@@ -95,7 +101,9 @@ try:
     Model.load('nothing.bfm')
 except ValueError as e:
     print('ValueError', e)
-""", cwd=tmp_path)
+""",
+        cwd=tmp_path,
+    )
     lines = out.strip().splitlines()
     assert len(lines) == len(cases) + 1
     assert all(ln.startswith("ValueError ") for ln in lines), lines
@@ -130,7 +138,8 @@ def _device_encode(tmp_path: Path, mf: ModelFile, x: np.ndarray, as_list: bool =
     mf.write(tmp_path / "m.bfm")
     (tmp_path / "x.json").write_text(json.dumps(x.tolist()))
     nw = (mf.sizes[0] + 31) // 32
-    out = run_micropython(f"""
+    out = run_micropython(
+        f"""
 import json, binascii
 from bitflip.model import Model
 m = Model.load('m.bfm')
@@ -141,12 +150,22 @@ for r in rows:
     m.enc.encode(v, m.t.x)
     res.append(binascii.hexlify(m.t.x).decode())
 print(json.dumps(res))
-""", cwd=tmp_path)
+""",
+        cwd=tmp_path,
+    )
     return np.array([np.frombuffer(bytes.fromhex(h), "<u4")[:nw] for h in json.loads(out)])
 
 
-@pytest.mark.parametrize("spec", ["deskew+crop:20+threshold:32", "deskew+threshold:100", "crop:24+pool:2+thermo:3",
-                                  "pool:4+thermo:64,128,192", "deskew+pool:2+crop:10+thermo:2"])
+@pytest.mark.parametrize(
+    "spec",
+    [
+        "deskew+crop:20+threshold:32",
+        "deskew+threshold:100",
+        "crop:24+pool:2+thermo:3",
+        "pool:4+thermo:64,128,192",
+        "deskew+pool:2+crop:10+thermo:2",
+    ],
+)
 def test_board_encodes_images_bit_for_bit_like_the_host(tmp_path: Path, spec: str) -> None:
     rng = np.random.default_rng(5)
     x = np.concatenate([slanted(12), rng.integers(0, 256, (4, 784)), np.zeros((1, 784), int)]).astype(np.uint8)
@@ -210,7 +229,8 @@ def test_board_predicts_and_learns_like_the_host(tmp_path: Path, case: str) -> N
     learner = mf.reference()
     rows = mf.encode(x)
     right = [learner.train_sample(rows[i], int(y[i])) for i in range(40)]
-    out = run_micropython(f"""
+    out = run_micropython(
+        f"""
 import json, micropython
 from bitflip.model import Model
 m = Model.load('m.bfm')
@@ -238,7 +258,9 @@ learn_all()
 micropython.heap_unlock()
 m.save('after.bfm')
 print(json.dumps({{'pred': list(pred), 'scores': sc, 'right': list(right), 'digest': m.digest()}}))
-""", cwd=tmp_path)
+""",
+        cwd=tmp_path,
+    )
     got = json.loads(out)
     assert got["pred"] == pred.tolist()
     assert got["scores"] == scores.tolist()
@@ -261,13 +283,16 @@ def test_learn_from_a_fresh_model_fills_prototypes_like_the_host(tmp_path: Path)
     for i in range(30):
         ref.train_sample(rows[i], int(y[i]))
     mf.write(tmp_path / "m.bfm")
-    out = run_micropython(f"""
+    out = run_micropython(
+        f"""
 from bitflip.model import Model
 m = Model.load('m.bfm')
 for i, r in enumerate({x[:30].tolist()}):
     m.learn(r, i % 4)
 print(m.digest(), list(m.t.fill))
-""", cwd=tmp_path)
+""",
+        cwd=tmp_path,
+    )
     digest, fill = out.split(maxsplit=1)
     assert digest == ref.digest() and fill.strip() == "[0, 0, 0, 0]"
 
@@ -275,7 +300,8 @@ print(m.digest(), list(m.t.fill))
 def test_predict_rejects_wrong_lengths_and_labels(tmp_path: Path) -> None:
     mf, _, _ = make_model({"sizes": [0, 4 * 2]}, "thermo:2", 20)
     mf.write(tmp_path / "m.bfm")
-    out = run_micropython("""
+    out = run_micropython(
+        """
 from bitflip.model import Model
 m = Model.load('m.bfm')
 for f in (lambda: m.predict(bytes(19)), lambda: m.learn(bytes(20), 4), lambda: m.learn(bytes(20), -1)):
@@ -284,7 +310,9 @@ for f in (lambda: m.predict(bytes(19)), lambda: m.learn(bytes(20), 4), lambda: m
     except ValueError as e:
         print('ValueError', e)
 print(m.labels, m.n_features, m.classes)
-""", cwd=tmp_path)
+""",
+        cwd=tmp_path,
+    )
     lines = out.strip().splitlines()
     assert lines[0] == "ValueError expected 20 feature values, got 19"
     assert lines[1:3] == ["ValueError label out of range"] * 2
@@ -325,7 +353,9 @@ def test_model_api_allocates_nothing_in_each_targets_module_set(tmp_path: Path, 
     for i in range(30):
         ref.train_sample(rows[i], y[i])
     cores = 2 if target == "rp2" else 1
-    out = run_as(target, f"""
+    out = run_as(
+        target,
+        f"""
 import micropython
 from bitflip import accel
 from bitflip.model import Model
@@ -346,7 +376,9 @@ print(accel.KIND, m.t.worker is not None, bytes(pred).hex(), m.digest())
 if m.t.worker is not None:
     m.t.worker.stop()
 m.close()
-""", tmp_path)
+""",
+        tmp_path,
+    )
     kind, split, pred, digest = out.split()[-4:]
     assert kind == ("asm_thumb" if target == "rp2" else "viper")
     assert split == str(target == "rp2")

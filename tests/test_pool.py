@@ -19,19 +19,31 @@ def _pool_cfg(sizes: list[int], weights: str, rows: int) -> dict:
     # small windows that wrap around the layer, a flush every 7 samples, flips halved
     # every 40 samples (an "epoch"), from the second epoch on k_out and tau grow by 1 per
     # epoch, a near-miss margin wide enough that correct samples vote too
-    return {"sizes": sizes, "classes": 4, "seed": 5, "margin": -1, "window": 8, "k": [2] * (len(sizes) - 1), "ks": 2,
-            "weights": weights, "epoch": 40, "anneal": 2,
-            "pool": {"rows": rows, "every": 7, "tau": 1, "flips": 6, "near": 30, "tau_step": 1}}
+    return {
+        "sizes": sizes,
+        "classes": 4,
+        "seed": 5,
+        "margin": -1,
+        "window": 8,
+        "k": [2] * (len(sizes) - 1),
+        "ks": 2,
+        "weights": weights,
+        "epoch": 40,
+        "anneal": 2,
+        "pool": {"rows": rows, "every": 7, "tau": 1, "flips": 6, "near": 30, "tau_step": 1},
+    }
 
 
 @pytest.mark.parametrize("weights", ["binary2", "ternary"])
 @pytest.mark.parametrize("sizes,rows", [([70, 40, 4 * 3], 16), ([70, 40, 24, 4 * 2], 24)], ids=["1h", "2h"])
-def test_pool_training_allocates_nothing_and_matches_reference(tmp_path: Path, weights: str, sizes: list[int],
-                                                               rows: int) -> None:
+def test_pool_training_allocates_nothing_and_matches_reference(
+    tmp_path: Path, weights: str, sizes: list[int], rows: int
+) -> None:
     n_in, count = sizes[0], 120
     cfg = _pool_cfg(sizes, weights, rows)
     ref, lab_pad, X, y = reference_block(tmp_path, cfg, 3, count)
-    out = run_micropython(f"""
+    out = run_micropython(
+        f"""
 import json, hashlib, binascii, micropython
 from array import array
 from bitflip.rule import Trainer
@@ -49,11 +61,17 @@ t.take_counters(tot)
 pools = [[list(array("i", p.t)), [b - 256 if b > 127 else b for b in p.c], p.window()] for p in t.hidden.pools]
 print(json.dumps({{'digest': binascii.hexlify(h.digest()).decode(), 'writes': tot['writes'], 'pools': pools,
                   'evidence': tot['evidence_bytes']}}))
-""", cwd=tmp_path)
+""",
+        cwd=tmp_path,
+    )
     got = json.loads(out)
     want_pools = [[p.t.tolist(), p.c.ravel().tolist(), p.pos] for p in ref.hidden.pools]
-    assert got == {"digest": ref.digest(), "writes": ref.totals["writes"], "pools": want_pools,
-                   "evidence": ref.totals["evidence_bytes"]}
+    assert got == {
+        "digest": ref.digest(),
+        "writes": ref.totals["writes"],
+        "pools": want_pools,
+        "evidence": ref.totals["evidence_bytes"],
+    }
     assert ref.totals["evidence_bytes"] > 2 * (count // 7) * sum(p.rows * p.layer.n_in for p in ref.hidden.pools)
     # the run exercised the rule: thresholds moved, windows moved on, hidden weights flipped
     assert all(np.any(p.t != 0) for p in ref.hidden.pools)
@@ -85,7 +103,8 @@ def test_flush_row_flips_the_strongest_evidence_lowest_index_first(tmp_path: Pat
     bits[sel] = True
     want[row] ^= R.pack_bits(bits)
     (tmp_path / "w.bin").write_bytes(w.astype("<u4").tobytes())
-    out = run_micropython(f"""
+    out = run_micropython(
+        f"""
 import json
 from array import array
 from bitflip.pool import flush_row
@@ -94,7 +113,9 @@ c = bytearray([v & 0xFF for v in {c.tolist()}])
 hist = array('i', bytes(512))
 n = flush_row(c, 0, w, {row}, {R.words(n_in)}, {n_in}, {flips}, {tau}, hist)
 print(json.dumps([n, list(w), list(c)]))
-""", cwd=tmp_path)
+""",
+        cwd=tmp_path,
+    )
     n, got_w, got_c = json.loads(out)
     assert n == len(sel) and got_w == want.ravel().tolist() and got_c == [0] * n_in
     assert 0 < len(sel) <= flips or tau == 9  # tau 9: no counter reaches it, nothing flips
@@ -128,7 +149,9 @@ def test_memory_plan_counts_the_pool_state_and_1_bit_hidden_layers() -> None:
     # thresholds + 128 counter rows of 784 int8 + window position + histogram + top votes
     assert b["pool_rule"] == (2304 + 16) + (128 * 784 + 16) + 32 + (512 + 16) + (304 + 16)
     assert "pool_rule" not in v1
-    with pytest.raises(UsageError, match=r"784-576-10x29, pool rule with 128-unit windows .* largest that fits is 784-"):
+    with pytest.raises(
+        UsageError, match=r"784-576-10x29, pool rule with 128-unit windows .* largest that fits is 784-"
+    ):
         check_fits([784, 576, 290], "binary2", boards.load("pico"), classes=10, pool_rows=128)
     # the refusal also names the largest window for the same model, and that one fits
     pico2 = boards.load("pico2")

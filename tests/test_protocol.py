@@ -42,8 +42,14 @@ while True:
 
 def _through_device(stream: bytes, mp: int = P.MAX_PAYLOAD) -> list[list[int]]:
     env = dict(os.environ, MICROPYPATH=f"{FIRMWARE}:.frozen")
-    p = subprocess.run([micropython_exe(), "-X", "heapsize=256K", "-c", ECHO % mp], input=stream,
-                       capture_output=True, env=env, timeout=60, check=False)
+    p = subprocess.run(
+        [micropython_exe(), "-X", "heapsize=256K", "-c", ECHO % mp],
+        input=stream,
+        capture_output=True,
+        env=env,
+        timeout=60,
+        check=False,
+    )
     assert p.returncode == 0, p.stderr.decode()
     out = []
     for line in p.stdout.splitlines():
@@ -94,8 +100,9 @@ def test_block_layout_is_word_aligned_and_fits() -> None:
         _lab, rows, total = P.block_layout(n, row_bytes)
         assert rows % 4 == 0 and total <= P.MAX_PAYLOAD
         assert P.block_layout(n + 1, row_bytes)[2] > P.MAX_PAYLOAD
-        payload = P.encode_block(bytes(i % 10 for i in range(n)), b"".join(bytes([i % 256]) * row_bytes
-                                                                          for i in range(n)), row_bytes)
+        payload = P.encode_block(
+            bytes(i % 10 for i in range(n)), b"".join(bytes([i % 256]) * row_bytes for i in range(n)), row_bytes
+        )
         assert len(payload) == total and P.block_count(payload, 0) == n and P.block_row_bytes(payload, 0) == row_bytes
         assert payload[rows : rows + row_bytes] == bytes(row_bytes)  # row 0 right after the padded labels
     with pytest.raises(ValueError):
@@ -115,12 +122,15 @@ def test_payload_codecs_round_trip_on_host_and_device(tmp_path: Path) -> None:
         assert list(P.decode_ckpt(cases[name][0], 0, len(cases[name][0]))) == cases[name][1]
     assert list(P.decode_dump(cases["dump"][0], 0, P.DUMP_REQUEST) or ()) == cases["dump"][1]
     assert P.decode_dump(b"", 0, 0) is None
-    script = "import json\nfrom bitflip import protocol as P\n" + "\n".join(
-        f"{name} = bytearray({list(payload)!r})" for name, (payload, _) in cases.items()) + """
+    script = (
+        "import json\nfrom bitflip import protocol as P\n"
+        + "\n".join(f"{name} = bytearray({list(payload)!r})" for name, (payload, _) in cases.items())
+        + """
 print(json.dumps([list(P.decode_mark(mark, 0)), list(P.decode_ckpt(ckpt, 0, len(ckpt))),
                   list(P.decode_ckpt(keep, 0, len(keep))), list(P.decode_dump(dump, 0, len(dump))),
                   list(P.decode_dump(dump_t, 0, len(dump_t))), P.decode_dump(dump, 0, 0)]))
 """
+    )
     got = json.loads(run_micropython(script, cwd=tmp_path))
     assert got == [cases["mark"][1], cases["ckpt"][1], cases["keep"][1], cases["dump"][1], cases["dump_t"][1], None]
 
@@ -134,28 +144,49 @@ def _consts(name: str) -> dict[str, int]:
 
 def test_the_device_copies_agree_with_the_contract() -> None:
     st, pool = _consts("stream.py"), _consts("pool.py")
-    assert [st[n] for n in ("_ACK_SEQ_END", "_ACK_CR_END", "_ACK_END", "_NAK_SEQ_END", "_NAK_CODE_END", "_NAK_END")] == \
-        [P.ACK_SEQ_END, P.ACK_CR_END, P.ACK_JSON_END, P.NAK_SEQ_END, P.NAK_CODE_END, P.NAK_JSON_END]
+    assert [
+        st[n] for n in ("_ACK_SEQ_END", "_ACK_CR_END", "_ACK_END", "_NAK_SEQ_END", "_NAK_CODE_END", "_NAK_END")
+    ] == [P.ACK_SEQ_END, P.ACK_CR_END, P.ACK_JSON_END, P.NAK_SEQ_END, P.NAK_CODE_END, P.NAK_JSON_END]
     assert [pool["_SAT"], pool["_BINS"]] == [spec.SAT, spec.BINS]
     # the templates put the numbers where the offsets say
-    for tmpl, ends in ((P.ACK_TEMPLATE, (P.ACK_SEQ_END, P.ACK_CR_END)), (P.NAK_TEMPLATE, (P.NAK_SEQ_END, P.NAK_CODE_END))):
+    for tmpl, ends in (
+        (P.ACK_TEMPLATE, (P.ACK_SEQ_END, P.ACK_CR_END)),
+        (P.NAK_TEMPLATE, (P.NAK_SEQ_END, P.NAK_CODE_END)),
+    ):
         assert tmpl[ends[0] - 5 : ends[0]] == b"     " and tmpl[ends[1] - 2 : ends[1]] == b"  "
         assert tmpl[ends[1] : ends[1] + 1] == b"}"
 
 
 CONFIGS = [
     {"sizes": [70, 12], "classes": 4, "weights": "binary", "seed": 1, "window": 4, "margin": -1, "k": [2]},
-    {"sizes": [70, 40, 12], "classes": 4, "weights": "binary2", "seed": 1, "window": 4, "margin": 2, "k": [2, 3],
-     "ks": 2},
-    {"sizes": [70, 40, 24, 8], "classes": 4, "weights": "ternary", "seed": 1, "window": 4, "margin": -1,
-     "k": [2, 2, 3], "pool": {"rows": 16, "every": 7, "tau": 1, "flips": 6, "near": 30}},
+    {
+        "sizes": [70, 40, 12],
+        "classes": 4,
+        "weights": "binary2",
+        "seed": 1,
+        "window": 4,
+        "margin": 2,
+        "k": [2, 3],
+        "ks": 2,
+    },
+    {
+        "sizes": [70, 40, 24, 8],
+        "classes": 4,
+        "weights": "ternary",
+        "seed": 1,
+        "window": 4,
+        "margin": -1,
+        "k": [2, 2, 3],
+        "pool": {"rows": 16, "every": 7, "tau": 1, "flips": 6, "near": 30},
+    },
 ]
 
 
 @pytest.mark.parametrize("cfg", CONFIGS, ids=["0h-binary", "1h-flip", "2h-pool"])
 def test_the_trainer_allocates_what_the_spec_says(cfg: dict, tmp_path: Path) -> None:
     P.check_config(cfg)
-    out = run_micropython(f"""
+    out = run_micropython(
+        f"""
 import json
 from bitflip.rule import Trainer
 t = Trainer({cfg!r})
@@ -172,7 +203,9 @@ if t.hidden is not None and hasattr(t.hidden, 'pools'):
     bufs.append(('vdir', len(t.vdir)))
 print(json.dumps({{'bufs': sorted(bufs), 'planes': [[i, n, len(p)] for i, n, p in t.planes()],
                   'state': [len(b) for b in t.state()], 'nbytes': t.nbytes()}}))
-""", cwd=tmp_path)
+""",
+        cwd=tmp_path,
+    )
     got = json.loads(out)
     want = sorted([name, n] for _, name, n in spec.buffers(cfg))
     assert got["bufs"] == want
@@ -184,11 +217,15 @@ print(json.dumps({{'bufs': sorted(bufs), 'planes': [[i, n, len(p)] for i, n, p i
 def test_config_is_checked_against_the_written_keys() -> None:
     good = dict(CONFIGS[1])
     P.check_config(good)
-    for bad, msg in [({**good, "colour": 1}, "unknown config key 'colour'"),
-                     ({k: v for k, v in good.items() if k != "seed"}, "config key 'seed' missing"),
-                     ({**good, "seed": "1"}, "'seed' must be int"), ({**good, "seed": True}, "'seed' must be int"),
-                     ({**good, "k": [2]}, "one k per layer"), ({**good, "classes": 5}, "P prototypes per class"),
-                     ({**CONFIGS[2], "pool": {"rows": 1}}, "pool.every")]:
+    for bad, msg in [
+        ({**good, "colour": 1}, "unknown config key 'colour'"),
+        ({k: v for k, v in good.items() if k != "seed"}, "config key 'seed' missing"),
+        ({**good, "seed": "1"}, "'seed' must be int"),
+        ({**good, "seed": True}, "'seed' must be int"),
+        ({**good, "k": [2]}, "one k per layer"),
+        ({**good, "classes": 5}, "P prototypes per class"),
+        ({**CONFIGS[2], "pool": {"rows": 1}}, "pool.every"),
+    ]:
         with pytest.raises(ValueError, match=msg):
             P.check_config(bad)
     assert set(P.CONFIG_KEYS) >= {"sizes", "classes", "weights", "seed", "k", "pool", "id", "resume"}
@@ -198,8 +235,15 @@ def test_the_device_refuses_a_bad_config_in_one_line(tmp_path: Path) -> None:
     cfg = json.dumps({**CONFIGS[0], "colour": 1}).encode()
     stream = P.encode_frame(P.K_CONFIG, 0, cfg)
     env = dict(os.environ, MICROPYPATH=f"{FIRMWARE}:.frozen")
-    p = subprocess.run([micropython_exe(), "-c", "import bitflip.app as A\nA.main(2048, 1, 3000)"], input=stream,
-                       capture_output=True, env=env, timeout=60, check=False, cwd=tmp_path)
+    p = subprocess.run(
+        [micropython_exe(), "-c", "import bitflip.app as A\nA.main(2048, 1, 3000)"],
+        input=stream,
+        capture_output=True,
+        env=env,
+        timeout=60,
+        check=False,
+        cwd=tmp_path,
+    )
     recs = [P.parse_record(line) for line in p.stdout.splitlines()]
     errors = [r for r in recs if r and r["ev"] == P.R_ERROR]
     assert errors and errors[0]["code"] == P.E_CONFIG and "unknown config key 'colour'" in errors[0]["msg"]

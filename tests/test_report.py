@@ -41,7 +41,16 @@ def test_device_records_carry_counters_and_time(runs: list[Path]) -> None:
     evals = [r for r in recs if r.get("ev") == "eval"]
     assert len(epochs) == 2 and [r["split"] for r in evals] == ["val", "val", "test"]  # test: once, at the end
     for r in epochs:
-        assert {"busy_us", "wall_us", "fwd_words", "upd_words", "updates", "writes", "vote_words", "samples"} <= r.keys()
+        assert {
+            "busy_us",
+            "wall_us",
+            "fwd_words",
+            "upd_words",
+            "updates",
+            "writes",
+            "vote_words",
+            "samples",
+        } <= r.keys()
     n = 2 * epochs[0]["seen"]  # the 200 samples less the validation split, twice
     assert n == 2 * (200 - json.loads((runs[1] / "summary.json").read_text())["val_samples"])
     assert epochs[-1]["samples"] == n  # run totals of training samples
@@ -52,15 +61,25 @@ def test_device_records_carry_counters_and_time(runs: list[Path]) -> None:
 
 def test_report_compares_runs(runs: list[Path], tmp_path: Path) -> None:
     png = tmp_path / "cmp.png"
-    p = subprocess.run([BITFLIP, "report", *map(str, runs), "--png", str(png)], capture_output=True, text=True,
-                       timeout=120, check=False)
+    p = subprocess.run(
+        [BITFLIP, "report", *map(str, runs), "--png", str(png)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert p.returncode == 0, p.stderr
     assert png.read_bytes()[:8] == PNG
     lines = p.stdout.splitlines()
     assert "energy source" in lines[0] and "test acc" in lines[0]
     assert any(line.startswith("host") for line in lines) and any(line.startswith("sim-pico") for line in lines)
-    p = subprocess.run([BITFLIP, "report", str(runs[0]), "--json", "--png", str(png)], capture_output=True,
-                       text=True, timeout=120, check=False)
+    p = subprocess.run(
+        [BITFLIP, "report", str(runs[0]), "--json", "--png", str(png)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     rows = json.loads(p.stdout)["runs"]
     assert rows[0]["board"] == "host" and rows[0]["energy source"] == "estimated (rp2040 model)"
 
@@ -72,7 +91,12 @@ def test_report_bad_dir_is_one_line_exit_2(tmp_path: Path, make: str) -> None:
         d.mkdir()
     if make == "badjson":
         (d / "summary.json").write_text("{nope")
-    p = subprocess.run([BITFLIP, "report", str(d), "--png", str(tmp_path / "x.png")], capture_output=True,
-                       text=True, timeout=60, check=False)
+    p = subprocess.run(
+        [BITFLIP, "report", str(d), "--png", str(tmp_path / "x.png")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert p.returncode == 2
     assert len(p.stderr.strip().splitlines()) == 1 and str(d) in p.stderr

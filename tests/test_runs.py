@@ -18,8 +18,18 @@ from bitflip.training.runner import TrainRequest, train
 from click.testing import CliRunner
 
 BITFLIP = str(Path(sys.executable).parent / "bitflip")
-TIMING = {"wall_s", "device_busy_s", "energy", "device_s", "joules", "device_s_per_sample", "joules_per_sample",
-          "energy_source", "run_dir", "board"}
+TIMING = {
+    "wall_s",
+    "device_busy_s",
+    "energy",
+    "device_s",
+    "joules",
+    "device_s_per_sample",
+    "joules_per_sample",
+    "energy_source",
+    "run_dir",
+    "board",
+}
 
 
 def _cli(*args: str) -> tuple[int, str, str]:
@@ -62,14 +72,28 @@ def test_a_run_directory_is_never_clobbered(tmp_path: Path) -> None:
     code, _, _ = _cli(*base, "--out", str(mine), "--force")
     assert code == 0 and (tmp_path / "mine.old-1" / "summary.json").read_text() == "my notes\n"
     assert json.loads((mine / "summary.json").read_text())["dataset"] == "digits"
-    for bad, msg in ((["--out", ""], "--out must name a directory"), (["--out", "/proc/nope/x"], "cannot create"),
-                     (["--out", str(tmp_path / "gone"), "--resume"], "does not exist")):
+    for bad, msg in (
+        (["--out", ""], "--out must name a directory"),
+        (["--out", "/proc/nope/x"], "cannot create"),
+        (["--out", str(tmp_path / "gone"), "--resume"], "does not exist"),
+    ):
         code, _, err = _cli(*base, *bad)
         assert code == 2 and msg in err and err.count("\n") == 1, (bad, err)
 
 
 def test_resume_continues_exactly_this_job_or_names_the_difference(tmp_path: Path) -> None:
-    base = ["train", "--board", "host", "--dataset", "digits", "--limit", "200", "--quiet", "--out", str(tmp_path / "r")]
+    base = [
+        "train",
+        "--board",
+        "host",
+        "--dataset",
+        "digits",
+        "--limit",
+        "200",
+        "--quiet",
+        "--out",
+        str(tmp_path / "r"),
+    ]
     assert _cli(*base, "--epochs", "2")[0] == 0
     code, _, err = _cli(*base, "--epochs", "2", "--seed", "5", "--resume")
     assert code == 2 and "seed: this run has 5, the directory's job 0" in err
@@ -80,10 +104,25 @@ def test_resume_continues_exactly_this_job_or_names_the_difference(tmp_path: Pat
 
 
 def test_the_host_reference_resumes_bit_exactly_after_a_kill(tmp_path: Path) -> None:
-    args = [BITFLIP, "train", "--board", "host", "--dataset", "digits", "--epochs", "3", "--ckpt-every", "300",
-            "--quiet", "--json"]
-    clean = json.loads(subprocess.run(args + ["--out", str(tmp_path / "clean")], capture_output=True, text=True,
-                                      check=True, timeout=300).stdout)
+    args = [
+        BITFLIP,
+        "train",
+        "--board",
+        "host",
+        "--dataset",
+        "digits",
+        "--epochs",
+        "3",
+        "--ckpt-every",
+        "300",
+        "--quiet",
+        "--json",
+    ]
+    clean = json.loads(
+        subprocess.run(
+            args + ["--out", str(tmp_path / "clean")], capture_output=True, text=True, check=True, timeout=300
+        ).stdout
+    )
     out = tmp_path / "killed"
     p = subprocess.Popen(args + ["--out", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     ckpt = out / "host.ckpt.npz"
@@ -94,8 +133,7 @@ def test_the_host_reference_resumes_bit_exactly_after_a_kill(tmp_path: Path) -> 
     p.kill()
     p.wait()
     assert ckpt.exists()
-    r = subprocess.run(args + ["--out", str(out), "--resume"], capture_output=True, text=True, timeout=300,
-                       check=False)
+    r = subprocess.run(args + ["--out", str(out), "--resume"], capture_output=True, text=True, timeout=300, check=False)
     assert r.returncode == 0, r.stderr
     s = json.loads(r.stdout)
     assert s["weights_sha256"] == clean["weights_sha256"] and s["test_accuracy"] == clean["test_accuracy"]
@@ -105,14 +143,50 @@ def test_the_host_reference_resumes_bit_exactly_after_a_kill(tmp_path: Path) -> 
 
 
 def test_one_line_per_epoch_on_stderr_when_piped(tmp_path: Path) -> None:
-    r = subprocess.run([BITFLIP, "train", "--board", "host", "--dataset", "digits", "--epochs", "2", "--limit", "300",
-                        "--out", str(tmp_path / "o")], capture_output=True, text=True, timeout=300, check=True)
+    r = subprocess.run(
+        [
+            BITFLIP,
+            "train",
+            "--board",
+            "host",
+            "--dataset",
+            "digits",
+            "--epochs",
+            "2",
+            "--limit",
+            "300",
+            "--out",
+            str(tmp_path / "o"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+    )
     lines = [ln for ln in r.stderr.splitlines() if ln.startswith("epoch ")]
     assert len(lines) == 2 and lines[0].startswith("epoch 1/2: train ") and "val " in lines[1]
     assert "flips" in lines[0] and " J estimated (rp2040 model)" in lines[0]
-    q = subprocess.run([BITFLIP, "train", "--board", "host", "--dataset", "digits", "--epochs", "1", "--limit", "300",
-                        "--out", str(tmp_path / "q"), "--quiet"], capture_output=True, text=True, timeout=300,
-                       check=True)
+    q = subprocess.run(
+        [
+            BITFLIP,
+            "train",
+            "--board",
+            "host",
+            "--dataset",
+            "digits",
+            "--epochs",
+            "1",
+            "--limit",
+            "300",
+            "--out",
+            str(tmp_path / "q"),
+            "--quiet",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+    )
     assert "epoch " not in q.stderr
 
 
@@ -125,15 +199,29 @@ def test_a_board_gives_its_heap_back_run_after_run(tmp_path: Path, cores: int) -
     on the genuine Pico). The second and third runs build on exactly the same free heap; the
     first may differ by less than 1 KiB — runtime state MicroPython creates on first use, and
     blocks its conservative stack scan keeps — and that difference does not grow."""
-    sim = subprocess.Popen([BITFLIP, "sim", "--board", "sim-pico", "--flash", str(tmp_path / "flash"),
-                            "--with-sources"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    sim = subprocess.Popen(
+        [BITFLIP, "sim", "--board", "sim-pico", "--flash", str(tmp_path / "flash"), "--with-sources"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
     try:
         assert sim.stdout is not None
         port = sim.stdout.readline().strip()
         heaps = []
         for i in range(3):
-            s = train(TrainRequest(board="sim-pico", port=port, dataset="digits", model="10x30", epochs=1, limit=300,
-                                   cores=cores, out=tmp_path / f"run{i}"))
+            s = train(
+                TrainRequest(
+                    board="sim-pico",
+                    port=port,
+                    dataset="digits",
+                    model="10x30",
+                    epochs=1,
+                    limit=300,
+                    cores=cores,
+                    out=tmp_path / f"run{i}",
+                )
+            )
             heaps.append((s["heap_free_before_model"], s["heap_free_after_alloc"]))
         assert heaps[0][0] > heaps[0][1] > 0
         assert heaps[2][0] == heaps[1][0], heaps  # nothing accumulates from run to run

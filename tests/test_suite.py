@@ -16,9 +16,27 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.mark.slow
 def test_suite_prints_one_row_per_dataset_with_measured_numbers(tmp_path: Path) -> None:
     out = tmp_path / "suite.md"
-    p = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "suite.py"), "--datasets", "iris,shift1d",
-                        "--seeds", "2", "--epochs", "2", "--limit", "400", "--write", str(out)],
-                       capture_output=True, text=True, timeout=600, cwd=ROOT / "benchmarks", check=False)
+    p = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "benchmarks" / "suite.py"),
+            "--datasets",
+            "iris,shift1d",
+            "--seeds",
+            "2",
+            "--epochs",
+            "2",
+            "--limit",
+            "400",
+            "--write",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=ROOT / "benchmarks",
+        check=False,
+    )
     assert p.returncode == 0, p.stderr
     assert out.read_text() == p.stdout
     rows = [ln for ln in p.stdout.splitlines() if ln.startswith(("| iris", "| shift1d"))]

@@ -116,8 +116,13 @@ def test_cli_lists_and_describes_the_new_sets() -> None:
 
 def test_baselines_script_on_iris() -> None:
     # the script that measured the tables in docs/datasets.md still runs (on the smallest set)
-    p = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "dataset_baselines.py"), "--dataset", "iris"],
-                       capture_output=True, text=True, timeout=120, check=False)
+    p = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "dataset_baselines.py"), "--dataset", "iris"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert p.returncode == 0, p.stderr
     row = p.stdout.splitlines()[2]
     assert row.startswith("| iris | 120 / 30 | 4 | 3 | ") and row.count("%") == 4, row

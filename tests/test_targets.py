@@ -34,13 +34,17 @@ def run_as(target: str, script: str, tmp: Path, heap: str = "2M") -> str:
 @pytest.mark.parametrize("target", sorted(TARGETS))
 def test_every_module_top_level_runs_for_the_target(target: str, tmp_path: Path) -> None:
     names = modules(target)
-    out = run_as(target, f"""
+    out = run_as(
+        target,
+        f"""
 import json
 for name in {names!r}:
     __import__('bitflip.' + name)
 from bitflip import accel, dual
 print(json.dumps({{'kind': accel.KIND, 'dual': dual.available(), 'platform': sys.platform}}))
-""", tmp_path)
+""",
+        tmp_path,
+    )
     got = json.loads(out.strip().splitlines()[-1])
     assert got["platform"] == TARGETS[target][0]
     assert got["kind"] == ("asm_thumb" if target == "rp2" else "viper")
@@ -62,14 +66,29 @@ def test_asm_standins_replace_only_the_asm_bodies() -> None:
 def test_digits_through_the_rp2_module_set_match_the_reference(cores: int, tmp_path: Path) -> None:
     # binary (flip_row) and binary2 tops, a layer wide enough for the dual-core split; margin
     # -1 with binary2 is the fast path (fast.py: dense_argmax_asm, update_row_b2_asm)
-    for weights, sizes, margin in (("binary", [64, 40], 2), ("binary2", [64, 300], 2), ("binary2", [64, 300], -1),
-                                   ("binary2", [64, 40], -1)):
-        cfg = {"sizes": sizes, "classes": 4, "weights": weights, "seed": 3, "window": 8, "margin": margin,
-               "k": [2], "ks": 2, "cores": cores}
+    for weights, sizes, margin in (
+        ("binary", [64, 40], 2),
+        ("binary2", [64, 300], 2),
+        ("binary2", [64, 300], -1),
+        ("binary2", [64, 40], -1),
+    ):
+        cfg = {
+            "sizes": sizes,
+            "classes": 4,
+            "weights": weights,
+            "seed": 3,
+            "window": 8,
+            "margin": margin,
+            "k": [2],
+            "ks": 2,
+            "cores": cores,
+        }
         work = tmp_path / f"{weights}{cores}{margin}{sizes[-1]}"
         work.mkdir()
         ref, lab_pad, X, _ = reference_block(work, cfg, seed=7, count=160)
-        out = run_as("rp2", f"""
+        out = run_as(
+            "rp2",
+            f"""
 import hashlib, binascii
 from bitflip import accel
 from bitflip.rule import Trainer
@@ -81,7 +100,9 @@ for _, _, p in t.planes():
     h.update(p)
 print(accel.KIND, t.worker is not None, t.fast is not None, binascii.hexlify(h.digest()).decode())
 t.close()
-""", work)
+""",
+            work,
+        )
         kind, split, fast, digest = out.split()[-4:]
         assert kind == "asm_thumb" and fast == str(margin < 0)
         assert split == str(cores == 2 and sizes[-1] >= 256)

@@ -24,8 +24,16 @@ def _random(cfg: dict, n: int, seed: int = 7) -> tuple[np.ndarray, np.ndarray, s
     return X, y, ref.digest()
 
 
-CFG = {"sizes": [64, 300], "classes": 4, "weights": "binary2", "seed": 3, "window": 8, "margin": -1, "k": [2],
-       "ks": 2}  # the fast path (fast.py)
+CFG = {
+    "sizes": [64, 300],
+    "classes": 4,
+    "weights": "binary2",
+    "seed": 3,
+    "window": 8,
+    "margin": -1,
+    "k": [2],
+    "ks": 2,
+}  # the fast path (fast.py)
 GENERAL = dict(CFG, anneal=100, epoch=100000)  # rule.Trainer general path (an anneal far away: the same rule)
 
 

@@ -24,8 +24,9 @@ from model_helpers import make_model
 @pytest.fixture(scope="module")
 def digits_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
     out = tmp_path_factory.mktemp("run") / "digits"
-    r = CliRunner().invoke(main, ["train", "--board", "host", "--dataset", "digits", "--epochs", "2", "--out", str(out),
-                                  "--json"])
+    r = CliRunner().invoke(
+        main, ["train", "--board", "host", "--dataset", "digits", "--epochs", "2", "--out", str(out), "--json"]
+    )
     assert r.exit_code == 0, r.output
     return out, json.loads(r.output.strip().splitlines()[-1])
 
@@ -41,14 +42,19 @@ def _json(*args: str) -> dict:
     return json.loads(_cli(*args, "--json").strip().splitlines()[-1])
 
 
-def test_export_then_predict_on_the_host_gives_the_runs_test_accuracy(digits_run: tuple[Path, dict], tmp_path: Path) -> None:
+def test_export_then_predict_on_the_host_gives_the_runs_test_accuracy(
+    digits_run: tuple[Path, dict], tmp_path: Path
+) -> None:
     run, summary = digits_run
     res = _json("export", str(run), "-o", str(tmp_path / "m.bfm"))
     assert res["digest"] == summary["weights_sha256"] and res["bytes"] == (tmp_path / "m.bfm").stat().st_size
     mf = ModelFile.read(tmp_path / "m.bfm")
-    assert mf.meta["job"] and mf.meta["job"] == res["job"] and mf.step == summary["samples_seen"] and mf.fill == [0] * 10
-    pred = _json("predict", "--model-file", str(tmp_path / "m.bfm"), "--dataset", "digits", "-o",
-                           str(tmp_path / "p.csv"))
+    assert (
+        mf.meta["job"] and mf.meta["job"] == res["job"] and mf.step == summary["samples_seen"] and mf.fill == [0] * 10
+    )
+    pred = _json(
+        "predict", "--model-file", str(tmp_path / "m.bfm"), "--dataset", "digits", "-o", str(tmp_path / "p.csv")
+    )
     assert pred["accuracy"] == summary["test_accuracy"] and pred["samples"] == 360
     lines = (tmp_path / "p.csv").read_text().splitlines()
     assert lines[0] == "index,label,predicted" and len(lines) == 361
@@ -105,9 +111,24 @@ def test_c_export_compiles_and_predicts_like_the_host(tmp_path: Path, case: str)
     assert [f.name for f in files] == ["model.h", "bitflip.h", "bitflip.c"]
     (tmp_path / "main.c").write_text(MAIN_C.replace("UPPER", "MODEL").replace("NAME", "model"))
     exe = tmp_path / "pred"
-    p = subprocess.run(["gcc", "-O2", "-std=c99", "-Wall", "-Wextra", "-Werror", "-Wno-unused-parameter",
-                        "-o", str(exe), str(tmp_path / "main.c"), str(tmp_path / "bitflip.c")],
-                       capture_output=True, text=True, check=False)
+    p = subprocess.run(
+        [
+            "gcc",
+            "-O2",
+            "-std=c99",
+            "-Wall",
+            "-Wextra",
+            "-Werror",
+            "-Wno-unused-parameter",
+            "-o",
+            str(exe),
+            str(tmp_path / "main.c"),
+            str(tmp_path / "bitflip.c"),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert p.returncode == 0, p.stderr
     (tmp_path / "x.bin").write_bytes(np.asarray(x, dtype="<i4").tobytes())
     out = subprocess.run([str(exe), str(tmp_path / "x.bin")], capture_output=True, text=True, check=True).stdout
@@ -158,9 +179,11 @@ def test_push_learn_on_the_board_pull(digits_run: tuple[Path, dict], sim: Virtua
         ref.train_sample(rows[i], int(d.y_test[i]))
     with Remote(sim.port) as r:
         r.enter_raw()
-        r.exec("from bitflip.model import Model\nm = Model.load('model.bfm')\n"
-               f"for v, y in zip({d.x_test[:20].tolist()}, {d.y_test[:20].tolist()}):\n    m.learn(v, y)\n"
-               "m.save('model.bfm')\nm.close()\ndel m")
+        r.exec(
+            "from bitflip.model import Model\nm = Model.load('model.bfm')\n"
+            f"for v, y in zip({d.x_test[:20].tolist()}, {d.y_test[:20].tolist()}):\n    m.learn(v, y)\n"
+            "m.save('model.bfm')\nm.close()\ndel m"
+        )
     r2 = CliRunner().invoke(main, ["pull", "--board", "sim-pico", "--port", sim.port, "-o", str(tmp_path / "m.bfm")])
     assert r2.exit_code == 2 and "exists" in r2.output  # the file we had is kept
     _cli("pull", "--board", "sim-pico", "--port", sim.port, "-o", str(tmp_path / "back.bfm"))
@@ -169,15 +192,28 @@ def test_push_learn_on_the_board_pull(digits_run: tuple[Path, dict], sim: Virtua
     assert back.meta["learned_on_board"] == 20 and back.step == mf.step + 20
 
 
-def test_predict_on_a_virtual_board_equals_the_host(digits_run: tuple[Path, dict], sim: VirtualBoard,
-                                                    tmp_path: Path) -> None:
+def test_predict_on_a_virtual_board_equals_the_host(
+    digits_run: tuple[Path, dict], sim: VirtualBoard, tmp_path: Path
+) -> None:
     run, summary = digits_run
     _cli("export", str(run), "-o", str(tmp_path / "m.bfm"))
-    res = _json("predict", "--model-file", str(tmp_path / "m.bfm"), "--dataset", "digits", "--board",
-                          "sim-pico", "--port", sim.port, "-o", str(tmp_path / "b.csv"))
+    res = _json(
+        "predict",
+        "--model-file",
+        str(tmp_path / "m.bfm"),
+        "--dataset",
+        "digits",
+        "--board",
+        "sim-pico",
+        "--port",
+        sim.port,
+        "-o",
+        str(tmp_path / "b.csv"),
+    )
     assert res["accuracy"] == summary["test_accuracy"] and res["us_per_sample"] > 0
-    host = _json("predict", "--model-file", str(tmp_path / "m.bfm"), "--dataset", "digits", "-o",
-                           str(tmp_path / "h.csv"))
+    host = _json(
+        "predict", "--model-file", str(tmp_path / "m.bfm"), "--dataset", "digits", "-o", str(tmp_path / "h.csv")
+    )
     assert (tmp_path / "b.csv").read_text() == (tmp_path / "h.csv").read_text()
     assert host["accuracy"] == res["accuracy"]
     assert not (sim.flash / ".bitflip-predict.bfm").exists()  # the temporary copy is removed
@@ -191,14 +227,34 @@ def test_predict_on_a_board_scales_raw_integer_features(sim: VirtualBoard, tmp_p
     lines = ["label," + ",".join(f"f{i}" for i in range(6))] + [",".join(map(str, [a, *b])) for a, b in zip(y, x)]
     (tmp_path / "sensor.csv").write_text("\n".join(lines) + "\n")
     run = tmp_path / "run"
-    _cli("train", "--board", "host", "--dataset", str(tmp_path / "sensor.csv"), "--model", "3x4", "--epochs", "3",
-         "--out", str(run))
+    _cli(
+        "train",
+        "--board",
+        "host",
+        "--dataset",
+        str(tmp_path / "sensor.csv"),
+        "--model",
+        "3x4",
+        "--epochs",
+        "3",
+        "--out",
+        str(run),
+    )
     _cli("export", str(run), "-o", str(tmp_path / "s.bfm"))
     mf = ModelFile.read(tmp_path / "s.bfm")
     assert mf.scaling.kind == "minmax" and mf.scaling.integer()
     summary = json.loads((run / "summary.json").read_text())
-    res = _json("predict", "--model-file", str(tmp_path / "s.bfm"), "--dataset", str(tmp_path / "sensor.csv"),
-                          "--board", "sim-pico", "--port", sim.port)
+    res = _json(
+        "predict",
+        "--model-file",
+        str(tmp_path / "s.bfm"),
+        "--dataset",
+        str(tmp_path / "sensor.csv"),
+        "--board",
+        "sim-pico",
+        "--port",
+        sim.port,
+    )
     assert res["accuracy"] == summary["test_accuracy"]
 
 
@@ -215,12 +271,30 @@ def test_exported_rule_state_is_the_state_the_run_ended_with(tmp_path: Path) -> 
     from bitflip.training.runner import TrainRequest, prepare
 
     run = tmp_path / "run"
-    _cli("train", "--board", "host", "--dataset", "digits", "--model", "40-10x3", "--epochs", "2", "--limit", "300",
-         "--val", "0", "--out", str(run))  # no validation: the model is the last epoch's, not the best one's
+    _cli(
+        "train",
+        "--board",
+        "host",
+        "--dataset",
+        "digits",
+        "--model",
+        "40-10x3",
+        "--epochs",
+        "2",
+        "--limit",
+        "300",
+        "--val",
+        "0",
+        "--out",
+        str(run),
+    )  # no validation: the model is the last epoch's, not the best one's
     _cli("export", str(run), "-o", str(tmp_path / "m.bfm"))
     mf = ModelFile.read(tmp_path / "m.bfm")
-    plan = prepare(TrainRequest(board="host", dataset="digits", model="40-10x3", epochs=2, limit=300, val=0,
-                                out=tmp_path / "again"))
+    plan = prepare(
+        TrainRequest(
+            board="host", dataset="digits", model="40-10x3", epochs=2, limit=300, val=0, out=tmp_path / "again"
+        )
+    )
     ref = Reference(plan.cfg)
     for epoch in range(2):
         for i in plan.order(epoch):

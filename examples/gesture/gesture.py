@@ -88,8 +88,16 @@ def new_model():
     # 96 raw int16 values (32 samples x 3 axes, time-major) -> 0..255 over +-2 g -> 4 levels
     n = WIN * AXES
     bits = n * 4
-    cfg = {"sizes": [bits, CLASSES * PROTOS], "classes": CLASSES, "weights": "binary2", "seed": 0,
-           "window": 0, "margin": 8, "k": [3], "ks": 2}
+    cfg = {
+        "sizes": [bits, CLASSES * PROTOS],
+        "classes": CLASSES,
+        "weights": "binary2",
+        "seed": 0,
+        "window": 0,
+        "margin": 8,
+        "k": [3],
+        "ks": 2,
+    }
     enc = {"features": n, "max_value": 255, "steps": [], "levels": [80, 112, 144, 176]}
     sc = {"kind": MF.SC_MINMAX_INT, "low": [-32768] * n, "span": [65535] * n}
     return Model.create(cfg, enc, sc, ["g%d" % c for c in range(CLASSES)], {"writer": "examples/gesture"})

@@ -145,8 +145,13 @@ class FakeLed:
 
 def main(seed=7, quiet=False):
     sc = Scenario(seed)
-    learner = gesture.Learner(gesture.find_sensor(FakeI2C(sc)), FakeButton(sc), FakeLed(),
-                              model=gesture.new_model(), log=(lambda s: None) if quiet else print)
+    learner = gesture.Learner(
+        gesture.find_sensor(FakeI2C(sc)),
+        FakeButton(sc),
+        FakeLed(),
+        model=gesture.new_model(),
+        log=(lambda s: None) if quiet else print,
+    )
     clock = [0]
 
     def ticks():
@@ -159,8 +164,15 @@ def main(seed=7, quiet=False):
     named = [g for kind, g, _ in learner.events if kind == "gesture"]
     lessons = [(g, n) for kind, g, n in learner.events if kind == "lesson"]
     right = sum(1 for a, b in zip(named, sc.truth) if a == b)
-    res = {"performed": len(sc.truth), "named": len(named), "correct": right,
-           "accuracy": right / len(sc.truth), "lessons": lessons, "truth": sc.truth, "predicted": named}
+    res = {
+        "performed": len(sc.truth),
+        "named": len(named),
+        "correct": right,
+        "accuracy": right / len(sc.truth),
+        "lessons": lessons,
+        "truth": sc.truth,
+        "predicted": named,
+    }
     print(json.dumps(res))
     return res
 

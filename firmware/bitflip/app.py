@@ -122,8 +122,13 @@ class App:
         w = trainer.weight_bytes()
         self.record(
             P.R_CONFIG,
-            {P.F_WEIGHT_BYTES: w, P.F_WORKING_BYTES: trainer.nbytes() - w, P.F_HEAP_BEFORE: before,
-             P.F_HEAP_FREE: gc.mem_free(), P.F_RESUMED: resumed},
+            {
+                P.F_WEIGHT_BYTES: w,
+                P.F_WORKING_BYTES: trainer.nbytes() - w,
+                P.F_HEAP_BEFORE: before,
+                P.F_HEAP_FREE: gc.mem_free(),
+                P.F_RESUMED: resumed,
+            },
             True,
         )
 
@@ -178,8 +183,13 @@ class App:
             self.record(P.R_EPOCH, rec, True)
             self.reset_epoch()
         else:
-            rec = {P.F_EPOCH: value, P.F_SPLIT: "val" if mark == P.MARK_VAL else "test", P.F_SEEN: self.eval_seen,
-                   P.F_CORRECT: self.eval_correct, P.F_BUSY_US: self.eval_us}
+            rec = {
+                P.F_EPOCH: value,
+                P.F_SPLIT: "val" if mark == P.MARK_VAL else "test",
+                P.F_SEEN: self.eval_seen,
+                P.F_CORRECT: self.eval_correct,
+                P.F_BUSY_US: self.eval_us,
+            }
             for name, v in self.eval_totals.items():
                 rec[P.EVAL_PREFIX + name] = v
             self.record(P.R_EVAL, rec, True)
@@ -195,8 +205,11 @@ class App:
             ckpt.save({"id": self.cfg_id, "epoch": epoch}, [p for _, _, p in t.planes()], ckpt.BEST)
         elif op == P.CKPT_RESTORE:
             meta = ckpt.peek(ckpt.BEST)
-            if meta is None or meta.get("id") != self.cfg_id or ckpt.load([p for _, _, p in t.planes()], ckpt.BEST) \
-                    is None:
+            if (
+                meta is None
+                or meta.get("id") != self.cfg_id
+                or ckpt.load([p for _, _, p in t.planes()], ckpt.BEST) is None
+            ):
                 self.error(P.E_STATE, "no best model of this job on the board to restore")
                 return
         else:
@@ -232,8 +245,9 @@ class App:
             for off in range(off0, end, step):
                 # any buffer will do (the stub says bytes): a slice of the view allocates no copy
                 chunk = binascii.b2a_base64(mv[off : min(end, off + step)]).strip().decode()  # type: ignore[arg-type]
-                self.record(P.R_WEIGHTS, {P.F_LAYER: layer, P.F_PLANE: name, P.F_OFF: off, P.F_SIZE: len(plane),
-                                          P.F_B64: chunk})
+                self.record(
+                    P.R_WEIGHTS, {P.F_LAYER: layer, P.F_PLANE: name, P.F_OFF: off, P.F_SIZE: len(plane), P.F_B64: chunk}
+                )
 
     def digest(self):
         return spec.digest([p for _, _, p in self.trainer.planes()])
@@ -279,8 +293,12 @@ class App:
                     self.error(P.E_CONFIG, "bad configuration: %s" % e)
                     return
             elif kind == P.K_PING:
-                rec = {P.F_EXPECT: link.expect, P.F_PROTO: P.VERSION, P.F_MAX_PAYLOAD: link.max_payload,
-                       P.F_CREDIT: link.credit}
+                rec = {
+                    P.F_EXPECT: link.expect,
+                    P.F_PROTO: P.VERSION,
+                    P.F_MAX_PAYLOAD: link.max_payload,
+                    P.F_CREDIT: link.credit,
+                }
                 rec.update(identity())
                 self.record(P.R_PONG, rec)
                 continue
@@ -301,8 +319,13 @@ class App:
                 t = self.trainer
                 self.record(
                     P.R_DONE,
-                    {P.F_DIGEST: self.digest(), P.F_STEP: t.step, P.F_RX_FRAMES: link.rx_frames,
-                     P.F_RX_BAD: link.rx_bad, P.F_RX_DUP: link.rx_dup},
+                    {
+                        P.F_DIGEST: self.digest(),
+                        P.F_STEP: t.step,
+                        P.F_RX_FRAMES: link.rx_frames,
+                        P.F_RX_BAD: link.rx_bad,
+                        P.F_RX_DUP: link.rx_dup,
+                    },
                     True,
                 )
             link.accept()
@@ -311,21 +334,32 @@ class App:
 def main(max_payload=P.MAX_PAYLOAD, credit=1, idle_ms=60000):
     gc.collect()
     out = sys.stdout.buffer if hasattr(sys.stdout, "buffer") else sys.stdout
-    boot = {P.F_VERSION: VERSION, P.F_PROTO: P.VERSION, P.F_HEAP_FREE: gc.mem_free(),
-            P.F_MICROPYTHON: list(sys.implementation.version[:3])}
+    boot = {
+        P.F_VERSION: VERSION,
+        P.F_PROTO: P.VERSION,
+        P.F_HEAP_FREE: gc.mem_free(),
+        P.F_MICROPYTHON: list(sys.implementation.version[:3]),
+    }
     boot.update(identity())
     meta = ckpt.peek()
     if meta is not None:
-        boot[P.F_CKPT] = {P.F_ID: meta.get("id"), P.F_EPOCH: meta.get("epoch"), P.F_INDEX: meta.get("index"),
-                          P.F_STEP: meta.get("step")}
+        boot[P.F_CKPT] = {
+            P.F_ID: meta.get("id"),
+            P.F_EPOCH: meta.get("epoch"),
+            P.F_INDEX: meta.get("index"),
+            P.F_STEP: meta.get("step"),
+        }
     boot[P.F_EV] = P.R_BOOT
     out.write(P.record_line(json.dumps(boot).encode()))
     meta = boot = None
     try:
         link = Link(max_payload, credit)
     except MemoryError:
-        out.write(P.record_line(json.dumps({P.F_EV: P.R_ERROR, P.F_CODE: P.E_MEMORY,
-                                            P.F_MSG: "no memory for the link"}).encode()))
+        out.write(
+            P.record_line(
+                json.dumps({P.F_EV: P.R_ERROR, P.F_CODE: P.E_MEMORY, P.F_MSG: "no memory for the link"}).encode()
+            )
+        )
         return
     app = App(link, out)
     micropython.kbd_intr(-1)  # from here on 0x03 is data, not Ctrl-C

@@ -187,8 +187,16 @@ def plan(layers, x0, w):
         h = layer.n_out >> 1
         off = 4 * layer.nw * h
         aux = memoryview(layer.aux)[off:]
-        job = (layer.kind, x, memoryview(layer.s)[off:], aux, memoryview(layer.pre)[h:], layer.nw,
-               layer.n_out - h, layer.n_in)
+        job = (
+            layer.kind,
+            x,
+            memoryview(layer.s)[off:],
+            aux,
+            memoryview(layer.pre)[h:],
+            layer.nw,
+            layer.n_out - h,
+            layer.n_in,
+        )
         layer.split = (w, len(jobs), h)
         jobs.append(job)
     w.jobs = jobs

@@ -31,8 +31,7 @@ class Fast:
             self.h = h
             self.fa0[1] = h
             self.fa1 = array("i", [top.nw, n - h, top.n_in, 0, 0, h] + [0] * 10)
-            w.jobs[j] = (dual.JOB_ARGMAX, t.x, memoryview(top.s)[4 * top.nw * h :], memoryview(top.pre)[h:],
-                         self.fa1)
+            w.jobs[j] = (dual.JOB_ARGMAX, t.x, memoryview(top.s)[4 * top.nw * h :], memoryview(top.pre)[h:], self.fa1)
             self.job = j
 
     def train_block(self, buf, count, lab_off, row_off, row_words):

@@ -431,7 +431,20 @@ def argmax(a: ptr32, lo: int, hi: int) -> int:
 
 
 @micropython.viper
-def update_row(kind: int, s: ptr32, aux: ptr32, row: int, x: ptr32, nw: int, n_in: int, up: int, k: int, ks: int, st: ptr32, layer: int) -> int:
+def update_row(
+    kind: int,
+    s: ptr32,
+    aux: ptr32,
+    row: int,
+    x: ptr32,
+    nw: int,
+    n_in: int,
+    up: int,
+    k: int,
+    ks: int,
+    st: ptr32,
+    layer: int,
+) -> int:
     # Move a row's 2-bit weight states toward the target bits t = x (up: the neuron's sum
     # should grow) or NOT x (down), for the bits chosen by a random mask of density 1/2**k.
     #   kind 2, binary2 (sign s, confidence aux): a wrong confident bit loses confidence, a

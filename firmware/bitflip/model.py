@@ -28,8 +28,9 @@ class Model:
         self.t = trainer
         self.enc = Encoder(info["encoding"], info["scaling"])
         if self.enc.n_bits != trainer.n_in:
-            raise ValueError("bad model file: the encoding gives %d bits, the model takes %d"
-                             % (self.enc.n_bits, trainer.n_in))
+            raise ValueError(
+                "bad model file: the encoding gives %d bits, the model takes %d" % (self.enc.n_bits, trainer.n_in)
+            )
         self.labels = info["labels"]
         self.classes = trainer.n_classes
         if len(self.labels) != self.classes:
@@ -82,10 +83,19 @@ class Model:
         # modelfile.read returns them, e.g. {"features": 96, "max_value": 255, "steps": [],
         # "levels": [96, 160]} and {"kind": modelfile.SC_MINMAX_INT, "low": [...], "span": [...]}
         check_config(cfg)
-        layers = [{"type": MF.LT_DENSE, "kind": kind, "n_in": n_in, "n_out": n_out, "params": b""}
-                  for n_in, n_out, kind in spec.layers(cfg)]
-        info = {"meta": meta or {}, "cfg": cfg, "layers": layers, "encoding": encoding, "scaling": scaling,
-                "labels": list(labels), "state": {"step": 0, "fill": b"", "pos": []}}
+        layers = [
+            {"type": MF.LT_DENSE, "kind": kind, "n_in": n_in, "n_out": n_out, "params": b""}
+            for n_in, n_out, kind in spec.layers(cfg)
+        ]
+        info = {
+            "meta": meta or {},
+            "cfg": cfg,
+            "layers": layers,
+            "encoding": encoding,
+            "scaling": scaling,
+            "labels": list(labels),
+            "state": {"step": 0, "fill": b"", "pos": []},
+        }
         run = dict(cfg)
         run["cores"] = cores
         return cls(info, Trainer(run))

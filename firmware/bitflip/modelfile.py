@@ -409,8 +409,10 @@ def _read_planes(r, info, alloc, length):
         if dest is not None:
             dl, dn, buf = dest[i]
             if (dl, dn, len(buf)) != (layer, name, size):
-                raise _bad("plane %d is layer%d.%s of %d bytes, the model needs layer%d.%s of %d bytes"
-                           % (i, layer, name, size, dl, dn, len(buf)))
+                raise _bad(
+                    "plane %d is layer%d.%s of %d bytes, the model needs layer%d.%s of %d bytes"
+                    % (i, layer, name, size, dl, dn, len(buf))
+                )
         else:
             buf = bytearray(size)
         r.readinto(buf)

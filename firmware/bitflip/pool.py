@@ -134,7 +134,9 @@ class Pool:
         # evidence from the layer's n units in error (layer.idx / layer.dirs); x: its input.
         # Returns the counter bytes written.
         layer = self.layer
-        return layer.n_in * add_evidence(self.c, x, layer.n_in, layer.dirs, layer.idx, n, self.window(), layer.n_out, self.rows)
+        return layer.n_in * add_evidence(
+            self.c, x, layer.n_in, layer.dirs, layer.idx, n, self.window(), layer.n_out, self.rows
+        )
 
     def window(self):
         return self.pos[0] | (self.pos[1] << 8)

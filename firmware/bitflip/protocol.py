@@ -71,6 +71,7 @@ def sr_slots(max_payload):
     n = (HEADER_SIZE + max_payload + CRC_SIZE + 3) & ~3
     return max(0, min(MAX_SLOTS, n // SLOT_BYTES - 1))
 
+
 # frame kinds (host -> device)
 K_CONFIG = const(1)  # JSON: model, rule, seed ... ; device allocates and answers "config"
 K_TRAIN = const(2)  # sample block, learn from each sample in order
@@ -82,17 +83,19 @@ K_PING = const(7)  # unsequenced probe: answered by a "pong" record with the exp
 K_CKPT = const(8)  # u16 epoch, u32 index: save a checkpoint at this stream position
 K_EXIT = const(9)  # unsequenced: leave the app loop (back to the REPL)
 
-KIND_NAMES = host_only({
-    K_CONFIG: "config",
-    K_TRAIN: "train",
-    K_EVAL: "eval",
-    K_MARK: "mark",
-    K_DONE: "done",
-    K_DUMP: "dump",
-    K_PING: "ping",
-    K_CKPT: "ckpt",
-    K_EXIT: "exit",
-})
+KIND_NAMES = host_only(
+    {
+        K_CONFIG: "config",
+        K_TRAIN: "train",
+        K_EVAL: "eval",
+        K_MARK: "mark",
+        K_DONE: "done",
+        K_DUMP: "dump",
+        K_PING: "ping",
+        K_CKPT: "ckpt",
+        K_EXIT: "exit",
+    }
+)
 
 MARK_EPOCH = const(1)
 MARK_EVAL = const(2)  # the end of an evaluation on the test split (read once, at the end)
@@ -114,18 +117,20 @@ E_MEMORY = const(8)  # allocation failed
 E_STATE = const(9)  # frame not valid in this state (e.g. TRAIN before CONFIG)
 E_HEADER = const(10)  # header check mismatch (kind, seq or length damaged)
 
-ERROR_NAMES = host_only({
-    E_CRC: "bad crc",
-    E_SEQ: "unexpected sequence number",
-    E_LEN: "frame too long",
-    E_KIND: "unknown frame kind",
-    E_TIMEOUT: "frame timed out",
-    E_PAYLOAD: "bad payload",
-    E_CONFIG: "bad configuration",
-    E_MEMORY: "out of memory",
-    E_STATE: "frame not valid now",
-    E_HEADER: "bad header",
-})
+ERROR_NAMES = host_only(
+    {
+        E_CRC: "bad crc",
+        E_SEQ: "unexpected sequence number",
+        E_LEN: "frame too long",
+        E_KIND: "unknown frame kind",
+        E_TIMEOUT: "frame timed out",
+        E_PAYLOAD: "bad payload",
+        E_CONFIG: "bad configuration",
+        E_MEMORY: "out of memory",
+        E_STATE: "frame not valid now",
+        E_HEADER: "bad header",
+    }
+)
 
 RECORD_PREFIX = b"BF "
 RECORD_CRC_SEP = b" *"
@@ -188,6 +193,7 @@ F_MS = "ms"
 F_ENERGY_UJ = "energy_uj"
 EVAL_PREFIX = "eval_"  # eval records carry the work counters of evaluation as eval_<counter>
 
+
 @host_only
 def record_fields():
     """The fields of each record (the epoch record adds the spec.COUNTERS totals and, with a
@@ -206,6 +212,7 @@ def record_fields():
         R_CKPT: (F_EPOCH, F_INDEX, F_STEP, F_MS, F_OP, F_SEQ),
         R_PONG: (F_EXPECT, F_PROTO, F_MAX_PAYLOAD, F_CREDIT, F_PLATFORM, F_MPY),
     }
+
 
 # Acknowledgements are written from these templates (stream.py keeps const copies of the
 # offsets for speed; a test checks they agree): numbers right-aligned and space padded in

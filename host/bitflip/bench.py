@@ -84,8 +84,16 @@ def _update_row_case(kind: int, nw: int, k: int, ks: int, seed: int = 0, variant
     x = rng.integers(0, 1 << 32, nw, dtype=np.uint32) & valid
     st = np.array([rng.integers(0, 1 << 32)], np.uint32)
     row, up = 2, 1
-    cfg = {"sizes": [n_in, 4], "classes": 4, "seed": 0, "window": 0, "margin": -1, "k": [k], "ks": ks,
-           "weights": "binary2" if kind == 2 else "ternary"}
+    cfg = {
+        "sizes": [n_in, 4],
+        "classes": 4,
+        "seed": 0,
+        "window": 0,
+        "margin": -1,
+        "k": [k],
+        "ks": ks,
+        "weights": "binary2" if kind == 2 else "ternary",
+    }
     ref = R.Reference(cfg)
     ref_aux = ref.layers[0].aux
     assert ref_aux is not None  # 2-bit weights
@@ -118,8 +126,9 @@ def _fit_update(kind: int, variant: str = "viper") -> dict[str, np.ndarray]:
     return {"call": a - 16 * word, "word": word, "draw": (d - a) / 32}
 
 
-def _simple(name: str, make: Callable[[int], list[Any]], check: Callable[[list[Any], Any], bool], n1: int,
-            n2: int, unit: str) -> dict[str, np.ndarray]:
+def _simple(
+    name: str, make: Callable[[int], list[Any]], check: Callable[[list[Any], Any], bool], n1: int, n2: int, unit: str
+) -> dict[str, np.ndarray]:
     out = []
     for n in (n1, n2):
         args = make(n)
@@ -140,8 +149,9 @@ def _fit_small() -> dict[str, dict[str, np.ndarray]]:
     def sp_make(n: int) -> list[Any]:
         return [rng.integers(-50, 50, n).astype(np.int32), np.zeros(R.words(n), np.uint32), n, R.words(n)]
 
-    res["sign_pack"] = _simple("sign_pack", sp_make, lambda a, r: np.array_equal(a[1], R.pack_bits(a[0] >= 0)),
-                               64, 128, "neuron")
+    res["sign_pack"] = _simple(
+        "sign_pack", sp_make, lambda a, r: np.array_equal(a[1], R.pack_bits(a[0] >= 0)), 64, 128, "neuron"
+    )
 
     def am_make(n: int) -> list[Any]:
         return [rng.integers(-1000, 1000, n).astype(np.int32), 0, n]
@@ -151,12 +161,19 @@ def _fit_small() -> dict[str, dict[str, np.ndarray]]:
     def lr_make(n: int) -> list[Any]:
         return [np.zeros(n, np.uint32), rng.integers(0, 1 << 32, n + 8, dtype=np.uint32), 4, n]
 
-    res["load_row"] = _simple("load_row", lr_make, lambda a, r: np.array_equal(a[0], a[1][4 : 4 + a[3]]), 32, 64,
-                              "word")
+    res["load_row"] = _simple(
+        "load_row", lr_make, lambda a, r: np.array_equal(a[0], a[1][4 : 4 + a[3]]), 32, 64, "word"
+    )
 
     def hd_make(n: int) -> list[Any]:
-        return [rng.integers(-3, 4, n).astype(np.int32), rng.integers(-20, 20, n).astype(np.int32),
-                np.zeros(n, np.uint8), n, 8, np.zeros(n, np.uint16)]
+        return [
+            rng.integers(-3, 4, n).astype(np.int32),
+            rng.integers(-20, 20, n).astype(np.int32),
+            np.zeros(n, np.uint8),
+            n,
+            8,
+            np.zeros(n, np.uint16),
+        ]
 
     def hd_check(a: list[Any], r: Any) -> bool:
         v, pre = a[0].astype(np.int64), a[1].astype(np.int64)
@@ -198,8 +215,7 @@ def _fit_vote() -> dict[str, np.ndarray]:
     row = (c - a) - 64 * bit
     clear = ((b - a) - 64 * bit) / 64
     scan = (d - a) / 8
-    return {"call": a - 64 * clear - 8 * scan - row - 64 * bit, "input": clear, "neuron": scan, "row": row,
-            "bit": bit}
+    return {"call": a - 64 * clear - 8 * scan - row - 64 * bit, "input": clear, "neuron": scan, "row": row, "bit": bit}
 
 
 def measure_costs() -> dict[str, Any]:
@@ -215,17 +231,22 @@ def measure_costs() -> dict[str, Any]:
     for name, terms in _fit_small().items():
         fits[name] = {"viper": terms}
     kernels = {
-        name: {variant: {term: {"cycles": round(float(v[0]), 2), "instructions": round(float(v[1]), 2)}
-                         for term, v in terms.items()} for variant, terms in variants.items()}
+        name: {
+            variant: {
+                term: {"cycles": round(float(v[0]), 2), "instructions": round(float(v[1]), 2)}
+                for term, v in terms.items()
+            }
+            for variant, terms in variants.items()
+        }
         for name, variants in fits.items()
     }
     return {
         "arch": ARCH,
         "generated_by": "benchmarks/kernel_costs.py --write (bitflip.bench.measure_costs)",
         "model": "cost of one call = sum of term x count; terms fitted from emulated calls on random inputs "
-                 "(mpy-cross -march=armv6m machine code in unicorn, cycles by bitflip/armv6m/isa.py); "
-                 "runtime calls for argument conversion are not included (the calibrated per-call term of "
-                 "pico_calibration.json prices them)",
+        "(mpy-cross -march=armv6m machine code in unicorn, cycles by bitflip/armv6m/isa.py); "
+        "runtime calls for argument conversion are not included (the calibrated per-call term of "
+        "pico_calibration.json prices them)",
         "kernels": kernels,
     }
 
@@ -249,8 +270,10 @@ def kernel_table(quick: bool = False) -> dict[str, dict[str, dict[str, dict[str,
             m = measure_kernel(kernel, words, variant)
             if not m["ok"]:
                 raise BitflipError(f"{kernel} ({variant}) does not match numpy: {m.get('error')}")
-            row[VARIANTS[variant]] = {"instructions_per_word": round(float(m["instructions_per_word"]), 2),
-                                      "cycles_per_word": round(float(m["cycles_per_word"]), 2)}
+            row[VARIANTS[variant]] = {
+                "instructions_per_word": round(float(m["instructions_per_word"]), 2),
+                "cycles_per_word": round(float(m["cycles_per_word"]), 2),
+            }
         table[kernel] = {ARCH: row}
     return table
 
@@ -271,8 +294,14 @@ def host_samples_per_s(samples: int = 2000, seed: int = 0) -> dict[str, Any]:
     for i in range(samples):
         ref.train_sample(X[i], int(y[i]))
     dt = time.perf_counter() - t0
-    return {"samples": samples, "seconds": round(dt, 3), "samples_per_s": round(samples / dt, 1),
-            "model": sizes, "weights": "binary2", "data": "random inputs (density 0.2)"}
+    return {
+        "samples": samples,
+        "seconds": round(dt, 3),
+        "samples_per_s": round(samples / dt, 1),
+        "model": sizes,
+        "weights": "binary2",
+        "data": "random inputs (density 0.2)",
+    }
 
 
 def virtual_samples_per_s(board: str = "sim-pico", samples: int = 300, epochs: int = 1) -> dict[str, Any]:
@@ -282,16 +311,26 @@ def virtual_samples_per_s(board: str = "sim-pico", samples: int = 300, epochs: i
     from .training.runner import TrainRequest, train
 
     with tempfile.TemporaryDirectory(prefix="bitflip-bench-") as tmp:
-        s = train(TrainRequest(board=board, dataset="digits", epochs=epochs, limit=samples, out=Path(tmp) / "run",
-                               eval_every=epochs))
+        s = train(
+            TrainRequest(
+                board=board, dataset="digits", epochs=epochs, limit=samples, out=Path(tmp) / "run", eval_every=epochs
+            )
+        )
         epochs_rec, _ = read_epoch_records(Path(tmp) / "run")
     busy = sum(float(r.get("busy_us", 0)) for r in epochs_rec.values()) / 1e6
     seen = int(s["samples_seen"])
-    return {"board": board, "dataset": "digits", "model": s["sizes"], "weights": s["weights"], "samples": seen,
-            "device_busy_s": round(busy, 6), "wall_s": s["wall_s"],
-            "samples_per_s": round(seen / busy, 1) if busy > 0 else None,
-            "samples_per_s_wall": round(seen / s["wall_s"], 1) if s["wall_s"] else None,
-            "note": "the unix port on this host (x64 viper code), not a Pico: busy = device ticks_us in train blocks"}
+    return {
+        "board": board,
+        "dataset": "digits",
+        "model": s["sizes"],
+        "weights": s["weights"],
+        "samples": seen,
+        "device_busy_s": round(busy, 6),
+        "wall_s": s["wall_s"],
+        "samples_per_s": round(seen / busy, 1) if busy > 0 else None,
+        "samples_per_s_wall": round(seen / s["wall_s"], 1) if s["wall_s"] else None,
+        "note": "the unix port on this host (x64 viper code), not a Pico: busy = device ticks_us in train blocks",
+    }
 
 
 # --- the calibrated Pico model ------------------------------------------------------------------
@@ -309,8 +348,13 @@ def pico_breakdown() -> dict[str, Any]:
     before = {f"{k} (before)": v for k, v in cal.get("before", {}).items()}
     for label, name in [*cal["bench"].items(), *before.items()]:
         prof = cal["profiles"][name]
-        row: dict[str, Any] = {"workload": name, "cores_used": prof["cores"], "mix": prof["mix"],
-                               "samples": prof["samples"], "before": label in before}
+        row: dict[str, Any] = {
+            "workload": name,
+            "cores_used": prof["cores"],
+            "mix": prof["mix"],
+            "samples": prof["samples"],
+            "before": label in before,
+        }
         for which in ("steady", "run"):
             e = C.estimate(prof[which], terms)
             row[which] = {k: round(v / C.CLOCK_HZ * 1e3, 4) for k, v in e.items() if k not in ("seconds", "cycles")}
@@ -329,5 +373,13 @@ def run_bench(quick: bool = False, log: Callable[[str], None] | None = None) -> 
     say("virtual board (sim-pico) ...")
     virtual = virtual_samples_per_s("sim-pico", 100 if quick else 600)
     per_sample = energy.per_sample_table()
-    return {"kernels": kernels, "host": host, "virtual": virtual, "per_sample": per_sample, "pico": pico_breakdown(),
-            "costs_file": str(energy.COSTS_PATH.name), "quick": quick, "assumptions": energy.ASSUMPTIONS}
+    return {
+        "kernels": kernels,
+        "host": host,
+        "virtual": virtual,
+        "per_sample": per_sample,
+        "pico": pico_breakdown(),
+        "costs_file": str(energy.COSTS_PATH.name),
+        "quick": quick,
+        "assumptions": energy.ASSUMPTIONS,
+    }

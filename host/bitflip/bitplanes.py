@@ -12,8 +12,19 @@ from .device.spec import HASH_C1, HASH_C2, INIT_SALT, LAYER_SHIFT, words
 
 GOLD = np.uint32(_GOLD)
 
-__all__ = ["GOLD", "draws", "hash32", "init_plane", "pack_bits", "popcount_rows", "row_keys", "step_key",
-           "unpack_pm", "valid_mask", "words"]
+__all__ = [
+    "GOLD",
+    "draws",
+    "hash32",
+    "init_plane",
+    "pack_bits",
+    "popcount_rows",
+    "row_keys",
+    "step_key",
+    "unpack_pm",
+    "valid_mask",
+    "words",
+]
 
 
 def hash32(v: npt.ArrayLike) -> npt.NDArray[np.uint32]:

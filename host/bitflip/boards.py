@@ -149,7 +149,9 @@ def validate(d: dict[str, Any], where: str) -> None:
             raise UsageError(f"{where}: '{key}' must be a string")
     if "deploy_arch" in d and d["deploy_arch"] not in ARCHS:
         raise UsageError(f"{where}: unknown deploy_arch {d['deploy_arch']!r}")
-    if "min_micropython" in d and not (isinstance(d["min_micropython"], str) and _VERSION_RE.match(d["min_micropython"])):
+    if "min_micropython" in d and not (
+        isinstance(d["min_micropython"], str) and _VERSION_RE.match(d["min_micropython"])
+    ):
         raise UsageError(f"{where}: min_micropython must be a version like '1.26'")
     link = need("link", dict)
     if link.get("kind") not in LINK_KINDS:

@@ -35,19 +35,35 @@ from typing import Any
 import numpy as np
 
 CALIBRATION_PATH = Path(__file__).resolve().parent / "pico_calibration.json"
-LABEL = ("estimated, calibrated on genuine v1.28.0 firmware in a cycle-counting emulator "
-         "(zero-wait memory: a lower bound)")
+LABEL = (
+    "estimated, calibrated on genuine v1.28.0 firmware in a cycle-counting emulator (zero-wait memory: a lower bound)"
+)
 CLOCK_HZ = 125_000_000
 
 # board time per training sample measured on the genuine firmware (notes/micropython.md 6.1):
 # `bitflip train --board pico --dataset D [--limit N] --epochs 1` with the default model
 GENUINE: dict[str, dict[str, Any]] = {
-    "digits": {"dataset": "digits", "limit": 0, "cores": 1, "ms": 0.835,
-               "what": "digits 10x20 binary2, 1 epoch (1437 samples), one core (200 rows < 256)"},
-    "mnist2000": {"dataset": "mnist", "limit": 2000, "cores": 2, "ms": 2.13,
-                  "what": "MNIST 10x96 binary2, 2,000 samples, dual-core forward"},
-    "mnist1000": {"dataset": "mnist", "limit": 1000, "cores": 2, "ms": 1.95,
-                  "what": "MNIST 10x96 binary2, 1,000 samples, dual-core forward"},
+    "digits": {
+        "dataset": "digits",
+        "limit": 0,
+        "cores": 1,
+        "ms": 0.835,
+        "what": "digits 10x20 binary2, 1 epoch (1437 samples), one core (200 rows < 256)",
+    },
+    "mnist2000": {
+        "dataset": "mnist",
+        "limit": 2000,
+        "cores": 2,
+        "ms": 2.13,
+        "what": "MNIST 10x96 binary2, 2,000 samples, dual-core forward",
+    },
+    "mnist1000": {
+        "dataset": "mnist",
+        "limit": 1000,
+        "cores": 2,
+        "ms": 1.95,
+        "what": "MNIST 10x96 binary2, 1,000 samples, dual-core forward",
+    },
 }
 FIT_ON = ("digits", "mnist2000")  # the brief's two figures; mnist1000 is the out-of-sample check
 # two viper jobs on two cores ran 1.96-2.00x faster than serially on the genuine firmware
@@ -55,10 +71,30 @@ DUAL_BUS_PENALTY = 0.01
 # the module-level `for i in range(10000): pass` on the genuine firmware: 45.9 ms
 MODULE_LOOP_CYCLES = 45.9e-3 * CLOCK_HZ / 10000
 
-FORWARD = ("dense_binary", "dense_binary_asm", "dense_ternary", "argmax", "load_row", "sign_pack", "sub_thresholds",
-           "dense_argmax", "dense_argmax_asm")
-UPDATE = ("update_row", "flip_row", "flip_row_asm", "init_row", "step_key", "update_row_b2_asm", "learn_top",
-          "learn_top_asm", "step_thresholds", "add_evidence", "flush_row")
+FORWARD = (
+    "dense_binary",
+    "dense_binary_asm",
+    "dense_ternary",
+    "argmax",
+    "load_row",
+    "sign_pack",
+    "sub_thresholds",
+    "dense_argmax",
+    "dense_argmax_asm",
+)
+UPDATE = (
+    "update_row",
+    "flip_row",
+    "flip_row_asm",
+    "init_row",
+    "step_key",
+    "update_row_b2_asm",
+    "learn_top",
+    "learn_top_asm",
+    "step_thresholds",
+    "add_evidence",
+    "flush_row",
+)
 VOTE = ("vote", "hidden_dirs")
 SYNC = ("_spin", "_spin_ne")
 
@@ -72,20 +108,35 @@ def _add(d: dict[str, float], s: dict[str, float], w: float = 1.0) -> None:
         d[k] = d.get(k, 0.0) + w * v
 
 
-def _counts(seg: Any, core: int, lo: tuple[int, ...] | None = None, hi: tuple[int, ...] | None = None,
-            natives: list[Any] | None = None) -> dict[str, float]:
+def _counts(
+    seg: Any,
+    core: int,
+    lo: tuple[int, ...] | None = None,
+    hi: tuple[int, ...] | None = None,
+    natives: list[Any] | None = None,
+) -> dict[str, float]:
     """Interpreter counts of a segment's core, or (core 0) of the part between two marks."""
     if lo is None or hi is None:
         nat = sum(1 for n in seg.natives if n[0] == core)
-        return {"statements": seg.statements[core], "ops": seg.ops[core], "fcalls": seg.fcalls[core],
-                "builtin_calls": seg.calls[core] - seg.fcalls[core] - nat, "native_calls": nat}
+        return {
+            "statements": seg.statements[core],
+            "ops": seg.ops[core],
+            "fcalls": seg.fcalls[core],
+            "builtin_calls": seg.calls[core] - seg.fcalls[core] - nat,
+            "native_calls": nat,
+        }
     # the call expressions of Worker.start / wait are in layers.py, outside the marks, their
     # entries inside: a region's calls are its entries and natives (and any builtins)
     nat = sum(1 for n in natives or [] if n[0] == 0)
     calls = hi[4] - lo[4]
     fc = hi[3] - lo[3]
-    return {"statements": hi[1] - lo[1], "ops": hi[2] - lo[2], "fcalls": fc,
-            "builtin_calls": max(0, calls - fc - nat), "native_calls": nat}
+    return {
+        "statements": hi[1] - lo[1],
+        "ops": hi[2] - lo[2],
+        "fcalls": fc,
+        "builtin_calls": max(0, calls - fc - nat),
+        "native_calls": nat,
+    }
 
 
 def profile(segments: list[Any], pre: list[Any] | None = None, n: int | None = None) -> dict[str, Any]:
@@ -112,7 +163,7 @@ def profile(segments: list[Any], pre: list[Any] | None = None, n: int | None = N
         if "go" in m:
             # core 0: [start, go) and [wait, done) hand the job over; [go, wait) runs beside core 1
             for a, b, into in (("start", "go", hand), ("go", "wait", par0), ("wait", "done", hand)):
-                nat = s.natives[m[a][5]:m[b][5]]
+                nat = s.natives[m[a][5] : m[b][5]]
                 _add(into, _counts(s, 0, m[a], m[b], nat))
                 k = sum(price(x[1], x[2], x[3]) for x in nat if x[0] == 0)
                 if into is par0:
@@ -139,9 +190,13 @@ def trace_profiles(trace: Any) -> dict[str, Any]:
     learn = [s for s in samples if s.kind.startswith("learn")]
     # block prologues are per block: amortise them at the run's samples per block
     per_block = len(pre) / max(len(samples), 1)
-    out = {"cores": trace.cores, "mix": trace.mix(), "digest": trace.digest,
-           "run": profile(samples, pre),
-           "steady": profile(learn, pre[: max(1, round(per_block * len(learn)))] if learn else [], len(learn))}
+    out = {
+        "cores": trace.cores,
+        "mix": trace.mix(),
+        "digest": trace.digest,
+        "run": profile(samples, pre),
+        "steady": profile(learn, pre[: max(1, round(per_block * len(learn)))] if learn else [], len(learn)),
+    }
     out["by_kind"] = {}
     for kind in sorted({s.kind for s in samples}):
         segs = [s for s in samples if s.kind == kind]
@@ -155,8 +210,10 @@ def trace_profiles(trace: Any) -> dict[str, Any]:
 
 
 def _sc(c: dict[str, float]) -> dict[str, float]:
-    return {"statements": round(c["statements"], 2),
-            "calls": round(c["fcalls"] + c["builtin_calls"] + c["native_calls"], 2)}
+    return {
+        "statements": round(c["statements"], 2),
+        "calls": round(c["fcalls"] + c["builtin_calls"] + c["native_calls"], 2),
+    }
 
 
 def interp_counts(one_core: dict[str, Any], dual: dict[str, Any]) -> dict[str, Any]:
@@ -165,14 +222,19 @@ def interp_counts(one_core: dict[str, Any], dual: dict[str, Any]) -> dict[str, A
     learning sample with one row update (correct winner) and with two (wrong winner), from a
     one-core trace; the dual-core hand-over's parts from a two-core trace."""
     bk = one_core["by_kind"]
-    out: dict[str, Any] = {"eval": _sc(one_core["eval"]["interp"]["0"]), "init": _sc(bk["init"]["interp"]["0"]),
-           "correct": _sc(bk["learn, correct winner"]["interp"]["0"]),
-           "wrong": _sc(bk["learn, wrong winner"]["interp"]["0"])}
+    out: dict[str, Any] = {
+        "eval": _sc(one_core["eval"]["interp"]["0"]),
+        "init": _sc(bk["init"]["interp"]["0"]),
+        "correct": _sc(bk["learn, correct winner"]["interp"]["0"]),
+        "wrong": _sc(bk["learn, wrong winner"]["interp"]["0"]),
+    }
     d = dual["run"]
-    out["handover"] = {"core0": _sc(d["handover_core0"]), "parallel_core0": _sc(d["parallel_core0"]),
-                       "core1": _sc(d["interp"]["1"]),
-                       "sync_kernel_cycles": round(d["handover_core0"]["kernel_cycles"]
-                                                   + d["kernels"]["1"].get("_spin_ne", 0.0), 1)}
+    out["handover"] = {
+        "core0": _sc(d["handover_core0"]),
+        "parallel_core0": _sc(d["parallel_core0"]),
+        "core1": _sc(d["interp"]["1"]),
+        "sync_kernel_cycles": round(d["handover_core0"]["kernel_cycles"] + d["kernels"]["1"].get("_spin_ne", 0.0), 1),
+    }
     out["source"] = "bitflip.armv6m.trace of the firmware's path: MNIST 10x96 binary2, one and two cores"
     return out
 
@@ -193,8 +255,15 @@ def estimate(prof: dict[str, Any], terms: dict[str, float], clock_hz: float = CL
     for name, cyc in k0.items():
         if name in SYNC:
             continue
-        part = "forward" if name in FORWARD else "update" if name in UPDATE else "vote" if name in VOTE else \
-            "other_kernels"
+        part = (
+            "forward"
+            if name in FORWARD
+            else "update"
+            if name in UPDATE
+            else "vote"
+            if name in VOTE
+            else "other_kernels"
+        )
         parts[part] += cyc
     st, ca = _interp_cycles(prof["interp"]["0"], terms)
     hand = 0.0
@@ -226,8 +295,10 @@ def fit(profiles: dict[str, dict[str, Any]], names: tuple[str, ...] = FIT_ON) ->
             target = GENUINE[name]["ms"] * 1e-3 * CLOCK_HZ
             # the part that does not scale with the terms, at the current terms
             e = estimate(prof, terms)
-            s, c = prof["interp"]["0"]["statements"], sum(prof["interp"]["0"][k] for k in
-                                                           ("fcalls", "builtin_calls", "native_calls"))
+            s, c = (
+                prof["interp"]["0"]["statements"],
+                sum(prof["interp"]["0"][k] for k in ("fcalls", "builtin_calls", "native_calls")),
+            )
             rest = e["cycles"] - terms["statement_cycles"] * s - terms["call_cycles"] * c
             A.append([s / target, c / target])
             b.append((target - rest) / target)

@@ -160,8 +160,12 @@ class Model:
             n_in, n_out = sizes[li], sizes[li + 1]
             cyc += self.term("vote", "call") + n_in * self.term("vote", "input") + n_out * self.term("vote", "neuron")
             cyc += self.term("hidden_dirs", "call") + n_in * self.term("hidden_dirs", "neuron")
-            cyc += self.interp({"statements": ASSUMPTIONS["statements_per_hidden_layer"],
-                                "calls": ASSUMPTIONS["calls_per_hidden_layer"]})
+            cyc += self.interp(
+                {
+                    "statements": ASSUMPTIONS["statements_per_hidden_layer"],
+                    "calls": ASSUMPTIONS["calls_per_hidden_layer"],
+                }
+            )
         return cyc
 
     def vote_word(self) -> float:
@@ -190,8 +194,9 @@ def power_w(real: Board, cores: int) -> float:
     return float(p["supply_v"]) * ma / 1000.0
 
 
-def sample_estimate(model: Model, sizes: list[int], weights: str, k: list[int], ks: int,
-                    updates_per_sample: float | None = None) -> dict[str, float]:
+def sample_estimate(
+    model: Model, sizes: list[int], weights: str, k: list[int], ks: int, updates_per_sample: float | None = None
+) -> dict[str, float]:
     """Cycles and seconds of one training sample (steady state: no prototype filling),
     `updates_per_sample` rows updated in the top layer (and as many in each hidden layer)."""
     ups = float(ASSUMPTIONS["updates_per_training_sample"] if updates_per_sample is None else updates_per_sample)
@@ -205,8 +210,14 @@ def sample_estimate(model: Model, sizes: list[int], weights: str, k: list[int], 
             upd += ups * (model.vote_row() + _words(n_in) * model.vote_word())
     fixed = model.learn_fixed(sizes)
     total = f["dense"] + f["other"] + f["handover"] + upd + fixed
-    return {"cycles": total, "seconds": model.seconds(total), "forward_dense_cycles": f["dense"],
-            "update_cycles": upd, "other_cycles": f["other"] + fixed, "handover_cycles": f["handover"]}
+    return {
+        "cycles": total,
+        "seconds": model.seconds(total),
+        "forward_dense_cycles": f["dense"],
+        "update_cycles": upd,
+        "other_cycles": f["other"] + fixed,
+        "handover_cycles": f["handover"],
+    }
 
 
 def per_sample_table(boards: tuple[str, ...] = ("pico", "esp32")) -> dict[str, Any]:
@@ -221,22 +232,34 @@ def per_sample_table(boards: tuple[str, ...] = ("pico", "esp32")) -> dict[str, A
     for name in boards:
         real = load(name)
         chip = str(real.data["chip"])
-        row: dict[str, Any] = {"chip": chip, "clock_hz": real.clock_hz, "kernel": real.data.get("kernel"),
-                               "power_source": real.power["source"]}
+        row: dict[str, Any] = {
+            "chip": chip,
+            "clock_hz": real.clock_hz,
+            "kernel": real.data.get("kernel"),
+            "power_source": real.power["source"],
+        }
         for label, cores in (("single_core", 1), ("dual_core", int(real.data.get("cores", 1)))):
             m = Model(chip, str(real.data.get("kernel", "viper")), real.clock_hz, cores)
             est = sample_estimate(m, sizes, weights, k, hp["ks"])
             pw = power_w(real, m.cores)
-            row[label] = {"seconds": est["seconds"], "joules": est["seconds"] * pw, "cycles": round(est["cycles"]),
-                          "cores_used": m.cores, "power_w": round(pw, 4),
-                          "forward_dense_cycles": round(est["forward_dense_cycles"]),
-                          "update_cycles": round(est["update_cycles"]), "other_cycles": round(est["other_cycles"]),
-                          "handover_cycles": round(est["handover_cycles"])}
+            row[label] = {
+                "seconds": est["seconds"],
+                "joules": est["seconds"] * pw,
+                "cycles": round(est["cycles"]),
+                "cores_used": m.cores,
+                "power_w": round(pw, 4),
+                "forward_dense_cycles": round(est["forward_dense_cycles"]),
+                "update_cycles": round(est["update_cycles"]),
+                "other_cycles": round(est["other_cycles"]),
+                "handover_cycles": round(est["handover_cycles"]),
+            }
         row["dual_core_gain"] = row["single_core"]["seconds"] / row["dual_core"]["seconds"]
-        row["source"] = ("estimated (rp2040 model): emulated armv6m kernel cycles + interpreter terms calibrated on "
-                         "genuine v1.28.0 firmware in a cycle-counting emulator (zero-wait memory: a lower bound)"
-                         if CHIP_MODEL.get(chip) == "rp2040" else
-                         "estimated (esp32 model): armv6m viper instruction counts as Xtensa cycles, uncalibrated; "
-                         "GIL: one core")
+        row["source"] = (
+            "estimated (rp2040 model): emulated armv6m kernel cycles + interpreter terms calibrated on "
+            "genuine v1.28.0 firmware in a cycle-counting emulator (zero-wait memory: a lower bound)"
+            if CHIP_MODEL.get(chip) == "rp2040"
+            else "estimated (esp32 model): armv6m viper instruction counts as Xtensa cycles, uncalibrated; "
+            "GIL: one core"
+        )
         out["boards"][name] = row
     return out

@@ -89,8 +89,14 @@ def meter_config(board: Board) -> dict[str, Any] | None:
     ohms = m.get("shunt_ohms", 0.1)
     if not isinstance(ohms, (int, float)) or ohms <= 0:
         raise UsageError(f"{where}.shunt_ohms must be a positive number")
-    return {"chip": m["chip"], "i2c": int(m.get("i2c", 0)), "sda": m["sda"], "scl": m["scl"],
-            "addr": int(m.get("addr", 0x40)), "shunt_ohms": float(ohms)}
+    return {
+        "chip": m["chip"],
+        "i2c": int(m.get("i2c", 0)),
+        "sda": m["sda"],
+        "scl": m["scl"],
+        "addr": int(m.get("addr", 0x40)),
+        "shunt_ohms": float(ohms),
+    }
 
 
 # --- runs -----------------------------------------------------------------------------------
@@ -115,8 +121,14 @@ def for_run(board: Board, sizes: list[int], weights: str, cfg: dict[str, Any], r
     return for_records(board, sizes, weights, cfg, epochs, evals)
 
 
-def for_records(board: Board, sizes: list[int], weights: str, cfg: dict[str, Any], epochs: dict[int, dict[str, Any]],
-                evals: dict[int, dict[str, Any]]) -> dict[str, Any]:
+def for_records(
+    board: Board,
+    sizes: list[int],
+    weights: str,
+    cfg: dict[str, Any],
+    epochs: dict[int, dict[str, Any]],
+    evals: dict[int, dict[str, Any]],
+) -> dict[str, Any]:
     """Summary fields: energy_source, device_s, joules, per-sample figures and the per-epoch
     breakdown (`energy`), from a run's epoch and eval records (epoch -> record)."""
     if not epochs:
@@ -166,7 +178,9 @@ def for_records(board: Board, sizes: list[int], weights: str, cfg: dict[str, Any
         if len(set(k)) > 1:
             notes.append("row updates priced at the output layer's k")
         if cfg.get("pool"):
-            notes.append("pool rule: its evidence work (the evidence_bytes counter) is not priced, so the estimate is low")
+            notes.append(
+                "pool rule: its evidence work (the evidence_bytes counter) is not priced, so the estimate is low"
+            )
     device_s = sum(p["device_s"] for p in per_epoch)
     joules = sum(p["joules"] for p in per_epoch)
     detail: dict[str, Any] = {
@@ -181,8 +195,10 @@ def for_records(board: Board, sizes: list[int], weights: str, cfg: dict[str, Any
         "notes": notes,
     }
     if source.startswith("estimated"):
-        detail["assumptions"] = ("kernel_costs.json (emulated armv6m) + interpreter terms and traced statement/call "
-                                 "counts (pico_calibration.json) + energy.ASSUMPTIONS")
+        detail["assumptions"] = (
+            "kernel_costs.json (emulated armv6m) + interpreter terms and traced statement/call "
+            "counts (pico_calibration.json) + energy.ASSUMPTIONS"
+        )
     out: dict[str, Any] = {
         "energy_source": source,
         "device_s": _sig(device_s),

@@ -52,8 +52,16 @@ class BitflipClassifier(ClassifierMixin, BaseEstimator):
     rule : dict of rule hyper-parameter overrides (`bitflip train --rule KEY=VALUE`).
     """
 
-    def __init__(self, prototypes: int = 8, hidden: tuple[int, ...] = (), weights: str = "binary2",
-                 encoding: str | None = None, epochs: int = 10, seed: int = 0, rule: dict[str, Any] | None = None):
+    def __init__(
+        self,
+        prototypes: int = 8,
+        hidden: tuple[int, ...] = (),
+        weights: str = "binary2",
+        encoding: str | None = None,
+        epochs: int = 10,
+        seed: int = 0,
+        rule: dict[str, Any] | None = None,
+    ):
         self.prototypes = prototypes
         self.hidden = hidden
         self.weights = weights
@@ -85,8 +93,7 @@ class BitflipClassifier(ClassifierMixin, BaseEstimator):
         self.encoding_ = parse_encoding(spec, self.max_value_)
         n_bits = self.encoding_.n_bits(X.shape[1])
         sizes = [n_bits, *[int(h) for h in self.hidden], len(classes) * int(self.prototypes)]
-        self.config_ = rule_config("", sizes, self.weights, int(self.seed), len(classes), dict(self.rule or {}),
-                                   len(X))
+        self.config_ = rule_config("", sizes, self.weights, int(self.seed), len(classes), dict(self.rule or {}), len(X))
         self.reference_ = Reference(self.config_)
 
     def _rows(self, X: np.ndarray) -> np.ndarray:
@@ -149,10 +156,20 @@ class BitflipClassifier(ClassifierMixin, BaseEstimator):
     def to_model_file(self, path: str | Path | None = None) -> ModelFile:
         """The fitted model as a ModelFile (written to path if given) for a board."""
         check_is_fitted(self, "reference_")
-        mf = ModelFile(cfg=self.config_, planes=[], encoding=self.encoding_, n_features=int(self.n_features_in_),
-                       max_value=self.max_value_, scaling=self.scaling_, labels=[str(c) for c in self.classes_],
-                       meta={"job": f"sklearn-{self.seed}", "encoding": self.encoding_.spec,
-                             "writer": f"bitflip {__version__} BitflipClassifier"})
+        mf = ModelFile(
+            cfg=self.config_,
+            planes=[],
+            encoding=self.encoding_,
+            n_features=int(self.n_features_in_),
+            max_value=self.max_value_,
+            scaling=self.scaling_,
+            labels=[str(c) for c in self.classes_],
+            meta={
+                "job": f"sklearn-{self.seed}",
+                "encoding": self.encoding_.spec,
+                "writer": f"bitflip {__version__} BitflipClassifier",
+            },
+        )
         mf.take(self.reference_)
         if path is not None:
             mf.write(path)

@@ -62,11 +62,31 @@ N_SLOTS = 96
 
 # MP_NATIVE_TYPE_* (py/runtime0.h)
 T_OBJ, T_BOOL, T_INT, T_UINT, T_PTR, T_PTR8, T_PTR16, T_PTR32 = range(8)
-SLOT_NAMES = {3: "mp_native_from_obj", 4: "mp_native_to_obj", 5: "swap_globals", 6: "load_name",
-              7: "load_global", 9: "load_attr", 10: "load_method", 15: "obj_subscr", 16: "obj_is_true",
-              17: "unary_op", 18: "binary_op", 19: "new_tuple", 20: "new_list", 27: "call_function_n_kw",
-              28: "call_method_n_kw", 30: "getiter", 31: "iternext", 32: "nlr_push", 33: "nlr_pop",
-              34: "raise", 44: "mp_arg_check_num_sig", 46: "small_int_floor_divide", 47: "small_int_modulo"}
+SLOT_NAMES = {
+    3: "mp_native_from_obj",
+    4: "mp_native_to_obj",
+    5: "swap_globals",
+    6: "load_name",
+    7: "load_global",
+    9: "load_attr",
+    10: "load_method",
+    15: "obj_subscr",
+    16: "obj_is_true",
+    17: "unary_op",
+    18: "binary_op",
+    19: "new_tuple",
+    20: "new_list",
+    27: "call_function_n_kw",
+    28: "call_method_n_kw",
+    30: "getiter",
+    31: "iternext",
+    32: "nlr_push",
+    33: "nlr_pop",
+    34: "raise",
+    44: "mp_arg_check_num_sig",
+    46: "small_int_floor_divide",
+    47: "small_int_modulo",
+}
 
 Arg: TypeAlias = "np.ndarray | int"  # a buffer argument, or an int
 
@@ -79,6 +99,7 @@ class EmuError(Exception):
 @dataclass
 class Run:
     """One emulated call: its result and what it cost."""
+
     ret: object
     instructions: int  # executed in the function itself (not in the stubs)
     cycles: int  # by the model in isa.py
@@ -94,8 +115,14 @@ class _Session:
     def __init__(self, code: bytes):
         self.insns: dict[int, Insn] = decode_reachable(code)  # raises IsaError on Thumb-2
         self.uc = Uc(UC_ARCH_ARM, UC_MODE_THUMB | UC_MODE_MCLASS)
-        for base, size in ((CODE, 0x1_0000), (STUBS, 0x1_0000), (TABLES, 0x1_0000), (RET, 0x1000),
-                           (DATA, DATA_SIZE), (STACK_TOP - STACK_SIZE, STACK_SIZE)):
+        for base, size in (
+            (CODE, 0x1_0000),
+            (STUBS, 0x1_0000),
+            (TABLES, 0x1_0000),
+            (RET, 0x1000),
+            (DATA, DATA_SIZE),
+            (STACK_TOP - STACK_SIZE, STACK_SIZE),
+        ):
             self.uc.mem_map(base, size)
         self.uc.mem_write(CODE, code)
         self.uc.mem_write(RET, b"\x00\xbe")  # bkpt: never reached, the run stops at RET
@@ -151,12 +178,15 @@ class _Session:
 
     def _on_mem(self, uc: Uc, access: int, addr: int, size: int, value: int, _: object) -> None:
         if addr % size:
-            self._fail(f"unaligned {size}-byte access at {addr:#x} (HardFault on a Cortex-M0+), "
-                       f"pc=+{uc.reg_read(R.UC_ARM_REG_PC) - CODE:#x}")
+            self._fail(
+                f"unaligned {size}-byte access at {addr:#x} (HardFault on a Cortex-M0+), "
+                f"pc=+{uc.reg_read(R.UC_ARM_REG_PC) - CODE:#x}"
+            )
         elif DATA <= addr < DATA + DATA_SIZE and not any(s <= addr and addr + size <= e for s, e, _ in self.buffers):
             kind = "write" if access == UC_MEM_WRITE else "read"
-            self._fail(f"{kind} outside every argument buffer at {addr:#x}, "
-                       f"pc=+{uc.reg_read(R.UC_ARM_REG_PC) - CODE:#x}")
+            self._fail(
+                f"{kind} outside every argument buffer at {addr:#x}, pc=+{uc.reg_read(R.UC_ARM_REG_PC) - CODE:#x}"
+            )
 
     # -- running -------------------------------------------------------------------------
     def call(self, regs: Sequence[int], max_instructions: int) -> int:
@@ -225,8 +255,10 @@ class _ViperRuntime:
                 self.s._fail(f"TypeError: called with {r0} positional + {r1} keyword args, takes {lo}..{hi}")
             ret = 0
         else:
-            self.s._fail(f"code called mp_fun_table[{slot}] ({SLOT_NAMES.get(slot, '?')}): not stubbed, "
-                         f"this kernel needs the MicroPython runtime")
+            self.s._fail(
+                f"code called mp_fun_table[{slot}] ({SLOT_NAMES.get(slot, '?')}): not stubbed, "
+                f"this kernel needs the MicroPython runtime"
+            )
             return
         uc.reg_write(R.UC_ARM_REG_R0, ret & 0xFFFFFFFF)
 

@@ -25,8 +25,21 @@ def _decorated_native(node: ast.FunctionDef) -> bool:
     return any(ast.unparse(d) in NATIVE_DECORATORS for d in node.decorator_list)
 
 
-_OP_NODES = (ast.Name, ast.Attribute, ast.Subscript, ast.BinOp, ast.UnaryOp, ast.Compare, ast.Call, ast.Constant,
-             ast.BoolOp, ast.IfExp, ast.Tuple, ast.List, ast.Dict)
+_OP_NODES = (
+    ast.Name,
+    ast.Attribute,
+    ast.Subscript,
+    ast.BinOp,
+    ast.UnaryOp,
+    ast.Compare,
+    ast.Call,
+    ast.Constant,
+    ast.BoolOp,
+    ast.IfExp,
+    ast.Tuple,
+    ast.List,
+    ast.Dict,
+)
 
 
 def ops_weight(stmt: ast.stmt) -> int:

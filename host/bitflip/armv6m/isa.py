@@ -28,17 +28,79 @@ from dataclasses import dataclass
 import capstone
 from capstone import arm_const as A
 
-COND_BRANCHES = frozenset(f"b{c}" for c in ("eq", "ne", "hs", "cs", "lo", "cc", "mi", "pl", "vs", "vc", "hi", "ls",
-                                           "ge", "lt", "gt", "le"))
+COND_BRANCHES = frozenset(
+    f"b{c}" for c in ("eq", "ne", "hs", "cs", "lo", "cc", "mi", "pl", "vs", "vc", "hi", "ls", "ge", "lt", "gt", "le")
+)
 
 # 16-bit ARMv6-M instructions as capstone names them. Absent on purpose: cbz, cbnz, it* (ARMv7-M).
-THUMB1_16 = frozenset((
-    "adcs", "add", "adds", "adr", "ands", "asrs", "b", "bic", "bics", "bkpt", "bl", "blx", "bx", "cmn", "cmp",
-    "cpsid", "cpsie", "eors", "ldm", "ldmia", "ldr", "ldrb", "ldrh", "ldrsb", "ldrsh", "lsls", "lsrs", "mov",
-    "movs", "muls", "mvns", "neg", "negs", "nop", "orrs", "pop", "push", "rev", "rev16", "revsh", "rors", "rsbs",
-    "sbcs", "sev", "stm", "stmia", "str", "strb", "strh", "sub", "subs", "svc", "sxtb", "sxth", "tst", "udf",
-    "uxtb", "uxth", "wfe", "wfi", "yield",
-)) | COND_BRANCHES
+THUMB1_16 = (
+    frozenset(
+        (
+            "adcs",
+            "add",
+            "adds",
+            "adr",
+            "ands",
+            "asrs",
+            "b",
+            "bic",
+            "bics",
+            "bkpt",
+            "bl",
+            "blx",
+            "bx",
+            "cmn",
+            "cmp",
+            "cpsid",
+            "cpsie",
+            "eors",
+            "ldm",
+            "ldmia",
+            "ldr",
+            "ldrb",
+            "ldrh",
+            "ldrsb",
+            "ldrsh",
+            "lsls",
+            "lsrs",
+            "mov",
+            "movs",
+            "muls",
+            "mvns",
+            "neg",
+            "negs",
+            "nop",
+            "orrs",
+            "pop",
+            "push",
+            "rev",
+            "rev16",
+            "revsh",
+            "rors",
+            "rsbs",
+            "sbcs",
+            "sev",
+            "stm",
+            "stmia",
+            "str",
+            "strb",
+            "strh",
+            "sub",
+            "subs",
+            "svc",
+            "sxtb",
+            "sxth",
+            "tst",
+            "udf",
+            "uxtb",
+            "uxth",
+            "wfe",
+            "wfi",
+            "yield",
+        )
+    )
+    | COND_BRANCHES
+)
 THUMB1_32 = frozenset(("bl", "dmb", "dsb", "isb", "mrs", "msr"))
 
 # cost classes: the hook only needs (base cycles, is conditional branch)
@@ -123,14 +185,15 @@ def decode_reachable(code: bytes, entry: int = 0) -> dict[int, Insn]:
             continue
         if not 0 <= addr < len(code) or addr & 1:
             raise IsaError(f"control flow leaves the code: +{addr:#x}")
-        got = list(md.disasm(code[addr:addr + 4], addr, count=1))
+        got = list(md.disasm(code[addr : addr + 4], addr, count=1))
         if not got:
-            raise IsaError(f"undecodable instruction at +{addr:#x}: {code[addr:addr + 4].hex()}")
+            raise IsaError(f"undecodable instruction at +{addr:#x}: {code[addr : addr + 4].hex()}")
         i = got[0]
         ok = THUMB1_16 if i.size == 2 else THUMB1_32
         if i.mnemonic not in ok:
-            raise IsaError(f"not an ARMv6-M (Cortex-M0+) instruction: +{addr:#06x} {i.mnemonic} {i.op_str} "
-                           f"({i.size * 8}-bit)")
+            raise IsaError(
+                f"not an ARMv6-M (Cortex-M0+) instruction: +{addr:#06x} {i.mnemonic} {i.op_str} ({i.size * 8}-bit)"
+            )
         cls, cyc = _classify(i)
         seen[addr] = Insn(addr, i.size, i.mnemonic, i.op_str, cls, cyc)
         todo.extend(_successors(i, len(code)))

@@ -66,7 +66,7 @@ def thumb_params(size: int, *values: int) -> np.ndarray:
     """The parameter block kernels_thumb's wrappers pass as the 4th argument: the scalar
     arguments, then scratch words the asm code uses for its own state (mirrors _PB / _PF)."""
     p = np.zeros(size, np.int32)
-    p[:len(values)] = values
+    p[: len(values)] = values
     return p
 
 
@@ -78,6 +78,7 @@ def _out_check(out: np.ndarray, ref: np.ndarray) -> Callable[[Run], str | None]:
     def check(_: Run) -> str | None:
         bad = np.flatnonzero(out.astype(np.int64) != ref)
         return None if not bad.size else f"out[{bad[0]}] = {out[bad[0]]}, numpy says {ref[bad[0]]}"
+
     return check
 
 
@@ -93,8 +94,9 @@ def case_dense_binary(rng: np.random.Generator, nw: int, nout: int, variant: str
     return Case(args, _out_check(out, ref), nw * nout)
 
 
-def case_dense_argmax(rng: np.random.Generator, nw: int, nout: int, variant: str, lo: int = -1, hi: int = -1,
-                      base: int = 0) -> Case:
+def case_dense_argmax(
+    rng: np.random.Generator, nw: int, nout: int, variant: str, lo: int = -1, hi: int = -1, base: int = 0
+) -> Case:
     """dense_argmax (both variants take the same block): the values, the winner and the best
     row of [lo, hi) (default: the middle third of the rows) against numpy."""
     x, w = _rand(rng, nw), _rand(rng, nout, nw)
@@ -121,14 +123,16 @@ def case_dense_argmax(rng: np.random.Generator, nw: int, nout: int, variant: str
         if best >= 0 and int(p[9]) != int(ref[best - base]):
             return "best-in-range value differs"
         return None
+
     return Case([x, w, out, p], check, nw * nout)
 
 
 def case_dense_ternary(rng: np.random.Generator, nw: int, nout: int, variant: str) -> Case:
     x, s, z = _rand(rng, nw), _rand(rng, nout, nw), _rand(rng, nout, nw)
     out = np.zeros(nout, np.int32)
-    ref = (np.bitwise_count(z).sum(axis=1, dtype=np.int64)
-           - 2 * np.bitwise_count((x ^ s) & z).sum(axis=1, dtype=np.int64))
+    ref = np.bitwise_count(z).sum(axis=1, dtype=np.int64) - 2 * np.bitwise_count((x ^ s) & z).sum(
+        axis=1, dtype=np.int64
+    )
     return Case([x, s, z, out, nw, nout], _out_check(out, ref), nw * nout)
 
 
@@ -145,8 +149,9 @@ def _hash32(v: np.ndarray) -> np.ndarray:
     return v
 
 
-def flip_row_reference(w: np.ndarray, row: int, x: np.ndarray, n_in: int, up: int, k: int,
-                       st0: int, layer: int) -> tuple[np.ndarray, int]:
+def flip_row_reference(
+    w: np.ndarray, row: int, x: np.ndarray, n_in: int, up: int, k: int, st0: int, layer: int
+) -> tuple[np.ndarray, int]:
     """What kernels.flip_row does, in numpy: returns (new row, number of flips)."""
     nw = x.size
     key = _hash32(np.array([(st0 + (layer << 20) + row) & M32], np.uint32))[0]
@@ -159,8 +164,9 @@ def flip_row_reference(w: np.ndarray, row: int, x: np.ndarray, n_in: int, up: in
     return w[row] ^ wrong, int(np.bitwise_count(wrong).sum())
 
 
-def case_flip_row(rng: np.random.Generator, nw: int, nout: int, variant: str, k: int = 2, up: int = 1,
-                  pad: int = 5) -> Case:
+def case_flip_row(
+    rng: np.random.Generator, nw: int, nout: int, variant: str, k: int = 2, up: int = 1, pad: int = 5
+) -> Case:
     # one row of a (nout x nw) plane; the other rows must come back untouched
     w, x = _rand(rng, max(nout, 1), nw), _rand(rng, nw)
     n_in = max(32 * nw - pad, 0)  # `pad` padding bits in the last word, 0 in both planes
@@ -180,6 +186,7 @@ def case_flip_row(rng: np.random.Generator, nw: int, nout: int, variant: str, k:
         if not np.array_equal(w, expect):
             return "weight plane differs from numpy"
         return None
+
     if variant == "asm":
         return Case([w, x, st, thumb_params(16, row, nw, n_in, up, k, layer)], check, nw)
     return Case([w, row, x, nw, n_in, up, k, st, layer], check, nw)
@@ -209,16 +216,18 @@ class CaseRun:
 def run_case(kernel: str, variant: str, nw: int, nout: int, seed: int = 0, **opts: int) -> CaseRun:
     """One emulated call on random inputs (the same inputs for every variant, given the
     seed), checked against numpy. `opts` go to the case builder (flip_row: k, up, pad)."""
-    mpy = load_module(VIPER_MODULE[kernel], "armv6m") if variant == "viper" and kernel in VIPER_MODULE \
+    mpy = (
+        load_module(VIPER_MODULE[kernel], "armv6m")
+        if variant == "viper" and kernel in VIPER_MODULE
         else _module(variant)
+    )
     fn = find_function(mpy, FUNCTIONS[kernel][variant])
     case = CASES[kernel](np.random.default_rng(seed), nw, nout, variant, **opts)
     run = run_function(mpy, fn, case.args)
     return CaseRun(run, case.check(run), case.args, case.words)
 
 
-def measure_kernel(name: str, words: int = 48, variant: str = "viper", rows: int = 2,
-                   seed: int = 0) -> KernelCost:
+def measure_kernel(name: str, words: int = 48, variant: str = "viper", rows: int = 2, seed: int = 0) -> KernelCost:
     """Inner-loop cost per 32-bit word: (cost at 2*words - cost at words) / extra words.
 
     `words` should be a multiple of the kernels' unrolling (8 for viper dense_binary, 3 for
@@ -247,6 +256,11 @@ def row_cost(name: str, n_in: int, rows: int, variant: str = "viper", seed: int 
     nw = (n_in + 31) >> 5
     r = run_case(name, variant, nw, rows, seed)
     words = max(r.words, 1)
-    return {"instructions": r.run.instructions, "cycles": r.run.cycles,
-            "instructions_per_word": r.run.instructions / words, "cycles_per_word": r.run.cycles / words,
-            "runtime_calls": r.run.runtime_calls, "ok": r.error is None}
+    return {
+        "instructions": r.run.instructions,
+        "cycles": r.run.cycles,
+        "instructions_per_word": r.run.instructions / words,
+        "cycles_per_word": r.run.cycles / words,
+        "runtime_calls": r.run.runtime_calls,
+        "ok": r.error is None,
+    }

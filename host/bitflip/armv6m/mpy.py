@@ -26,8 +26,20 @@ KIND_BYTECODE, KIND_NATIVE_PY, KIND_VIPER, KIND_ASM = 2, 3, 4, 5
 KIND_NAMES = {KIND_BYTECODE: "bytecode", KIND_NATIVE_PY: "native", KIND_VIPER: "viper", KIND_ASM: "asm"}
 
 # mp_native_arch_t values (py/persistentcode.h)
-ARCHS = {1: "x86", 2: "x64", 3: "armv6", 4: "armv6m", 5: "armv7m", 6: "armv7em", 7: "armv7emsp",
-         8: "armv7emdp", 9: "xtensa", 10: "xtensawin", 11: "rv32imc", 12: "rv64imc"}
+ARCHS = {
+    1: "x86",
+    2: "x64",
+    3: "armv6",
+    4: "armv6m",
+    5: "armv7m",
+    6: "armv7em",
+    7: "armv7emsp",
+    8: "armv7emdp",
+    9: "xtensa",
+    10: "xtensawin",
+    11: "rv32imc",
+    12: "rv64imc",
+}
 
 # scope flags that add sections after a viper body (only for mpy_ld native modules)
 _VIPERRELOC, _VIPERRODATA, _VIPERBSS = 0x10, 0x20, 0x40
@@ -93,7 +105,7 @@ class _Reader:
     def bytes(self, n: int) -> bytes:
         if self.pos + n > len(self.data):
             raise MpyError("truncated .mpy")
-        b = self.data[self.pos:self.pos + n]
+        b = self.data[self.pos : self.pos + n]
         self.pos += n
         return b
 
@@ -190,8 +202,16 @@ def parse_mpy(data: bytes) -> Mpy:
     return Mpy(arch=arch, sub_version=feature & 3, small_int_bits=hdr[3], qstrs=qstrs, objs=objs, root=root)
 
 
-_SCOPE_NODES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef, ast.ListComp, ast.SetComp,
-                ast.DictComp, ast.GeneratorExp)
+_SCOPE_NODES = (
+    ast.FunctionDef,
+    ast.AsyncFunctionDef,
+    ast.Lambda,
+    ast.ClassDef,
+    ast.ListComp,
+    ast.SetComp,
+    ast.DictComp,
+    ast.GeneratorExp,
+)
 
 
 def _module_scopes(tree: ast.Module) -> list[ast.AST]:

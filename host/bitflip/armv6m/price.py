@@ -108,15 +108,23 @@ def _flip_row(a: list[Any], extra: int, rng: np.random.Generator) -> list[Any]:
 
 def _flip_row_asm(a: list[Any], extra: int, rng: np.random.Generator) -> list[Any]:
     row, nw, n_in, up, k, layer = a[3][:6]
-    return [_rand(rng, (row + 1) * nw), _rand(rng, nw), np.array(a[2][:1], np.uint32),
-            thumb_params(16, row, nw, n_in, up, k, layer)]
+    return [
+        _rand(rng, (row + 1) * nw),
+        _rand(rng, nw),
+        np.array(a[2][:1], np.uint32),
+        thumb_params(16, row, nw, n_in, up, k, layer),
+    ]
 
 
 def _dense_argmax(a: list[Any], extra: int, rng: np.random.Generator) -> list[Any]:
     # asm and viper take the same block: [nw, nout, nbits, lo, hi, base]
     nw, nout, nbits, lo, hi, base = a[3][:6]
-    return [_rand(rng, nw), _rand(rng, nw * nout), np.zeros(max(nout, 1), np.int32),
-            thumb_params(16, nw, nout, nbits, lo, hi, base)]
+    return [
+        _rand(rng, nw),
+        _rand(rng, nw * nout),
+        np.zeros(max(nout, 1), np.int32),
+        thumb_params(16, nw, nout, nbits, lo, hi, base),
+    ]
 
 
 def _update_b2_asm(a: list[Any], extra: int, rng: np.random.Generator) -> list[Any]:

@@ -61,8 +61,9 @@ def asm_standins(source: str) -> str:
     return "from bitflip import kernels as K\nfrom bitflip import kernels_fast as KF\n" + "\n".join(out) + "\n"
 
 
-def target_package(tmp: Path, target: str, transform: Callable[[str, str], str] | None = None,
-                   src: Path = FIRMWARE) -> Path:
+def target_package(
+    tmp: Path, target: str, transform: Callable[[str, str], str] | None = None, src: Path = FIRMWARE
+) -> Path:
     """A copy of the firmware package as the target loads it (tmp/lib/bitflip: the board's view
     of the sources, build.device_source); returns tmp/lib. `transform(module name, source)`
     rewrites each module's source after the stand-ins."""
@@ -113,4 +114,3 @@ import sys
 def modules(target: str, src: Path = FIRMWARE) -> list[str]:
     names = sorted(f.stem for f in src.glob("*.py") if f.stem != "__init__")
     return [n for n in names if target == "rp2" or n not in ARM_ONLY]
-

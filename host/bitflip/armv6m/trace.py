@@ -101,6 +101,7 @@ class Trace:
 
         def tot(f: Any) -> float:
             return sum(f(s) for s in seg) / n
+
         natives: Counter[str] = Counter()
         for s in seg:
             natives.update(x[1] for x in s.natives)
@@ -108,16 +109,19 @@ class Trace:
             "samples": len(self.samples),
             "mix": self.mix(),
             "per_sample": {
-                "statements": tot(lambda s: s.statements[0]), "statements_core1": tot(lambda s: s.statements[1]),
-                "ops": tot(lambda s: s.ops[0]), "fcalls": tot(lambda s: s.fcalls[0]),
-                "builtin_calls": tot(lambda s: s.builtin_calls(0)), "native_calls": tot(lambda s: s.native_calls(0)),
+                "statements": tot(lambda s: s.statements[0]),
+                "statements_core1": tot(lambda s: s.statements[1]),
+                "ops": tot(lambda s: s.ops[0]),
+                "fcalls": tot(lambda s: s.fcalls[0]),
+                "builtin_calls": tot(lambda s: s.builtin_calls(0)),
+                "native_calls": tot(lambda s: s.native_calls(0)),
                 "native_calls_core1": tot(lambda s: s.native_calls(1)),
             },
             "natives_per_sample": {k: v / n for k, v in sorted(natives.items())},
         }
 
 
-DRIVER = r'''
+DRIVER = r"""
 import json, hashlib, binascii
 from bitflip import _trace as _T
 from bitflip import dual
@@ -151,7 +155,7 @@ out.write(json.dumps({{'digest': binascii.hexlify(h.digest()).decode(), 'correct
 for s in _T.segs:
     out.write(json.dumps(s) + '\n')
 out.close()
-'''
+"""
 
 
 def _micropython() -> str:
@@ -175,9 +179,19 @@ def _blocks(X: np.ndarray, y: np.ndarray, block: int) -> tuple[bytes, list[tuple
     return bytes(out), blocks
 
 
-def run_trace(cfg: dict[str, Any], X: np.ndarray, y: np.ndarray, cores: int = 1, block: int = 0,
-              X_eval: np.ndarray | None = None, y_eval: np.ndarray | None = None, heap: str = "64M",
-              timeout: float = 1800, src: Path = FIRMWARE, trainer: str = "rule") -> Trace:
+def run_trace(
+    cfg: dict[str, Any],
+    X: np.ndarray,
+    y: np.ndarray,
+    cores: int = 1,
+    block: int = 0,
+    X_eval: np.ndarray | None = None,
+    y_eval: np.ndarray | None = None,
+    heap: str = "64M",
+    timeout: float = 1800,
+    src: Path = FIRMWARE,
+    trainer: str = "rule",
+) -> Trace:
     """Train a fresh firmware Trainer(cfg) (rp2 module set, instrumented) on packed rows X and
     labels y through Trainer.train_block, in blocks of `block` samples (default: what fits a
     2048-byte frame, as a Pico link sends them), then (optionally) evaluate X_eval through
@@ -199,12 +213,29 @@ def run_trace(cfg: dict[str, Any], X: np.ndarray, y: np.ndarray, cores: int = 1,
             eval_blocks = [(lo + len(data), ro + len(data), c, w) for lo, ro, c, w in eval_blocks]
             data += edata
         (tmp / "data.bin").write_bytes(data)
-        script = as_target("rp2") + f"sys.path.insert(0, {str(root)!r})\n" + DRIVER.format(
-            sync=cores > 1, cfg=cfg, trainer=trainer, data=str(tmp / "data.bin"), blocks=blocks, eval_blocks=eval_blocks,
-            out=str(tmp / "trace.jsonl"))
+        script = (
+            as_target("rp2")
+            + f"sys.path.insert(0, {str(root)!r})\n"
+            + DRIVER.format(
+                sync=cores > 1,
+                cfg=cfg,
+                trainer=trainer,
+                data=str(tmp / "data.bin"),
+                blocks=blocks,
+                eval_blocks=eval_blocks,
+                out=str(tmp / "trace.jsonl"),
+            )
+        )
         env = dict(os.environ, MICROPYPATH=f"{root}:.frozen")
-        p = subprocess.run([_micropython(), "-X", f"heapsize={heap}", "-c", script], capture_output=True, text=True,
-                           timeout=timeout, env=env, cwd=tmp, check=False)
+        p = subprocess.run(
+            [_micropython(), "-X", f"heapsize={heap}", "-c", script],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env=env,
+            cwd=tmp,
+            check=False,
+        )
         if p.returncode != 0:
             raise RuntimeError(f"traced run failed ({p.returncode}):\n{p.stdout[-2000:]}\n{p.stderr[-4000:]}")
         lines = (tmp / "trace.jsonl").read_text().splitlines()
@@ -226,19 +257,39 @@ def run_trace(cfg: dict[str, Any], X: np.ndarray, y: np.ndarray, cores: int = 1,
                 target = tr.eval_segments  # the second setup mark starts the evaluation
             continue
         # "last" closes a block's last sample and its epilogue (a few statements): a sample
-        target.append(Segment("sample" if tag == "last" else tag, (s0, s1), (o0, o1), (f0, f1), (c0, c1),
-                              [tuple(n) for n in natives], [tuple(m) for m in marks]))
+        target.append(
+            Segment(
+                "sample" if tag == "last" else tag,
+                (s0, s1),
+                (o0, o1),
+                (f0, f1),
+                (c0, c1),
+                [tuple(n) for n in natives],
+                [tuple(m) for m in marks],
+            )
+        )
     return tr
 
 
-def dataset_rows(dataset: str, limit: int = 0, epochs: int = 1, seed: int = 0,
-                 model: str | None = None) -> tuple[dict[str, Any], np.ndarray, np.ndarray]:
+def dataset_rows(
+    dataset: str, limit: int = 0, epochs: int = 1, seed: int = 0, model: str | None = None
+) -> tuple[dict[str, Any], np.ndarray, np.ndarray]:
     """(rule config, packed rows, labels) of `bitflip train --dataset DATASET [--limit N]
     [--epochs E]` with the default model, in the order the host sends them (plan.order)."""
     from ..training.plan import TrainRequest, prepare
 
-    plan = prepare(TrainRequest(board="host", dataset=dataset, epochs=epochs, limit=limit or None, seed=seed, model=model, val=0,
-                                out=Path(tempfile.gettempdir()) / "bitflip-trace-unused"))
+    plan = prepare(
+        TrainRequest(
+            board="host",
+            dataset=dataset,
+            epochs=epochs,
+            limit=limit or None,
+            seed=seed,
+            model=model,
+            val=0,
+            out=Path(tempfile.gettempdir()) / "bitflip-trace-unused",
+        )
+    )
     order = np.concatenate([plan.order(e) for e in range(epochs)])
     cfg = {k: v for k, v in plan.cfg.items() if k != "id"}
     return cfg, plan.x_train[order], plan.y_train[order].astype(np.uint8)

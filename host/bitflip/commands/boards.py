@@ -45,8 +45,17 @@ def ports(as_json: bool) -> None:
     found = list_ports()
     if as_json:
         for p in found:
-            click.echo(json.dumps({"device": p.device, "usb_id": p.usb_id, "boards": looks_like(p),
-                                   "description": p.description, "serial_number": p.serial_number}))
+            click.echo(
+                json.dumps(
+                    {
+                        "device": p.device,
+                        "usb_id": p.usb_id,
+                        "boards": looks_like(p),
+                        "description": p.description,
+                        "serial_number": p.serial_number,
+                    }
+                )
+            )
         return
     if not found:
         click.echo("no serial ports found")
@@ -92,8 +101,13 @@ def flash(board: str, firmware: Path, port: str | None, drive: Path | None) -> N
 
 @click.command()
 @click.option("--board", default="sim-pico", show_default=True, help="a virtual board (sim-...)")
-@click.option("--flash", "flash_dir", type=click.Path(path_type=Path), default=None,
-              help="folder used as the board's flash (default: a new temp dir)")
+@click.option(
+    "--flash",
+    "flash_dir",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="folder used as the board's flash (default: a new temp dir)",
+)
 @click.option("--with-sources", is_flag=True, help="start with firmware/bitflip/*.py in lib/bitflip")
 @handled
 def sim(board: str, flash_dir: Path | None, with_sources: bool) -> None:
@@ -128,19 +142,41 @@ def sim(board: str, flash_dir: Path | None, with_sources: bool) -> None:
 
 @click.command()
 @click.option("--board", required=True, help="a board name")
-@click.option("--model", default=None, help="as for train: hidden widths, then CLASSESxPROTOTYPES (default per dataset)")
+@click.option(
+    "--model", default=None, help="as for train: hidden widths, then CLASSESxPROTOTYPES (default per dataset)"
+)
 @click.option("--dataset", default=None, help="the dataset whose encoded width is the input (default: digits)")
 @click.option("--encoding", default=None, help="as for train (default per dataset)")
-@click.option("--inputs", default=None, type=click.IntRange(1, 1 << 20),
-              help="input bits, instead of --dataset (no data loaded); classes then come from --model")
-@click.option("--weights", default=None, type=click.Choice(["binary", "binary2", "ternary"]),
-              help="as for train (default per dataset)")
-@click.option("--pool", default=None, type=click.IntRange(0, 4096),
-              help="the pool rule's evidence window in units (as --rule pool=M of train); 0: rule v1")
+@click.option(
+    "--inputs",
+    default=None,
+    type=click.IntRange(1, 1 << 20),
+    help="input bits, instead of --dataset (no data loaded); classes then come from --model",
+)
+@click.option(
+    "--weights",
+    default=None,
+    type=click.Choice(["binary", "binary2", "ternary"]),
+    help="as for train (default per dataset)",
+)
+@click.option(
+    "--pool",
+    default=None,
+    type=click.IntRange(0, 4096),
+    help="the pool rule's evidence window in units (as --rule pool=M of train); 0: rule v1",
+)
 @click.option("--json", "as_json", is_flag=True)
 @handled
-def memory(board: str, model: str | None, dataset: str | None, encoding: str | None, inputs: int | None,
-           weights: str | None, pool: int | None, as_json: bool) -> None:
+def memory(
+    board: str,
+    model: str | None,
+    dataset: str | None,
+    encoding: str | None,
+    inputs: int | None,
+    weights: str | None,
+    pool: int | None,
+    as_json: bool,
+) -> None:
     """Device heap a model needs on a board's genuine firmware, by part, and the largest that fits."""
     from ..boards import load
     from ..errors import UsageError
@@ -159,16 +195,21 @@ def memory(board: str, model: str | None, dataset: str | None, encoding: str | N
         largest = model_name([sizes[0], classes * p], classes) if p else None
     name = model_name(sizes, classes)
     if as_json:
-        click.echo(json.dumps({**plan, "board": b.name, "model": name, "weights": weights, "pool": pool_rows,
-                               "largest": largest}))
+        click.echo(
+            json.dumps(
+                {**plan, "board": b.name, "model": name, "weights": weights, "pool": pool_rows, "largest": largest}
+            )
+        )
         return
     for key, value in plan.items():
         if isinstance(value, int) and key not in ("total", "heap"):
             click.echo(f"  {key:<16} {value:>9}")
     verdict = "fits" if plan["total"] <= plan["heap"] else "does NOT fit"
     rule = f", pool rule over {pool_rows}-unit windows" if pool_rows else ""
-    click.echo(f"{name} {weights}{rule} on {b.name}: {plan['total']} of {plan['heap']} bytes, {verdict}"
-               + (f"; largest that fits: {largest}" if largest else ""))
+    click.echo(
+        f"{name} {weights}{rule} on {b.name}: {plan['total']} of {plan['heap']} bytes, {verdict}"
+        + (f"; largest that fits: {largest}" if largest else "")
+    )
     click.echo(f"({plan['source']})")
 
 

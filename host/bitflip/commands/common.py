@@ -33,8 +33,9 @@ def handled(fn: Callable[..., Any]) -> Callable[..., Any]:
 def progress_bar(total: int) -> Any:
     from tqdm import tqdm
 
-    return tqdm(total=total, unit="sample", file=sys.stderr, dynamic_ncols=True, leave=False,
-                disable=not sys.stderr.isatty())
+    return tqdm(
+        total=total, unit="sample", file=sys.stderr, dynamic_ncols=True, leave=False, disable=not sys.stderr.isatty()
+    )
 
 
 def kv_pairs(pairs: tuple[str, ...], option: str = "--rule") -> dict[str, str]:

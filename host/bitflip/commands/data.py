@@ -34,8 +34,10 @@ def list_(as_json: bool) -> None:
     w = max(len(n) for n in names)
     click.echo(f"{'name':<{w}}  {'fetched':<7}  {'train/test':<11}  {'features':>8}  {'classes':>7}  path")
     for n, r in zip(names, rows):
-        click.echo(f"{n:<{w}}  {'yes' if r['fetched'] else 'no':<7}  {str(r['train']) + '/' + str(r['test']):<11}  "
-                   f"{r['features']:>8}  {r['classes']:>7}  {r['path']}")
+        click.echo(
+            f"{n:<{w}}  {'yes' if r['fetched'] else 'no':<7}  {str(r['train']) + '/' + str(r['test']):<11}  "
+            f"{r['features']:>8}  {r['classes']:>7}  {r['path']}"
+        )
 
 
 @data.command()

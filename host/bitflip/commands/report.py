@@ -77,8 +77,12 @@ def format_table(rows: list[dict[str, str]]) -> str:
 
 @click.command()
 @click.argument("run_dirs", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("--png", type=click.Path(path_type=Path), default=None,
-              help="combined plot (default: report.png in the current directory)")
+@click.option(
+    "--png",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="combined plot (default: report.png in the current directory)",
+)
 @click.option("--json", "as_json", is_flag=True, help="print the table as JSON (one object per run)")
 @handled
 def report(run_dirs: tuple[Path, ...], png: Path | None, as_json: bool) -> None:

@@ -15,7 +15,9 @@ from .common import handled, log, progress_bar
 
 @click.command()
 @click.argument("run_dir", type=click.Path(path_type=Path))
-@click.option("-o", "--out", required=True, type=click.Path(path_type=Path), help="model.bfm, or NAME.h with --format c")
+@click.option(
+    "-o", "--out", required=True, type=click.Path(path_type=Path), help="model.bfm, or NAME.h with --format c"
+)
 @click.option("--format", "fmt", type=click.Choice(["bfm", "c"]), default="bfm", show_default=True)
 @click.option("--dataset", default=None, help="the run's dataset (default: the one its summary names)")
 @click.option("--force", is_flag=True, help="replace an existing output file")
@@ -41,13 +43,21 @@ def export(run_dir: Path, out: Path, fmt: str, dataset: str | None, force: bool,
     except OSError as e:
         raise UsageError(f"--out {out}: cannot write it ({e.strerror or e})") from None
     res: dict[str, object] = {"files": files, "bytes": size}
-    res.update(job=mf.meta.get("job"), digest=mf.digest(), sizes=mf.sizes, labels=mf.labels,
-               encoding=mf.encoding.spec, test_accuracy=mf.meta.get("test_accuracy"))
+    res.update(
+        job=mf.meta.get("job"),
+        digest=mf.digest(),
+        sizes=mf.sizes,
+        labels=mf.labels,
+        encoding=mf.encoding.spec,
+        test_accuracy=mf.meta.get("test_accuracy"),
+    )
     if as_json:
         click.echo(json.dumps(res, sort_keys=True))
     else:
-        click.echo(f"{', '.join(files)}: {size} bytes, model {'-'.join(map(str, mf.sizes))}, "
-                   f"encoding {mf.encoding.spec}, weights sha256 {mf.digest()[:16]}...")
+        click.echo(
+            f"{', '.join(files)}: {size} bytes, model {'-'.join(map(str, mf.sizes))}, "
+            f"encoding {mf.encoding.spec}, weights sha256 {mf.digest()[:16]}..."
+        )
 
 
 @click.command()
@@ -87,8 +97,16 @@ def pull(board: str, port: str | None, out: Path, src: str, force: bool) -> None
 @click.option("--limit", default=0, type=int, help="the first N test samples only")
 @click.option("--json", "as_json", is_flag=True)
 @handled
-def predict(model_file: Path, dataset: str, board: str, port: str | None, out: Path | None, force: bool, limit: int,
-            as_json: bool) -> None:
+def predict(
+    model_file: Path,
+    dataset: str,
+    board: str,
+    port: str | None,
+    out: Path | None,
+    force: bool,
+    limit: int,
+    as_json: bool,
+) -> None:
     """Predict a dataset's test split with a model file; report the accuracy."""
     from ..use.predict import PredictRequest
     from ..use.predict import predict as run
@@ -104,8 +122,10 @@ def predict(model_file: Path, dataset: str, board: str, port: str | None, out: P
         return
     speed = f", {res['us_per_sample']} us per predict on the board" if "us_per_sample" in res else ""
     written = f" -> {res['predictions']}" if "predictions" in res else ""
-    click.echo(f"{res['board']}: {res['dataset']} test accuracy {res['accuracy']:.4f} ({res['correct']}/{res['samples']})"
-               f"{speed}{written}")
+    click.echo(
+        f"{res['board']}: {res['dataset']} test accuracy {res['accuracy']:.4f} ({res['correct']}/{res['samples']})"
+        f"{speed}{written}"
+    )
 
 
 COMMANDS = [export, push, pull, predict]

@@ -86,8 +86,10 @@ def _check_classes(ytr: np.ndarray, yte: np.ndarray, where: str) -> None:
     missing = np.flatnonzero(np.bincount(ytr, minlength=c)[1:] == 0) + 1
     if missing.size:
         shown = ", ".join(str(int(m)) for m in missing[:8]) + (" ..." if missing.size > 8 else "")
-        raise UsageError(f"{where}: labels must be classes 0..C-1 but training labels never use {shown} "
-                         f"(of 0..{c - 1}); relabel them, or is the label column wrong?")
+        raise UsageError(
+            f"{where}: labels must be classes 0..C-1 but training labels never use {shown} "
+            f"(of 0..{c - 1}); relabel them, or is the label column wrong?"
+        )
     if int(yte.max()) >= c:
         raise UsageError(f"{where}: test label {int(yte.max())} is not a training class (0..{c - 1})")
 
@@ -121,9 +123,18 @@ def _user_encoding(max_value: int) -> str:
     return f"threshold:{max_value}" if k == 1 else f"thermo:{k}"
 
 
-def build(name: str, xtr: np.ndarray, ytr: np.ndarray, xte: np.ndarray, yte: np.ndarray, where: str,
-          source: str, max_value: int | None = None, default_encoding: str | None = None,
-          labels: list[str] | None = None) -> Dataset:
+def build(
+    name: str,
+    xtr: np.ndarray,
+    ytr: np.ndarray,
+    xte: np.ndarray,
+    yte: np.ndarray,
+    where: str,
+    source: str,
+    max_value: int | None = None,
+    default_encoding: str | None = None,
+    labels: list[str] | None = None,
+) -> Dataset:
     """Validate and convert four raw arrays into a Dataset (every user-file loader ends here)."""
     xtr = _flatten(np.asarray(xtr), where, "training features")
     xte = _flatten(np.asarray(xte), where, "test features")
@@ -141,8 +152,19 @@ def build(name: str, xtr: np.ndarray, ytr: np.ndarray, xte: np.ndarray, yte: np.
     if max_value is None:
         max_value = max(1, int(xtr8.max()), int(xte8.max()))
     enc = default_encoding or _user_encoding(max_value)
-    return Dataset(name, np.ascontiguousarray(xtr8), ytr, np.ascontiguousarray(xte8), yte, max_value, enc,
-                   source + sc.note, sc, None if sc.kind == "none" else xte, tuple(labels) if labels else None)
+    return Dataset(
+        name,
+        np.ascontiguousarray(xtr8),
+        ytr,
+        np.ascontiguousarray(xte8),
+        yte,
+        max_value,
+        enc,
+        source + sc.note,
+        sc,
+        None if sc.kind == "none" else xte,
+        tuple(labels) if labels else None,
+    )
 
 
 def stratified_split(y: np.ndarray, seed: int, frac: float) -> tuple[np.ndarray, np.ndarray]:
@@ -159,4 +181,3 @@ def stratified_split(y: np.ndarray, seed: int, frac: float) -> tuple[np.ndarray,
     mask = np.ones(len(y), bool)
     mask[te] = False
     return np.flatnonzero(mask), te
-

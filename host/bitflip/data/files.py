@@ -1,22 +1,22 @@
 """User files (`--dataset PATH`) -> Dataset, through dataset.build:
-  * a directory with the four IDX files under their standard names, plain or .gz, with '-' or
-    '.' before "idx", optionally prefixed (emnist-digits-...) and with "test" for "t10k":
-    train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-images-idx3-ubyte,
-    t10k-labels-idx1-ubyte (MNIST, Fashion-MNIST, KMNIST, EMNIST). EMNIST stores images
-    transposed; we keep them as stored, which for flattened pixels is only a fixed permutation
-    of the features.
-  * a .npz with arrays x_train, y_train, x_test, y_test; x is (N, F) or (N, H, W) and is
-    flattened; y is (N,) or (N, 1). Read without pickle.
-  * a .csv (or .csv.gz): one sample per line, the label in the first column, then the
-    features; separated by commas, semicolons or tabs (seen in the first line; with
-    semicolons a decimal comma is read as a point); the first line is a header if any of
-    its features is not a number (or only its label is not, and no other label is); labels
-    that are not all numbers are class names, numbered in sorted order (kept as the
-    model's labels);
-    blank lines and lines starting with '#' are skipped. The test split is the sibling file
-    whose name has "test" where the given one has "train" (mnist_train.csv -> mnist_test.csv);
-    without such a sibling, a stratified 80/20 split with the fixed seed CSV_SPLIT_SEED
-    (every run and every method sees the same split).
+* a directory with the four IDX files under their standard names, plain or .gz, with '-' or
+  '.' before "idx", optionally prefixed (emnist-digits-...) and with "test" for "t10k":
+  train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-images-idx3-ubyte,
+  t10k-labels-idx1-ubyte (MNIST, Fashion-MNIST, KMNIST, EMNIST). EMNIST stores images
+  transposed; we keep them as stored, which for flattened pixels is only a fixed permutation
+  of the features.
+* a .npz with arrays x_train, y_train, x_test, y_test; x is (N, F) or (N, H, W) and is
+  flattened; y is (N,) or (N, 1). Read without pickle.
+* a .csv (or .csv.gz): one sample per line, the label in the first column, then the
+  features; separated by commas, semicolons or tabs (seen in the first line; with
+  semicolons a decimal comma is read as a point); the first line is a header if any of
+  its features is not a number (or only its label is not, and no other label is); labels
+  that are not all numbers are class names, numbered in sorted order (kept as the
+  model's labels);
+  blank lines and lines starting with '#' are skipped. The test split is the sibling file
+  whose name has "test" where the given one has "train" (mnist_train.csv -> mnist_test.csv);
+  without such a sibling, a stratified 80/20 split with the fixed seed CSV_SPLIT_SEED
+  (every run and every method sees the same split).
 """
 
 from __future__ import annotations
@@ -62,8 +62,9 @@ def _idx_files(d: Path) -> dict[str, Path]:
     many = {r: ps for r, ps in found.items() if len(ps) > 1}
     if many:
         r, ps = next(iter(many.items()))
-        raise UsageError(f"{d}: several {_IDX_ROLES[r][0]} files ({', '.join(p.name for p in ps)}); "
-                         "put one dataset per directory")
+        raise UsageError(
+            f"{d}: several {_IDX_ROLES[r][0]} files ({', '.join(p.name for p in ps)}); put one dataset per directory"
+        )
     return {r: ps[0] for r, ps in found.items()}
 
 
@@ -73,15 +74,18 @@ def _idx_arrays(arrays: dict[str, np.ndarray], names: dict[str, str]) -> dict[st
         if arrays[r].ndim not in (2, 3):
             raise UsageError(f"{names[r]}: images must be (N, H, W) or (N, F), got shape {arrays[r].shape}")
     if arrays["x_test"].shape[1:] != arrays["x_train"].shape[1:]:
-        raise UsageError(f"{names['x_test']}: image shape {arrays['x_test'].shape[1:]} differs from the "
-                         f"training images' {arrays['x_train'].shape[1:]}")
+        raise UsageError(
+            f"{names['x_test']}: image shape {arrays['x_test'].shape[1:]} differs from the "
+            f"training images' {arrays['x_train'].shape[1:]}"
+        )
     for r in ("y_train", "y_test"):
         if arrays[r].ndim != 1:
             raise UsageError(f"{names[r]}: labels must be 1-D (N,), got shape {arrays[r].shape}")
     for x, y in (("x_train", "y_train"), ("x_test", "y_test")):
         if arrays[x].shape[0] != arrays[y].shape[0]:
-            raise UsageError(f"{names[x]}: {arrays[x].shape[0]} images but {Path(names[y]).name} has "
-                             f"{arrays[y].shape[0]} labels")
+            raise UsageError(
+                f"{names[x]}: {arrays[x].shape[0]} images but {Path(names[y]).name} has {arrays[y].shape[0]} labels"
+            )
     return arrays
 
 
@@ -89,8 +93,7 @@ def load_idx_dir(path: str | Path) -> Dataset:
     d = Path(path)
     files = _idx_files(d)
     a = _idx_arrays({r: read_idx(f) for r, f in files.items()}, {r: str(f) for r, f in files.items()})
-    return build(d.name or str(d), a["x_train"], a["y_train"], a["x_test"], a["y_test"], str(d),
-                 f"IDX files in {d}")
+    return build(d.name or str(d), a["x_train"], a["y_train"], a["x_test"], a["y_test"], str(d), f"IDX files in {d}")
 
 
 # ---------------------------------------------------------------- .npz
@@ -123,8 +126,19 @@ def _npy_member(zf: zipfile.ZipFile, member: str, where: str) -> np.ndarray:
 
 
 # what a damaged zip or .npy header raises, inside zipfile, zlib and numpy's header parser
-_ZIP_DAMAGE = (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, EOFError, struct.error, ValueError,
-               NotImplementedError, RuntimeError, SyntaxError, TypeError, OverflowError)
+_ZIP_DAMAGE = (
+    zipfile.BadZipFile,
+    zipfile.LargeZipFile,
+    zlib.error,
+    EOFError,
+    struct.error,
+    ValueError,
+    NotImplementedError,
+    RuntimeError,
+    SyntaxError,
+    TypeError,
+    OverflowError,
+)
 
 
 def load_npz(path: str | Path) -> Dataset:
@@ -136,8 +150,10 @@ def load_npz(path: str | Path) -> Dataset:
             missing = [k for k in _NPZ_KEYS if k not in members]
             if missing:
                 has = ", ".join(sorted(members)[:8]) or "nothing"
-                raise UsageError(f"{where}: missing array(s) {', '.join(missing)} (the file has {has}); "
-                                 "a .npz needs x_train, y_train, x_test, y_test")
+                raise UsageError(
+                    f"{where}: missing array(s) {', '.join(missing)} (the file has {has}); "
+                    "a .npz needs x_train, y_train, x_test, y_test"
+                )
             arrays = {k: _npy_member(zf, members[k], where) for k in _NPZ_KEYS}
     except UsageError:
         raise
@@ -149,8 +165,9 @@ def load_npz(path: str | Path) -> Dataset:
         raise UsageError(f"{where}: not a .npz file ({_one_line(e)}); save it with numpy.savez") from None
     except (OSError,) + _ZIP_DAMAGE as e:
         raise UsageError(f"{where}: damaged .npz ({type(e).__name__}: {_one_line(e)})") from None
-    return build(p.stem, arrays["x_train"], arrays["y_train"], arrays["x_test"], arrays["y_test"], where,
-                 f"npz file {p}")
+    return build(
+        p.stem, arrays["x_train"], arrays["y_train"], arrays["x_test"], arrays["y_test"], where, f"npz file {p}"
+    )
 
 
 # ---------------------------------------------------------------- CSV
@@ -213,20 +230,24 @@ def read_csv(path: str | Path) -> tuple[np.ndarray, np.ndarray, list[str] | None
         if not all(_is_number(f) for f in first[1:]) or (not _is_number(first[0]) and rest_numeric):
             header, rows = rows[0], rows[1:]
     if not rows:
-        raise UsageError(f"{where}: no data rows (label first, then features, separated by commas, "
-                         "semicolons or tabs)")
+        raise UsageError(f"{where}: no data rows (label first, then features, separated by commas, semicolons or tabs)")
     first_line, first_row = rows[0]
     ncols = first_row.count(sep) + 1
     if header is not None and header[1].count(sep) + 1 != ncols:
-        raise UsageError(f"{where}: the header (line {header[0]}) has {header[1].count(sep) + 1} fields, "
-                         f"line {first_line} has {ncols} (read as {how})")
+        raise UsageError(
+            f"{where}: the header (line {header[0]}) has {header[1].count(sep) + 1} fields, "
+            f"line {first_line} has {ncols} (read as {how})"
+        )
     if ncols < 2:
-        raise UsageError(f"{where}: line {first_line} has 1 field; need a label column and feature columns "
-                         f"(read as {how}: separate them by commas, semicolons or tabs)")
+        raise UsageError(
+            f"{where}: line {first_line} has 1 field; need a label column and feature columns "
+            f"(read as {how}: separate them by commas, semicolons or tabs)"
+        )
     for i, ln in rows:  # str.count is C-fast: an exact line number for ragged rows
         if ln.count(sep) + 1 != ncols:
-            raise UsageError(f"{where}: line {i} has {ln.count(sep) + 1} fields, line {first_line} has {ncols} "
-                             f"(read as {how})")
+            raise UsageError(
+                f"{where}: line {i} has {ln.count(sep) + 1} fields, line {first_line} has {ncols} (read as {how})"
+            )
     labels = [label_of(ln) for _, ln in rows]
     names: list[str] | None = None
     if not all(_is_number(lab) for lab in labels):
@@ -249,8 +270,9 @@ def read_csv(path: str | Path) -> tuple[np.ndarray, np.ndarray, list[str] | None
         for (i, _), ln in zip(rows, body):  # slow path, only on error: find the field to name it
             for j, f in enumerate(ln.split(sep), col0):
                 if not _is_number(f):
-                    raise UsageError(f"{where}: line {i}, column {j}: '{f.strip()[:24]}' is not a number "
-                                     f"(read as {how})") from None
+                    raise UsageError(
+                        f"{where}: line {i}, column {j}: '{f.strip()[:24]}' is not a number (read as {how})"
+                    ) from None
         raise UsageError(f"{where}: {_one_line(e)}") from None
     if a.shape[1] != ncols - (names is not None):
         raise UsageError(f"{where}: expected {ncols} columns, parsed {a.shape[1] + (names is not None)}")
@@ -292,16 +314,24 @@ def load_csv(path: str | Path) -> Dataset:
         yt = _names_for(yt, tnames, names, str(test))
         if xt.shape[1] != x.shape[1]:
             raise UsageError(f"{test}: {xt.shape[1]} feature columns, but {p.name} has {x.shape[1]}")
-        return build(name, x, y, xt, yt, f"{p} + {test.name}", f"CSV files {p} (train) and {test} (test)",
-                     labels=names)
+        return build(name, x, y, xt, yt, f"{p} + {test.name}", f"CSV files {p} (train) and {test} (test)", labels=names)
     y8 = _labels(y, str(p), "the label column")
     tr, te = stratified_split(y8, CSV_SPLIT_SEED, CSV_TEST_FRACTION)
     if te.size == 0:
-        raise UsageError(f"{p}: {len(y)} rows are too few to hold out a test split; add rows, or a test file "
-                         "next to it named like this one with 'test' for 'train'")
-    return build(name, x[tr], y[tr], x[te], y[te], str(p),
-                 f"CSV file {p}, stratified {1 - CSV_TEST_FRACTION:.0%}/{CSV_TEST_FRACTION:.0%} split, seed {CSV_SPLIT_SEED}",
-                 labels=names)
+        raise UsageError(
+            f"{p}: {len(y)} rows are too few to hold out a test split; add rows, or a test file "
+            "next to it named like this one with 'test' for 'train'"
+        )
+    return build(
+        name,
+        x[tr],
+        y[tr],
+        x[te],
+        y[te],
+        str(p),
+        f"CSV file {p}, stratified {1 - CSV_TEST_FRACTION:.0%}/{CSV_TEST_FRACTION:.0%} split, seed {CSV_SPLIT_SEED}",
+        labels=names,
+    )
 
 
 def load_file(path: str | Path) -> Dataset:
@@ -314,7 +344,6 @@ def load_file(path: str | Path) -> Dataset:
     if suffixes[-1:] == [".csv"] or suffixes == [".csv", ".gz"]:
         return load_csv(p)
     raise UsageError(f"{p}: unsupported dataset file type (use a .npz, a .csv or a directory of IDX files)")
-
 
 
 def _one_line(e: BaseException) -> str:

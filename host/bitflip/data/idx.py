@@ -89,8 +89,10 @@ def read_idx_raw(path: str | Path) -> bytes:
                 if have != want:
                     raise UsageError(_size_msg(where, dims, want, have))
             elif isize != (n_head + want) & 0xFFFFFFFF:
-                raise UsageError(f"{where}: truncated or damaged: its gzip trailer says {isize} bytes uncompressed, "
-                                 f"the IDX header (dims {dims}) needs {n_head + want}")
+                raise UsageError(
+                    f"{where}: truncated or damaged: its gzip trailer says {isize} bytes uncompressed, "
+                    f"the IDX header (dims {dims}) needs {n_head + want}"
+                )
             # one byte more than expected tells "too long" from "exact", and for gzip reaches the end
             # of the stream, where it checks the CRC
             body = _read_exact(f, want + 1)

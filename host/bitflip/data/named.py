@@ -86,10 +86,20 @@ def _package(name: str, encoding: str) -> Callable[[fetch.Log], Dataset]:
         d = fetch.ensure(name, log)
         a = fetch.read_verified(name, d)
         roles = dict(zip(_NPZ_KEYS, fetch.SPLIT_FILES))
-        arrays = _idx_arrays({r: a[b] for r, b in roles.items()}, {r: str(d / spec.filename(b)) for r, b in roles.items()})
-        return build(name, arrays["x_train"], arrays["y_train"], arrays["x_test"], arrays["y_test"], str(d),
-                     f"{spec.title}, {spec.package} ({d}), official split, sha256-verified",
-                     max_value=255, default_encoding=encoding)
+        arrays = _idx_arrays(
+            {r: a[b] for r, b in roles.items()}, {r: str(d / spec.filename(b)) for r, b in roles.items()}
+        )
+        return build(
+            name,
+            arrays["x_train"],
+            arrays["y_train"],
+            arrays["x_test"],
+            arrays["y_test"],
+            str(d),
+            f"{spec.title}, {spec.package} ({d}), official split, sha256-verified",
+            max_value=255,
+            default_encoding=encoding,
+        )
 
     return load
 
@@ -132,12 +142,24 @@ DATASETS: dict[str, Callable[..., Dataset]] = {
 }
 ALIASES = {"fashion-mnist": "fashion", "breast_cancer": "breast-cancer"}
 # what `bitflip data list` shows without loading anything: (train, test, features, classes)
-SHAPES = {"digits": (1437, 360, 64, 10), "mnist": (60000, 10000, 784, 10), "fashion": (60000, 10000, 784, 10),
-          "iris": (120, 30, 4, 3), "wine": (142, 36, 13, 3), "breast-cancer": (455, 114, 30, 2),
-          "motion": (3000, 1000, 192, 6), "shift1d": (4000, 1000, 40, 10), "tones": (3000, 1000, 64, 8),
-          "table": (3000, 1000, 24, 4)}
+SHAPES = {
+    "digits": (1437, 360, 64, 10),
+    "mnist": (60000, 10000, 784, 10),
+    "fashion": (60000, 10000, 784, 10),
+    "iris": (120, 30, 4, 3),
+    "wine": (142, 36, 13, 3),
+    "breast-cancer": (455, 114, 30, 2),
+    "motion": (3000, 1000, 192, 6),
+    "shift1d": (4000, 1000, 40, 10),
+    "tones": (3000, 1000, 64, 8),
+    "table": (3000, 1000, 24, 4),
+}
 _SPLIT = f"stratified 80/20 split, random_state={SKLEARN_SPLIT_SEED}"
 # where a dataset that needs no fetch comes from, for `bitflip data list` and `data fetch`
-SOURCES = {"digits": "bundled with scikit-learn", "iris": f"scikit-learn load_iris, {_SPLIT}",
-           "wine": f"scikit-learn load_wine, {_SPLIT}", "breast-cancer": f"scikit-learn load_breast_cancer, {_SPLIT}",
-           **{name: synthetic.SOURCE for name in synthetic.GENERATORS}}
+SOURCES = {
+    "digits": "bundled with scikit-learn",
+    "iris": f"scikit-learn load_iris, {_SPLIT}",
+    "wine": f"scikit-learn load_wine, {_SPLIT}",
+    "breast-cancer": f"scikit-learn load_breast_cancer, {_SPLIT}",
+    **{name: synthetic.SOURCE for name in synthetic.GENERATORS},
+}

@@ -21,9 +21,26 @@ from .files import load_csv, load_file, load_idx_dir, load_npz, read_csv
 from .named import ALIASES, DATASETS, FASHION_ENCODING, MNIST_ENCODING, SHAPES, SOURCES
 
 # what other modules (and tests, benchmarks) import from here
-__all__ = ["ALIASES", "DATASETS", "FASHION_ENCODING", "MNIST_ENCODING", "SHAPES", "SOURCES", "Dataset", "build",
-           "canonical", "catalog", "describe", "load_csv", "load_dataset", "load_file", "load_idx_dir", "load_npz",
-           "read_csv", "stratified_split"]
+__all__ = [
+    "ALIASES",
+    "DATASETS",
+    "FASHION_ENCODING",
+    "MNIST_ENCODING",
+    "SHAPES",
+    "SOURCES",
+    "Dataset",
+    "build",
+    "canonical",
+    "catalog",
+    "describe",
+    "load_csv",
+    "load_dataset",
+    "load_file",
+    "load_idx_dir",
+    "load_npz",
+    "read_csv",
+    "stratified_split",
+]
 
 
 def canonical(name: str) -> str | None:
@@ -76,7 +93,16 @@ def catalog() -> list[dict[str, Any]]:
             fetched, path = d is not None, str(d) if d else f"(not fetched: bitflip data fetch {name})"
         else:
             fetched, path = True, SOURCES[name]
-        out.append({"name": name, "aliases": [a for a, n in ALIASES.items() if n == name], "fetched": fetched,
-                    "train": ntr, "test": nte, "features": nf, "classes": nc, "path": path})
+        out.append(
+            {
+                "name": name,
+                "aliases": [a for a, n in ALIASES.items() if n == name],
+                "fetched": fetched,
+                "train": ntr,
+                "test": nte,
+                "features": nf,
+                "classes": nc,
+                "path": path,
+            }
+        )
     return out
-

@@ -60,8 +60,13 @@ class Scaling:
             return self.kind == "none"
         assert self.low is not None and self.span is not None
         lo, span = self.low, self.span
-        return bool(self.integer_data and np.all(lo == np.floor(lo)) and np.all(span == np.floor(span)) and np.all(np.abs(lo) < 2**31)
-                    and np.all(span < INT_SPAN_MAX))
+        return bool(
+            self.integer_data
+            and np.all(lo == np.floor(lo))
+            and np.all(span == np.floor(span))
+            and np.all(np.abs(lo) < 2**31)
+            and np.all(span < INT_SPAN_MAX)
+        )
 
 
 NONE = Scaling("none")

@@ -162,7 +162,7 @@ def shift1d(n_train: int = 4000, n_test: int = 1000) -> Arrays:
     sig = np.zeros((n, SHIFT_LEN))
     at = rng.integers(0, SHIFT_LEN - SHIFT_PATTERN + 1, n)
     for i in range(n):
-        sig[i, at[i]:at[i] + SHIFT_PATTERN] = pats[y[i]]
+        sig[i, at[i] : at[i] + SHIFT_PATTERN] = pats[y[i]]
     sig *= rng.uniform(0.6, 1.4, (n, 1))
     s = np.arange(SHIFT_LEN) / SHIFT_LEN
     sig += rng.normal(0, 0.3, (n, 1)) + rng.normal(0, 0.3, (n, 1)) * (s - 0.5)  # baseline and drift
@@ -207,7 +207,7 @@ def tones(n_train: int = 3000, n_test: int = 1000) -> Arrays:
             sig[m] += a * np.sin(2 * np.pi * f0[m] * ratio * t + ph)
     sig *= 10 ** rng.uniform(-1.0, 0.5, (n, 1))  # loudness over 30 dB
     sig += rng.normal(0, 1, (n, TONES_WINDOW)) * 10 ** rng.uniform(-2.0, -0.7, (n, 1))  # background
-    mag = np.abs(np.fft.rfft(sig * np.hanning(TONES_WINDOW), axis=1))[:, 1:TONES_BINS + 1]
+    mag = np.abs(np.fft.rfft(sig * np.hanning(TONES_WINDOW), axis=1))[:, 1 : TONES_BINS + 1]
     return _split(_quantise(20 * np.log10(mag + 1e-6), *TONES_DB), y, n_train)
 
 

@@ -318,8 +318,11 @@ class FrameSender:
                 self._timed_out()
         ev = rec.get("ev")
         if TRACE:
-            print(f"[link] {time.monotonic():.4f} {rec} inflight={[(i.seq, i.held) for i in self.inflight]} "
-                  f"rto={self.rto:.3f} p={self.errors.p:.2g}", file=sys.stderr)
+            print(
+                f"[link] {time.monotonic():.4f} {rec} inflight={[(i.seq, i.held) for i in self.inflight]} "
+                f"rto={self.rto:.3f} p={self.errors.p:.2g}",
+                file=sys.stderr,
+            )
         if ev == P.R_ACK:
             self.credit = max(1, int(rec.get(P.F_CREDIT, self.credit)))
             self._state((int(rec["seq"]) + 1) & 0xFFFF, int(rec.get(P.F_HELD, 0)), None)
@@ -344,8 +347,9 @@ class FrameSender:
         self.timeouts += 1
         quiet = time.monotonic() - self.link.last_rx
         if self._silent > self.max_retries and quiet > self.dead_s:
-            raise LinkError(f"{self.link.name}: no answer from the board after {self._silent - 1} resends"
-                            f"{self.link.log_tail()}")
+            raise LinkError(
+                f"{self.link.name}: no answer from the board after {self._silent - 1} resends{self.link.log_tail()}"
+            )
         if self._silent >= 2:
             # The board may sit inside a frame whose length field it could not check (or
             # whose bytes were lost), waiting for bytes that will never come: complete it
@@ -407,7 +411,10 @@ class FrameSender:
             # the device read a damaged transmission: the first one it has not accounted for
             cand = [e for e in self.inflight if not e.held and e.tx >= self.known]
             if TRACE:
-                print(f"[link]   nak: known={self.known} tx={[(e.seq, e.tx, e.held) for e in self.inflight]}", file=sys.stderr)
+                print(
+                    f"[link]   nak: known={self.known} tx={[(e.seq, e.tx, e.held) for e in self.inflight]}",
+                    file=sys.stderr,
+                )
             if cand:
                 e = min(cand, key=lambda f: f.tx)
                 self.known = e.tx + 1  # (the device has read it)
@@ -420,8 +427,10 @@ class FrameSender:
         e.fails += 1
         if e.split and self._last_key is not None:
             self.best_samples(*self._last_key)  # (sets best_len at the current estimate)
-        if e.split and ((e.fails > self.shrink_after and len(e.frame) > 2 * self.best_len)
-                        or (e.fails > 1 and len(e.frame) > 4 * self.best_len)):
+        if e.split and (
+            (e.fails > self.shrink_after and len(e.frame) > 2 * self.best_len)
+            or (e.fails > 1 and len(e.frame) > 4 * self.best_len)
+        ):
             raise FramesTooLong(self.acked_tag, self.inflight[0].seq if self.inflight else self.seq)
         self._transmit(e)
         e.live = e.tx

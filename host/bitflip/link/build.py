@@ -114,8 +114,11 @@ def device_source(text: str) -> str:
             if marked or node.name == "host_only":
                 assert node.end_lineno is not None
                 blank(min([d.lineno for d in node.decorator_list] + [node.lineno]), node.end_lineno)
-        elif isinstance(node, ast.Assign) and isinstance(node.value, ast.Call) and \
-                ast.unparse(node.value.func) == "host_only":
+        elif (
+            isinstance(node, ast.Assign)
+            and isinstance(node.value, ast.Call)
+            and ast.unparse(node.value.func) == "host_only"
+        ):
             assert node.end_lineno is not None
             blank(node.lineno, node.end_lineno)
         elif isinstance(node, ast.ImportFrom) and any(a.name == "host_only" for a in node.names):
@@ -135,7 +138,10 @@ def _compile(exe: str, src: Path, dst: Path, arch: str, name: str) -> str | None
         view.write_text(device_source(src.read_text()))
         p = subprocess.run(
             [exe, f"-march={arch}", "-s", f"{LIB_NAME}/{name}", "-o", str(dst), str(view)],
-            check=False, capture_output=True, text=True, timeout=120,
+            check=False,
+            capture_output=True,
+            text=True,
+            timeout=120,
         )
     return None if p.returncode == 0 else (p.stderr or p.stdout).strip()
 
@@ -179,8 +185,12 @@ def build_firmware(arch: str, build_root: Path | None = None, src: Path | None =
         native = [(v, sub) for v, sub, a in heads if a != 0]
         build.mpy = native[0] if native else (heads[0][0], 0)
         manifest = {
-            "version": version, "proto": proto, "arch": arch, "mpy": list(build.mpy),
-            "files": build.files, "skipped": build.skipped,
+            "version": version,
+            "proto": proto,
+            "arch": arch,
+            "mpy": list(build.mpy),
+            "files": build.files,
+            "skipped": build.skipped,
         }
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
         if folder.exists():

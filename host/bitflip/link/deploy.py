@@ -88,8 +88,15 @@ class DeployResult:
     device_proto: int = -1
 
 
-def deploy(board_name: str, port: str | None, dry_run: bool = False, build_root: Path | None = None,
-           log: Log = lambda s: None, force: bool = False, connect_timeout: float = 10.0) -> DeployResult | Build:
+def deploy(
+    board_name: str,
+    port: str | None,
+    dry_run: bool = False,
+    build_root: Path | None = None,
+    log: Log = lambda s: None,
+    force: bool = False,
+    connect_timeout: float = 10.0,
+) -> DeployResult | Build:
     """Build for the board; unless dry_run, copy to the board on port and verify."""
     board = boards_mod.load(board_name)
     if board.is_host:
@@ -106,8 +113,9 @@ def deploy(board_name: str, port: str | None, dry_run: bool = False, build_root:
     return copy_build(build, board, port_path, log, force, connect_timeout)
 
 
-def copy_build(build: Build, board: Board, port: str, log: Log = lambda s: None, force: bool = False,
-               connect_timeout: float = 10.0) -> DeployResult:
+def copy_build(
+    build: Build, board: Board, port: str, log: Log = lambda s: None, force: bool = False, connect_timeout: float = 10.0
+) -> DeployResult:
     from .remote import Remote
 
     with Remote(port) as r:
@@ -212,9 +220,13 @@ def verify_training(r: Any, build: Build, board: Board) -> str:
         raise LinkError(f"deployed, but the firmware does not run on the board: {e}") from None
     expected = board.data.get("kernel", "viper")
     if kind != expected:
-        raise BitflipError(f"the board runs the {kind} kernels, not the {expected} ones {board.name} should: "
-                           "a firmware without asm_thumb?")
+        raise BitflipError(
+            f"the board runs the {kind} kernels, not the {expected} ones {board.name} should: "
+            "a firmware without asm_thumb?"
+        )
     if got != want:
-        raise BitflipError(f"deployed, but a training step on the board does not give the host reference's weights "
-                           f"({got[0][:12]}... vs {want[0][:12]}...): this firmware is not usable on {board.name}")
+        raise BitflipError(
+            f"deployed, but a training step on the board does not give the host reference's weights "
+            f"({got[0][:12]}... vs {want[0][:12]}...): this firmware is not usable on {board.name}"
+        )
     return str(kind)

@@ -22,8 +22,16 @@ class ByteFaults:
     per byte, and delay chunks. The gap to the next faulty byte is drawn from the geometric
     distribution, so the hook costs per fault, not per byte (it sits on the relay's path)."""
 
-    def __init__(self, seed: int, corrupt: float = 0.0, drop: float = 0.0, dup: float = 0.0,
-                 delay: float = 0.0, delay_s: float = 0.02, after: int = 0):
+    def __init__(
+        self,
+        seed: int,
+        corrupt: float = 0.0,
+        drop: float = 0.0,
+        dup: float = 0.0,
+        delay: float = 0.0,
+        delay_s: float = 0.02,
+        after: int = 0,
+    ):
         self.rng = random.Random(seed)
         self.corrupt, self.drop, self.dup, self.delay, self.delay_s = corrupt, drop, dup, delay, delay_s
         self.after = after  # leave the first bytes alone (e.g. the raw-REPL launch), 0 = none
@@ -84,8 +92,9 @@ class KillSwitch:
     frames of kind `kind`, after a random delay of up to max_delay_s — e.g. in the middle
     of a checkpoint write. `board` is set once the VirtualBoard exists."""
 
-    def __init__(self, seed: int, kind: int, every: int, max_kills: int, max_delay_s: float = 0.01,
-                 distinct: bool = False):
+    def __init__(
+        self, seed: int, kind: int, every: int, max_kills: int, max_delay_s: float = 0.01, distinct: bool = False
+    ):
         self.rng = random.Random(seed)
         self.kind, self.every, self.left, self.max_delay_s = kind, every, max_kills, max_delay_s
         # distinct: count a frame only if its sequence number is newer than the last one

@@ -35,13 +35,26 @@ UF2_FLAG_FAMILY = 0x00002000
 # works around erratum RP2350-E10, data blocks); they say nothing about the target chip.
 UF2_NEUTRAL = {0xE48BFF57, 0xE48BFF58}
 UF2_FAMILY_NAMES = {
-    0xE48BFF56: "RP2040", 0xE48BFF59: "RP2350 Arm", 0xE48BFF5A: "RP2350 RISC-V",
-    0xE48BFF5B: "RP2350 Arm non-secure", 0x1C5F21B0: "ESP32", 0xC47E5767: "ESP32-S3",
-    0xD42BA06C: "ESP32-C3", 0xBFDD4EEE: "ESP32-S2",
+    0xE48BFF56: "RP2040",
+    0xE48BFF59: "RP2350 Arm",
+    0xE48BFF5A: "RP2350 RISC-V",
+    0xE48BFF5B: "RP2350 Arm non-secure",
+    0x1C5F21B0: "ESP32",
+    0xC47E5767: "ESP32-S3",
+    0xD42BA06C: "ESP32-C3",
+    0xBFDD4EEE: "ESP32-S2",
 }
 # Chip id in the ESP image header (esp_image_header_t.chip_id, bytes 12-13).
-ESP_CHIP_IDS = {0: "esp32", 2: "esp32s2", 5: "esp32c3", 9: "esp32s3", 12: "esp32c2", 13: "esp32c6",
-                16: "esp32h2", 18: "esp32p4"}
+ESP_CHIP_IDS = {
+    0: "esp32",
+    2: "esp32s2",
+    5: "esp32c3",
+    9: "esp32s3",
+    12: "esp32c2",
+    13: "esp32c6",
+    16: "esp32h2",
+    18: "esp32p4",
+}
 
 
 def _board_for_flash(name: str) -> Board:
@@ -121,7 +134,9 @@ def pick_drive(board: Board, drive: Path | None, globs: list[str] | None = None)
             + (f" (found {others})" if others else "")
             + ": hold BOOTSEL while plugging the board in, or give --drive"
         )
-    raise UsageError(f"several {board.name} boot drives are mounted ({', '.join(map(str, mine))}): choose one with --drive")
+    raise UsageError(
+        f"several {board.name} boot drives are mounted ({', '.join(map(str, mine))}): choose one with --drive"
+    )
 
 
 def flash_uf2(board: Board, firmware: Path, drive: Path | None, log: Log, globs: list[str] | None = None) -> Path:
@@ -144,7 +159,9 @@ def flash_uf2(board: Board, firmware: Path, drive: Path | None, log: Log, globs:
 def check_bin(path: Path, board: Board) -> None:
     head = path.read_bytes()[:16]
     if len(head) < 16 or head[0] != 0xE9:
-        raise UsageError(f"{path.name} is not an ESP firmware image (no 0xE9 image header): get one from {_where(board)}")
+        raise UsageError(
+            f"{path.name} is not an ESP firmware image (no 0xE9 image header): get one from {_where(board)}"
+        )
     chip = ESP_CHIP_IDS.get(struct.unpack_from("<H", head, 12)[0], "an unknown chip")
     if chip != board.flash["chip"]:
         raise UsageError(f"{path.name} is a firmware for {chip}, not for {board.name}: get one from {_where(board)}")
@@ -161,11 +178,23 @@ def esptool_base() -> list[str] | None:
     return None
 
 
-def esptool_command(chip: str, port: str, firmware: Path | str, offset: int, baud: int = 460800,
-                    base: list[str] | None = None) -> list[str]:
+def esptool_command(
+    chip: str, port: str, firmware: Path | str, offset: int, baud: int = 460800, base: list[str] | None = None
+) -> list[str]:
     """The esptool command line that writes a MicroPython image."""
-    return [*(base or ["esptool"]), "--chip", chip, "--port", port, "--baud", str(baud),
-            "write_flash", "-z", hex(offset), str(firmware)]
+    return [
+        *(base or ["esptool"]),
+        "--chip",
+        chip,
+        "--port",
+        port,
+        "--baud",
+        str(baud),
+        "write_flash",
+        "-z",
+        hex(offset),
+        str(firmware),
+    ]
 
 
 def flash_bin(board: Board, firmware: Path, port: str | None, log: Log, timeout: float = 600) -> list[str]:
@@ -189,8 +218,14 @@ def flash_bin(board: Board, firmware: Path, port: str | None, log: Log, timeout:
     return cmd
 
 
-def flash(board_name: str, firmware: Path, port: str | None = None, drive: Path | None = None,
-          log: Log = lambda s: None, globs: list[str] | None = None) -> None:
+def flash(
+    board_name: str,
+    firmware: Path,
+    port: str | None = None,
+    drive: Path | None = None,
+    log: Log = lambda s: None,
+    globs: list[str] | None = None,
+) -> None:
     board = _board_for_flash(board_name)
     method = board.flash["method"]
     firmware = Path(firmware)
@@ -200,7 +235,9 @@ def flash(board_name: str, firmware: Path, port: str | None = None, drive: Path 
     want = ".uf2" if method == "uf2" else ".bin"
     if ext != want:
         how = "copied to its UF2 boot drive" if method == "uf2" else "written with esptool"
-        raise UsageError(f"{board.name} takes a {want} firmware ({how}), not {firmware.name}: get one from {_where(board)}")
+        raise UsageError(
+            f"{board.name} takes a {want} firmware ({how}), not {firmware.name}: get one from {_where(board)}"
+        )
     if method == "uf2":
         flash_uf2(board, firmware, drive, log, globs)
     else:

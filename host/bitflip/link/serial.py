@@ -231,5 +231,3 @@ class SerialLink:
         except (serial.SerialException, OSError):
             pass
         self._thread.join(timeout=1)
-
-

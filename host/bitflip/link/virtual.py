@@ -78,8 +78,14 @@ def install_firmware(flash: Path) -> None:
 class VirtualBoard:
     """One MicroPython unix-port process on a pty, plus the relay to the host's pty."""
 
-    def __init__(self, board: Board, flash: Path, fault: Fault | None = None, install: bool = True,
-                 fault_out: Fault | None = None):
+    def __init__(
+        self,
+        board: Board,
+        flash: Path,
+        fault: Fault | None = None,
+        install: bool = True,
+        fault_out: Fault | None = None,
+    ):
         self.board = board
         self.flash = Path(flash)
         self.fault = fault  # applied to host -> board bytes

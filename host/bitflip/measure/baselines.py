@@ -72,10 +72,19 @@ def methods(hidden: tuple[int, ...], matched: int = 0) -> list[Method]:
     out.append(Method("ste", hidden, True, "adam", STE_LRS, "binary MLP, straight-through estimator, Adam"))
     out.append(Method("logreg", (), False, "adam", ADAM_LRS, "logistic regression on the bits, Adam"))
     if matched:
-        out.append(Method("mlp-sgd-matched", (matched,), False, "sgd", SGD_LRS,
-                          "float MLP, SGD+momentum, as many weights as the rule"))
-        out.append(Method("ste-matched", (matched,), True, "adam", STE_LRS,
-                          "STE binary MLP, as many weights as the rule"))
+        out.append(
+            Method(
+                "mlp-sgd-matched",
+                (matched,),
+                False,
+                "sgd",
+                SGD_LRS,
+                "float MLP, SGD+momentum, as many weights as the rule",
+            )
+        )
+        out.append(
+            Method("ste-matched", (matched,), True, "adam", STE_LRS, "STE binary MLP, as many weights as the rule")
+        )
     return out
 
 
@@ -235,8 +244,15 @@ def to_pm1(bits: np.ndarray) -> FloatArray:
     return np.asarray(bits, dtype=np.float32) * 2.0 - 1.0
 
 
-def fit(method: Method, sizes: list[int], x: FloatArray, y: np.ndarray, lr: float, cfg: Config,
-        progress: Progress | None = None) -> tuple[MLP, int]:
+def fit(
+    method: Method,
+    sizes: list[int],
+    x: FloatArray,
+    y: np.ndarray,
+    lr: float,
+    cfg: Config,
+    progress: Progress | None = None,
+) -> tuple[MLP, int]:
     """Train one model for cfg.epochs; returns it and the number of optimizer steps."""
     rng = np.random.default_rng([cfg.seed, 1])
     model = MLP(sizes, method.binary, rng)
@@ -267,8 +283,17 @@ def split_validation(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np
     return order[n_val:], order[:n_val]
 
 
-def run(method: Method, n_in: int, n_classes: int, x_train: np.ndarray, y_train: np.ndarray,
-        x_test: np.ndarray, y_test: np.ndarray, cfg: Config, progress: Progress | None = None) -> Result:
+def run(
+    method: Method,
+    n_in: int,
+    n_classes: int,
+    x_train: np.ndarray,
+    y_train: np.ndarray,
+    x_test: np.ndarray,
+    y_test: np.ndarray,
+    cfg: Config,
+    progress: Progress | None = None,
+) -> Result:
     """Sweep the learning rate on a validation slice of the training split, then retrain with
     the best rate on the whole training split and measure on the test split."""
     t0 = time.monotonic()

@@ -50,8 +50,17 @@ def plan(req: CompareRequest) -> Plan:
             raise UsageError(f"--only: '{m}' cannot run here (no such method); methods: {', '.join(ALL_METHODS)}")
         if m.endswith("-matched") and not req.matched:
             raise UsageError(f"--only: '{m}' cannot run here: it needs --matched")
-    tr = TrainRequest(board="host", dataset=req.dataset, model=req.model, weights=req.weights,
-                      encoding=req.encoding, epochs=req.epochs, seed=req.seed, limit=req.limit, rule=dict(req.rule))
+    tr = TrainRequest(
+        board="host",
+        dataset=req.dataset,
+        model=req.model,
+        weights=req.weights,
+        encoding=req.encoding,
+        epochs=req.epochs,
+        seed=req.seed,
+        limit=req.limit,
+        rule=dict(req.rule),
+    )
     return prepare(tr)  # also checks epochs, limit, model and encoding; creates nothing
 
 
@@ -127,8 +136,11 @@ def rule_row(p: Plan, progress: Progress) -> dict[str, Any]:
         "best_epoch": s["best_epoch"],
         "weight_bits": bits,
         "param_updates": c["writes"],
-        "ops": {"xor_words": c["fwd_words"], "upd_words": c["upd_words"],
-                **({"evidence_bytes": c.get("evidence_bytes", 0)} if pc else {})},
+        "ops": {
+            "xor_words": c["fwd_words"],
+            "upd_words": c["upd_words"],
+            **({"evidence_bytes": c.get("evidence_bytes", 0)} if pc else {}),
+        },
         # the model: weight planes and (pool rule) int32 thresholds; training also keeps
         # the prototypes left to fill and (pool rule) the int8 evidence window
         "model_bytes": spec.model_bytes(p.cfg),
@@ -188,15 +200,19 @@ def _shape(sizes: list[int]) -> str:
 
 def markdown(result: dict[str, Any]) -> str:
     """The comparison as a markdown table (also what the CLI prints)."""
-    head = ("| method | shape | test acc | weight bits | param updates | training ops | model bytes "
-            "| train state bytes | lr (val acc) |")
+    head = (
+        "| method | shape | test acc | weight bits | param updates | training ops | model bytes "
+        "| train state bytes | lr (val acc) |"
+    )
     lines = [head, "|" + "---|" * 9]
     for r in result["rows"]:
         lr = "-"
         if r["lr"] is not None:
             key = f"{r['lr']:g}"
             lr = f"{key} ({r['val_accuracy'][key]:.3f})" + (" edge" if r["lr_at_edge"] else "")
-        lines.append(f"| {r['method']} | {_shape(r['sizes'])} | {100 * r['test_accuracy']:.2f} % | {r['weight_bits']} "
-                     f"| {r['param_updates']:,} | {_ops(r['ops'])} | {r['model_bytes']:,} "
-                     f"| {r['train_state_bytes']:,} | {lr} |")
+        lines.append(
+            f"| {r['method']} | {_shape(r['sizes'])} | {100 * r['test_accuracy']:.2f} % | {r['weight_bits']} "
+            f"| {r['param_updates']:,} | {_ops(r['ops'])} | {r['model_bytes']:,} "
+            f"| {r['train_state_bytes']:,} | {lr} |"
+        )
     return "\n".join(lines)

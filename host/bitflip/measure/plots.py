@@ -41,8 +41,11 @@ class RunData:
     def energy_curve(self) -> tuple[list[float], list[float]]:
         """(cumulative joules at the end of each epoch, test accuracy then)."""
         per = {int(p["epoch"]): float(p["joules"]) for p in self.summary.get("energy", {}).get("per_epoch", [])}
-        acc = {int(r["epoch"]): r["val_accuracy"] for r in self.rows
-               if isinstance(r.get("epoch"), float) and isinstance(r.get("val_accuracy"), float)}
+        acc = {
+            int(r["epoch"]): r["val_accuracy"]
+            for r in self.rows
+            if isinstance(r.get("epoch"), float) and isinstance(r.get("val_accuracy"), float)
+        }
         xs, ys, total = [], [], 0.0
         for e in sorted(per):
             total += per[e]

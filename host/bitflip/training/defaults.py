@@ -96,8 +96,7 @@ def model_for(data: Dataset, n_in: int, weights: str, board: Board, y_train: np.
     return f"{data.n_classes}x{max(1, p)}"
 
 
-def _hidden_model(data: Dataset, n_in: int, width: int, weights: str, board: Board,
-                  y_train: np.ndarray) -> str | None:
+def _hidden_model(data: Dataset, n_in: int, width: int, weights: str, board: Board, y_train: np.ndarray) -> str | None:
     """'W-CxP' with the pool rule's window, P as large as the plan holds (capped as above)."""
     c = data.n_classes
     cap = max(1, min(MAX_PROTOTYPES, int(np.bincount(y_train, minlength=c).min()) // PER_PROTOTYPE))
@@ -111,8 +110,9 @@ def _hidden_model(data: Dataset, n_in: int, width: int, weights: str, board: Boa
     return None
 
 
-def _quick(data: Dataset, enc: Encoding, model: str, weights: str, tr: np.ndarray, va: np.ndarray,
-           rule: dict[str, int]) -> float:
+def _quick(
+    data: Dataset, enc: Encoding, model: str, weights: str, tr: np.ndarray, va: np.ndarray, rule: dict[str, int]
+) -> float:
     """Validation accuracy of the rule after a short run (the host reference, bit-exact with the board)."""
     from .plan import parse_model  # plan imports this module
 
@@ -139,8 +139,9 @@ def _cache_key(data_digest: str, board: Board, weights: str, n_val: int) -> str:
     return f"{data_digest}-{plan_board(board).name}-{weights}-{n_val}-v4"
 
 
-def choose(data: Dataset, data_digest: str, weights: str, board: Board, tr: np.ndarray, va: np.ndarray,
-           log: Log | None = None) -> Choice:
+def choose(
+    data: Dataset, data_digest: str, weights: str, board: Board, tr: np.ndarray, va: np.ndarray, log: Log | None = None
+) -> Choice:
     """The encoding, model and flip density for data nobody tuned for (the module docstring)."""
     path = cache_dir() / f"{_cache_key(data_digest, board, weights, len(va))}.json"
     try:
@@ -161,23 +162,30 @@ def choose(data: Dataset, data_digest: str, weights: str, board: Board, tr: np.n
         spec, _, model = fits[0]
         return Choice(spec, model, {}, "no validation split: the fewest input bits that fit", {})
     if log:
-        log(f"choosing the encoding, model and flip density on the validation split "
-            f"({len(fits) + len(K_OUTS) - 1 + len(HIDDEN_WIDTHS)} quick runs of the rule)")
+        log(
+            f"choosing the encoding, model and flip density on the validation split "
+            f"({len(fits) + len(K_OUTS) - 1 + len(HIDDEN_WIDTHS)} quick runs of the rule)"
+        )
     scores: dict[str, float] = {}
     found: dict[str, tuple[str, str, dict[str, int]]] = {}
     splits = [(tr, va)]
     if len(tr) + len(va) < SMALL:  # a few dozen validation samples cannot tell candidates apart
         rows = np.concatenate([tr, va])
-        splits = [(rows[a], rows[b]) for a, b in
-                  (stratified_split(data.y_train[rows], seed, SMALL_VAL) for seed in range(1, SMALL_SPLITS + 1))]
+        splits = [
+            (rows[a], rows[b])
+            for a, b in (stratified_split(data.y_train[rows], seed, SMALL_VAL) for seed in range(1, SMALL_SPLITS + 1))
+        ]
 
     def score(spec: str, enc: Encoding, model: str, rule: dict[str, int]) -> None:
         key = " ".join([spec, model, *(f"{k}={v}" for k, v in rule.items())])
         scores[key] = float(np.mean([_quick(data, enc, model, weights, t, v, rule) for t, v in splits]))
         found[key] = (spec, model, rule)
         if log:
-            log(f"defaults: {key}: validation {scores[key]:.4f} ({QUICK_EPOCHS} quick epochs on "
-                f"{min(len(splits[0][0]), QUICK_ROWS)} rows" + (f", mean of {len(splits)} splits)" if len(splits) > 1 else ")"))
+            log(
+                f"defaults: {key}: validation {scores[key]:.4f} ({QUICK_EPOCHS} quick epochs on "
+                f"{min(len(splits[0][0]), QUICK_ROWS)} rows"
+                + (f", mean of {len(splits)} splits)" if len(splits) > 1 else ")")
+            )
 
     def best() -> str:  # ties: the earlier candidate (fewer bits, the fallback settings, no hidden layer)
         keys = list(scores)
@@ -196,9 +204,12 @@ def choose(data: Dataset, data_digest: str, weights: str, board: Board, tr: np.n
         if hidden is not None:
             score(spec, enc, hidden, hidden_rule)
     spec, model, rule = found[best()]
-    how = (f"encoding {spec}, model {model}" + "".join(f", {k} {v}" for k, v in rule.items())
-           + f" chosen on the validation split ({', '.join(f'{k}: {v:.3f}' for k, v in scores.items())}); "
-           f"prototypes sized to the {plan_board(board).name} memory plan")
+    how = (
+        f"encoding {spec}, model {model}"
+        + "".join(f", {k} {v}" for k, v in rule.items())
+        + f" chosen on the validation split ({', '.join(f'{k}: {v:.3f}' for k, v in scores.items())}); "
+        f"prototypes sized to the {plan_board(board).name} memory plan"
+    )
     choice = Choice(spec, model, rule, how, scores)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -208,5 +219,3 @@ def choose(data: Dataset, data_digest: str, weights: str, board: Board, tr: np.n
     except OSError:
         pass  # a read-only cache only costs time
     return choice
-
-

@@ -39,8 +39,16 @@ class DeviceRun:
     # running MicroPython (a bare UART, the wrong port): a UsageError, nothing was started
     first_contact_s = 12.0
 
-    def __init__(self, plan: Plan, target: Target, collector: Collector, progress: Progress, resume: bool = False,
-                 ckpt_every: int = 1000, max_reconnects: int = 10):
+    def __init__(
+        self,
+        plan: Plan,
+        target: Target,
+        collector: Collector,
+        progress: Progress,
+        resume: bool = False,
+        ckpt_every: int = 1000,
+        max_reconnects: int = 10,
+    ):
         self.plan, self.target, self.got, self.progress = plan, target, collector, progress
         self.resume = resume
         self.ckpt_every = ckpt_every
@@ -75,7 +83,9 @@ class DeviceRun:
         self.got.record(rec)
 
     # connecting ------------------------------------------------------------------------------
-    def _probe(self, link: SerialLink, tries: int = 3, filler: bool = False, budget: float = 1.5) -> dict[str, Any] | None:
+    def _probe(
+        self, link: SerialLink, tries: int = 3, filler: bool = False, budget: float = 1.5
+    ) -> dict[str, Any] | None:
         """Is an app listening? Its pong (expected seq, protocol, link settings), or None.
         Pings go out every 20 ms at first, less often later (every 4 round trips at most
         250 ms), for `budget` seconds and at least `tries` pings; while the app shows signs
@@ -114,8 +124,10 @@ class DeviceRun:
         if self._opened is None or link.last_rx or time.monotonic() - self._opened < self.first_contact_s:
             return
         port = getattr(self.target, "port", link.name)
-        raise UsageError(f"--port {port}: nothing answered within {self.first_contact_s:.0f} s; no board running "
-                         "MicroPython on this port? (`bitflip ports` lists the ports, `bitflip deploy` installs bitflip)")
+        raise UsageError(
+            f"--port {port}: nothing answered within {self.first_contact_s:.0f} s; no board running "
+            "MicroPython on this port? (`bitflip ports` lists the ports, `bitflip deploy` installs bitflip)"
+        )
 
     def _check(self, pong: dict[str, Any]) -> None:
         """The board that answered is the one named, and speaks this protocol."""
@@ -123,8 +135,10 @@ class DeviceRun:
         platform, mpy = str(pong.get(P.F_PLATFORM, "")), int(pong.get(P.F_MPY, 0))
         why = identity.mismatch(platform, mpy, board)
         if why is not None:
-            raise UsageError(f"the board on {self.link_name()} is {identity.describe(platform, mpy)}: {why}; "
-                             f"pass the --board it is (`bitflip boards` lists them)")
+            raise UsageError(
+                f"the board on {self.link_name()} is {identity.describe(platform, mpy)}: {why}; "
+                f"pass the --board it is (`bitflip boards` lists them)"
+            )
         if int(pong.get(P.F_PROTO, -1)) != P.VERSION:
             raise ProtocolMismatch(
                 f"the board's firmware speaks protocol {pong.get(P.F_PROTO)} but this host speaks "
@@ -141,8 +155,10 @@ class DeviceRun:
         if any("ImportError" in line and ("'bitflip'" in line or "'bitflip.app'" in line) for line in list(link.log)):
             board = self.plan.board
             port = getattr(self.target, "port", "PORT")
-            raise UsageError(f"bitflip is not installed on the board on {link.name}: run "
-                             f"`bitflip deploy --board {board.name} --port {port}` first")
+            raise UsageError(
+                f"bitflip is not installed on the board on {link.name}: run "
+                f"`bitflip deploy --board {board.name} --port {port}` first"
+            )
 
     def _launch(self, link: SerialLink) -> int:
         """Start the app through the raw REPL. Whether it runs, and with the settings asked
@@ -343,8 +359,10 @@ class DeviceRun:
                 heard = max(heard, link.last_rx)
                 silent = time.monotonic() - heard
                 if silent > self.dead_after_s:
-                    raise LinkError(f"{link.name}: no answer from the board for {silent:.0f} s: the line is dead "
-                                    "(check the cable, the port and the board's power)") from None
+                    raise LinkError(
+                        f"{link.name}: no answer from the board for {silent:.0f} s: the line is dead "
+                        "(check the cable, the port and the board's power)"
+                    ) from None
                 self._account(link)
                 link = self.target.reopen()
                 resume = True
@@ -367,17 +385,20 @@ class DeviceRun:
             return a if name == "t" else a.reshape(plan.sizes[li + 1], -1)  # thresholds: one int32 per unit
 
         self.got.planes = [(li, name, plane(li, name)) for li, name, _ in spec.planes(plan.cfg)]
-        self.got.extra.update({
-            "retransmitted_frames": self.retransmitted,
-            "damaged_records": self.bad_records,
-            "reconnects": self.reconnects,
-            "resumed_from": self.resumed_from or None,
-            "frame_shrinks": self.shrinks,
-            "bytes_sent": self.bytes_out,
-        })
+        self.got.extra.update(
+            {
+                "retransmitted_frames": self.retransmitted,
+                "damaged_records": self.bad_records,
+                "reconnects": self.reconnects,
+                "resumed_from": self.resumed_from or None,
+                "frame_shrinks": self.shrinks,
+                "bytes_sent": self.bytes_out,
+            }
+        )
 
 
 def block(x: np.ndarray, y: np.ndarray, idx: np.ndarray) -> bytes:
     """TRAIN/EVAL payload for samples idx."""
-    return P.encode_block(y[idx].astype(np.uint8).tobytes(), np.ascontiguousarray(x[idx], dtype="<u4").tobytes(),
-                          x.shape[1] * 4)
+    return P.encode_block(
+        y[idx].astype(np.uint8).tobytes(), np.ascontiguousarray(x[idx], dtype="<u4").tobytes(), x.shape[1] * 4
+    )

@@ -49,8 +49,9 @@ def _load(path: Path, ref: Reference, job_id: str) -> dict[str, Any] | None:
 
 
 class HostRun:
-    def __init__(self, plan: Plan, collector: Collector, progress: Progress, resume: bool = False,
-                 ckpt_every: int = 1000):
+    def __init__(
+        self, plan: Plan, collector: Collector, progress: Progress, resume: bool = False, ckpt_every: int = 1000
+    ):
         self.plan, self.got, self.progress = plan, collector, progress
         self.resume, self.ckpt_every = resume, ckpt_every
         self.ckpt = plan.out / CKPT
@@ -69,8 +70,16 @@ class HostRun:
                 resumed = {P.F_EPOCH: start, P.F_INDEX: index, P.F_STEP: ref.step}
                 got.extra["resumed_from"] = [resumed]
                 got.host("resumed", epoch=start, index=index)
-        got.record({P.F_EV: P.R_CONFIG, P.F_WEIGHT_BYTES: ref.weight_bytes(), P.F_WORKING_BYTES: None,
-                    P.F_HEAP_BEFORE: None, P.F_HEAP_FREE: None, P.F_RESUMED: resumed})
+        got.record(
+            {
+                P.F_EV: P.R_CONFIG,
+                P.F_WEIGHT_BYTES: ref.weight_bytes(),
+                P.F_WORKING_BYTES: None,
+                P.F_HEAP_BEFORE: None,
+                P.F_HEAP_FREE: None,
+                P.F_RESUMED: resumed,
+            }
+        )
         n = len(plan.x_train)
         for epoch in range(start, plan.epochs):
             order = plan.order(epoch)
@@ -85,8 +94,16 @@ class HostRun:
                 if stop // self.ckpt_every != i // self.ckpt_every and stop < n:
                     _save(self.ckpt, ref, {"id": plan.cfg["id"], "epoch": epoch, "index": stop, "correct": correct})
                 i = stop
-            got.record({P.F_EV: P.R_EPOCH, P.F_EPOCH: epoch, P.F_SEEN: n, P.F_CORRECT: correct, P.F_STEP: ref.step,
-                        **ref.totals})
+            got.record(
+                {
+                    P.F_EV: P.R_EPOCH,
+                    P.F_EPOCH: epoch,
+                    P.F_SEEN: n,
+                    P.F_CORRECT: correct,
+                    P.F_STEP: ref.step,
+                    **ref.totals,
+                }
+            )
             if plan.eval_after(epoch):
                 acc = self._evaluate(ref, epoch, "val", plan.x_val, plan.y_val)
                 if best is None or acc > best[0]:  # the best on validation is the model
@@ -107,7 +124,15 @@ class HostRun:
         pred = ref.predict(X)
         self.progress(len(y))
         right = int((pred == y).sum())
-        self.got.record({P.F_EV: P.R_EVAL, P.F_EPOCH: epoch, P.F_SPLIT: split, P.F_SEEN: len(y), P.F_CORRECT: right,
-                         **{P.EVAL_PREFIX + k: ref.eval_totals[k] for k in spec.COUNTERS}})
+        self.got.record(
+            {
+                P.F_EV: P.R_EVAL,
+                P.F_EPOCH: epoch,
+                P.F_SPLIT: split,
+                P.F_SEEN: len(y),
+                P.F_CORRECT: right,
+                **{P.EVAL_PREFIX + k: ref.eval_totals[k] for k in spec.COUNTERS},
+            }
+        )
         ref.eval_totals = {k: 0 for k in spec.COUNTERS}
         return right / max(1, len(y))

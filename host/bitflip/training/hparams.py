@@ -47,8 +47,9 @@ DEFAULT_MODEL = {"digits": "10x20", "mnist": "10x84", "fashion": "10x45"}
 DEFAULT_WEIGHTS = {"digits": "binary2", "mnist": "binary2", "fashion": "binary2"}
 
 
-def rule_config(dataset: str, sizes: list[int], weights: str, seed: int, classes: int,
-                overrides: dict[str, Any], n_train: int = 0) -> dict[str, Any]:
+def rule_config(
+    dataset: str, sizes: list[int], weights: str, seed: int, classes: int, overrides: dict[str, Any], n_train: int = 0
+) -> dict[str, Any]:
     """n_train: training samples per epoch (the pool rule halves its flips every epoch)."""
     n_layers = len(sizes) - 1
     hp = dict(DEFAULTS.get(dataset, FALLBACK))
@@ -66,8 +67,14 @@ def rule_config(dataset: str, sizes: list[int], weights: str, seed: int, classes
     for key in ("k_out", "k_hidden", "ks"):
         if not 0 <= hp[key] <= 16:
             raise UsageError(f"rule parameter {key} must be within 0..16 (got {hp[key]})")
-    for key, lo, hi in (("pool", 0, 4096), ("pool_every", 1, 1 << 20), ("pool_tau", 1, 127),
-                        ("pool_flips", 1, 4096), ("pool_tau_step", 0, 127), ("anneal", 0, 1000)):
+    for key, lo, hi in (
+        ("pool", 0, 4096),
+        ("pool_every", 1, 1 << 20),
+        ("pool_tau", 1, 127),
+        ("pool_flips", 1, 4096),
+        ("pool_tau_step", 0, 127),
+        ("anneal", 0, 1000),
+    ):
         if not lo <= hp[key] <= hi:
             raise UsageError(f"rule parameter {key} must be within {lo}..{hi} (got {hp[key]})")
     cfg: dict[str, Any] = {
@@ -86,7 +93,13 @@ def rule_config(dataset: str, sizes: list[int], weights: str, seed: int, classes
     if n_layers < 2 and given.get("pool"):
         raise UsageError("rule parameter pool needs a model with a hidden layer (e.g. --model 576-10x29)")
     if hp["pool"] and n_layers > 1:
-        cfg["pool"] = {"rows": hp["pool"], "every": hp["pool_every"], "tau": hp["pool_tau"],
-                       "flips": hp["pool_flips"], "near": hp["near"], "tau_step": hp["pool_tau_step"]}
+        cfg["pool"] = {
+            "rows": hp["pool"],
+            "every": hp["pool_every"],
+            "tau": hp["pool_tau"],
+            "flips": hp["pool_flips"],
+            "near": hp["near"],
+            "tau_step": hp["pool_tau_step"],
+        }
         cfg["epoch"] = n_train  # the pool rule halves its flips every epoch
     return cfg

@@ -236,9 +236,17 @@ def _dual(board: Board, sizes: list[int], cores: int | None) -> bool:
     return any(n >= spec.SPLIT_MIN_ROWS for n in sizes[1:])
 
 
-def plan_memory(sizes: list[int], weights_kind: str, board: Board, max_payload: int | None = None,
-                pool_rows: int = 0, classes: int = 10, cores: int | None = None,
-                meter: bool = False, firmware: Path | None = None) -> dict[str, Any]:
+def plan_memory(
+    sizes: list[int],
+    weights_kind: str,
+    board: Board,
+    max_payload: int | None = None,
+    pool_rows: int = 0,
+    classes: int = 10,
+    cores: int | None = None,
+    meter: bool = False,
+    firmware: Path | None = None,
+) -> dict[str, Any]:
     """Bytes the model and its run need on this board's genuine firmware, by part, with
     'total' and the board's 'heap' (a virtual board plans as its real twin). firmware: the
     sources to plan (default: this checkout's firmware/bitflip)."""
@@ -260,9 +268,11 @@ def plan_memory(sizes: list[int], weights_kind: str, board: Board, max_payload: 
     plan["fragmentation"] = round(frag * plan["firmware_imports"])
     plan["total"] = sum(v for v in plan.values() if isinstance(v, int))
     plan["heap"] = real.heap_bytes
-    plan["source"] = (f"estimated: buffers exact (spec.buffers, 32-bit); imports {per_mpy:.3f} heap bytes per "
-                      f".mpy byte ({real.arch}); runtime residual and fragmentation fitted on genuine v1.28.0 "
-                      f"RPI_PICO figures (boards/pico.json memory)")
+    plan["source"] = (
+        f"estimated: buffers exact (spec.buffers, 32-bit); imports {per_mpy:.3f} heap bytes per "
+        f".mpy byte ({real.arch}); runtime residual and fragmentation fitted on genuine v1.28.0 "
+        f"RPI_PICO figures (boards/pico.json memory)"
+    )
     return plan
 
 
@@ -300,25 +310,44 @@ def _fits(plan: dict[str, Any]) -> bool:
     return int(plan["total"]) <= int(plan["heap"])
 
 
-def largest_hidden(sizes: list[int], weights_kind: str, board: Board, max_payload: int | None = None,
-                   pool_rows: int = 0, classes: int = 10) -> int:
+def largest_hidden(
+    sizes: list[int],
+    weights_kind: str,
+    board: Board,
+    max_payload: int | None = None,
+    pool_rows: int = 0,
+    classes: int = 10,
+) -> int:
     """The largest width W such that the model with every hidden layer W wide fits
     (0 when even W = 1 does not fit, or there is no hidden layer)."""
     if len(sizes) < 3:
         return 0
-    return _largest(lambda w: _fits(plan_memory([sizes[0]] + [w] * (len(sizes) - 2) + [sizes[-1]], weights_kind,
-                                                board, max_payload, pool_rows, classes)))
+    return _largest(
+        lambda w: _fits(
+            plan_memory(
+                [sizes[0]] + [w] * (len(sizes) - 2) + [sizes[-1]], weights_kind, board, max_payload, pool_rows, classes
+            )
+        )
+    )
 
 
-def largest_prototypes(sizes: list[int], weights_kind: str, board: Board, classes: int,
-                       max_payload: int | None = None) -> int:
+def largest_prototypes(
+    sizes: list[int], weights_kind: str, board: Board, classes: int, max_payload: int | None = None
+) -> int:
     """The largest P such that the model with P prototypes per class fits (0: none)."""
-    return _largest(lambda p: _fits(plan_memory(sizes[:-1] + [classes * p], weights_kind, board, max_payload,
-                                                classes=classes)))
+    return _largest(
+        lambda p: _fits(plan_memory(sizes[:-1] + [classes * p], weights_kind, board, max_payload, classes=classes))
+    )
 
 
-def check_fits(sizes: list[int], weights_kind: str, board: Board, max_payload: int | None = None,
-               classes: int | None = None, pool_rows: int = 0) -> dict[str, Any] | None:
+def check_fits(
+    sizes: list[int],
+    weights_kind: str,
+    board: Board,
+    max_payload: int | None = None,
+    classes: int | None = None,
+    pool_rows: int = 0,
+) -> dict[str, Any] | None:
     """Raise UsageError when the model does not fit the board's heap; the plan otherwise
     (None for the host reference, which has no device heap)."""
     if board.is_host:

@@ -107,8 +107,10 @@ def parse_model(text: str, n_in: int, n_classes: int) -> list[int]:
     """'256-10x16' -> [n_in, 256, 160]: hidden widths, then the classes and P prototypes
     per class of the competitive output layer ('10' means one per class)."""
     if not _MODEL_RE.match(text):
-        raise UsageError(f"bad model '{text}': use hidden widths and CLASSESxPROTOTYPES, e.g. 256-10x16 "
-                         "(positive integers, no spaces)")
+        raise UsageError(
+            f"bad model '{text}': use hidden widths and CLASSESxPROTOTYPES, e.g. 256-10x16 "
+            "(positive integers, no spaces)"
+        )
     *hidden, last = text.split("-")
     cls, _, per = last.partition("x")
     c, p = int(cls), int(per or 1)
@@ -117,8 +119,14 @@ def parse_model(text: str, n_in: int, n_classes: int) -> list[int]:
     return [n_in] + [int(w) for w in hidden] + [c * p]
 
 
-def model_sizes(model: str | None, dataset: str | None, encoding: str | None, inputs: int | None,
-                weights: str | None, pool: int | None) -> tuple[list[int], int, str, int]:
+def model_sizes(
+    model: str | None,
+    dataset: str | None,
+    encoding: str | None,
+    inputs: int | None,
+    weights: str | None,
+    pool: int | None,
+) -> tuple[list[int], int, str, int]:
     """(layer sizes, classes, weights, pool rule window) of a model given as `train --model`
     takes it, with the input width from a dataset's encoding or given directly."""
     if inputs is not None:
@@ -132,8 +140,13 @@ def model_sizes(model: str | None, dataset: str | None, encoding: str | None, in
         data = load_dataset(dataset or "digits")
         enc = parse_encoding(encoding or data.default_encoding, data.max_value, data.n_features)
         n_in, n_classes, name = enc.n_bits(data.n_features), data.n_classes, data.name
-        model = model or defaults.model_for(data, n_in, weights or DEFAULT_WEIGHTS.get(name, "binary2"),
-                                            boards_mod.load(defaults.PLAN_BOARD), data.y_train)
+        model = model or defaults.model_for(
+            data,
+            n_in,
+            weights or DEFAULT_WEIGHTS.get(name, "binary2"),
+            boards_mod.load(defaults.PLAN_BOARD),
+            data.y_train,
+        )
     sizes = parse_model(model, n_in, n_classes)
     weights = weights or DEFAULT_WEIGHTS.get(name, "binary2")
     cfg = rule_config(name, sizes, weights, 0, n_classes, {} if pool is None else {"pool": pool})
@@ -141,8 +154,11 @@ def model_sizes(model: str | None, dataset: str | None, encoding: str | None, in
 
 
 def _check_numbers(req: TrainRequest) -> None:
-    for name, v, lo in (("--epochs", req.epochs, 1), ("--eval-every", req.eval_every, 1),
-                        ("--ckpt-every", req.ckpt_every, 1)):
+    for name, v, lo in (
+        ("--epochs", req.epochs, 1),
+        ("--eval-every", req.eval_every, 1),
+        ("--ckpt-every", req.ckpt_every, 1),
+    ):
         if not isinstance(v, int) or v < lo:
             raise UsageError(f"{name} must be positive (got {v})")
     if not isinstance(req.seed, int) or not 0 <= req.seed <= MAX_SEED:
@@ -207,8 +223,11 @@ def prepare(req: TrainRequest) -> Plan:
     if weights not in spec.KINDS:
         raise UsageError(f"--weights must be binary, binary2 or ternary (got {weights})")
     frac = VAL_FRACTION if req.val is None else float(req.val)
-    tr, va = (stratified_split(data.y_train, VAL_SPLIT_SEED, frac) if frac > 0 else
-              (np.arange(len(data.y_train)), np.zeros(0, np.int64)))
+    tr, va = (
+        stratified_split(data.y_train, VAL_SPLIT_SEED, frac)
+        if frac > 0
+        else (np.arange(len(data.y_train)), np.zeros(0, np.int64))
+    )
     chosen, chosen_rule = "", {}
     if req.encoding is None and req.model is None and data.name not in DEFAULT_MODEL:
         choice = defaults.choose(data, data_digest(data), weights, board, tr, va, _log)
@@ -228,16 +247,44 @@ def prepare(req: TrainRequest) -> Plan:
     meter = meter_config(board)  # INA219/INA226 on the board: the device integrates its readings
     if meter:
         cfg["meter"] = meter
-    job = {"dataset": data.name, "data": data_digest(data), "model": model, "weights": weights, "encoding": enc.spec,
-           "seed": req.seed, "epochs": req.epochs, "eval_every": req.eval_every, "limit": req.limit, "val": frac,
-           "rule": {k: v for k, v in cfg.items() if k not in ("id", "meter", "cores", "seed")}}
+    job = {
+        "dataset": data.name,
+        "data": data_digest(data),
+        "model": model,
+        "weights": weights,
+        "encoding": enc.spec,
+        "seed": req.seed,
+        "epochs": req.epochs,
+        "eval_every": req.eval_every,
+        "limit": req.limit,
+        "val": frac,
+        "rule": {k: v for k, v in cfg.items() if k not in ("id", "meter", "cores", "seed")},
+    }
     cfg["id"] = hashlib.sha256(json.dumps(job, sort_keys=True).encode()).hexdigest()[:16]
     out = Path(req.out).expanduser().resolve() if req.out is not None else default_out(data.name, board.name)
     _check_out(out)
     rundir.check(out, job, resume=req.resume, force=req.force)  # read-only: refuses before anything is touched
     x_all = enc.pack(data.x_train)
-    return Plan(req, board, data, enc, model, weights, sizes, cfg, job, x_all[tr], enc.pack(data.x_test), out, port,
-                x_all[va], data.y_train[tr], data.y_train[va], tr, chosen)
+    return Plan(
+        req,
+        board,
+        data,
+        enc,
+        model,
+        weights,
+        sizes,
+        cfg,
+        job,
+        x_all[tr],
+        enc.pack(data.x_test),
+        out,
+        port,
+        x_all[va],
+        data.y_train[tr],
+        data.y_train[va],
+        tr,
+        chosen,
+    )
 
 
 def _log(msg: str) -> None:

@@ -19,8 +19,16 @@ from .rundir import RunDir, read_records
 
 Say = Callable[[str], None]
 # summary fields only a board fills (None on the host reference), besides the common ones
-LINK_FIELDS = ("retransmitted_frames", "damaged_records", "reconnects", "frame_shrinks", "bytes_sent",
-               "heap_free_after_alloc", "heap_free_before_model", "device_busy_s")
+LINK_FIELDS = (
+    "retransmitted_frames",
+    "damaged_records",
+    "reconnects",
+    "frame_shrinks",
+    "bytes_sent",
+    "heap_free_after_alloc",
+    "heap_free_before_model",
+    "device_busy_s",
+)
 
 
 class Collector:
@@ -86,16 +94,18 @@ class Collector:
         for e in sorted(self.epochs):
             r, v = self.epochs[e], self.evals.get(e)
             seen += int(r[P.F_SEEN])
-            out.append({
-                "epoch": e,
-                "samples_seen": seen,
-                "train_accuracy": round(r[P.F_CORRECT] / max(1, r[P.F_SEEN]), 5),
-                "val_accuracy": round(v[P.F_CORRECT] / max(1, v[P.F_SEEN]), 5) if v else "",
-                "flips": r.get("writes", ""),
-                "updates": r.get("updates", ""),
-                "device_busy_s": round(r[P.F_BUSY_US] / 1e6, 4) if P.F_BUSY_US in r else "",
-                "wall_s": round(r[P.F_WALL_US] / 1e6, 4) if P.F_WALL_US in r else "",
-            })
+            out.append(
+                {
+                    "epoch": e,
+                    "samples_seen": seen,
+                    "train_accuracy": round(r[P.F_CORRECT] / max(1, r[P.F_SEEN]), 5),
+                    "val_accuracy": round(v[P.F_CORRECT] / max(1, v[P.F_SEEN]), 5) if v else "",
+                    "flips": r.get("writes", ""),
+                    "updates": r.get("updates", ""),
+                    "device_busy_s": round(r[P.F_BUSY_US] / 1e6, 4) if P.F_BUSY_US in r else "",
+                    "wall_s": round(r[P.F_WALL_US] / 1e6, 4) if P.F_WALL_US in r else "",
+                }
+            )
         return out
 
     def _epoch_done(self, e: int) -> None:

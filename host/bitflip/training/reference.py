@@ -30,8 +30,21 @@ from ..bitplanes import (
 from ..device import spec
 from .hidden import HiddenRule, make_hidden_rule
 
-__all__ = ["GOLD", "Layer", "Reference", "draws", "hash32", "init_plane", "pack_bits", "popcount_rows",
-           "row_keys", "step_key", "unpack_pm", "valid_mask", "words"]
+__all__ = [
+    "GOLD",
+    "Layer",
+    "Reference",
+    "draws",
+    "hash32",
+    "init_plane",
+    "pack_bits",
+    "popcount_rows",
+    "row_keys",
+    "step_key",
+    "unpack_pm",
+    "valid_mask",
+    "words",
+]
 
 
 @dataclass

@@ -73,10 +73,14 @@ def check(path: Path, job: dict[str, Any], resume: bool, force: bool) -> None:
         return
     old = _job_of(path)
     if old is not None:
-        raise UsageError(f"--out {path} holds a run ({describe(old)}): --resume to continue it, --force to move "
-                         "it aside, or another --out")
-    raise UsageError(f"--out {path} is not empty and is not a bitflip run: choose another --out (or --force to move "
-                     "its contents aside)")
+        raise UsageError(
+            f"--out {path} holds a run ({describe(old)}): --resume to continue it, --force to move "
+            "it aside, or another --out"
+        )
+    raise UsageError(
+        f"--out {path} is not empty and is not a bitflip run: choose another --out (or --force to move "
+        "its contents aside)"
+    )
 
 
 def move_aside(path: Path) -> Path:
@@ -130,8 +134,10 @@ class RunDir:
 
     def write_model(self, planes: list[tuple[int, str, np.ndarray]], cfg: dict[str, Any]) -> None:
         # "t": the pool rule's thresholds, signed
-        arrays: dict[str, Any] = {f"layer{i}_{name}": np.asarray(p, dtype=np.uint32).view(np.int32 if name == "t" else np.uint32)
-                  for i, name, p in planes}
+        arrays: dict[str, Any] = {
+            f"layer{i}_{name}": np.asarray(p, dtype=np.uint32).view(np.int32 if name == "t" else np.uint32)
+            for i, name, p in planes
+        }
         buf = io.BytesIO()
         np.savez(buf, config=json.dumps(cfg), **arrays)
         _replace(self.path / "model.npz", buf.getvalue())

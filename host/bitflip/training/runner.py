@@ -36,12 +36,23 @@ def _plots(collector: Collector, summary: dict[str, Any]) -> None:
 
 def resume_command(plan: Plan) -> str:
     r = plan.req
-    parts = ["bitflip train", f"--board {plan.board.name}", f"--dataset {r.dataset}", f"--epochs {r.epochs}",
-             f"--seed {r.seed}", f"--out {plan.out}"]
+    parts = [
+        "bitflip train",
+        f"--board {plan.board.name}",
+        f"--dataset {r.dataset}",
+        f"--epochs {r.epochs}",
+        f"--seed {r.seed}",
+        f"--out {plan.out}",
+    ]
     if plan.port:
         parts.append(f"--port {plan.port}")
-    for opt, v in (("--model", r.model), ("--weights", r.weights), ("--encoding", r.encoding),
-                   ("--limit", r.limit), ("--cores", r.cores)):
+    for opt, v in (
+        ("--model", r.model),
+        ("--weights", r.weights),
+        ("--encoding", r.encoding),
+        ("--limit", r.limit),
+        ("--cores", r.cores),
+    ):
         if v is not None:
             parts.append(f"{opt} {v}")
     if r.eval_every != 1:
@@ -50,8 +61,9 @@ def resume_command(plan: Plan) -> str:
     return " ".join(parts + ["--resume"])
 
 
-def train(req: TrainRequest, progress_factory: Callable[[int], Any] | None = None,
-          say: Say | None = None) -> dict[str, Any]:
+def train(
+    req: TrainRequest, progress_factory: Callable[[int], Any] | None = None, say: Say | None = None
+) -> dict[str, Any]:
     """Run one training job; returns its summary (also written to the run's summary.json).
     progress_factory(total) -> a bar with update(n); say(line): one line per epoch."""
     plan = prepare(req)
@@ -59,8 +71,12 @@ def train(req: TrainRequest, progress_factory: Callable[[int], Any] | None = Non
     got = Collector(plan, run, say)
     if req.resume:
         got.earlier()
-    got.host("start", board=plan.board.name, config=plan.cfg,
-             **({"moved_aside": str(run.moved_aside)} if run.moved_aside else {}))
+    got.host(
+        "start",
+        board=plan.board.name,
+        config=plan.cfg,
+        **({"moved_aside": str(run.moved_aside)} if run.moved_aside else {}),
+    )
     bar = progress_factory(plan.total_samples) if progress_factory else None
     progress: Progress = bar.update if bar is not None else (lambda n: None)
     try:
@@ -94,8 +110,9 @@ def train(req: TrainRequest, progress_factory: Callable[[int], Any] | None = Non
     except KeyboardInterrupt:
         got.host("interrupted")
         where = "the board's flash" if not plan.board.is_host else str(plan.out / "host.ckpt.npz")
-        raise Interrupted(f"interrupted; the last checkpoint is on {where}: continue with "
-                          f"`{resume_command(plan)}`") from None
+        raise Interrupted(
+            f"interrupted; the last checkpoint is on {where}: continue with `{resume_command(plan)}`"
+        ) from None
     finally:
         if bar is not None:
             bar.close()

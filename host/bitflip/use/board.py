@@ -115,7 +115,9 @@ def remote_crc(r: Remote, path: str) -> tuple[int, int] | None:
     return None if got is None else (int(got[0]), int(got[1]))
 
 
-def push(board_name: str, port: str | None, model: Path, dest: str = DEFAULT_PATH, log: Log = lambda s: None) -> dict[str, Any]:
+def push(
+    board_name: str, port: str | None, model: Path, dest: str = DEFAULT_PATH, log: Log = lambda s: None
+) -> dict[str, Any]:
     """Copy a model file to the board's flash and check it arrived intact."""
     board = board_for(board_name)
     data = Path(model).read_bytes() if Path(model).is_file() else b""
@@ -129,8 +131,15 @@ def push(board_name: str, port: str | None, model: Path, dest: str = DEFAULT_PAT
             raise LinkError(f"{r.port}: {dest} on the board is {got}, not the pushed {want} (size, CRC-32)")
         secs = time.monotonic() - t0
     log(f"pushed {model} ({len(data)} bytes) to {board.name}:{dest} in {secs:.1f} s, CRC-32 {want[1]:08x} checked")
-    return {"board": board.name, "path": dest, "bytes": len(data), "crc32": f"{want[1]:08x}", "seconds": round(secs, 3),
-            "digest": mf.digest(), "job": mf.meta.get("job", "")}
+    return {
+        "board": board.name,
+        "path": dest,
+        "bytes": len(data),
+        "crc32": f"{want[1]:08x}",
+        "seconds": round(secs, 3),
+        "digest": mf.digest(),
+        "job": mf.meta.get("job", ""),
+    }
 
 
 def read_remote(r: Remote, path: str) -> bytes:
@@ -147,8 +156,14 @@ def read_remote(r: Remote, path: str) -> bytes:
     return data
 
 
-def pull(board_name: str, port: str | None, out: Path, src: str = DEFAULT_PATH, force: bool = False,
-         log: Log = lambda s: None) -> dict[str, Any]:
+def pull(
+    board_name: str,
+    port: str | None,
+    out: Path,
+    src: str = DEFAULT_PATH,
+    force: bool = False,
+    log: Log = lambda s: None,
+) -> dict[str, Any]:
     """Copy a model file from the board's flash to out (checked: it must read as a model)."""
     board = board_for(board_name)
     out = Path(out)
@@ -161,10 +176,18 @@ def pull(board_name: str, port: str | None, out: Path, src: str = DEFAULT_PATH, 
     tmp = out.with_name(out.name + ".tmp")
     tmp.write_bytes(data)
     tmp.replace(out)
-    log(f"pulled {board.name}:{src} ({len(data)} bytes) to {out}: digest {mf.digest()[:16]}..., "
-        f"{mf.meta.get('learned_on_board', 0)} samples learned on the board")
-    return {"board": board.name, "path": src, "out": str(out), "bytes": len(data), "digest": mf.digest(),
-            "learned_on_board": mf.meta.get("learned_on_board", 0)}
+    log(
+        f"pulled {board.name}:{src} ({len(data)} bytes) to {out}: digest {mf.digest()[:16]}..., "
+        f"{mf.meta.get('learned_on_board', 0)} samples learned on the board"
+    )
+    return {
+        "board": board.name,
+        "path": src,
+        "out": str(out),
+        "bytes": len(data),
+        "digest": mf.digest(),
+        "learned_on_board": mf.meta.get("learned_on_board", 0),
+    }
 
 
 def _payload(x: np.ndarray) -> tuple[str, np.ndarray]:
@@ -179,9 +202,15 @@ def _payload(x: np.ndarray) -> tuple[str, np.ndarray]:
     return "d", x.astype("<f8")
 
 
-def predict_on_board(board: Board, port: str | None, mf: ModelFile, model_bytes: bytes, x: np.ndarray,
-                     progress: Callable[[int], None] = lambda n: None,
-                     log: Log = lambda s: None) -> tuple[np.ndarray, float]:
+def predict_on_board(
+    board: Board,
+    port: str | None,
+    mf: ModelFile,
+    model_bytes: bytes,
+    x: np.ndarray,
+    progress: Callable[[int], None] = lambda n: None,
+    log: Log = lambda s: None,
+) -> tuple[np.ndarray, float]:
     """Class indices of raw samples x predicted on the board, and its measured microseconds
     per predict() (the board's own clock, around the calls only)."""
     code, arr = _payload(np.asarray(x))

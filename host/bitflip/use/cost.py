@@ -58,8 +58,13 @@ def _run(name: str, args: list[Any]) -> emu.Run:
         r = emu.run_function(mpy, find_function(mpy, name), args, max_instructions=200_000_000)
     finally:
         emu._ViperRuntime._on_stub = orig  # type: ignore[method-assign]
-    return emu.Run(ret=r.ret, instructions=r.instructions, cycles=r.cycles + divs[0] * DIV_CYCLES, mix=r.mix,
-                   runtime_calls=r.runtime_calls)
+    return emu.Run(
+        ret=r.ret,
+        instructions=r.instructions,
+        cycles=r.cycles + divs[0] * DIV_CYCLES,
+        mix=r.mix,
+        runtime_calls=r.runtime_calls,
+    )
 
 
 def encode_cycles(mf: ModelFile, sample: np.ndarray) -> dict[str, int]:
@@ -89,7 +94,9 @@ def encode_cycles(mf: ModelFile, sample: np.ndarray) -> dict[str, int]:
     m = side * side if mf.encoding.steps else n
     nl = len(mf.encoding.thresholds)
     nw = spec.words(m * nl)
-    r = _run("levels", [img[:m].copy(), m, np.array(mf.encoding.thresholds, np.uint16), nl, np.zeros(nw, np.uint32), nw])
+    r = _run(
+        "levels", [img[:m].copy(), m, np.array(mf.encoding.thresholds, np.uint16), nl, np.zeros(nw, np.uint32), nw]
+    )
     out["levels"] = r.cycles
     return out
 
@@ -98,8 +105,13 @@ def predict_work(mf: ModelFile) -> dict[str, int]:
     """Kernel work of one predict: words XOR-popcounted per layer and in all, bytes encoded."""
     ls = spec.layers(mf.cfg)
     per_layer = [spec.words(n_in) * n_out for n_in, n_out, _ in ls]
-    return {"fwd_words": sum(per_layer), "fwd_words_per_layer": per_layer, "features": mf.n_features,
-            "input_bits": mf.sizes[0], "neurons": sum(n_out for _, n_out, _ in ls)}
+    return {
+        "fwd_words": sum(per_layer),
+        "fwd_words_per_layer": per_layer,
+        "features": mf.n_features,
+        "input_bits": mf.sizes[0],
+        "neurons": sum(n_out for _, n_out, _ in ls),
+    }
 
 
 def pico_estimate(mf: ModelFile, sample: np.ndarray, cores: int = 1) -> dict[str, Any]:
@@ -113,12 +125,17 @@ def pico_estimate(mf: ModelFile, sample: np.ndarray, cores: int = 1) -> dict[str
     calls = (len(enc) + 1) * float(energy.ASSUMPTIONS["native_call_cycles"])  # encode kernels + class_max-free path
     total = fwd["dense"] + fwd["other"] + sum(enc.values()) + ops + calls
     return {
-        "board": "pico", "clock_hz": board.clock_hz, "cores": cores,
-        "cycles": round(total), "us": round(total / board.clock_hz * 1e6, 1),
-        "forward_dense_cycles": round(fwd["dense"]), "forward_other_cycles": round(fwd["other"]),
-        "encode_cycles": enc, "interpreter_cycles": round(ops + calls),
+        "board": "pico",
+        "clock_hz": board.clock_hz,
+        "cores": cores,
+        "cycles": round(total),
+        "us": round(total / board.clock_hz * 1e6, 1),
+        "forward_dense_cycles": round(fwd["dense"]),
+        "forward_other_cycles": round(fwd["other"]),
+        "encode_cycles": enc,
+        "interpreter_cycles": round(ops + calls),
         "work": predict_work(mf),
         "source": "estimate: encode kernels emulated (armv6m machine code from mpy-cross, floor divisions "
-                  f"{DIV_CYCLES} cycles each), forward from kernel_costs.json via energy.Model.forward, "
-                  f"{PREDICT_OPS} bytecode ops + one native call per kernel from energy.ASSUMPTIONS",
+        f"{DIV_CYCLES} cycles each), forward from kernel_costs.json via energy.Model.forward, "
+        f"{PREDICT_OPS} bytecode ops + one native call per kernel from energy.ASSUMPTIONS",
     }

@@ -58,17 +58,21 @@ def export_run(run_dir: Path, dataset: str | None = None) -> ModelFile:
     summary, cfg, planes = read_run(run_dir)
     digest = spec.digest([p for _, _, p in planes])
     if summary.get("weights_sha256") and summary["weights_sha256"] != digest:
-        raise UsageError(f"{run_dir}: model.npz does not hold the weights the run ended with "
-                         f"(digest {digest[:12]}, summary {summary['weights_sha256'][:12]})")
+        raise UsageError(
+            f"{run_dir}: model.npz does not hold the weights the run ended with "
+            f"(digest {digest[:12]}, summary {summary['weights_sha256'][:12]})"
+        )
     name = dataset or summary.get("dataset_arg") or summary.get("dataset")
     if not name:
         raise UsageError(f"{run_dir}: summary.json names no dataset: pass --dataset")
     data = load_dataset(str(name))
     enc = parse_encoding(summary.get("encoding") or data.default_encoding, data.max_value)
     if enc.n_bits(data.n_features) != cfg["sizes"][0] or data.n_classes != cfg["classes"]:
-        raise UsageError(f"dataset {name} ({data.n_features} features -> {enc.n_bits(data.n_features)} bits, "
-                         f"{data.n_classes} classes) is not the one this run trained on "
-                         f"({cfg['sizes'][0]} bits, {cfg['classes']} classes): pass --dataset")
+        raise UsageError(
+            f"dataset {name} ({data.n_features} features -> {enc.n_bits(data.n_features)} bits, "
+            f"{data.n_classes} classes) is not the one this run trained on "
+            f"({cfg['sizes'][0]} bits, {cfg['classes']} classes): pass --dataset"
+        )
     epochs, _ = read_epoch_records(Path(run_dir))
     limit = int(summary.get("limit") or 0)
     y_train = data.y_train[:limit] if limit else data.y_train
@@ -85,6 +89,16 @@ def export_run(run_dir: Path, dataset: str | None = None) -> ModelFile:
         "test_accuracy": summary.get("test_accuracy"),
         "writer": f"bitflip {__version__} export",
     }
-    return ModelFile(cfg=cfg, planes=planes, encoding=enc, n_features=data.n_features, max_value=data.max_value,
-                     scaling=data.scaling, labels=list(data.labels) if data.labels else [str(i) for i in range(int(cfg["classes"]))], step=step,
-                     fill=fill, pos=pos, meta=meta)
+    return ModelFile(
+        cfg=cfg,
+        planes=planes,
+        encoding=enc,
+        n_features=data.n_features,
+        max_value=data.max_value,
+        scaling=data.scaling,
+        labels=list(data.labels) if data.labels else [str(i) for i in range(int(cfg["classes"]))],
+        step=step,
+        fill=fill,
+        pos=pos,
+        meta=meta,
+    )

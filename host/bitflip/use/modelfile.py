@@ -64,16 +64,25 @@ class ModelFile:
             if sc.integer():
                 scal = {"kind": MF.SC_MINMAX_INT, "low": [int(v) for v in sc.low], "span": [int(v) for v in sc.span]}
             else:
-                scal = {"kind": MF.SC_MINMAX_FLOAT, "low": [float(v) for v in sc.low],
-                        "span": [float(v) for v in sc.span]}
-        layers = [{"type": MF.LT_DENSE, "kind": kind, "n_in": n_in, "n_out": n_out}
-                  for n_in, n_out, kind in spec.layers(self.cfg)]
+                scal = {
+                    "kind": MF.SC_MINMAX_FLOAT,
+                    "low": [float(v) for v in sc.low],
+                    "span": [float(v) for v in sc.span],
+                }
+        layers = [
+            {"type": MF.LT_DENSE, "kind": kind, "n_in": n_in, "n_out": n_out}
+            for n_in, n_out, kind in spec.layers(self.cfg)
+        ]
         return {
             "meta": {**self.meta, "digest": self.digest()},
             "cfg": self.cfg,
             "layers": layers,
-            "encoding": {"features": self.n_features, "max_value": self.max_value,
-                         "steps": [list(s) for s in self.encoding.steps], "levels": list(self.encoding.thresholds)},
+            "encoding": {
+                "features": self.n_features,
+                "max_value": self.max_value,
+                "steps": [list(s) for s in self.encoding.steps],
+                "levels": list(self.encoding.thresholds),
+            },
             "scaling": scal,
             "labels": self.labels,
             "state": {"step": self.step, "fill": bytes(self.fill or [0] * self.classes), "pos": list(self.pos)},
@@ -136,8 +145,10 @@ class ModelFile:
             raise ValueError("bad model file: the layers section does not match the configuration")
         enc = info["encoding"]
         steps = tuple((str(n), int(a)) for n, a in enc["steps"])
-        text = "+".join([n if n == "deskew" else f"{n}:{a}" for n, a in steps]
-                        + ["thermo:" + ",".join(str(t) for t in enc["levels"])])
+        text = "+".join(
+            [n if n == "deskew" else f"{n}:{a}" for n, a in steps]
+            + ["thermo:" + ",".join(str(t) for t in enc["levels"])]
+        )
         encoding = Encoding(info["meta"].get("encoding", text), tuple(int(t) for t in enc["levels"]), steps)
         sc = info["scaling"]
         if sc["kind"] == MF.SC_NONE:
@@ -145,8 +156,12 @@ class ModelFile:
         elif sc["kind"] == MF.SC_UNIT:
             scaling = Scaling("unit")
         else:
-            scaling = Scaling("minmax", np.array(sc["low"], dtype=np.float64), np.array(sc["span"], dtype=np.float64),
-                              sc["kind"] == MF.SC_MINMAX_INT)
+            scaling = Scaling(
+                "minmax",
+                np.array(sc["low"], dtype=np.float64),
+                np.array(sc["span"], dtype=np.float64),
+                sc["kind"] == MF.SC_MINMAX_INT,
+            )
         try:
             n_bits = encoding.n_bits(int(enc["features"]))
         except UsageError as e:
@@ -156,10 +171,19 @@ class ModelFile:
         if len(info["labels"]) != int(cfg["classes"]):
             raise ValueError(f"bad model file: {len(info['labels'])} labels for {cfg['classes']} classes")
         st = info["state"]
-        return cls(cfg=cfg, planes=[(li, n, bytes(b)) for li, n, b in info["planes"]], encoding=encoding,
-                   n_features=int(enc["features"]), max_value=int(enc["max_value"]), scaling=scaling,
-                   labels=list(info["labels"]), step=int(st["step"]), fill=list(st["fill"]), pos=list(st["pos"]),
-                   meta=dict(info["meta"]))
+        return cls(
+            cfg=cfg,
+            planes=[(li, n, bytes(b)) for li, n, b in info["planes"]],
+            encoding=encoding,
+            n_features=int(enc["features"]),
+            max_value=int(enc["max_value"]),
+            scaling=scaling,
+            labels=list(info["labels"]),
+            step=int(st["step"]),
+            fill=list(st["fill"]),
+            pos=list(st["pos"]),
+            meta=dict(info["meta"]),
+        )
 
     # --- the reference ----------------------------------------------------------------------
     def reference(self) -> Reference:
@@ -201,7 +225,9 @@ class ModelFile:
         return (ref or self.reference()).predict(self.encode(x))
 
 
-def state_after_training(cfg: dict[str, Any], step: int, y_train: np.ndarray, epochs: int) -> tuple[list[int], list[int]]:
+def state_after_training(
+    cfg: dict[str, Any], step: int, y_train: np.ndarray, epochs: int
+) -> tuple[list[int], list[int]]:
     """(fill, pool window positions) of a model trained `epochs` passes over labels y_train
     (rule.py: the first P samples of a class fill its prototypes; a pool flushes every
     `every` steps and moves its window on by `rows`)."""

@@ -36,8 +36,9 @@ def test_split(mf: ModelFile, dataset: str, limit: int = 0) -> tuple[np.ndarray,
     """(raw test features, labels, dataset name), checked against the model."""
     data = load_dataset(dataset)
     if data.n_features != mf.n_features:
-        raise UsageError(f"dataset {data.name} has {data.n_features} features per sample, the model takes "
-                         f"{mf.n_features}")
+        raise UsageError(
+            f"dataset {data.name} has {data.n_features} features per sample, the model takes {mf.n_features}"
+        )
     if data.n_classes > mf.classes:
         raise UsageError(f"dataset {data.name} has {data.n_classes} classes, the model knows {mf.classes}")
     if limit < 0:
@@ -59,16 +60,23 @@ def write_csv(path: Path, y: np.ndarray, pred: np.ndarray, labels: list[str]) ->
     tmp.replace(path)
 
 
-def predict(req: PredictRequest, progress: Callable[[int], None] = lambda n: None, log: Log = lambda s: None) -> dict[str, Any]:
+def predict(
+    req: PredictRequest, progress: Callable[[int], None] = lambda n: None, log: Log = lambda s: None
+) -> dict[str, Any]:
     mf = ModelFile.read(req.model_file)
     if req.out is not None:
         from ..paths import check_file
 
         check_file(Path(req.out), "--out", req.force)
     x, y, name = test_split(mf, req.dataset, req.limit)
-    result: dict[str, Any] = {"model_file": str(req.model_file), "dataset": name, "board": req.board,
-                              "samples": len(y), "job": mf.meta.get("job", ""),
-                              "run_test_accuracy": mf.meta.get("test_accuracy")}
+    result: dict[str, Any] = {
+        "model_file": str(req.model_file),
+        "dataset": name,
+        "board": req.board,
+        "samples": len(y),
+        "job": mf.meta.get("job", ""),
+        "run_test_accuracy": mf.meta.get("test_accuracy"),
+    }
     t0 = time.monotonic()
     if req.board == "host":
         pred = mf.predict(x)
@@ -79,8 +87,11 @@ def predict(req: PredictRequest, progress: Callable[[int], None] = lambda n: Non
         board = board_for(req.board)
         pred, us = predict_on_board(board, req.port, mf, Path(req.model_file).read_bytes(), x, progress, log)
         result["us_per_sample"] = round(us, 2)
-        result["timing"] = "measured on the board (ticks_us around predict())" if not board.is_virtual else \
-            "measured on the virtual board (x64 unix port: says nothing about the real board's speed)"
+        result["timing"] = (
+            "measured on the board (ticks_us around predict())"
+            if not board.is_virtual
+            else "measured on the virtual board (x64 unix port: says nothing about the real board's speed)"
+        )
     result["wall_s"] = round(time.monotonic() - t0, 3)
     correct = int((pred == y).sum())
     result.update(correct=correct, accuracy=correct / max(1, len(y)))
