@@ -29,11 +29,13 @@ def train(
     ckpt_every: int = 1000,
     val: float | None = None,
     say: Any = None,
+    progress_factory: Any = None,
 ) -> dict[str, Any]:
     """Train on `board` ("host": the numpy reference; "sim-pico": the virtual Pico; a real
     board with `port`) and return the run's summary (summary.json of its run directory, `out`
     or a new ./runs/<dataset>-<board>-<time>: summary["run_dir"]). val: the validation fraction
-    (default 0.1: the best epoch on it is the model; 0: none). say(line): per-epoch lines."""
+    (default 0.1: the best epoch on it is the model; 0: none). say(line): per-epoch lines;
+    progress_factory: a progress bar maker (the CLI's), None for none."""
     from .training.runner import TrainRequest
     from .training.runner import train as run_train
 
@@ -56,7 +58,9 @@ def train(
         limit=limit,
         val=val,
     )
-    return run_train(req, say=say)
+    if progress_factory is None:
+        return run_train(req, say=say)
+    return run_train(req, progress_factory=progress_factory, say=say)
 
 
 def compare(

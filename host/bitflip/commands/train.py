@@ -4,7 +4,6 @@ A thin shell over bitflip.training.runner.train."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import click
 
@@ -78,18 +77,17 @@ def train(
     as_json: bool,
 ) -> None:
     """Train on a board (real or virtual) or on the host reference."""
-    from ..training.runner import TrainRequest
-    from ..training.runner import train as run_train
+    from .. import api
 
     if out is not None and not out.strip():
         raise UsageError("--out must name a directory (got an empty string)")
-    req = TrainRequest(
-        board=board,
-        dataset=dataset,
+    summary = api.train(
+        dataset,
+        board,
         model=model,
         epochs=epochs,
         seed=seed,
-        out=Path(out) if out is not None else None,
+        out=out,
         weights=weights,
         encoding=encoding,
         port=port,
@@ -101,8 +99,9 @@ def train(
         limit=limit,
         cores=cores,
         val=val,
+        say=None if quiet else log,
+        progress_factory=progress_bar,
     )
-    summary = run_train(req, progress_factory=progress_bar, say=None if quiet else log)
     if as_json:
         click.echo(json.dumps(summary, sort_keys=True))
     else:

@@ -3,24 +3,11 @@ the board file named on the command line before anything is sent to it."""
 
 from __future__ import annotations
 
+from ..armv6m.mpy import ARCHS
 from ..boards import Board
 
 # Native arch numbers of the .mpy header and sys.implementation._mpy (py/persistentcode.h)
-MPY_ARCHS = {
-    0: "none",
-    1: "x86",
-    2: "x64",
-    3: "armv6",
-    4: "armv6m",
-    5: "armv7m",
-    6: "armv7em",
-    7: "armv7emsp",
-    8: "armv7emdp",
-    9: "xtensa",
-    10: "xtensawin",
-    11: "rv32imc",
-    12: "rv64imc",
-}
+MPY_ARCHS = {0: "none", **ARCHS}  # sys.implementation._mpy bits 10-13; 0: no native code
 ARCH_NUM = {v: k for k, v in MPY_ARCHS.items()}
 THUMB = range(ARCH_NUM["armv6m"], ARCH_NUM["armv7emdp"] + 1)
 
