@@ -523,11 +523,11 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Paths]:
     (fix / "badrun" / "job.json").write_text("[]")
     with pytest.MonkeyPatch.context() as mp:
         # the caches (defaults chosen per dataset, memory plans, firmware builds) live in base/, not the repo
-        import bitflip.link.deploy as deploy_mod
+        import bitflip.link.build as build_mod
         import bitflip.training.defaults as defaults_mod
 
         mp.setattr(defaults_mod, "cache_dir", lambda: base / "cache" / "defaults")
-        mp.setattr(deploy_mod, "default_build_root", lambda: base / "build")
+        mp.setattr(build_mod, "default_build_root", lambda: base / "build")
         r = CliRunner().invoke(
             main, ["train", "--board", "host", "--epochs", "1", "--limit", "50", "--quiet", "--out", str(fix / "run")]
         )
