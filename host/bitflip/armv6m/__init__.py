@@ -11,10 +11,24 @@ against numpy and reports instructions and cycles per 32-bit word.
     {'instructions_per_word': 40.75, 'cycles_per_word': 60.5, 'ok': True}
 """
 
-from .emu import EmuError, Run, run_function
-from .isa import IsaError, check_thumb1, decode_reachable, listing
-from .measure import FUNCTIONS, measure_kernel, row_cost, run_case
-from .mpy import MpyError, compile_mpy, find_function, load_module, parse_mpy
+from importlib import import_module
+from typing import Any
+
+# Lazy: importing one submodule (e.g. `armv6m.mpy`, which the link uses for the .mpy arch table)
+# must not load unicorn and capstone, which only the emulator needs.
+_WHERE = {
+    "EmuError": "emu", "Run": "emu", "run_function": "emu",
+    "IsaError": "isa", "check_thumb1": "isa", "decode_reachable": "isa", "listing": "isa",
+    "FUNCTIONS": "measure", "measure_kernel": "measure", "row_cost": "measure", "run_case": "measure",
+    "MpyError": "mpy", "compile_mpy": "mpy", "find_function": "mpy", "load_module": "mpy", "parse_mpy": "mpy",
+}  # fmt: skip
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _WHERE:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(import_module(f".{_WHERE[name]}", __name__), name)
+
 
 __all__ = [
     "FUNCTIONS",

@@ -12,6 +12,9 @@ import click
 
 from ..errors import BitflipError, one_line
 
+# optional dependencies (pyproject [project.optional-dependencies]) by top-level module
+EXTRAS = {"matplotlib": "plots", "sklearn": "sklearn", "unicorn": "emulator", "capstone": "emulator"}
+
 
 def handled(fn: Callable[..., Any]) -> Callable[..., Any]:
     """Run a command body: a BitflipError is one line (exit 2 for bad input, 1 for failures)."""
@@ -26,6 +29,14 @@ def handled(fn: Callable[..., Any]) -> Callable[..., Any]:
         except KeyboardInterrupt:
             click.echo("bitflip: interrupted", err=True)
             sys.exit(130)
+        except ModuleNotFoundError as e:  # an optional part of bitflip that is not installed
+            extra = EXTRAS.get((e.name or "").split(".")[0])
+            if extra is None:
+                raise
+            click.echo(
+                f"bitflip: error: this needs {e.name}, which is not installed: pip install 'bitflip[{extra}]'", err=True
+            )
+            sys.exit(1)
 
     return wrapper
 

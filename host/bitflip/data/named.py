@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import UsageError
 from . import fetch, synthetic
 from .dataset import Dataset, build
 from .files import _NPZ_KEYS, _idx_arrays
@@ -58,8 +59,19 @@ def _cached_split(cache: Path, make: Callable[[], tuple[np.ndarray, ...]]) -> tu
         return arrays
 
 
+def _need_sklearn(name: str) -> None:
+    """The bundled tables ship with scikit-learn, an optional dependency of bitflip."""
+    try:
+        import sklearn  # noqa: F401
+    except ImportError:
+        raise UsageError(
+            f"dataset '{name}' comes with scikit-learn, which is not installed: pip install 'bitflip[sklearn]'"
+        ) from None
+
+
 def _digits(log: fetch.Log) -> Dataset:
     def make() -> tuple[np.ndarray, ...]:
+        _need_sklearn("digits")
         from sklearn.datasets import load_digits
         from sklearn.model_selection import train_test_split
 
@@ -109,6 +121,7 @@ def _sklearn(name: str, loader: str) -> Callable[[fetch.Log], Dataset]:
     build, so they are scaled (and get their default encoding) exactly as a user CSV file."""
 
     def make() -> tuple[np.ndarray, ...]:
+        _need_sklearn(name)
         from sklearn import datasets
         from sklearn.model_selection import train_test_split
 
