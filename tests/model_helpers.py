@@ -52,7 +52,8 @@ def make_model(
     scaling_kind = kw.pop("scaling", scaling_kind)
     x, top = raw_values(n_train + 50, n_feat, spec, scaling_kind, seed)
     sc = scaling.fit(x[: max(n_train, 1)], None, "test data")
-    enc = parse_encoding(spec, top)
+    y = np.random.default_rng(seed + 1).integers(0, classes, max(n_train, 1))
+    enc = parse_encoding(spec, top).fit(sc.apply(x[: max(n_train, 1)]), y, classes)  # mi:PCT picks its bits here
     n_bits = enc.n_bits(n_feat)
     sizes = [n_bits] + list(over["sizes"][1:])
     cfg: dict[str, Any] = {
@@ -70,7 +71,6 @@ def make_model(
         cfg["epoch"] = max(n_train, 1)
         cfg["margin"] = -1
     ref = Reference(cfg)
-    y = np.random.default_rng(seed + 1).integers(0, classes, max(n_train, 1))
     rows = enc.pack(sc.apply(x))
     for i in range(n_train):
         ref.train_sample(rows[i], int(y[i]))

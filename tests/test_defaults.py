@@ -47,7 +47,7 @@ def test_untuned_data_trains_with_no_flags(tmp_path: Path) -> None:
     s = json.loads((out / "summary.json").read_text())
     assert s["model"].startswith("6x")  # one prototype group per class of the data, not the digits model
     assert "chosen on the validation split" in s["defaults"]
-    assert s["encoding"] in defaults.CANDIDATES
+    assert s["encoding"].split("+mi:")[0] in defaults.CANDIDATES
     assert s["test_accuracy"] > 0.6  # chance is 1/6; clusters in 12 features are easy for prototypes
     check_fits(s["sizes"], s["weights"], load_board("pico"), classes=6)
 
@@ -94,3 +94,30 @@ def test_given_encoding_or_model_is_kept(tmp_path: Path) -> None:
     assert p.enc.spec == "thermo:3" and p.model.startswith("6x") and p.chosen == ""
     p = prepare(TrainRequest(board="host", dataset=str(csv), model="6x2", epochs=1, out=tmp_path / "r"))
     assert p.model == "6x2" and p.chosen == ""
+
+
+def test_irrelevant_columns_are_left_out_by_the_chosen_bit_selection(tmp_path: Path) -> None:
+    """Four informative columns among twelve of noise: the defaults keep the informative bits
+    (mi:PCT, chosen on validation), the run says which, and export + predict give the run's
+    test accuracy."""
+    rng = np.random.default_rng(7)
+    n = 1500
+    y = np.arange(n) % 4
+    centres = rng.uniform(20, 80, (4, 4))
+    x = np.c_[rng.uniform(0, 100, (n, 12)), centres[y] + rng.normal(0, 9, (n, 4))]
+    csv = tmp_path / "noisy.csv"
+    np.savetxt(csv, np.c_[y, x], delimiter=",", fmt="%.3f")
+    out = tmp_path / "run"
+    r = CliRunner().invoke(
+        main, ["train", "--board", "host", "--dataset", str(csv), "--epochs", "3", "--out", str(out)]
+    )
+    assert r.exit_code == 0, r.output
+    s = json.loads((out / "summary.json").read_text())
+    assert "+mi:" in s["encoding"], s["defaults"]
+    keep = s["encoding_keep"]
+    assert len(keep) == s["sizes"][0] and all(k % 16 >= 12 for k in keep)  # level-major: column = bit % 16
+    r = CliRunner().invoke(main, ["export", str(out), "-o", str(tmp_path / "m.bfm")])
+    assert r.exit_code == 0, r.output
+    r = CliRunner().invoke(main, ["predict", "--model-file", str(tmp_path / "m.bfm"), "--dataset", str(csv), "--json"])
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.output.strip().splitlines()[-1])["accuracy"] == s["test_accuracy"]

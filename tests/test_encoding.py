@@ -48,6 +48,12 @@ def test_image_steps_sizes(spec: str, n_bits: int) -> None:
         "deskew+",
         "+threshold:32",
         "pool:-2+threshold:3",
+        "mi:30",
+        "thermo:4+mi:0",
+        "thermo:4+mi:101",
+        "thermo:4+mi:x",
+        "thermo:4+mi:30+mi:30",
+        "mi:30+thermo:4",
     ],
 )
 def test_bad_specs(spec: str) -> None:
@@ -134,3 +140,24 @@ def test_encoding_chunks_like_whole(monkeypatch: pytest.MonkeyPatch) -> None:
     whole = e.bits(x)
     monkeypatch.setattr(encoding, "CHUNK", 3)
     assert (e.bits(x) == whole).all()
+
+
+def test_mi_selection_keeps_the_informative_bits_chosen_on_training_rows_only() -> None:
+    rng = np.random.default_rng(0)
+    n = 600
+    y = rng.integers(0, 3, n)
+    informative = (y[:, None] * 100 + rng.integers(0, 40, (n, 2))).astype(np.uint8)  # the class, in 2 columns
+    x = np.concatenate([rng.integers(0, 256, (n, 6)), informative], axis=1).astype(np.uint8)  # 6 noise columns first
+    enc = parse_encoding("thermo:4+mi:25", 255, 8)
+    assert enc.n_bits(8) == 8 and enc.full_bits(8) == 32 and enc.select == 25
+    with pytest.raises(RuntimeError, match="fit"):
+        enc.pack(x)
+    fitted = enc.fit(x, y, 3)
+    assert len(fitted.keep) == 8 and list(fitted.keep) == sorted(fitted.keep)
+    # level-major bits: bit l*8 + f; the kept ones are the informative columns' (f = 6, 7)
+    assert {k % 8 for k in fitted.keep} == {6, 7}
+    assert np.array_equal(fitted.bits(x), enc.all_bits(x)[:, list(fitted.keep)])
+    assert fitted.pack(x).shape == (n, 1)
+    assert enc.fit(x, y, 3) == fitted  # a function of the rows alone
+    plain = parse_encoding("thermo:4", 255, 8)
+    assert plain.fit(x, y, 3) is plain and plain.n_bits(8) == 32

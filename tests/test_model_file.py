@@ -164,6 +164,7 @@ print(json.dumps(res))
         "crop:24+pool:2+thermo:3",
         "pool:4+thermo:64,128,192",
         "deskew+pool:2+crop:10+thermo:2",
+        "deskew+crop:20+thermo:2+mi:35",
     ],
 )
 def test_board_encodes_images_bit_for_bit_like_the_host(tmp_path: Path, spec: str) -> None:
@@ -210,6 +211,8 @@ CASES = {
     "pool hidden": ({"sizes": [0, 24, 4 * 3], "pool": True}, "thermo:2", 30),
     "flip hidden binary": ({"sizes": [0, 20, 4 * 3], "weights": "binary"}, "thermo:2", 30),
     "images": ({"sizes": [0, 4 * 3]}, "deskew+crop:20+threshold:32", 784),
+    "selected bits": ({"sizes": [0, 4 * 4]}, "thermo:8+mi:30", 24),
+    "selected image bits": ({"sizes": [0, 4 * 3]}, "crop:24+pool:2+thermo:3+mi:40", 784),
 }
 
 

@@ -99,6 +99,7 @@ C_CASES = {
     "deskew images": ({"sizes": [0, 4 * 3]}, "deskew+crop:20+threshold:32", 784, None),
     "pool step": ({"sizes": [0, 4 * 3]}, "crop:24+pool:2+thermo:3", 784, None),
     "integer minmax": ({"sizes": [0, 4 * 3]}, "thermo:3", 9, "minmax"),
+    "selected bits": ({"sizes": [0, 20, 4 * 3], "weights": "binary"}, "thermo:8+mi:30", 24, "minmax"),
 }
 
 

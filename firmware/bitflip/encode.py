@@ -147,6 +147,17 @@ def levels(src: ptr8, n: int, ts: ptr16, nl: int, x: ptr32, nw: int):
 
 
 @micropython.viper
+def gather(full: ptr32, keep: ptr16, nk: int, x: ptr32, nw: int):
+    # bit j of x = bit keep[j] of full (the bits an mi:PCT encoding kept, ascending)
+    for w in range(nw):
+        x[w] = 0
+    for j in range(nk):
+        b = int(keep[j])
+        if (uint(full[b >> 5]) >> uint(b & 31)) & 1:
+            x[j >> 5] = uint(x[j >> 5]) | (uint(1) << uint(j & 31))
+
+
+@micropython.viper
 def scale_none(values, n: int, out: ptr8):
     # whole numbers 0..255 from any indexable sequence of ints (clipped)
     for i in range(n):
@@ -231,6 +242,15 @@ class Encoder:
         self.nl = len(self.ts)
         self.n_bits = self.m * self.nl
         self.nw = words(self.n_bits)
+        keep = enc.get("keep") or ()
+        self.keep = None
+        if keep:  # mi:PCT: levels fill self.full, gather picks the kept bits into the row
+            if keep[-1] >= self.n_bits:
+                raise ValueError("kept bit %d beyond the encoding's %d bits" % (keep[-1], self.n_bits))
+            self.keep = array("H", keep)
+            self.full = array("I", bytes(4 * self.nw))
+            self.n_bits = len(keep)
+            self.kw = words(self.n_bits)
         self.lo = None
         self.span = None
         self.flo = None
@@ -289,4 +309,8 @@ class Encoder:
             else:
                 pool(src, dst, side, arg)
             src = dst
-        levels(src, self.m, self.ts, self.nl, x, self.nw)
+        if self.keep is None:
+            levels(src, self.m, self.ts, self.nl, x, self.nw)
+        else:
+            levels(src, self.m, self.ts, self.nl, self.full, self.nw)
+            gather(self.full, self.keep, self.n_bits, x, self.kw)

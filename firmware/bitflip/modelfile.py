@@ -20,7 +20,9 @@
 #         (spec.BINARY/BINARY2/TERNARY), u16 record size (>= 12), u32 inputs, u32 outputs,
 #         then record size - 12 bytes of type-specific parameters (none for LT_DENSE)
 #   ENCD  u32 raw features, u16 largest feature value, u8 image steps, u8 bit levels;
-#         per step u8 code (ST_*), u8 0, u16 argument; per level a u16 threshold
+#         per step u8 code (ST_*), u8 0, u16 argument; per level a u16 threshold; then,
+#         for an encoding that selects bits (mi:PCT), u32 count and a u16 per kept bit (its
+#         index in the full bit row, ascending; absent: every bit is kept)
 #   SCAL  u8 kind (SC_*), 3 zero bytes, u32 features; SC_MINMAX_INT: per feature i32 low,
 #         i32 span; SC_MINMAX_FLOAT: per feature f64 low, f64 span
 #   LABL  u16 count; per class u8 length, that many UTF-8 bytes
@@ -91,6 +93,10 @@ def _encoding(enc):
         out.append(struct.pack("<BBH", STEP_CODES[name], 0, arg))
     for t in levels:
         out.append(struct.pack("<H", t))
+    keep = enc.get("keep", ())
+    if keep:
+        out.append(struct.pack("<I", len(keep)))
+        out.append(struct.pack("<%dH" % len(keep), *keep))
     return b"".join(out)
 
 
@@ -282,7 +288,15 @@ def _parse_encoding(b):
     levels = list(_u("<%dH" % n_levels, b, off)) if n_levels else []
     if not levels:
         raise _bad("the encoding has no bit levels")
-    return {"features": features, "max_value": max_value, "steps": steps, "levels": levels}
+    off += 2 * n_levels
+    keep = []
+    if len(b) >= off + 4:
+        n_keep = _u("<I", b, off)[0]
+        keep = list(_u("<%dH" % n_keep, b, off + 4)) if n_keep else []
+        for i in range(1, len(keep)):
+            if keep[i] <= keep[i - 1]:
+                raise _bad("the kept bits are not in ascending order")
+    return {"features": features, "max_value": max_value, "steps": steps, "levels": levels, "keep": keep}
 
 
 def _parse_scaling(b):

@@ -76,7 +76,7 @@ class BitflipClassifier(ClassifierMixin, BaseEstimator):
         return tags
 
     # --- fitting ------------------------------------------------------------------------------
-    def _setup(self, X: np.ndarray, classes: np.ndarray) -> None:
+    def _setup(self, X: np.ndarray, classes: np.ndarray, y: np.ndarray) -> None:
         if len(classes) < 2:
             raise ValueError(f"BitflipClassifier needs at least 2 classes in the data (got {len(classes)} class)")
         if len(classes) > 255:
@@ -91,6 +91,8 @@ class BitflipClassifier(ClassifierMixin, BaseEstimator):
         self.max_value_ = max(1, int(x8.max()) if x8.size else 1)
         spec = self.encoding or default_encoding(X.shape[1], self.max_value_)
         self.encoding_ = parse_encoding(spec, self.max_value_)
+        # mi:PCT keeps the bits most informative about y: chosen on these (the first) rows
+        self.encoding_ = self.encoding_.fit(x8, self._labels(y), len(classes))
         n_bits = self.encoding_.n_bits(X.shape[1])
         sizes = [n_bits, *[int(h) for h in self.hidden], len(classes) * int(self.prototypes)]
         self.config_ = rule_config("", sizes, self.weights, int(self.seed), len(classes), dict(self.rule or {}), len(X))
@@ -110,7 +112,7 @@ class BitflipClassifier(ClassifierMixin, BaseEstimator):
     def fit(self, X: Any, y: Any) -> BitflipClassifier:
         X, y = validate_data(self, X, y, dtype="numeric")
         check_classification_targets(y)
-        self._setup(X, np.unique(y))
+        self._setup(X, np.unique(y), y)
         rows, labels = self._rows(X), self._labels(y)
         ref = self.reference_
         for epoch in range(int(self.epochs)):
@@ -127,7 +129,7 @@ class BitflipClassifier(ClassifierMixin, BaseEstimator):
         if first:
             if classes is None:
                 raise ValueError("the first partial_fit call needs classes=[every class]")
-            self._setup(X, np.unique(np.asarray(classes)))
+            self._setup(X, np.unique(np.asarray(classes)), y)
         elif classes is not None and not np.array_equal(np.unique(np.asarray(classes)), self.classes_):
             raise ValueError(f"classes {list(classes)} differ from the first call's {list(self.classes_)}")
         rows, labels = self._rows(X), self._labels(y)

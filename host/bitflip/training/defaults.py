@@ -17,6 +17,10 @@ Fashion-MNIST) the defaults are the ones in hparams.py. For anything else:
 - on the chosen encoding, the prototypes' flip density k_out (K_OUTS; data with many errors
   needs smaller steps, or the prototypes random-walk and training accuracy falls epoch after
   epoch), scored the same way;
+- on the chosen encoding and flip density, a selection of the input bits (MI_PCTS: keep that
+  percent of the bits with the most mutual information with the class on the training rows,
+  data/selection.py), since a Hamming distance weighs an irrelevant bit like an informative
+  one; fewer bits also let the plan hold more prototypes;
 - on the chosen encoding, a model with a hidden layer of HIDDEN_WIDTHS binary units trained by
   the pool rule (learned features; the prototypes shrink to what the plan still holds) is
   scored the same way and kept only if it validates better.
@@ -51,6 +55,7 @@ MAX_PROTOTYPES = 64  # per class: beyond this the plan, not the data, is what gr
 MAX_BITS = 4096  # input bits a candidate may have (a 64-byte row per prototype plane)
 HIDDEN_WIDTHS = (128,)  # also tried: one hidden layer this wide, trained by the pool rule
 K_OUTS = (4, 5, 6, 7)  # flip densities 1/2**k tried for the prototypes (FALLBACK's first)
+MI_PCTS = (25, 50)  # bit selections tried: keep this percent of the most informative bits
 QUICK_EPOCHS = 3
 QUICK_ROWS = 2000
 QUICK_SEED = 0
@@ -116,6 +121,7 @@ def _quick(
     """Validation accuracy of the rule after a short run (the host reference, bit-exact with the board)."""
     from .plan import parse_model  # plan imports this module
 
+    enc = enc.fit(data.x_train[tr], data.y_train[tr], data.n_classes)  # mi:PCT: on this split's training rows
     n_in = enc.n_bits(data.n_features)
     sizes = parse_model(model, n_in, data.n_classes)
     rows = np.sort(np.random.default_rng(QUICK_SEED).permutation(tr)[:QUICK_ROWS])  # files may be sorted by class
@@ -136,7 +142,7 @@ def cache_dir() -> Path:
 
 
 def _cache_key(data_digest: str, board: Board, weights: str, n_val: int) -> str:
-    return f"{data_digest}-{plan_board(board).name}-{weights}-{n_val}-v4"
+    return f"{data_digest}-{plan_board(board).name}-{weights}-{n_val}-v5"
 
 
 def choose(
@@ -164,7 +170,7 @@ def choose(
     if log:
         log(
             f"choosing the encoding, model and flip density on the validation split "
-            f"({len(fits) + len(K_OUTS) - 1 + len(HIDDEN_WIDTHS)} quick runs of the rule)"
+            f"({len(fits) + len(K_OUTS) - 1 + len(MI_PCTS) + len(HIDDEN_WIDTHS)} quick runs of the rule)"
         )
     scores: dict[str, float] = {}
     found: dict[str, tuple[str, str, dict[str, int]]] = {}
@@ -198,7 +204,13 @@ def choose(
     for k in K_OUTS:  # 2. the flip density of the prototypes
         if k != FALLBACK["k_out"]:
             score(spec, enc, model, {"k_out": k})
-    hidden_rule: dict[str, int] = {}  # 3. a hidden layer of learned binary features (the pool rule), its own settings
+    spec, model, rule = found[best()]
+    for pct in MI_PCTS:  # 3. the most informative bits only
+        sel = parse_encoding(f"{spec}+mi:{pct}", data.max_value, data.n_features)
+        score(sel.spec, sel, model_for(data, sel.n_bits(data.n_features), weights, board, y_train), rule)
+    spec, _, _ = found[best()]
+    enc = parse_encoding(spec, data.max_value, data.n_features)
+    hidden_rule: dict[str, int] = {}  # 4. a hidden layer of learned binary features (the pool rule), its own settings
     for width in HIDDEN_WIDTHS:
         hidden = _hidden_model(data, enc.n_bits(data.n_features), width, weights, board, y_train)
         if hidden is not None:

@@ -235,6 +235,7 @@ def prepare(req: TrainRequest) -> Plan:
     else:
         enc_spec, model = req.encoding or data.default_encoding, req.model or ""
     enc = parse_encoding(enc_spec, data.max_value, data.n_features)
+    enc = enc.fit(data.x_train[tr], data.y_train[tr], data.n_classes)  # mi:PCT: on the training rows only
     n_in = enc.n_bits(data.n_features)
     if req.model is None and not model:  # tuned sets too: their model, shrunk to the board's plan
         model = defaults.model_for(data, n_in, weights, board, data.y_train[tr])

@@ -165,6 +165,7 @@ class Collector:
             "sizes": p.sizes,
             "weights": p.weights,
             "encoding": p.enc.spec,
+            "encoding_keep": list(p.enc.keep) or None,  # mi:PCT: the bits kept (data/selection.py)
             "defaults": p.chosen or None,  # how model and encoding were derived from the data (defaults.py)
             "epochs": p.epochs,
             "seed": p.req.seed,

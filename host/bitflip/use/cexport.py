@@ -87,6 +87,9 @@ def header(mf: ModelFile, name: str) -> str:
     out.append(_array("uint8_t", f"{n}_step", [STEP_CODE[s] for s, _ in steps]))
     out.append(_array("uint16_t", f"{n}_arg", [a for _, a in steps]))
     out.append(_array("uint16_t", f"{n}_levels", list(mf.encoding.thresholds)))
+    keep = list(mf.encoding.keep)
+    if keep:
+        out.append(_array("uint16_t", f"{n}_keep", keep))
     labels = ", ".join('"' + lab.replace("\\", "\\\\").replace('"', '\\"') + '"' for lab in mf.labels)
     out.append(f"static const char *const {n}_labels[{mf.classes}] = {{{labels}}};\n")
     ls = spec.layers(mf.cfg)
@@ -97,7 +100,7 @@ def header(mf: ModelFile, name: str) -> str:
     out.append(
         f"static const bitflip_model_t {n} = {{{mf.n_features}, {len(ls)}, {mf.classes}, {mf.prototypes}, {scale}, "
         f"{lo}, {span}, {len(steps)}, {n}_step, {n}_arg, {len(mf.encoding.thresholds)}, {n}_levels, {n}_layers, "
-        f"{side or 0}, {max_nw}, {max_out}}};\n"
+        f"{side or 0}, {max_nw}, {max_out}, {len(keep)}, {f'{n}_keep' if keep else '0'}}};\n"
     )
     out.append("\n#endif\n")
     return "".join(out)

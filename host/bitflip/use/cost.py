@@ -20,6 +20,7 @@ from .. import energy
 from ..armv6m import emu
 from ..armv6m.measure import FIRMWARE
 from ..armv6m.mpy import Mpy, find_function, load_module
+from ..bitplanes import pack_bits
 from ..boards import load
 from ..device import spec
 from .modelfile import ModelFile
@@ -98,6 +99,12 @@ def encode_cycles(mf: ModelFile, sample: np.ndarray) -> dict[str, int]:
         "levels", [img[:m].copy(), m, np.array(mf.encoding.thresholds, np.uint16), nl, np.zeros(nw, np.uint32), nw]
     )
     out["levels"] = r.cycles
+    keep = mf.encoding.keep
+    if keep:  # mi:PCT: the kept bits gathered from the full row
+        kw = spec.words(len(keep))
+        full = pack_bits(np.concatenate([img[:m] >= t for t in mf.encoding.thresholds]))
+        r = _run("gather", [full, np.array(keep, np.uint16), len(keep), np.zeros(kw, np.uint32), kw])
+        out["gather"] = r.cycles
     return out
 
 

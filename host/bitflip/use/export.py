@@ -7,6 +7,7 @@ adds: the raw feature count and value range, the scaling of raw values and the r
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import zipfile
 from pathlib import Path
@@ -67,6 +68,11 @@ def export_run(run_dir: Path, dataset: str | None = None) -> ModelFile:
         raise UsageError(f"{run_dir}: summary.json names no dataset: pass --dataset")
     data = load_dataset(str(name))
     enc = parse_encoding(summary.get("encoding") or data.default_encoding, data.max_value)
+    if enc.select:  # mi:PCT: the bits the run kept (chosen on its training rows)
+        keep = summary.get("encoding_keep")
+        if not keep:
+            raise UsageError(f"{run_dir}: summary.json has no encoding_keep for encoding {enc.spec}")
+        enc = dataclasses.replace(enc, keep=tuple(int(i) for i in keep))
     if enc.n_bits(data.n_features) != cfg["sizes"][0] or data.n_classes != cfg["classes"]:
         raise UsageError(
             f"dataset {name} ({data.n_features} features -> {enc.n_bits(data.n_features)} bits, "

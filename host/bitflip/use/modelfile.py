@@ -82,6 +82,7 @@ class ModelFile:
                 "max_value": self.max_value,
                 "steps": [list(s) for s in self.encoding.steps],
                 "levels": list(self.encoding.thresholds),
+                "keep": list(self.encoding.keep),
             },
             "scaling": scal,
             "labels": self.labels,
@@ -149,7 +150,10 @@ class ModelFile:
             [n if n == "deskew" else f"{n}:{a}" for n, a in steps]
             + ["thermo:" + ",".join(str(t) for t in enc["levels"])]
         )
-        encoding = Encoding(info["meta"].get("encoding", text), tuple(int(t) for t in enc["levels"]), steps)
+        keep = tuple(int(i) for i in enc.get("keep", ()))
+        if keep:
+            text += f"+keep:{len(keep)}"
+        encoding = Encoding(info["meta"].get("encoding", text), tuple(int(t) for t in enc["levels"]), steps, 0, keep)
         sc = info["scaling"]
         if sc["kind"] == MF.SC_NONE:
             scaling = Scaling("none")

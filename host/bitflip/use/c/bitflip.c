@@ -90,9 +90,14 @@ int bitflip_predict(const bitflip_model_t *m, const int32_t *values, int32_t *sc
     }
     const bitflip_layer_t *l0 = &m->layers[0]; /* 3. bit levels, packed */
     for (int w = 0; w < l0->nw; w++) h0[w] = 0;
-    for (int l = 0, bit = 0; l < m->n_levels; l++)
-        for (int i = 0; i < n; i++, bit++)
-            if (src[i] >= m->levels[l]) h0[bit >> 5] |= 1u << (bit & 31);
+    if (m->n_keep) { /* only the kept bits: bit j is bit keep[j] of the full row */
+        for (int j = 0; j < m->n_keep; j++)
+            if (src[m->keep[j] % n] >= m->levels[m->keep[j] / n]) h0[j >> 5] |= 1u << (j & 31);
+    } else {
+        for (int l = 0, bit = 0; l < m->n_levels; l++)
+            for (int i = 0; i < n; i++, bit++)
+                if (src[i] >= m->levels[l]) h0[bit >> 5] |= 1u << (bit & 31);
+    }
     uint32_t *x = h0, *y = h1;
     for (int li = 0; li < m->n_layers; li++) { /* 4. layers: XOR-popcount, thresholds, signs */
         const bitflip_layer_t *L = &m->layers[li];

@@ -36,6 +36,8 @@ typedef struct {
     uint16_t side;        /* image side (0: not an image) */
     uint16_t max_nw;      /* the widest layer input, in words */
     uint16_t max_out;     /* the widest layer */
+    uint16_t n_keep;      /* mi:PCT encodings: the input bits kept, else 0 (every bit) */
+    const uint16_t *keep; /* ascending indices into the level-major bit row */
 } bitflip_model_t;
 
 /* Class index of one sample of raw values (m->n_features of them). scores: 0, or room for
