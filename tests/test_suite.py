@@ -51,7 +51,8 @@ def test_suite_prints_one_row_per_dataset_with_measured_numbers(tmp_path: Path) 
             mean = float(c.split("±")[0])
             assert 0.0 <= mean <= 100.0
         assert cells[9] in ("met", "NOT met") and cells[12] in ("yes", "no")
-        assert cells[14].endswith("of 2")
+        assert cells[13].endswith("x") and cells[14].endswith("x")  # SGD/rule updates, two ways
+        assert cells[15].endswith("of 2")
     # the shift1d row is the 10-class default derived from the data, not the digits model
     assert re.search(r"\| shift1d \| (\d+-)?10x\d+, ", p.stdout), p.stdout
     assert "suite: shift1d seed 1:" in p.stderr
