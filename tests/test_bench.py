@@ -141,6 +141,22 @@ def test_virtual_and_host_are_estimated(tmp_path: Path, board: str, label: str, 
     assert r["device_s_per_sample"] == pytest.approx(want, rel=0.01)
 
 
+def test_headline_pico_figures_are_the_per_part_tables() -> None:
+    """One Pico figure: the headline table's per-sample time (and so its energy) is the
+    calibrated per-part table's row of the default model, for one and two cores."""
+    from bitflip.bench import pico_breakdown
+
+    table = energy.per_sample_table(("pico",))["boards"]["pico"]
+    rows = pico_breakdown()["rows"]
+    n = energy.default_sizes()[-1] // 10
+    for label, cores in (("single_core", "1 core"), ("dual_core", "2 cores")):
+        row = rows[f"mnist 10x{n} binary2 (default), {cores}"]
+        assert table[label]["seconds"] * 1e3 == pytest.approx(row["steady"]["ms"], abs=1e-4), label
+        assert table[label]["forward_dense_cycles"] / 125e3 == pytest.approx(row["steady"]["forward"], abs=1e-3)
+        assert table[label]["joules"] == pytest.approx(table[label]["seconds"] * table[label]["power_w"], rel=1e-3)
+    assert "calibrated on genuine v1.28.0 firmware" in energy.per_sample_table(("pico",))["boards"]["pico"]["source"]
+
+
 def test_no_records_no_energy(tmp_path: Path) -> None:
     assert energy.for_run(load("sim-pico"), SIZES, "binary2", CFG, tmp_path)["energy_source"] == "none"
 

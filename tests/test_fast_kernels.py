@@ -167,3 +167,49 @@ print(json.dumps(res))
         best = 2 + int(np.argmax(ref[2:5]))
         assert [r, p[0], p[2]] == [int(np.argmax(ref))] * 2 + [best]
         assert p[1] == ref[r] and p[3] == ref[best]
+
+
+def _split_case(rng: np.random.Generator, nw: int, n: int, h: int, lo: int, hi: int):
+    x = rng.integers(0, 1 << 32, nw, dtype=np.uint32)
+    w = rng.integers(0, 1 << 32, (n, nw), dtype=np.uint32)
+    w[h + 1] = x  # the best row of all in core 1's half (or a tie with core 0's best)
+    return x, w
+
+
+def test_two_core_modes_match_one_core_in_the_emulator(mods) -> None:
+    """dense_argmax(_asm) leader (mode 1) and server (mode 2) in unicorn, asm and viper twin:
+    the server runs its job (GO != SEEN), writes DONE = SEEN, polls once more and returns -2;
+    the leader, given the server's results (DONE preset to the GO it writes), copies the range
+    into the server's block, bumps GO, merges; winner, best and out equal one core's."""
+    _, tm, fm = mods
+    rng = np.random.default_rng(21)
+    for nw, n, h, lo, hi in ((13, 40, 20, 16, 24), (6, 30, 15, 0, 10), (1, 12, 6, 8, 12), (4, 10, 5, 100, 110)):
+        x, w = _split_case(rng, nw, n, h, lo, hi)
+        one = np.zeros(n, np.int32)
+        p1 = thumb_params(16, nw, n, 32 * nw - 3, lo, hi, 0)
+        r1 = run_function(fm, find_function(fm, "dense_argmax"), [x, w, one, p1])
+        for mod, fn in ((fm, "dense_argmax"), (tm, "dense_argmax_asm")):
+            blk = np.zeros(36, np.int32)
+            blk[:6] = [nw, h, 32 * nw - 3, lo, hi, 0]
+            blk[14] = 1
+            blk[16:22] = [nw, n - h, 32 * nw - 3, 0, 0, h]
+            blk[30] = 2
+            blk[32:36] = [7, 0, 1, 7]  # GO 7 = SEEN: no job yet
+            out = np.zeros(n, np.int32)
+            srv = blk[16:]  # a view: the server's block is the same memory
+            idle = run_function(mod, find_function(mod, fn), [x, w[h:], out[h:], srv])
+            assert idle.ret == -2 and blk[33] == 0, fn
+            blk[32] = 8  # a job; the server copies nothing itself: the leader wrote lo/hi before GO
+            blk[19:21] = [lo, hi]
+            s = run_function(mod, find_function(mod, fn), [x, w[h:], out[h:], srv])
+            assert s.ret == -2 and blk[33] == 8 and blk[35] == 8, fn
+            blk[19:21] = [0, 0]
+            blk[33] = 9  # the GO the leader is about to write
+            lead = run_function(mod, find_function(mod, fn), [x, w, out, blk])
+            where = f"{fn} nw={nw} n={n} h={h} [{lo},{hi})"
+            assert blk[32] == 9 and list(blk[19:21]) == [lo, hi], where
+            assert np.array_equal(out, one), where
+            assert lead.ret == r1.ret == int(p1[6]) == int(blk[6]), where
+            assert int(blk[8]) == int(p1[8]), where
+            if int(p1[8]) >= 0:
+                assert int(blk[9]) == int(p1[9]), where

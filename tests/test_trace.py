@@ -108,6 +108,10 @@ def test_the_firmware_meets_the_speed_targets() -> None:
     t = cal["terms"]
     digits = C.estimate(cal["profiles"]["now-digits"]["steady"], t)["seconds"] * 1e3
     assert digits <= 0.4
+    mnist = C.estimate(cal["profiles"]["now-mnist2000"]["steady"], t)["seconds"] * 1e3
+    assert mnist <= 1.15
+    assert cal["profiles"]["now-mnist2000"]["cfg"]["sizes"] == [400, 960]  # the 10x96
+    assert cal["profiles"]["now-mnist2000"]["cores"] == 2
     for name in ("now-digits", "now-mnist2000", "now-mnist2000-1core"):
         assert cal["profiles"][name]["digest"] == cal["profiles"][name.removeprefix("now-")]["digest"]
 

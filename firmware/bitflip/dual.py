@@ -35,7 +35,6 @@ _JOB = 1  # ctl[1]: index of the job
 _DONE = 2  # ctl[2]: sequence number of the last job the worker finished (-1: alive)
 _QUIT = 3  # ctl[3]: 1 = worker should return
 _GONE = -2  # ctl[_DONE] once the worker has returned
-JOB_ARGMAX = const(4)  # a job of fast.py: accel.dense_argmax(x, s half, pre half, its block)
 _MASK = 0xFFFFFF  # sequence numbers wrap here: they stay small ints on every port
 
 try:
@@ -83,7 +82,7 @@ class Worker:
         self.jobs = []
         self.pb = array("i", bytes(32))  # the worker's own asm parameter block
         self.asm = None
-        self.argmax = accel.dense_argmax  # its own block comes with each job: re-entrant
+        self.sv = None  # fast.py's split: (kernel, x, s half, pre half, block) run in serve mode
         if accel.KIND == "asm_thumb":
             from . import kernels_thumb
 
@@ -106,7 +105,14 @@ class Worker:
         seen = ctl[_GO]
         ctl[_DONE] = -1
         while True:
-            if not _spin_ne(ctl, _GO, seen, 20000):
+            sv = self.sv
+            n = 20000
+            if sv is not None:
+                # the serve mode of accel.dense_argmax: runs the leader's jobs until it has
+                # polled its GO word SERVE_POLLS times in vain (then a look at ctl below)
+                sv[0](sv[1], sv[2], sv[3], sv[4])
+                n = 1
+            if not _spin_ne(ctl, _GO, seen, n):
                 if not self.rp2:
                     time.sleep_us(200)  # idle on a shared host: do not hold a CPU
                 continue
@@ -118,11 +124,8 @@ class Worker:
         ctl[_DONE] = _GONE
 
     def _run(self, job):
-        # job: (kind, x, s, aux, pre, nw, rows, nbits) for rows [h, n_out), or
-        # (JOB_ARGMAX, x, s, pre, block) of fast.py
-        if job[0] == JOB_ARGMAX:
-            self.argmax(job[1], job[2], job[3], job[4])
-        elif job[0] == 3:
+        # job: (kind, x, s, aux, pre, nw, rows, nbits) for rows [h, n_out)
+        if job[0] == 3:
             K.dense_ternary(job[1], job[2], job[3], job[4], job[5], job[6])
         elif self.asm is not None:
             pb = self.pb
@@ -132,6 +135,11 @@ class Worker:
             self.asm(job[1], job[2], job[4], pb)
         else:
             K.dense_binary(job[1], job[2], job[4], job[5], job[6], job[7])
+
+    def serve(self, kernel, x, s, pre, block):
+        # from now on core 1 waits for fast.py's leader inside kernel (accel.dense_argmax) in
+        # serve mode: no Python on core 1 per sample (the block's protocol: kernels_thumb.py)
+        self.sv = (kernel, x, s, pre, block)
 
     def start(self, j):
         # the worker runs job j; returns the sequence number to wait for
@@ -211,5 +219,6 @@ def release(layers):
         layer.split = None
     if _worker:
         _worker.jobs = []
+        _worker.sv = None
         _worker.stop()
     _worker = None

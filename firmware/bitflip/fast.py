@@ -4,14 +4,17 @@
 # sample: one forward call that also returns the winner and the label's best prototype
 # (accel.dense_argmax), the step key written straight into the update's parameter block,
 # row updates through accel.update_b2 (asm_thumb on the Pico), everything bound once per
-# block. On two cores the worker runs the same kernel on the upper half of the rows (a
-# job of kind dual.JOB_ARGMAX) and the two halves' winners are merged. Where the time goes,
-# and why this shape: docs/results/pico-speed.md.
+# block. On two cores the same call is the leader of a split: core 1 waits inside the same
+# kernel (its serve mode, started once by dual.Worker) for the leader's GO, runs the upper
+# half of the rows, and the leader merges both halves' winners: no Python on either core per
+# sample for the split. Where the time goes, and why this shape: docs/results/pico-speed.md.
 from array import array
 
-from . import accel, dual
+from . import accel
 from . import kernels as K
 from .spec import BINARY2
+
+SERVE_POLLS = 20000  # core 1's idle polls before its serve call returns to dual.Worker._loop
 
 
 class Fast:
@@ -24,15 +27,17 @@ class Fast:
         self.fa0 = array("i", [top.nw, n, top.n_in, 0, 0, 0] + [0] * 10)
         # update_b2 block: [key word, row, nw, n_in, up, k, ks, layer] + scratch
         self.pu = array("i", [0, 0, top.nw, top.n_in, 0, t.k[0], t.ks, 0] + [0] * 16)
-        self.fa1 = None
-        self.job = 0
         if t.worker is not None and top.split is not None:
-            w, j, h = top.split
+            # two cores: one 36-word block, the leader's 16 words (this core: rows [0, h)), the
+            # server's 16 (core 1: rows [h, n), its own block) and 4 sync words (GO, DONE, idle
+            # polls, SEEN); core 1 runs the same kernel in its serve mode (dual.Worker.serve)
+            w, _, h = top.split
             self.h = h
-            self.fa0[1] = h
-            self.fa1 = array("i", [top.nw, n - h, top.n_in, 0, 0, h] + [0] * 10)
-            w.jobs[j] = (dual.JOB_ARGMAX, t.x, memoryview(top.s)[4 * top.nw * h :], memoryview(top.pre)[h:], self.fa1)
-            self.job = j
+            lead = [top.nw, h, top.n_in, 0, 0, 0] + [0] * 8 + [1, 0]
+            serve = [top.nw, n - h, top.n_in, 0, 0, h] + [0] * 8 + [2, 0]
+            self.fa0 = array("i", lead + serve + [0, 0, SERVE_POLLS, 0])
+            s1 = memoryview(top.s)[4 * top.nw * h :]
+            w.serve(accel.dense_argmax, t.x, s1, memoryview(top.pre)[h:], memoryview(self.fa0)[16:])
 
     def train_block(self, buf, count, lab_off, row_off, row_words):
         t = self.t
@@ -44,13 +49,10 @@ class Fast:
         aux = top.aux
         pre = top.pre
         fa0 = self.fa0
-        fa1 = self.fa1
         pu = self.pu
         da = accel.dense_argmax
         upd = accel.update_b2
         fill = t.fill
-        w = t.worker if fa1 is not None else None
-        job = self.job
         seed = t.seed
         step = t.step
         writes = 0
@@ -64,20 +66,8 @@ class Fast:
             lo = label * P
             fa0[3] = lo
             fa0[4] = lo + P
-            if w is None:
-                winner = da(x, s, pre, fa0)
-                best = fa0[8]
-            else:
-                fa1[3] = lo
-                fa1[4] = lo + P
-                seq = w.start(job)
-                winner = da(x, s, pre, fa0)
-                w.wait(seq)
-                if fa1[7] > fa0[7]:  # ties: core 0 holds the lower indices
-                    winner = fa1[6]
-                best = fa0[8]
-                if fa1[8] >= 0 and (best < 0 or fa1[9] > fa0[9]):
-                    best = fa1[8]
+            winner = da(x, s, pre, fa0)  # both cores' halves on two
+            best = fa0[8]
             K.step_key(pu, seed, step)
             step += 1
             hit = lo <= winner < lo + P
@@ -104,6 +94,31 @@ class Fast:
         t.writes += writes
         t.updates += updates
         t.upd_words += updates * nw
+        t.samples += count
+        t.fwd_words += count * nw * top.n_out
+        return correct
+
+    def eval_block(self, buf, count, lab_off, row_off, row_words):
+        # rule.Trainer.eval_block through the same kernel: its winner is K.argmax's (the
+        # lowest index on ties); on two cores the split runs as in training
+        t = self.t
+        top = t.layers[0]
+        nw = top.nw
+        P = t.P
+        x = t.x
+        s = top.s
+        pre = top.pre
+        fa0 = self.fa0
+        da = accel.dense_argmax
+        fa0[3] = 0
+        fa0[4] = 0
+        correct = 0
+        woff = row_off >> 2
+        for i in range(count):
+            K.load_row(x, buf, woff, nw)
+            woff += row_words
+            if da(x, s, pre, fa0) // P == buf[lab_off + i]:
+                correct += 1
         t.samples += count
         t.fwd_words += count * nw * top.n_out
         return correct

@@ -33,6 +33,8 @@ if _TYPE_CHECKING:
 
     row = tri = tail = one = rowend = done = down = tailset = word = draw = drawn = next = Label()
     conf = draw2 = last = norange = nowin = Label()
+    serve = poll = got = job = rowsdone = alo = ahi = nobest = scan = snext = scanned = Label()
+    served = wait = mwin = take = ret = out = Label()
 
 # dense_binary_asm(x, w, out, p): p = [nw, nout, nbits] + scratch, nw < 65536.
 _PB = array("i", [0] * 8)
@@ -432,19 +434,28 @@ def flip_row(w, row, x, nw, n_in, up, k, st, layer):
 
 # dense_argmax_asm(x, w, out, p): p = [nw, nout, nbits, lo, hi, base] + results + scratch
 # (16 words, the caller's own array('i')); results: p[6] winner, p[7] its value, p[8] best
-# row of [lo, hi), p[9] its value. Same call as the viper twin kernels.dense_argmax: no
-# wrapper, so the caller keeps one block per layer half and pays one call per forward.
+# row of [lo, hi), p[9] its value. Same call as the viper twin kernels_fast.dense_argmax: no
+# wrapper, so the caller keeps one block per layer and pays one call per forward.
+# p[14] is the mode: 0 one core; 1 leader and 2 server of the two-core split (fast.py): a
+# 36-word block holds the leader's 16 words, the server's 16 (its own block, p + 64) and 4
+# sync words (p + 128: GO, DONE, idle polls, SEEN). The leader copies lo/hi into the server's
+# block, bumps GO, runs its rows, spins until DONE == GO and merges the two halves' results
+# (ties: the leader holds the lower indices). The server (core 1, called once and looping)
+# polls GO; for each new value it runs its rows and writes DONE; after that many idle polls
+# it returns -2 (so its Python loop can see a stop request).
+# Hand-encoded Thumb-1 (MicroPython's assembler lacks them): 0xC814 ldm r0!, {r2, r4};
+# 0xC810 ldm r0!, {r4}; 0xC920 ldm r1!, {r5}; 0xC220 stm r2!, {r5}; 0x4560 cmp r0, r12.
 
 
 @micropython.asm_thumb
 def dense_argmax_asm(r0, r1, r2, r3):
-    # dense_binary_asm (out[j] = nbits - 2 * popcount(x ^ w_j), j < nout) that also keeps the
-    # row with the largest value (lowest index on ties) and the largest of the global row
-    # indices base + j in [lo, hi) (-1 when none), so the caller needs no argmax pass: the
-    # forward pass of a prototype layer, its winner and the label's best prototype in one call.
-    # Same inner loop as dense_binary_asm. Byte offsets in p: 0 nw, 4 nout, 8 nbits, 12 lo,
-    # 16 hi, 20 base, 24 winner, 28 its value, 32 best in range, 36 its value, scratch: 40 x
-    # start, 44 x end, 48 rows left, 52 current row index. Returns the winner (-1: no rows).
+    # dense_binary (out[j] = nbits - 2 * popcount(x ^ w_j), j < nout) that also keeps the row
+    # with the largest value (lowest index on ties: tracked by its out pointer) and, in a
+    # second pass over out, the largest of the global rows base + j in [lo, hi) (-1 when none):
+    # the forward pass of a prototype layer, its winner and the label's best prototype in one
+    # call. Byte offsets in p: 0 nw, 4 nout, 8 nbits, 12 lo, 16 hi, 20 base, 24 winner, 28 its
+    # value, 32 best in range, 36 its value, 40 x start, 44 x end, 48 w end, 52 out start,
+    # 56 mode, 60 w start. Returns the winner (-1: no rows; -2: a server that went idle).
     mov(r4, r8)
     mov(r5, r9)
     mov(r6, r10)
@@ -453,10 +464,17 @@ def dense_argmax_asm(r0, r1, r2, r3):
     mov(r10, r2)
     mov(r11, r3)
     str(r0, [r3, 40])  # x start
+    str(r2, [r3, 52])  # out start
+    str(r1, [r3, 60])  # w start
     ldr(r4, [r3, 0])  # nw
     lsl(r5, r4, 2)
     add(r5, r5, r0)
     str(r5, [r3, 44])  # x end
+    ldr(r5, [r3, 4])  # nout
+    mul(r5, r4)
+    lsl(r5, r5, 2)
+    add(r5, r5, r1)
+    str(r5, [r3, 48])  # w end
     mov(r5, 0xAA)  # nw // 3 = (nw * 0xAAAB) >> 17, exact for nw < 65536
     lsl(r5, r5, 8)
     add(r5, 0xAB)
@@ -466,18 +484,6 @@ def dense_argmax_asm(r0, r1, r2, r3):
     mul(r4, r5)
     add(r4, r4, r0)
     mov(r12, r4)  # end of the whole triples
-    ldr(r5, [r3, 4])
-    str(r5, [r3, 48])  # rows left
-    ldr(r5, [r3, 20])
-    str(r5, [r3, 52])  # row index = base
-    mov(r5, 0)
-    mvn(r5, r5)
-    str(r5, [r3, 24])  # winner = -1
-    str(r5, [r3, 32])  # best in range = -1
-    mov(r5, 1)
-    lsl(r5, r5, 31)
-    str(r5, [r3, 28])  # values = INT_MIN: every row beats them
-    str(r5, [r3, 36])
     # constants
     mov(r6, 0x55)
     lsl(r4, r6, 8)
@@ -501,19 +507,72 @@ def dense_argmax_asm(r0, r1, r2, r3):
     lsl(r4, r5, 16)
     orr(r5, r4)
     mov(r9, r5)
-    ldr(r5, [r3, 48])
+    ldr(r5, [r3, 56])  # mode
+    cmp(r5, 2)
+    beq(serve)
+    cmp(r5, 1)
+    bne(job)
+    # leader: hand core 1 its job (the label's range), then GO = (GO + 1) & 0xFFFFFF
+    ldr(r4, [r3, 12])
+    str(r4, [r3, 76])
+    ldr(r4, [r3, 16])
+    str(r4, [r3, 80])
+    mov(r2, r3)
+    add(r2, 128)
+    ldr(r4, [r2, 0])
+    add(r4, 1)
+    lsl(r4, r4, 8)
+    lsr(r4, r4, 8)
+    str(r4, [r2, 0])
+    b(job)
+    label(serve)  # r3 = p (the server's block): wait for GO != SEEN, at most p[18] polls
+    ldr(r5, [r3, 72])
+    ldr(r4, [r3, 76])
+    label(poll)
+    ldr(r2, [r3, 64])
+    cmp(r2, r4)
+    bne(got)
+    sub(r5, 1)
+    bne(poll)
+    mov(r0, 1)
+    mvn(r0, r0)  # -2: idle
+    b(out)
+    label(got)
+    str(r2, [r3, 76])  # SEEN
+    ldr(r1, [r3, 60])
+    ldr(r2, [r3, 52])
+    mov(r10, r2)
+    label(job)
+    mov(r3, r11)
+    mov(r5, 1)
+    lsl(r5, r5, 31)
+    str(r5, [r3, 28])  # values = INT_MIN: every row beats them
+    str(r5, [r3, 36])
+    mov(r5, 0)
+    mvn(r5, r5)
+    str(r5, [r3, 24])  # winner = -1 (then the out pointer past it)
+    str(r5, [r3, 32])  # best in range = -1
+    ldr(r5, [r3, 4])
     cmp(r5, 0)
-    beq(done)
+    beq(rowsdone)
     label(row)
     mov(r4, r11)
     ldr(r0, [r4, 40])  # x start
     mov(r3, 0)  # popcount of the row
-    mov(r5, r12)
-    cmp(r0, r5)
+    data(2, 0x4560)  # cmp r0, r12
     beq(tail)
-    label(tri)
-    ldr(r4, [r0, 0])
-    ldr(r5, [r1, 0])
+    label(tri)  # three words: nibble counts, bytes, their sum
+    data(2, 0xC814)  # ldm r0!, {r2, r4}: x[0], x[1]
+    data(2, 0xC920)  # ldm r1!, {r5}: w[0]
+    eor(r2, r5)
+    lsr(r5, r2, 1)
+    and_(r5, r6)
+    sub(r2, r2, r5)
+    lsr(r5, r2, 2)
+    and_(r2, r7)
+    and_(r5, r7)
+    add(r2, r2, r5)
+    data(2, 0xC920)  # w[1]
     eor(r4, r5)
     lsr(r5, r4, 1)
     and_(r5, r6)
@@ -521,42 +580,29 @@ def dense_argmax_asm(r0, r1, r2, r3):
     lsr(r5, r4, 2)
     and_(r4, r7)
     and_(r5, r7)
-    add(r4, r4, r5)
-    ldr(r2, [r0, 4])
-    ldr(r5, [r1, 4])
-    eor(r2, r5)
-    lsr(r5, r2, 1)
+    add(r2, r2, r4)
+    add(r2, r2, r5)
+    data(2, 0xC810)  # ldm r0!, {r4}: x[2]
+    data(2, 0xC920)  # w[2]
+    eor(r4, r5)
+    lsr(r5, r4, 1)
     and_(r5, r6)
-    sub(r2, r2, r5)
-    lsr(r5, r2, 2)
-    and_(r2, r7)
+    sub(r4, r4, r5)
+    lsr(r5, r4, 2)
+    and_(r4, r7)
     and_(r5, r7)
-    add(r4, r4, r2)
-    add(r4, r4, r5)
-    ldr(r2, [r0, 8])
-    ldr(r5, [r1, 8])
-    eor(r2, r5)
-    lsr(r5, r2, 1)
-    and_(r5, r6)
-    sub(r2, r2, r5)
-    lsr(r5, r2, 2)
-    and_(r2, r7)
-    and_(r5, r7)
-    add(r4, r4, r2)
-    add(r4, r4, r5)
-    lsr(r5, r4, 4)  # nibbles <= 12 -> bytes <= 24
-    mov(r2, r8)
-    and_(r4, r2)
-    and_(r5, r2)
-    add(r4, r4, r5)
-    mov(r5, r9)  # top byte = sum of the 4 bytes
-    mul(r4, r5)
-    lsr(r4, r4, 24)
-    add(r3, r3, r4)
-    add(r0, 12)
-    add(r1, 12)
-    mov(r5, r12)
-    cmp(r0, r5)
+    add(r2, r2, r4)
+    add(r2, r2, r5)
+    lsr(r5, r2, 4)  # nibbles <= 12 -> bytes <= 24
+    mov(r4, r8)
+    and_(r2, r4)
+    and_(r5, r4)
+    add(r2, r2, r5)
+    mov(r4, r9)  # top byte = sum of the 4 bytes
+    mul(r2, r4)
+    lsr(r2, r2, 24)
+    add(r3, r3, r2)
+    data(2, 0x4560)  # cmp r0, r12
     bne(tri)
     label(tail)
     mov(r4, r11)
@@ -564,8 +610,8 @@ def dense_argmax_asm(r0, r1, r2, r3):
     cmp(r0, r2)
     beq(rowend)
     label(one)
-    ldr(r4, [r0, 0])
-    ldr(r5, [r1, 0])
+    data(2, 0xC810)  # ldm r0!, {r4}
+    data(2, 0xC920)  # ldm r1!, {r5}
     eor(r4, r5)
     lsr(r5, r4, 1)
     and_(r5, r6)
@@ -582,8 +628,6 @@ def dense_argmax_asm(r0, r1, r2, r3):
     mul(r4, r5)
     lsr(r4, r4, 24)
     add(r3, r3, r4)
-    add(r0, 4)
-    add(r1, 4)
     cmp(r0, r2)
     bne(one)
     label(rowend)
@@ -592,38 +636,123 @@ def dense_argmax_asm(r0, r1, r2, r3):
     add(r3, r3, r3)
     sub(r5, r5, r3)  # the row's value
     mov(r2, r10)
-    str(r5, [r2, 0])
-    add(r2, 4)
+    data(2, 0xC220)  # stm r2!, {r5}: out[j] = value
     mov(r10, r2)
-    ldr(r0, [r4, 52])  # its global index
-    ldr(r2, [r4, 28])
-    cmp(r5, r2)
+    ldr(r3, [r4, 28])
+    cmp(r5, r3)
     ble(nowin)  # signed: not larger than the winner so far
     str(r5, [r4, 28])
-    str(r0, [r4, 24])
+    str(r2, [r4, 24])
     label(nowin)
-    ldr(r2, [r4, 12])
+    ldr(r3, [r4, 48])  # w end
+    cmp(r1, r3)
+    bne(row)
+    # the winner's index from its out pointer
+    ldr(r2, [r4, 24])
+    ldr(r3, [r4, 52])
+    sub(r2, r2, r3)
+    asr(r2, r2, 2)
+    sub(r2, 1)
+    ldr(r3, [r4, 20])
+    add(r2, r2, r3)
+    str(r2, [r4, 24])
+    label(rowsdone)
+    mov(r4, r11)
+    # best of [lo, hi): rows [max(lo, base), min(hi, base + nout)) of out
+    ldr(r0, [r4, 12])
+    ldr(r2, [r4, 20])  # base
     cmp(r0, r2)
-    blt(norange)
-    ldr(r2, [r4, 16])
-    cmp(r0, r2)
-    bge(norange)
-    ldr(r2, [r4, 36])
-    cmp(r5, r2)
-    ble(norange)
+    bge(alo)
+    mov(r0, r2)
+    label(alo)
+    ldr(r1, [r4, 16])
+    ldr(r3, [r4, 4])
+    add(r3, r3, r2)
+    cmp(r1, r3)
+    ble(ahi)
+    mov(r1, r3)
+    label(ahi)
+    cmp(r0, r1)
+    bge(nobest)
+    sub(r0, r0, r2)
+    sub(r1, r1, r2)
+    lsl(r0, r0, 2)
+    lsl(r1, r1, 2)
+    ldr(r3, [r4, 52])
+    add(r0, r0, r3)
+    add(r1, r1, r3)
+    mov(r2, r0)  # the best's pointer
+    ldr(r3, [r0, 0])  # and value
+    add(r0, 4)
+    cmp(r0, r1)
+    beq(scanned)
+    label(scan)
+    ldr(r5, [r0, 0])
+    cmp(r5, r3)
+    ble(snext)
+    mov(r3, r5)
+    mov(r2, r0)
+    label(snext)
+    add(r0, 4)
+    cmp(r0, r1)
+    bne(scan)
+    label(scanned)
+    str(r3, [r4, 36])
+    ldr(r5, [r4, 52])
+    sub(r2, r2, r5)
+    asr(r2, r2, 2)
+    ldr(r5, [r4, 20])
+    add(r2, r2, r5)
+    str(r2, [r4, 32])
+    label(nobest)
+    ldr(r5, [r4, 56])
+    cmp(r5, 2)
+    beq(served)
+    cmp(r5, 1)
+    bne(ret)
+    # leader: wait for core 1's half (DONE == GO), then merge its results
+    mov(r2, r4)
+    add(r2, 128)
+    ldr(r3, [r2, 0])
+    label(wait)
+    ldr(r5, [r2, 4])
+    cmp(r5, r3)
+    bne(wait)
+    mov(r2, r4)
+    add(r2, 64)
+    ldr(r5, [r2, 28])
+    ldr(r3, [r4, 28])
+    cmp(r5, r3)
+    ble(mwin)  # ties: core 0 holds the lower indices
+    str(r5, [r4, 28])
+    ldr(r5, [r2, 24])
+    str(r5, [r4, 24])
+    label(mwin)
+    ldr(r5, [r2, 32])
+    cmp(r5, 0)
+    blt(ret)  # core 1 has no row in range
+    ldr(r3, [r4, 32])
+    cmp(r3, 0)
+    blt(take)
+    ldr(r5, [r2, 36])
+    ldr(r3, [r4, 36])
+    cmp(r5, r3)
+    ble(ret)
+    label(take)
+    ldr(r5, [r2, 32])
+    str(r5, [r4, 32])
+    ldr(r5, [r2, 36])
     str(r5, [r4, 36])
-    str(r0, [r4, 32])
-    label(norange)
-    add(r0, 1)
-    str(r0, [r4, 52])
-    ldr(r5, [r4, 48])
-    sub(r5, 1)
-    str(r5, [r4, 48])
-    beq(done)
-    b(row)  # the loop is longer than a conditional branch reaches
-    label(done)
+    b(ret)
+    label(served)
+    ldr(r5, [r4, 76])
+    str(r5, [r4, 68])  # DONE = SEEN
+    mov(r3, r4)
+    b(serve)
+    label(ret)
     mov(r2, r11)
     ldr(r0, [r2, 24])
+    label(out)
     pop({r4, r5, r6, r7})
     mov(r8, r4)
     mov(r9, r5)

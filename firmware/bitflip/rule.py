@@ -279,6 +279,8 @@ class Trainer:
         return correct
 
     def eval_block(self, buf, count, lab_off, row_off, row_words):
+        if self.fast is not None:
+            return self.fast.eval_block(buf, count, lab_off, row_off, row_words)
         correct = 0
         nw = words(self.n_in)
         P = self.P

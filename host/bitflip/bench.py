@@ -55,11 +55,15 @@ def _case(kernel: str, variant: str, nw: int, rows: int, **opts: int) -> np.ndar
 
 
 def _fit_dense(kernel: str, variant: str) -> dict[str, np.ndarray]:
-    # cost = call + rows * row + rows * nw * word, at aligned sizes (multiples of 8 and 3)
+    # cost = call + rows * row + rows * nw * word, at aligned sizes (multiples of 8 and 3); the
+    # asm kernels run whole triples of words, then (nw % 3) single words at `tail` more each
     a, b, c = _case(kernel, variant, 48, 2), _case(kernel, variant, 96, 2), _case(kernel, variant, 48, 4)
     word = (b - a) / 96
     row = (c - a) / 2 - 48 * word
-    return {"call": a - 2 * row - 96 * word, "row": row, "word": word}
+    out = {"call": a - 2 * row - 96 * word, "row": row, "word": word}
+    if variant == "asm":
+        out["tail"] = (_case(kernel, variant, 49, 2) - a) / 2 - word
+    return out
 
 
 def _fit_flip(variant: str) -> dict[str, np.ndarray]:

@@ -97,6 +97,7 @@ UPDATE = (
 )
 VOTE = ("vote", "hidden_dirs")
 SYNC = ("_spin", "_spin_ne")
+LEADS = ("dense_argmax", "dense_argmax_asm")  # fast.py's leader / server kernel (block mode 1 / 2)
 
 
 def _zero() -> dict[str, float]:
@@ -143,7 +144,7 @@ def profile(segments: list[Any], pre: list[Any] | None = None, n: int | None = N
     """Per-sample averages of traced segments (bitflip.armv6m.trace.Segment): interpreter counts
     per core, emulated kernel cycles per kernel and core, and the dual-core split's parts.
     `pre`: block prologues, amortised over the samples."""
-    from .armv6m.price import price
+    from .armv6m.price import argmax_mode, price
 
     segs = list(segments) + list(pre or [])
     n = n or max(1, sum(1 for s in segments))
@@ -159,6 +160,13 @@ def profile(segments: list[Any], pre: list[Any] | None = None, n: int | None = N
             c = price(name, args, extra)
             kern[str(core)][name] += c
             calls[str(core)][name] += 1
+            if core == 0 and name in LEADS and argmax_mode(args[3]) == 1:
+                # fast.py's two-core split inside one call: core 0's own rows (the same call
+                # as one core) run beside core 1's serve call; the rest of the call (the GO,
+                # the spin, the merge) is its own
+                block = list(args[3])
+                block[14] = 0
+                par0_k += price(name, [*args[:3], block], extra)
         m = {mk[0]: mk for mk in s.marks}
         if "go" in m:
             # core 0: [start, go) and [wait, done) hand the job over; [go, wait) runs beside core 1

@@ -77,7 +77,15 @@ class Model:
     calibrated on the genuine Pico firmware, times the statements and calls each path executes
     (traced, pico_calibration.json "interp_counts")."""
 
-    def __init__(self, chip: str, kernel: str, clock_hz: float, cores: int, costs: dict[str, Any] | None = None):
+    def __init__(
+        self,
+        chip: str,
+        kernel: str,
+        clock_hz: float,
+        cores: int,
+        costs: dict[str, Any] | None = None,
+        fast: bool = False,
+    ):
         from .calibrate import load_calibration
 
         self.chip = CHIP_MODEL.get(chip, chip)
@@ -91,7 +99,10 @@ class Model:
         cal = load_calibration()
         self.stmt = float(cal["terms"]["statement_cycles"])
         self.call = float(cal["terms"]["call_cycles"])
-        self.counts = cal["interp_counts"]
+        # fast: the firmware's fast path (fast.py: prototype-only binary2 models), its fused
+        # forward + winner kernel and its traced statements and calls
+        self.fast = fast
+        self.counts = cal["interp_counts_fast" if fast else "interp_counts"]
 
     def interp(self, c: dict[str, float], scale: float = 1.0) -> float:
         """Cycles of {"statements": n, "calls": m} in the interpreter."""
@@ -103,8 +114,10 @@ class Model:
         return float(v[term][self.unit]) * self.scale if term in v else 0.0
 
     def _dense(self, kind: str, nw: int, rows: int) -> float:
-        name = "dense_ternary" if kind == "ternary" else "dense_binary"
-        return self.term(name, "call") + rows * (self.term(name, "row") + nw * self.term(name, "word"))
+        name = "dense_argmax" if self.fast else "dense_ternary" if kind == "ternary" else "dense_binary"
+        # asm_thumb: whole triples of words, then nw % 3 single words ("tail" extra each)
+        tail = (nw % 3) * self.term(name, "tail")
+        return self.term(name, "call") + rows * (self.term(name, "row") + nw * self.term(name, "word") + tail)
 
     def forward(self, sizes: list[int], weights: str, split: bool) -> dict[str, float]:
         """Cycles of one forward pass (an evaluation sample), by part: the dense kernels, the
@@ -129,7 +142,8 @@ class Model:
                 dense += self._dense(weights, nw, n_out)
             if li < len(sizes) - 2:  # the top layer's sign bits are not packed (nothing reads them)
                 other += self.term("sign_pack", "call") + n_out * self.term("sign_pack", "neuron")
-        other += self.term("argmax", "call") + sizes[-1] * self.term("argmax", "neuron")
+        if not self.fast:  # the fast path's forward kernel finds the winner itself
+            other += self.term("argmax", "call") + sizes[-1] * self.term("argmax", "neuron")
         interp = self.interp(self.counts["eval"])
         if split:  # the traced two-core path counted Worker.start/wait as hand-over, not here
             interp -= self.interp(h["core0"])
@@ -178,14 +192,30 @@ class Model:
         return cycles / self.clock_hz
 
 
-def model_for(board: Board, sizes: list[int], cfg: dict[str, Any] | None = None) -> tuple[Board, Model]:
+def fast_path(sizes: list[int], weights: str | None, cfg: dict[str, Any] | None = None) -> bool:
+    """The firmware runs its fast path (fast.py; firmware rule.fast_path): no hidden layer,
+    binary2 weights, no margin, no anneal."""
+    c = cfg or {}
+    return (
+        len(sizes) == 2
+        and (weights or c.get("weights")) == "binary2"
+        and int(c.get("margin", -1)) < 0
+        and not int(c.get("anneal", 0))
+    )
+
+
+def model_for(
+    board: Board, sizes: list[int], cfg: dict[str, Any] | None = None, weights: str | None = None
+) -> tuple[Board, Model]:
     """The real board a run is priced on (a virtual board's original; the Pico for the host)
-    and its cost model; two cores where the firmware would split a layer."""
+    and its cost model; two cores where the firmware would split a layer; the fast path's
+    kernels and interpreter counts where the firmware takes it."""
     real = load("pico") if board.is_host else (load(board.real) if board.is_virtual else board)
     chip = str(real.data.get("chip", "rp2040"))
     split = any(n >= SPLIT_MIN_ROWS for n in sizes[1:]) and int((cfg or {}).get("cores", 0)) != 1
     cores = int(real.data.get("cores", 1)) if split and CHIP_MODEL.get(chip) in NO_GIL else 1
-    return real, Model(chip, str(real.data.get("kernel", "viper")), real.clock_hz, cores)
+    fast = fast_path(sizes, weights, cfg)
+    return real, Model(chip, str(real.data.get("kernel", "viper")), real.clock_hz, cores, fast=fast)
 
 
 def power_w(real: Board, cores: int) -> float:
@@ -220,18 +250,51 @@ def sample_estimate(
     }
 
 
+def traced_sample(real: Board, cores: int, sizes: list[int]) -> dict[str, float]:
+    """The calibrated per-sample estimate of an RP2040 board (steady state), from the trace of
+    the firmware's own training path of the default MNIST model (pico_calibration.json
+    "headline" profiles: every native call at its emulated cycles, statements and calls at the
+    fitted terms; bitflip.calibrate.estimate, the function the bench's per-part table uses)."""
+    from . import calibrate as C
+    from .errors import BitflipError
+
+    cal = C.load_calibration()
+    name = cal.get("headline", {}).get(str(cores))
+    prof = cal["profiles"].get(name) if name else None
+    if prof is None or list(prof["cfg"]["sizes"]) != list(sizes):
+        raise BitflipError(
+            f"pico_calibration.json has no trace of the default model {sizes} on {cores} core(s): "
+            "run `.venv/bin/python benchmarks/pico_calibration.py --write`"
+        )
+    e = C.estimate(prof["steady"], cal["terms"], clock_hz=real.clock_hz)
+    other = e["statements"] + e["calls"] + e["vote"] + e["other_kernels"]
+    return {
+        "cycles": e["cycles"],
+        "seconds": e["seconds"],
+        "forward_dense_cycles": e["forward"],
+        "update_cycles": e["update"],
+        "other_cycles": other,
+        "handover_cycles": e["handover"],
+    }
+
+
 def per_sample_table(boards: tuple[str, ...] = ("pico", "esp32")) -> dict[str, Any]:
     """Estimated seconds and joules per MNIST training sample of the default model, per
-    board, single- and dual-core (dual = the firmware's split of layers >= 256 neurons)."""
+    board, single- and dual-core (dual = the firmware's split of layers >= 256 neurons).
+    RP2040 boards: the calibrated trace of the firmware's path (traced_sample: the same
+    figures as the bench's per-part table); others: the per-op model (Model)."""
+    from .calibrate import LABEL
     from .training.hparams import DEFAULT_WEIGHTS, DEFAULTS
 
     sizes, weights = default_sizes(), DEFAULT_WEIGHTS["mnist"]
     hp = DEFAULTS["mnist"]
     k = [hp["k_hidden"]] * (len(sizes) - 2) + [hp["k_out"]]
+    cfg = {"margin": -1, "weights": weights}  # the MNIST default: no margin, no anneal
     out: dict[str, Any] = {"model": sizes, "weights": weights, "dataset": "mnist", "boards": {}}
     for name in boards:
         real = load(name)
         chip = str(real.data["chip"])
+        rp2040 = CHIP_MODEL.get(chip) == "rp2040"
         row: dict[str, Any] = {
             "chip": chip,
             "clock_hz": real.clock_hz,
@@ -239,8 +302,10 @@ def per_sample_table(boards: tuple[str, ...] = ("pico", "esp32")) -> dict[str, A
             "power_source": real.power["source"],
         }
         for label, cores in (("single_core", 1), ("dual_core", int(real.data.get("cores", 1)))):
-            m = Model(chip, str(real.data.get("kernel", "viper")), real.clock_hz, cores)
-            est = sample_estimate(m, sizes, weights, k, hp["ks"])
+            m = Model(
+                chip, str(real.data.get("kernel", "viper")), real.clock_hz, cores, fast=fast_path(sizes, weights, cfg)
+            )
+            est = traced_sample(real, m.cores, sizes) if rp2040 else sample_estimate(m, sizes, weights, k, hp["ks"])
             pw = power_w(real, m.cores)
             row[label] = {
                 "seconds": est["seconds"],
@@ -255,9 +320,8 @@ def per_sample_table(boards: tuple[str, ...] = ("pico", "esp32")) -> dict[str, A
             }
         row["dual_core_gain"] = row["single_core"]["seconds"] / row["dual_core"]["seconds"]
         row["source"] = (
-            "estimated (rp2040 model): emulated armv6m kernel cycles + interpreter terms calibrated on "
-            "genuine v1.28.0 firmware in a cycle-counting emulator (zero-wait memory: a lower bound)"
-            if CHIP_MODEL.get(chip) == "rp2040"
+            f"{LABEL}: the traced path of this firmware (pico_calibration.json), as in the per-part table"
+            if rp2040
             else "estimated (esp32 model): armv6m viper instruction counts as Xtensa cycles, uncalibrated; "
             "GIL: one core"
         )

@@ -152,7 +152,7 @@ def for_records(
         if meter is not None and not measured:
             notes.append("board file has a power_meter but the records carry no energy_uj: time x power model")
     else:
-        real, model = model_for(board, sizes, cfg)
+        real, model = model_for(board, sizes, cfg, weights)
         cores = model.cores
         pw = power_w(real, cores)
         chip = CHIP_MODEL.get(str(real.data.get("chip")), "rp2040")

@@ -14,7 +14,12 @@ from .trace_runtime import RUNTIME, SYNC_WORKER
 
 NATIVE_DECORATORS = ("micropython.viper", "micropython.native", "micropython.asm_thumb")
 # the loop of Trainer.train_block: one sample per iteration
-SAMPLE_LOOPS = {("rule", "Trainer.train_block"), ("rule", "Trainer.eval_block"), ("fast", "Fast.train_block")}
+SAMPLE_LOOPS = {
+    ("rule", "Trainer.train_block"),
+    ("rule", "Trainer.eval_block"),
+    ("fast", "Fast.train_block"),
+    ("fast", "Fast.eval_block"),
+}
 # the synchronous worker (trace_runtime.SYNC_WORKER), instrumented like the firmware:
 NO_ENTRY = {"_trace_loop_body"}  # its body is the loop's, not a call on the board
 # trace machinery around the real dual.Worker.start / wait: not counted (what they call is)

@@ -116,15 +116,26 @@ def _flip_row_asm(a: list[Any], extra: int, rng: np.random.Generator) -> list[An
     ]
 
 
+def argmax_mode(block: list[Any]) -> int:
+    """The mode word of a recorded dense_argmax block (0 one core, 1 leader, 2 server; blocks
+    recorded before the two-core kernel had none)."""
+    return int(block[14]) if len(block) > 14 else 0
+
+
 def _dense_argmax(a: list[Any], extra: int, rng: np.random.Generator) -> list[Any]:
-    # asm and viper take the same block: [nw, nout, nbits, lo, hi, base]
+    # asm and viper take the same block: [nw, nout, nbits, lo, hi, base], p[14] the mode.
+    # Leader: the server's half is already DONE (its spin ends at the first poll). Server: one
+    # job waiting (GO != SEEN), then one idle poll (p[18] = 1) and it returns.
     nw, nout, nbits, lo, hi, base = a[3][:6]
-    return [
-        _rand(rng, nw),
-        _rand(rng, nw * nout),
-        np.zeros(max(nout, 1), np.int32),
-        thumb_params(16, nw, nout, nbits, lo, hi, base),
-    ]
+    mode = argmax_mode(a[3])
+    p = thumb_params(36 if mode == 1 else 20, nw, nout, nbits, lo, hi, base)
+    p[14] = mode
+    if mode == 1:
+        p[16 + 6 : 16 + 10] = [0, -(1 << 31), -1, -(1 << 31)]
+        p[33] = 1
+    elif mode == 2:
+        p[16:20] = [1, 0, 1, 0]
+    return [_rand(rng, nw), _rand(rng, nw * nout), np.zeros(max(nout, 1), np.int32), p]
 
 
 def _update_b2_asm(a: list[Any], extra: int, rng: np.random.Generator) -> list[Any]:
@@ -214,7 +225,7 @@ def _shape(name: str, args: list[Any]) -> list[Any]:
     if name == "dense_binary_asm":
         return [0, 0, 0, a[3][:3]]
     if name in ("dense_argmax", "dense_argmax_asm"):
-        return [0, 0, 0, a[3][:6]]
+        return [0, 0, 0, [*a[3][:6], argmax_mode(a[3])]]
     if name == "update_row_b2_asm":
         return [0, 0, 0, [0, 0, *a[3][2:8]]]
     if name in ("dense_binary", "dense_ternary"):

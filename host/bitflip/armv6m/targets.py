@@ -58,7 +58,18 @@ def asm_standins(source: str) -> str:
         out += [f"def {node.name}({args}):", f"    {STANDINS[node.name]}"]
         pos = node.end_lineno
     out += lines[pos:]
-    return "from bitflip import kernels as K\nfrom bitflip import kernels_fast as KF\n" + "\n".join(out) + "\n"
+    # kernels_fast is imported at module level (a per-call import raced on the worker thread);
+    # firmware older than the fast path (the calibration commit's, traced by
+    # benchmarks/pico_calibration.py) has none: without the guard its kernels_thumb would fail
+    # to import and the trace would silently fall back to the viper kernels
+    head = (
+        "from bitflip import kernels as K\n"
+        "try:\n"
+        "    from bitflip import kernels_fast as KF\n"
+        "except ImportError:\n"
+        "    KF = None\n"
+    )
+    return head + "\n".join(out) + "\n"
 
 
 def target_package(

@@ -84,11 +84,13 @@ def print_report(r: dict[str, Any]) -> None:
                 )
         click.echo(
             "fwd = dense + argmax + row load kernels; update = row updates, prototype initialisation, step key; "
-            "stmts/calls = bytecode statements and calls x the calibrated terms; dual = Worker.start/wait, the "
-            "sync kernels, core 1 finishing after core 0, bus contention. 'learning' = samples after the "
-            "prototypes are filled; 'run avg' = the whole run (digits: 1 epoch; MNIST: first 2,000 samples). "
-            "(before) = the firmware the genuine figures were measured on (pico_calibration.json "
-            "calibration_commit), traced the same way."
+            "stmts/calls = bytecode statements and calls x the calibrated terms; dual = core 1 finishing after "
+            "core 0 (its serve call beyond the leader's own rows; before: Worker.start/wait, the sync kernels and "
+            "core 1's Python), bus contention. 'learning' = samples after the prototypes are filled; 'run avg' = "
+            "the whole run (digits: 1 epoch; MNIST: first 2,000 samples). digits (k_out 3) and MNIST 10x96 "
+            "(k_out 5) as the genuine figures were measured; (default) = this checkout's default MNIST model, "
+            "the headline table's. (before) = the firmware the genuine figures were measured on "
+            "(pico_calibration.json calibration_commit), traced the same way."
         )
     click.echo("")
     click.echo(
