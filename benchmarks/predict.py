@@ -111,6 +111,12 @@ def row(name: str, run: Path, dataset: str, samples: int) -> dict[str, Any]:
     }
 
 
+def label(name: str, run: Path) -> str:
+    """'MNIST 400-10x84 binary2' from the run's own summary (the defaults change over time)."""
+    s = json.loads((run / "summary.json").read_text())
+    return f"{name} {s['sizes'][0]}-{s['model']} {s['weights']}"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--digits-run", type=Path)
@@ -119,12 +125,10 @@ def main() -> None:
     ap.add_argument("--skip-mnist", action="store_true")
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args()
-    runs = [("digits 192-10x20 binary2", a.digits_run or Path(train("digits", "host")["run_dir"]), "digits")]
+    runs = [("digits", a.digits_run or Path(train("digits", "host")["run_dir"]), "digits")]
     if not a.skip_mnist:
-        runs.append(
-            ("MNIST 400-10x96 binary2", a.mnist_run or Path(train("mnist", "host", epochs=2)["run_dir"]), "mnist")
-        )
-    rows = [row(n, r, d, a.samples) for n, r, d in runs]
+        runs.append(("MNIST", a.mnist_run or Path(train("mnist", "host", epochs=2)["run_dir"]), "mnist"))
+    rows = [row(label(n, r), r, d, a.samples) for n, r, d in runs]
     if a.json:
         print(json.dumps(rows, indent=1, default=str))
         return
