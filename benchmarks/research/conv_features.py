@@ -414,6 +414,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--image-epochs", type=int, default=3)
     ap.add_argument("--seeds", type=int, default=2)
     ap.add_argument("--image-seeds", type=int, default=1)
+    ap.add_argument("--first-seed", type=int, default=0)
     ap.add_argument("--fashion-limit", type=int, default=11112)  # 10,002 train + 1,110 validation
     ap.add_argument("--set", action="append", default=[], help="override a Var field: F=64, w=3, ...")
     args = ap.parse_args(argv)
@@ -425,7 +426,7 @@ def main(argv: list[str] | None = None) -> int:
         epochs, seeds = (args.image_epochs, args.image_seeds) if image else (args.epochs, args.seeds)
         for vn in args.variants.split(","):
             runs = []
-            for seed in range(seeds):
+            for seed in range(args.first_seed, args.first_seed + seeds):
                 p = prepare(
                     TrainRequest(board="host", dataset=name, limit=args.fashion_limit if image else None, seed=seed)
                 )
