@@ -96,6 +96,7 @@ class VirtualBoard:
         self._fds: list[int] = []
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._wake = -1
         self.tail = bytearray()  # last bytes the board printed (for error messages)
         h: Any  # duck-typed: any hook with an empty `board` slot
         for hook in (fault, fault_out):  # hooks that act on the board itself (KillSwitch)
@@ -138,11 +139,14 @@ class VirtualBoard:
         self._fds = [dev_master, host_master, host_slave]
         self.port = os.ttyname(host_slave)
         self._stop.clear()
-        self._thread = threading.Thread(target=self._relay, args=(dev_master, host_master), daemon=True)
+        wake_r, wake_w = os.pipe()  # stop() wakes the relay at once (no select timeout to wait out)
+        self._fds += [wake_r, wake_w]
+        self._wake = wake_w
+        self._thread = threading.Thread(target=self._relay, args=(dev_master, host_master, wake_r), daemon=True)
         self._thread.start()
         return self.port
 
-    def _relay(self, dev: int, host: int) -> None:
+    def _relay(self, dev: int, host: int, wake: int) -> None:
         # Non-blocking both ways: the board's output is always drained (it must never block
         # on a full pty), and host bytes wait in `pending` while the board is busy; when
         # pending is full the host side is not read, so the host's writes block: the same
@@ -150,7 +154,7 @@ class VirtualBoard:
         os.set_blocking(dev, False)
         pending = bytearray()
         while not self._stop.is_set():
-            want_read = [dev] + ([host] if len(pending) < 65536 else [])
+            want_read = [dev, wake] + ([host] if len(pending) < 65536 else [])
             want_write = [dev] if pending else []
             try:
                 r, w, _ = select.select(want_read, want_write, [], 0.1)
@@ -164,7 +168,7 @@ class VirtualBoard:
                 except OSError:  # the MicroPython process exited
                     data = b""
                 if data == b"":
-                    return self._drain(host)
+                    return self._drain(host, wake)
                 if data:
                     self.tail = (self.tail + data)[-2000:]
                     if self.fault_out is not None:
@@ -188,17 +192,17 @@ class VirtualBoard:
                 except BlockingIOError:
                     n = 0
                 except OSError:
-                    return self._drain(host)
+                    return self._drain(host, wake)
                 del pending[:n]
 
-    def _drain(self, host: int) -> None:
+    def _drain(self, host: int, wake: int) -> None:
         # The board process is gone: swallow what the host still sends, so its writes
         # never block (a vanished USB board does not stall the host for write_timeout);
         # the host sees the board dead through dead_check and restarts it.
         while not self._stop.is_set():
             try:
-                r, _, _ = select.select([host], [], [], 0.1)
-                if r:
+                r, _, _ = select.select([host, wake], [], [], 0.1)
+                if host in r:
                     os.read(host, 65536)
             except (OSError, ValueError):
                 return
@@ -218,6 +222,8 @@ class VirtualBoard:
 
     def stop(self) -> None:
         self._stop.set()
+        if self._fds:
+            os.write(self._wake, b"x")
         if self.proc is not None and self.proc.poll() is None:
             self.proc.terminate()
             try:
