@@ -262,7 +262,7 @@ class DeviceRun:
         if self.max_block < 1:
             raise UsageError(f"one sample ({row_bytes} bytes) does not fit the board's frames")
         n = len(plan.x_train)
-        best = self.got.best()  # (val accuracy, epoch); the board keeps that model on its flash
+        best = self.got.best(before=epoch)  # (val accuracy, epoch); the board keeps that model on its flash
         for e in range(epoch, plan.req.epochs):
             order = plan.order(e)
             i = index if e == epoch else 0
