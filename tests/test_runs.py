@@ -231,3 +231,16 @@ def test_a_board_gives_its_heap_back_run_after_run(tmp_path: Path, cores: int) -
     finally:
         sim.terminate()
         sim.wait(timeout=10)
+
+
+def test_best_before_leaves_out_the_epochs_a_resumed_run_evaluates_again():
+    # a board killed after the validation record of its best epoch but before it kept that
+    # model: the resumed run evaluates the epoch again and must keep it again, so the best
+    # it compares with is the one of the epochs before (the final digest was wrong otherwise)
+    from bitflip.training.records import Collector
+
+    got = Collector.__new__(Collector)
+    got.evals = {e: {"correct": c, "seen": 142} for e, c in enumerate([135, 137, 138, 139])}
+    assert got.best() == (139 / 142, 3)
+    assert got.best(before=3) == (138 / 142, 2)
+    assert got.best(before=0) is None

@@ -165,8 +165,7 @@ class FrameSender:
         self._big = 0  # frames in flight that do not fit a slot
         self._want: tuple[str, int] | None = None
         self._got: Record | None = None
-        self._best: dict[tuple[int, int], tuple[int, bool, int]] = {}  # (samples, fec, frame bytes)
-        self._best_version = -1
+        self._best: dict[tuple[int, int, int, int], tuple[int, bool, int]] = {}  # (samples, fec, frame bytes)
         self.best_len = self.filler  # length of the frames best_samples chose last
         self.fec = False  # ... and whether they carry FEC check bytes
         self._last_key: tuple[int, int] | None = None
@@ -193,13 +192,13 @@ class FrameSender:
         is taken with exp(_log_ok) (with or without FEC check bytes, whichever is cheaper:
         self.fec says which) and a lost one costs itself (selective repeat: frames that fit
         a slot) or the window behind it too (go-back-N)."""
-        if self._best_version != self.errors.version:
-            self._best.clear()
-            self._best_version = self.errors.version
-        key = (row_bytes, cap)
-        self._last_key = key
+        # the choice is kept per 5 % step of the rate (and frame shape): p moves by more
+        # than 5 % often on a noisy line and each choice costs ~100 _log_ok evaluations
+        p_bin = round(math.log(self.errors.p) / math.log(1.05))
+        key = (row_bytes, cap, p_bin, self.credit)
+        self._last_key = (row_bytes, cap)
         if key not in self._best:
-            p, w = self.errors.p, self.credit
+            p, w = 1.05**p_bin, self.credit
             best: tuple[float, int, bool, int] = (float("inf"), 1, False, self.filler)
             for s in range(1, max(1, cap) + 1):
                 n = P.block_layout(s, row_bytes)[2]
@@ -356,10 +355,19 @@ class FrameSender:
             # with filler (not sync bytes); it fails its CRC and the resent frames are read.
             self.link.write(bytes(self.filler))
         now = time.monotonic()
+        resent = 0
         for e in list(self.inflight):
             if not e.held and now - e.t >= self.rto * 0.999:
                 self._transmit(e)  # not known lost: an earlier copy may still arrive
                 self.retransmitted += 1
+                resent += 1
+        if not resent and self.inflight:
+            # every frame in flight is held by the device (the last ack said so) and the
+            # acks after it were lost: a held or processed frame sent again is answered
+            # with an ack at once (a duplicate), which says where the device is now
+            e = min(self.inflight, key=lambda f: len(f.frame))
+            self._transmit(e)
+            self.retransmitted += 1
         self.rto = min(self.rto * 2, self.RTO_MAX)  # back off, like TCP
 
     def _rtt(self, rtt: float) -> None:

@@ -167,6 +167,12 @@ class SerialLink:
             self.log.append(rest)
             self._line_start = len(self._rx)
 
+    def gone(self) -> None:
+        """The board vanished (told by whoever knows, e.g. the virtual board's relay)."""
+        with self._cond:
+            self._eof = True
+            self._cond.notify_all()
+
     @property
     def eof(self) -> bool:
         """The port went away (the board vanished, the virtual board's process exited)."""

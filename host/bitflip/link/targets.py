@@ -68,6 +68,7 @@ class VirtualTarget(Target):
     def _link(self) -> SerialLink:
         self.link = SerialLink(self.vb.port, name=f"virtual {self.vb.board.name}")
         self.link.dead_check = lambda: not self.vb.alive
+        self.vb.on_exit = self.link.gone
         return self.link
 
     def reopen(self) -> SerialLink:

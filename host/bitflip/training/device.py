@@ -163,14 +163,14 @@ class DeviceRun:
     def _launch(self, link: SerialLink) -> int:
         """Start the app through the raw REPL. Whether it runs, and with the settings asked
         for, is read from its (checksummed) pong: on a noisy line the banner or the launch
-        command itself can arrive damaged (it is sent three times: the raw REPL runs the
+        command itself can arrive damaged (it is sent five times: the raw REPL runs the
         next copy when one fails)."""
         lk = self.plan.board.link
         code = f"import bitflip.app as A\nA.main({lk['max_payload']}, {lk['credit']})"
         for attempt in range(6):
             fresh = self.target.fresh and attempt == 0
             t0 = time.monotonic()
-            link.launch(code, timeout=0.5 if self.target.fresh else 3, fresh=fresh, copies=3)
+            link.launch(code, timeout=0.5 if self.target.fresh else 3, fresh=fresh, copies=5)
             # how long the app takes to answer was measured at the first launch: a launch
             # damaged beyond repair is given up after a few times that, not seconds
             budget = 3.0 if self._boot_s is None else max(0.4, 4 * self._boot_s)
@@ -262,7 +262,7 @@ class DeviceRun:
         if self.max_block < 1:
             raise UsageError(f"one sample ({row_bytes} bytes) does not fit the board's frames")
         n = len(plan.x_train)
-        best = self.got.best()  # (val accuracy, epoch); the board keeps that model on its flash
+        best = self.got.best(before=epoch)  # (val accuracy, epoch); the board keeps that model on its flash
         for e in range(epoch, plan.req.epochs):
             order = plan.order(e)
             i = index if e == epoch else 0

@@ -62,7 +62,6 @@ class HostRun:
         ref = Reference(plan.cfg)
         start, index, correct = 0, 0, 0
         resumed = None
-        best = got.best()  # (val accuracy, epoch) of the best model so far
         if self.resume:
             meta = _load(self.ckpt, ref, plan.cfg["id"])
             if meta is not None:
@@ -70,6 +69,7 @@ class HostRun:
                 resumed = {P.F_EPOCH: start, P.F_INDEX: index, P.F_STEP: ref.step}
                 got.extra["resumed_from"] = [resumed]
                 got.host("resumed", epoch=start, index=index)
+        best = got.best(before=start)  # (val accuracy, epoch) of the best model before the epochs run now
         got.record(
             {
                 P.F_EV: P.R_CONFIG,

@@ -79,10 +79,15 @@ class Collector:
         elif ev == P.R_DONE:
             self.done = rec
 
-    def best(self) -> tuple[float, int] | None:
-        """(validation accuracy, epoch) of the best model so far (the earliest of equals)."""
+    def best(self, before: int | None = None) -> tuple[float, int] | None:
+        """(validation accuracy, epoch) of the best model so far (the earliest of equals);
+        before: of the epochs before this one only (a resumed run evaluates that epoch and
+        the later ones again, and must keep their model again: the board may have died
+        before it was kept)."""
         out = None
         for e in sorted(self.evals):
+            if before is not None and e >= before:
+                break
             acc = self.evals[e][P.F_CORRECT] / max(1, self.evals[e][P.F_SEEN])
             if out is None or acc > out[0]:
                 out = (acc, e)
