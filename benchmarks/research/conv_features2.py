@@ -36,7 +36,7 @@ from bitflip.training.plan import Plan, TrainRequest, prepare
 from bitflip.training.reference import Reference
 
 sys.path.insert(0, __file__.rsplit("/", 1)[0])
-from conv_features import SIG, Conv, Var, grid, nn1, patches, top_cfg, top_votes, val_index  # noqa: E402
+from conv_features import SIG, Conv, Var, grid, nn1, patches, top_cfg, top_votes, val_index
 
 
 @dataclass(frozen=True)
@@ -93,7 +93,6 @@ class Conv2(Conv):
             return super().pool(R)
         mx = np.maximum.reduceat(R, self.starts, axis=1).transpose(0, 2, 1)  # (N, F, G)
         return mx[..., None] >= self.tq[None, :, None, :], mx
-
 
     def pool_pos(self, R: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """OR bit (max >= t_f) plus the max's position in its group, thermometer-coded (bit i:
