@@ -80,10 +80,7 @@ def sgd_matched_updates(p: Any, sgd_row: dict[str, Any]) -> int:
     n_weights = sum(a * b for a, b in zip(p.sizes[:-1], p.sizes[1:]))
     h = matched_width(n_weights, p.sizes[0], p.data.n_classes)
     n_params = p.sizes[0] * h + h + h * p.data.n_classes + p.data.n_classes
-    steps = sgd_row["param_updates"] // max(
-        1, sum(a * b + b for a, b in zip(sgd_row["sizes"][:-1], sgd_row["sizes"][1:]))
-    )
-    return steps * n_params
+    return int(sgd_row["steps"]) * n_params
 
 
 def measure(name: str, seeds: int, epochs: int, limit: int | None) -> dict[str, Any]:

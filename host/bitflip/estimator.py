@@ -92,7 +92,8 @@ class BitflipClassifier(ClassifierMixin, BaseEstimator):
         spec = self.encoding or default_encoding(X.shape[1], self.max_value_)
         self.encoding_ = parse_encoding(spec, self.max_value_)
         # mi:PCT keeps the bits most informative about y: chosen on these (the first) rows
-        self.encoding_ = self.encoding_.fit(x8, self._labels(y), len(classes))
+        if self.encoding_.select:
+            self.encoding_ = self.encoding_.fit(x8, self._labels(y), len(classes))
         n_bits = self.encoding_.n_bits(X.shape[1])
         sizes = [n_bits, *[int(h) for h in self.hidden], len(classes) * int(self.prototypes)]
         self.config_ = rule_config("", sizes, self.weights, int(self.seed), len(classes), dict(self.rule or {}), len(X))
