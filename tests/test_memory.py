@@ -8,6 +8,7 @@ from __future__ import annotations
 import itertools
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 from bitflip import boards
@@ -19,6 +20,7 @@ from bitflip.training.memory import (
     check_fits,
     largest_hidden,
     largest_prototypes,
+    modules,
     mpy_sizes,
     plan_memory,
 )
@@ -276,3 +278,56 @@ def test_the_memory_table_script_prints_the_planners_numbers() -> None:
     mnist = next(r for r in rows if r["model"] == "10x84")
     plan = plan_memory(mnist["sizes"], "binary2", load("pico"))
     assert mnist["boards"]["pico"]["needed"] == plan["total"] and mnist["boards"]["pico"]["heap"] == plan["heap"]
+
+
+@pytest.mark.parametrize(
+    "cfg",
+    [
+        {"sizes": [64, 40], "classes": 4, "weights": "binary2", "seed": 1, "window": 4, "margin": 2, "k": [2], "ks": 2},
+        {"sizes": [70, 40, 12], "classes": 4, "weights": "binary2", "seed": 1, "window": 4, "margin": 2, "k": [2, 3]},
+        {
+            "sizes": [70, 40, 24, 8],
+            "classes": 4,
+            "weights": "ternary",
+            "seed": 1,
+            "window": 4,
+            "margin": -1,
+            "k": [2, 2, 3],
+            "pool": {"rows": 16, "every": 7, "tau": 1, "flips": 6, "near": 30},
+        },
+    ],
+    ids=["fast-path", "flip-hidden", "pool-hidden"],
+)
+def test_the_plan_counts_exactly_the_modules_a_run_imports(cfg: dict, upy: Any) -> None:
+    """The planner prices the .mpy of memory.modules(cfg): the firmware's own app, given this
+    CONFIG frame, must import exactly those (the unix port stands for a non-ARM board)."""
+    import json
+
+    from bitflip.device import protocol as P
+
+    script = f"""
+import sys
+from bitflip import app
+cfg = {json.dumps(json.dumps(cfg))}.encode()
+class L:
+    buf = bytearray({P.HEADER_SIZE}) + cfg
+    seq = 1
+class Out:
+    def write(self, b):
+        pass
+a = app.App(L(), Out())
+a.on_config(len(cfg))
+print(sorted(m[8:] if m != "bitflip" else "__init__" for m in sys.modules if m.startswith("bitflip")))
+a.release()
+"""
+    got = eval(upy(script).strip().splitlines()[-1])
+    assert got == sorted(modules(cfg, "x64")), "add the module to memory.BASE_MODULES or memory.modules"
+
+
+def test_the_plan_reads_the_link_views_at_the_chunk_size_stream_uses() -> None:
+    import re
+
+    from bitflip.training import memory
+
+    src = (ROOT / "firmware" / "bitflip" / "stream.py").read_text()
+    assert int(re.search(r"^_CHUNK = const\((\d+)\)", src, re.MULTILINE).group(1)) == memory.CHUNK  # type: ignore[union-attr]

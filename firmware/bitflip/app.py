@@ -11,7 +11,7 @@ import time
 import micropython
 
 from . import VERSION
-from . import ckpt
+from . import ckpt, jobckpt
 from . import protocol as P
 from . import spec
 from .stream import BAD, DUP, NONE, Link
@@ -86,23 +86,7 @@ class App:
         trainer = Trainer(cfg)
         resumed = None
         if cfg.get("resume"):
-            meta = ckpt.peek()
-            if meta is not None and meta.get("id") == cfg.get("id"):
-                meta = ckpt.load(trainer.state())
-                if meta is None:  # the file changed since peek: a failed load may have filled
-                    trainer.close()  # part of the buffers, so start from a clean model
-                    trainer = None
-                    gc.collect()
-                    trainer = Trainer(cfg)
-            else:
-                meta = None
-            if meta is not None:
-                trainer.step = meta["step"]
-                self.totals = meta["totals"]
-                self.epoch_correct = meta["epoch_correct"]
-                self.epoch_seen = meta["epoch_seen"]
-                self.busy_us = meta["busy_us"]
-                resumed = {P.F_EPOCH: meta["epoch"], P.F_INDEX: meta["index"], P.F_STEP: meta["step"]}
+            trainer, resumed = jobckpt.resume(self, cfg, trainer)
         if resumed is None:  # a job from its start (also after a reconnect before its first checkpoint)
             self.totals = {}
             self.reset_epoch()
@@ -197,37 +181,6 @@ class App:
             self.eval_seen = 0
             self.eval_us = 0
 
-    def on_ckpt(self, n):
-        epoch, index, op = P.decode_ckpt(self.link.buf, P.HEADER_SIZE, n)
-        t = self.trainer
-        t0 = time.ticks_us()
-        if op == P.CKPT_KEEP:  # the best model on validation so far: its planes, on flash
-            ckpt.save({"id": self.cfg_id, "epoch": epoch}, [p for _, _, p in t.planes()], ckpt.BEST)
-        elif op == P.CKPT_RESTORE:
-            meta = ckpt.peek(ckpt.BEST)
-            if (
-                meta is None
-                or meta.get("id") != self.cfg_id
-                or ckpt.load([p for _, _, p in t.planes()], ckpt.BEST) is None
-            ):
-                self.error(P.E_STATE, "no best model of this job on the board to restore")
-                return
-        else:
-            meta = {"step": t.step, "totals": self.totals}
-            meta.update(
-                {
-                    "id": self.cfg_id,
-                    "epoch": epoch,
-                    "index": index,
-                    "epoch_correct": self.epoch_correct,
-                    "epoch_seen": self.epoch_seen,
-                    "busy_us": self.busy_us,
-                }
-            )
-            ckpt.save(meta, t.state())
-        ms = time.ticks_diff(time.ticks_us(), t0) // 1000
-        self.record(P.R_CKPT, {P.F_EPOCH: epoch, P.F_INDEX: index, P.F_STEP: t.step, P.F_MS: ms, P.F_OP: op}, True)
-
     def on_dump(self, n):
         # protocol.decode_dump: everything, or one byte range of one plane
         import binascii
@@ -312,7 +265,7 @@ class App:
             elif kind == P.K_MARK:
                 self.on_mark()
             elif kind == P.K_CKPT:
-                self.on_ckpt(link.length)
+                jobckpt.on_ckpt(self, link.length)
             elif kind == P.K_DUMP:
                 self.on_dump(link.length)
             elif kind == P.K_DONE:

@@ -31,7 +31,7 @@ from . import dual
 from . import kernels as K
 from . import spec
 from .layers import Dense
-from .spec import TERNARY, words
+from .spec import TERNARY, fast_path, words
 
 
 def hidden_rule(cfg):
@@ -46,16 +46,6 @@ def hidden_rule(cfg):
 
         return FlipRule
     return None
-
-
-def fast_path(cfg):
-    # the prototype-only fast path (fast.py) fits: no hidden layer, binary2, no margin, no anneal
-    return (
-        len(cfg["sizes"]) == 2
-        and cfg.get("weights") == "binary2"
-        and int(cfg["margin"]) < 0
-        and not int(cfg.get("anneal", 0))
-    )
 
 
 def imports(cfg):

@@ -53,6 +53,17 @@ def hidden_rule(cfg):
     return "pool" if cfg.get("pool") else "flip"
 
 
+def fast_path(cfg):
+    """The prototype-only fast path (fast.py) runs this model: no hidden layer, binary2, no
+    margin, no anneal. A plan that names no margin or anneal means none (the defaults')."""
+    return (
+        len(cfg["sizes"]) == 2
+        and cfg.get("weights") == "binary2"
+        and int(cfg.get("margin", -1)) < 0
+        and not int(cfg.get("anneal", 0))
+    )
+
+
 def layers(cfg):
     """[(n_in, n_out, kind)] per layer, bottom to top."""
     sizes = cfg["sizes"]

@@ -22,9 +22,10 @@ from pathlib import Path
 from typing import Any
 
 from .boards import Board, load
+from .device import spec
 
 COSTS_PATH = Path(__file__).resolve().parent / "kernel_costs.json"
-SPLIT_MIN_ROWS = 256  # firmware dual.MIN_ROWS
+SPLIT_MIN_ROWS = spec.SPLIT_MIN_ROWS  # layers this wide split over two cores (dual.py)
 
 # Everything neither the emulator nor the trace gives, with its source. "estimate:" = our assumption.
 # The interpreter terms (cycles per bytecode statement and per call) are no longer guesses:
@@ -193,15 +194,9 @@ class Model:
 
 
 def fast_path(sizes: list[int], weights: str | None, cfg: dict[str, Any] | None = None) -> bool:
-    """The firmware runs its fast path (fast.py; firmware rule.fast_path): no hidden layer,
+    """The firmware runs its fast path (fast.py; spec.fast_path): no hidden layer,
     binary2 weights, no margin, no anneal."""
-    c = cfg or {}
-    return (
-        len(sizes) == 2
-        and (weights or c.get("weights")) == "binary2"
-        and int(c.get("margin", -1)) < 0
-        and not int(c.get("anneal", 0))
-    )
+    return spec.fast_path(dict(cfg or {}, sizes=sizes, weights=weights or (cfg or {}).get("weights")))
 
 
 def model_for(

@@ -51,7 +51,20 @@ WORD = 4
 WORKER = 4096 + 6 * BLOCK + 5 * 32  # core-1 stack + the worker's ctl/pb arrays, its job tuples and views
 RUNTIME_MARGIN = 4096  # records, config JSON, checkpoint meta, dump chunks (each < 1 KiB, garbage)
 # a run's modules (firmware/bitflip/<name>.py) besides what spec.hidden_rule and the board add
-BASE_MODULES = ("__init__", "app", "protocol", "spec", "ckpt", "stream", "kernels", "rule", "layers", "accel", "dual")
+BASE_MODULES = (
+    "__init__",
+    "app",
+    "protocol",
+    "spec",
+    "ckpt",
+    "jobckpt",
+    "stream",
+    "kernels",
+    "rule",
+    "layers",
+    "accel",
+    "dual",
+)
 ARM_ONLY = ("kernels_thumb",)
 
 
@@ -107,7 +120,7 @@ def modules(cfg: dict[str, Any], arch: str) -> list[str]:
 
     names = list(BASE_MODULES)
     names += ARM_ONLY if arch in ARM_ARCHS else ("kernels_fast",)
-    if len(cfg["sizes"]) == 2 and cfg.get("weights") == "binary2":
+    if spec.fast_path(cfg):
         names.append("fast")  # the prototype-only fast path (rule.py imports it for such models)
     rule = spec.hidden_rule(cfg)
     if rule == "flip":
