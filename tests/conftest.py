@@ -73,3 +73,29 @@ def reference_block(tmp: Path, cfg: dict, seed: int, count: int) -> tuple:
     lab_pad = (count + 3) & ~3
     (tmp / "block.bin").write_bytes(bytes(y.astype(np.uint8)) + bytes(lab_pad - count) + X.astype("<u4").tobytes())
     return ref, lab_pad, X, y
+
+
+# one device configuration per hidden-layer rule (none, flip, pool), for tests that run each
+CONFIGS = [
+    {"sizes": [70, 12], "classes": 4, "weights": "binary", "seed": 1, "window": 4, "margin": -1, "k": [2]},
+    {
+        "sizes": [70, 40, 12],
+        "classes": 4,
+        "weights": "binary2",
+        "seed": 1,
+        "window": 4,
+        "margin": 2,
+        "k": [2, 3],
+        "ks": 2,
+    },
+    {
+        "sizes": [70, 40, 24, 8],
+        "classes": 4,
+        "weights": "ternary",
+        "seed": 1,
+        "window": 4,
+        "margin": -1,
+        "k": [2, 2, 3],
+        "pool": {"rows": 16, "every": 7, "tau": 1, "flips": 6, "near": 30},
+    },
+]

@@ -26,6 +26,7 @@ from bitflip.training.memory import (
 )
 from bitflip.training.runner import TrainRequest, train
 from click.testing import CliRunner
+from conftest import CONFIGS
 
 ROOT = Path(__file__).resolve().parents[1]
 DIGITS_IN = 192  # digits: 64 features x 3 thermometer levels
@@ -280,24 +281,10 @@ def test_the_memory_table_script_prints_the_planners_numbers() -> None:
     assert mnist["boards"]["pico"]["needed"] == plan["total"] and mnist["boards"]["pico"]["heap"] == plan["heap"]
 
 
-@pytest.mark.parametrize(
-    "cfg",
-    [
-        {"sizes": [64, 40], "classes": 4, "weights": "binary2", "seed": 1, "window": 4, "margin": 2, "k": [2], "ks": 2},
-        {"sizes": [70, 40, 12], "classes": 4, "weights": "binary2", "seed": 1, "window": 4, "margin": 2, "k": [2, 3]},
-        {
-            "sizes": [70, 40, 24, 8],
-            "classes": 4,
-            "weights": "ternary",
-            "seed": 1,
-            "window": 4,
-            "margin": -1,
-            "k": [2, 2, 3],
-            "pool": {"rows": 16, "every": 7, "tau": 1, "flips": 6, "near": 30},
-        },
-    ],
-    ids=["fast-path", "flip-hidden", "pool-hidden"],
-)
+FAST = {"sizes": [64, 40], "classes": 4, "weights": "binary2", "seed": 1, "window": 4, "margin": -1, "k": [2], "ks": 2}
+
+
+@pytest.mark.parametrize("cfg", [FAST, *CONFIGS], ids=["fast-path", "0h-binary", "1h-flip", "2h-pool"])
 def test_the_plan_counts_exactly_the_modules_a_run_imports(cfg: dict, upy: Any) -> None:
     """The planner prices the .mpy of memory.modules(cfg): the firmware's own app, given this
     CONFIG frame, must import exactly those (the unix port stands for a non-ARM board)."""

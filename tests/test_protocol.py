@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from bitflip.device import protocol as P
 from bitflip.device import spec
-from conftest import FIRMWARE, micropython_exe, run_micropython
+from conftest import CONFIGS, FIRMWARE, micropython_exe, run_micropython
 
 # the device's frame parser (stream.Link) on stdin: every frame it accepts is echoed as
 # "kind seq length crc32(payload)"
@@ -155,31 +155,6 @@ def test_the_device_copies_agree_with_the_contract() -> None:
     ):
         assert tmpl[ends[0] - 5 : ends[0]] == b"     " and tmpl[ends[1] - 2 : ends[1]] == b"  "
         assert tmpl[ends[1] : ends[1] + 1] == b"}"
-
-
-CONFIGS = [
-    {"sizes": [70, 12], "classes": 4, "weights": "binary", "seed": 1, "window": 4, "margin": -1, "k": [2]},
-    {
-        "sizes": [70, 40, 12],
-        "classes": 4,
-        "weights": "binary2",
-        "seed": 1,
-        "window": 4,
-        "margin": 2,
-        "k": [2, 3],
-        "ks": 2,
-    },
-    {
-        "sizes": [70, 40, 24, 8],
-        "classes": 4,
-        "weights": "ternary",
-        "seed": 1,
-        "window": 4,
-        "margin": -1,
-        "k": [2, 2, 3],
-        "pool": {"rows": 16, "every": 7, "tau": 1, "flips": 6, "near": 30},
-    },
-]
 
 
 @pytest.mark.parametrize("cfg", CONFIGS, ids=["0h-binary", "1h-flip", "2h-pool"])
