@@ -16,6 +16,7 @@ import numpy as np
 
 from ..device import protocol as P
 from ..errors import DeviceError, LinkError
+from .probe import TailProbe
 from .serial import TRACE, Record, SerialLink
 
 
@@ -124,7 +125,7 @@ class FrameSender:
     """
 
     FRAME_COST = 100  # per-frame work of both sides in bytes-equivalents (unix port, measured: 100 beat 40, 200, 400)
-    RTO_MIN = 0.02
+    RTO_MIN = 0.01  # s (20 ms before: A/B in docs/results/faults.md)
     RTO_MAX = 2.0
 
     def __init__(
@@ -169,6 +170,8 @@ class FrameSender:
         self.best_len = self.filler  # length of the frames best_samples chose last
         self.fec = False  # ... and whether they carry FEC check bytes
         self._last_key: tuple[int, int] | None = None
+        self.probe = TailProbe()  # (only while draining: flush, request)
+        self._draining = False
 
     def rebind(self, link: SerialLink, credit: int, seq: int) -> None:
         """Continue on a (new) link from sequence number seq, which must be what the
@@ -255,8 +258,12 @@ class FrameSender:
 
     def flush(self) -> None:
         """Wait until every frame sent so far is acknowledged."""
-        while self.inflight:
-            self._pump()
+        self._draining = True
+        try:
+            while self.inflight:
+                self._pump()
+        finally:
+            self._draining = False
 
     def request(self, kind: int, payload: bytes, ev: str, tries: int = 200) -> Record:
         """Send a frame whose answer is the record `ev` (carrying the frame's seq)."""
@@ -267,8 +274,10 @@ class FrameSender:
         self._want, self._got = (ev, seq), None
         try:
             for _ in range(tries):
+                self._draining = True
                 while self.inflight and self._got is None:
                     self._pump()
+                self._draining = False
                 if self._got is not None:
                     self.flush()
                     return self._got
@@ -308,13 +317,16 @@ class FrameSender:
         while True:
             now = time.monotonic()
             due = min((e.t for e in self.inflight if not e.held), default=now) + self.rto
-            rec = self.link.next_record(max(0.0005, due - now))
+            pdue = self.probe.due(self.srtt) if self.inflight and self._draining else due
+            rec = self.link.next_record(max(0.0005, min(due, pdue) - now))
             if rec is not None:
                 break
             if self.link.eof:
                 raise LinkError(f"{self.link.name}: the board is gone{self.link.log_tail()}")
             if time.monotonic() >= due:
                 self._timed_out()
+            elif time.monotonic() >= pdue:
+                self.retransmitted += self.probe.fire(self.inflight, self._transmit)
         ev = rec.get("ev")
         if TRACE:
             print(
@@ -399,6 +411,7 @@ class FrameSender:
         """The device processed everything before `expect` and holds the frames of `held`
         (bit i: expect + i); nak: it has just read a damaged or unusable transmission."""
         now = time.monotonic()
+        self.probe.answered(now)
         self._pop(expect, now)
         for e in self.inflight:
             d = (e.seq - expect) & 0xFFFF
