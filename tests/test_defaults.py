@@ -10,6 +10,8 @@ import numpy as np
 import pytest
 from bitflip.boards import load as load_board
 from bitflip.cli import main
+from bitflip.data.dataset import stratified_folds
+from bitflip.data.encoding import parse_encoding
 from bitflip.data.registry import build
 from bitflip.training import defaults
 from bitflip.training.memory import check_fits
@@ -47,7 +49,8 @@ def test_untuned_data_trains_with_no_flags(tmp_path: Path) -> None:
     s = json.loads((out / "summary.json").read_text())
     assert s["model"].startswith("6x")  # one prototype group per class of the data, not the digits model
     assert "chosen on the validation split" in s["defaults"]
-    assert s["encoding"].split("+mi:")[0] in defaults.CANDIDATES
+    enc = s["encoding"].split("+mi:")[0]
+    assert enc in defaults.CANDIDATES or enc.count(",") == 1  # a candidate, or a coarse one with one more level
     assert s["test_accuracy"] > 0.6  # chance is 1/6; clusters in 12 features are easy for prototypes
     check_fits(s["sizes"], s["weights"], load_board("pico"), classes=6)
 
@@ -121,3 +124,71 @@ def test_irrelevant_columns_are_left_out_by_the_chosen_bit_selection(tmp_path: P
     r = CliRunner().invoke(main, ["predict", "--model-file", str(tmp_path / "m.bfm"), "--dataset", str(csv), "--json"])
     assert r.exit_code == 0, r.output
     assert json.loads(r.output.strip().splitlines()[-1])["accuracy"] == s["test_accuracy"]
+
+
+def test_small_data_is_scored_by_stratified_folds() -> None:
+    y = np.r_[np.zeros(23, int), np.ones(11, int), np.full(7, 2)]
+    folds = stratified_folds(y, 3, 5)
+    assert len(folds) == 5
+    seen = np.concatenate([va for _, va in folds])
+    assert sorted(seen.tolist()) == list(range(len(y)))  # every sample validates exactly once
+    for tr, va in folds:
+        assert not set(tr) & set(va) and len(tr) + len(va) == len(y)
+        for c in range(3):  # stratified: each fold holds its share of every class, give or take one
+            assert abs((y[va] == c).sum() - (y == c).sum() / 5) < 1
+    assert max(len(va) for _, va in folds) - min(len(va) for _, va in folds) <= 1
+    again = stratified_folds(y, 3, 5)
+    assert all((a == c).all() and (b == d).all() for (a, b), (c, d) in zip(folds, again))
+    other = stratified_folds(y, 4, 5)
+    assert any(not np.array_equal(b, d) for (_, b), (_, d) in zip(folds, other))
+
+
+def test_denser_prototypes_are_candidates(monkeypatch: pytest.MonkeyPatch) -> None:
+    x, y = _blobs(4, classes=3, n=600)
+    small = build("s", x, y, x, y, "s", "test")
+    host = load_board("host")
+    p1 = defaults.prototypes(small, 24, "binary2", host, y)
+    assert p1 == 200 // defaults.PER_PROTOTYPE
+    assert [defaults.prototypes(small, 24, "binary2", host, y, t) for t in defaults.DENSER] == [
+        t * 200 // defaults.PER_PROTOTYPE for t in defaults.DENSER
+    ]
+    for name, short in [
+        ("CANDIDATES", ("thermo:8",)),
+        ("K_OUTS", (5,)),
+        ("MI_PCTS", ()),
+        ("HIDDEN_WIDTHS", ()),
+        ("SMALL_REPEATS", 1),
+    ]:
+        monkeypatch.setattr(defaults, name, short)  # the prototype step only, once over 5 folds
+    tr, va = np.arange(0, 500), np.arange(500, 600)
+    c = defaults.choose(small, "s", "binary2", host, tr, va)
+    n_in = parse_encoding(c.encoding, small.max_value, small.n_features).n_bits(small.n_features)
+    tried = {k.split()[1] for k in c.scores if k.split()[0] == c.encoding}
+    for t in defaults.DENSER:  # each tried on the chosen encoding, scored on validation like the rest
+        assert f"3x{defaults.prototypes(small, n_in, 'binary2', host, y[tr], t)}" in tried
+
+
+def test_a_coarse_thermometer_gets_a_level_where_the_information_is(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each class marks its own features with values above 210; the rest, noise up to 200,
+    crosses the midpoint as often as not. One level at the midpoint cannot tell the two
+    apart, a level above 200 can: step 1b adds it, chosen on validation."""
+    monkeypatch.setattr(defaults, "CANDIDATES", ("thermo:1",))
+    monkeypatch.setattr(defaults, "MI_PCTS", ())
+    monkeypatch.setattr(defaults, "HIDDEN_WIDTHS", ())
+    monkeypatch.setattr(defaults, "DENSER", ())
+    monkeypatch.setattr(defaults, "K_OUTS", (5,))
+    monkeypatch.setattr(defaults, "QUICK_ROWS", 600)
+    rng = np.random.default_rng(11)
+    n, f, classes = 2400, 24, 4
+    y = np.arange(n) % classes
+    x = rng.uniform(0, 200, (n, f))
+    marks = rng.random((classes, f)) < 0.3
+    x[marks[y]] = rng.uniform(211, 255, int(marks[y].sum()))
+    data = build("marks", x, y, x[:100], y[:100], "marks", "test")
+    tr, va = np.arange(0, 2100), np.arange(2100, n)
+    c = defaults.choose(data, "marks", "binary2", load_board("host"), tr, va)
+    assert any("," in k for k in c.scores)  # the one-more-level candidates were scored
+    ts = [int(t) for t in c.encoding.removeprefix("thermo:").split(",")]
+    assert len(ts) == 2 and max(ts) > 160, c.how  # above the midpoint, where the marks are
+    one = next(v for k, v in c.scores.items() if k.startswith("thermo:1 "))
+    assert max(c.scores.values()) > one + 0.03, c.how

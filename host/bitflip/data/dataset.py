@@ -181,3 +181,19 @@ def stratified_split(y: np.ndarray, seed: int, frac: float) -> tuple[np.ndarray,
     mask = np.ones(len(y), bool)
     mask[te] = False
     return np.flatnonzero(mask), te
+
+
+def stratified_folds(y: np.ndarray, seed: int, k: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Deterministic stratified k-fold: per class, a seeded shuffle deals the samples to the k
+    folds in turn (the next class starting where the last one stopped, so the folds differ in
+    size by one at most). Returns k sorted (train, validation) index pairs; every sample
+    validates once. A class with fewer than k samples is missing from some validation folds."""
+    rng = np.random.default_rng(seed)
+    perm = rng.permutation(len(y))
+    fold = np.zeros(len(y), np.int64)
+    start = 0
+    for c in np.unique(y):
+        members = perm[y[perm] == c]
+        fold[members] = (start + np.arange(len(members))) % k
+        start = (start + len(members)) % k
+    return [(np.flatnonzero(fold != f), np.flatnonzero(fold == f)) for f in range(k)]

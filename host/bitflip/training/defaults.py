@@ -8,22 +8,33 @@ Fashion-MNIST) the defaults are the ones in hparams.py. For anything else:
   a host run is a run a Pico can make), capped by the data: at most one prototype per
   PER_PROTOTYPE training samples of the smallest class (prototypes are initialised from
   samples, and one that no sample moves is wasted memory);
-- the encoding is chosen among CANDIDATES (thermometers of 1, 2, 4 and 8 levels) by a short
-  run of the rule itself (QUICK_EPOCHS epochs on at most QUICK_ROWS training rows) scored on
-  the validation split — never on the test split (below SMALL training samples: the mean over
-  SMALL_SPLITS seeded splits of the training data, since a few dozen validation samples
-  cannot tell candidates apart). More levels cost input bits, so under the
+- the encoding is chosen among CANDIDATES (thermometers of 1, 2, 4, 8 and 16 levels) by a
+  short run of the rule itself (QUICK_EPOCHS epochs on at most QUICK_ROWS training rows) scored
+  on the validation split — never on the test split (below SMALL training samples: the mean
+  over SMALL_FOLDS-fold stratified cross-validation of the training data, SMALL_REPEATS times
+  with other shuffles, since a few dozen validation samples cannot tell candidates apart and
+  every sample then validates once per repeat). More levels cost input bits, so under the
   same memory plan they buy resolution with prototypes; the validation run settles it;
+- if the chosen thermometer is coarser than LEVEL_GRID, it with one more threshold of that
+  grid (each one in turn; where the information sits in one part of the value range, e.g.
+  only values well above the midpoint mean something, a level there is worth more than
+  evenly spaced ones), scored the same way;
 - on the chosen encoding, the prototypes' flip density k_out (K_OUTS; data with many errors
   needs smaller steps, or the prototypes random-walk and training accuracy falls epoch after
   epoch), scored the same way;
 - on the chosen encoding and flip density, a selection of the input bits (MI_PCTS: keep that
   percent of the bits with the most mutual information with the class on the training rows,
   data/selection.py), since a Hamming distance weighs an irrelevant bit like an informative
-  one; fewer bits also let the plan hold more prototypes;
+  one; fewer bits also let the plan hold more prototypes. The selection is also tried on the
+  finest thermometer that fits (fine levels, only the informative ones);
+- on the chosen encoding, DENSER times the prototypes per class (the data's cap relaxed to one
+  per PER_PROTOTYPE / DENSER samples, still within the plan), scored the same way;
 - on the chosen encoding, a model with a hidden layer of HIDDEN_WIDTHS binary units trained by
   the pool rule (learned features; the prototypes shrink to what the plan still holds) is
   scored the same way and kept only if it validates better.
+
+Each step keeps the best candidate so far (ties: the earlier, simpler one). The choice costs
+about 20-25 quick runs: seconds on a few thousand rows, under a minute or so on the suite's sets.
 
 The choice is deterministic (fixed seed, fixed rows) and cached in the data cache, keyed by
 the data's digest, the board and the weights, so a resume or a second seed decides the same.
@@ -42,16 +53,18 @@ import numpy as np
 from ..boards import Board
 from ..boards import load as load_board
 from ..data import Dataset, fetch
-from ..data.dataset import stratified_split
+from ..data.dataset import stratified_folds
 from ..data.encoding import Encoding, parse_encoding
 from ..errors import UsageError
 from .hparams import DEFAULT_MODEL, FALLBACK, HIDDEN_FALLBACK, rule_config
 from .memory import check_fits, largest_prototypes
 from .reference import Reference
 
-CANDIDATES = ("thermo:1", "thermo:2", "thermo:4", "thermo:8")
+CANDIDATES = ("thermo:1", "thermo:2", "thermo:4", "thermo:8", "thermo:16")
+LEVEL_GRID = "thermo:8"  # the thresholds step 1b may add to a coarser chosen thermometer
 PER_PROTOTYPE = 8  # training samples of the smallest class per prototype, at most
 MAX_PROTOTYPES = 64  # per class: beyond this the plan, not the data, is what grows
+DENSER = (2, 4)  # also tried: this many times the prototypes per class (the plan still holds them)
 MAX_BITS = 4096  # input bits a candidate may have (a 64-byte row per prototype plane)
 HIDDEN_WIDTHS = (128,)  # also tried: one hidden layer this wide, trained by the pool rule
 K_OUTS = (4, 5, 6, 7)  # flip densities 1/2**k tried for the prototypes (FALLBACK's first)
@@ -59,9 +72,9 @@ MI_PCTS = (25, 50)  # bit selections tried: keep this percent of the most inform
 QUICK_EPOCHS = 3
 QUICK_ROWS = 2000
 QUICK_SEED = 0
-SMALL = 2000  # training samples below which candidates are scored on SMALL_SPLITS seeded splits
-SMALL_SPLITS = 5  # of the training data (never the test split), SMALL_VAL of it validating each time
-SMALL_VAL = 0.2
+SMALL = 2000  # training samples below which candidates are scored by cross-validation:
+SMALL_FOLDS = 5  # stratified folds of the training data (never the test split), every sample validating once,
+SMALL_REPEATS = 2  # with this many seeded shuffles
 PLAN_BOARD = "pico"  # the board the host reference sizes its default model for
 Log = Callable[[str], None]
 
@@ -79,12 +92,13 @@ def plan_board(board: Board) -> Board:
     return load_board(PLAN_BOARD) if board.is_host else board
 
 
-def prototypes(data: Dataset, n_in: int, weights: str, board: Board, y_train: np.ndarray) -> int:
-    """P per class: the board's plan, capped by the data (see the module docstring)."""
+def prototypes(data: Dataset, n_in: int, weights: str, board: Board, y_train: np.ndarray, denser: int = 1) -> int:
+    """P per class: the board's plan, capped by the data (see the module docstring); `denser`
+    times the data's cap (one prototype per PER_PROTOTYPE / denser samples of the smallest class)."""
     c = data.n_classes
     fit = largest_prototypes([n_in, c], weights, plan_board(board), c)
     smallest = int(np.bincount(y_train, minlength=c).min())
-    return max(0, min(fit, MAX_PROTOTYPES, max(1, smallest // PER_PROTOTYPE)))
+    return max(0, min(fit, denser * MAX_PROTOTYPES, max(1, denser * smallest // PER_PROTOTYPE)))
 
 
 def model_for(data: Dataset, n_in: int, weights: str, board: Board, y_train: np.ndarray) -> str:
@@ -137,12 +151,16 @@ def _quick(
     return best
 
 
+def _levels_of(spec: str) -> int:
+    return int(spec.partition(":")[2])  # thermo:K
+
+
 def cache_dir() -> Path:
     return fetch.cache_dir() / "defaults"
 
 
 def _cache_key(data_digest: str, board: Board, weights: str, n_val: int) -> str:
-    return f"{data_digest}-{plan_board(board).name}-{weights}-{n_val}-v5"
+    return f"{data_digest}-{plan_board(board).name}-{weights}-{n_val}-v6"
 
 
 def choose(
@@ -158,6 +176,8 @@ def choose(
     y_train = data.y_train[tr]
     fits = []
     for spec in CANDIDATES:
+        if _levels_of(spec) > data.max_value:
+            continue
         enc = parse_encoding(spec, data.max_value, data.n_features)
         n_in = enc.n_bits(data.n_features)
         if n_in <= MAX_BITS and prototypes(data, n_in, weights, board, y_train) >= 1:
@@ -170,7 +190,8 @@ def choose(
     if log:
         log(
             f"choosing the encoding, model and flip density on the validation split "
-            f"({len(fits) + len(K_OUTS) - 1 + len(MI_PCTS) + len(HIDDEN_WIDTHS)} quick runs of the rule)"
+            f"(up to {len(fits) + _levels_of(LEVEL_GRID) + len(K_OUTS) - 1 + 2 * len(MI_PCTS) + len(DENSER) + len(HIDDEN_WIDTHS)}"
+            " quick runs of the rule)"
         )
     scores: dict[str, float] = {}
     found: dict[str, tuple[str, str, dict[str, int]]] = {}
@@ -179,7 +200,8 @@ def choose(
         rows = np.concatenate([tr, va])
         splits = [
             (rows[a], rows[b])
-            for a, b in (stratified_split(data.y_train[rows], seed, SMALL_VAL) for seed in range(1, SMALL_SPLITS + 1))
+            for seed in range(1, SMALL_REPEATS + 1)
+            for a, b in stratified_folds(data.y_train[rows], seed, SMALL_FOLDS)
         ]
 
     def score(spec: str, enc: Encoding, model: str, rule: dict[str, int]) -> None:
@@ -200,17 +222,34 @@ def choose(
     for spec, enc, model in fits:  # 1. the encoding, at the fallback settings
         score(spec, enc, model, {})
     spec, model, _ = found[best()]
+    have = parse_encoding(spec, data.max_value, data.n_features).thresholds
+    grid = parse_encoding(LEVEL_GRID, data.max_value).thresholds if _levels_of(LEVEL_GRID) <= data.max_value else ()
+    for t in grid if len(have) < len(grid) else ():  # 1b. one more level of a coarse thermometer, on the grid
+        if t not in have:
+            more = parse_encoding("thermo:" + ",".join(map(str, sorted({*have, t}))), data.max_value, data.n_features)
+            n_in = more.n_bits(data.n_features)
+            if n_in <= MAX_BITS and prototypes(data, n_in, weights, board, y_train) >= 1:
+                score(more.spec, more, model_for(data, n_in, weights, board, y_train), {})
+    spec, model, _ = found[best()]
     enc = parse_encoding(spec, data.max_value, data.n_features)
     for k in K_OUTS:  # 2. the flip density of the prototypes
         if k != FALLBACK["k_out"]:
             score(spec, enc, model, {"k_out": k})
     spec, model, rule = found[best()]
-    for pct in MI_PCTS:  # 3. the most informative bits only
-        sel = parse_encoding(f"{spec}+mi:{pct}", data.max_value, data.n_features)
-        score(sel.spec, sel, model_for(data, sel.n_bits(data.n_features), weights, board, y_train), rule)
-    spec, _, _ = found[best()]
+    finest = [s for s, _, _ in fits][-1]
+    for base in [spec] + ([finest] if finest != spec else []):  # 3. the most informative bits only,
+        for pct in MI_PCTS:  # of the chosen encoding or of the finest thermometer that fits
+            sel = parse_encoding(f"{base}+mi:{pct}", data.max_value, data.n_features)
+            score(sel.spec, sel, model_for(data, sel.n_bits(data.n_features), weights, board, y_train), rule)
+    spec, model, rule = found[best()]
     enc = parse_encoding(spec, data.max_value, data.n_features)
-    hidden_rule: dict[str, int] = {}  # 4. a hidden layer of learned binary features (the pool rule), its own settings
+    tried = {model}
+    for times in DENSER:  # 4. more prototypes per class, where the plan holds them
+        denser = f"{data.n_classes}x{prototypes(data, enc.n_bits(data.n_features), weights, board, y_train, times)}"
+        if denser not in tried:
+            tried.add(denser)
+            score(spec, enc, denser, rule)
+    hidden_rule: dict[str, int] = {}  # 5. a hidden layer of learned binary features (the pool rule), its own settings
     for width in HIDDEN_WIDTHS:
         hidden = _hidden_model(data, enc.n_bits(data.n_features), width, weights, board, y_train)
         if hidden is not None:
