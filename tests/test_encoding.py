@@ -161,3 +161,16 @@ def test_mi_selection_keeps_the_informative_bits_chosen_on_training_rows_only() 
     assert enc.fit(x, y, 3) == fitted  # a function of the rows alone
     plain = parse_encoding("thermo:4", 255, 8)
     assert plain.fit(x, y, 3) is plain and plain.n_bits(8) == 32
+
+
+def test_mi_selection_keeps_no_bit_a_noise_column_could_have_given() -> None:
+    """mi:PCT is a quota, not a promise: bits whose information is at chance level stay out."""
+    rng = np.random.default_rng(3)
+    n = 1200
+    y = np.arange(n) % 4
+    centre = rng.uniform(60, 200, 4)
+    x = np.c_[rng.integers(0, 256, (n, 7)), np.clip(centre[y] + rng.normal(0, 20, n), 0, 255)].astype(np.uint8)
+    fitted = parse_encoding("thermo:16+mi:50", 255, 8).fit(x, y, 4)  # a quota of 64 bits, 16 informative at most
+    assert 1 <= len(fitted.keep) <= 16 and all(k % 8 == 7 for k in fitted.keep)
+    noise = parse_encoding("thermo:4+mi:50", 255, 7).fit(np.ascontiguousarray(x[:, :7]), y, 4)
+    assert len(noise.keep) <= 2  # pure noise: the floor leaves the one bit it must keep, give or take a fluke
