@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from bitflip.device import payload as PL
 from bitflip.device import protocol as P
 from bitflip.errors import LinkError
 from bitflip.link import faults as F
@@ -127,7 +128,7 @@ def test_frame_size_follows_the_error_rate() -> None:
         name = "none"
 
     snd = FrameSender(Quiet(), 4, max_payload=2048)  # type: ignore[arg-type]
-    cap = P.max_block_samples(2048, 24)
+    cap = PL.max_block_samples(2048, 24)
     assert snd.best_samples(24, cap) >= cap - 2 and not snd.fec  # a clean line: the longest frames
     snd.errors.p, snd.errors.version = 0.01, 1
     n = snd.best_samples(24, cap)
