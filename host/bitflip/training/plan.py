@@ -22,8 +22,8 @@ from ..data import Dataset, load_dataset
 from ..data.dataset import stratified_split
 from ..data.encoding import Encoding, parse_encoding
 from ..device import spec
-from ..energy import meter_config
 from ..errors import UsageError
+from ..measure.energy import meter_config
 from ..paths import check_dir
 from . import defaults, rundir
 from .hparams import DEFAULT_MODEL, DEFAULT_WEIGHTS, rule_config

@@ -141,7 +141,7 @@ class Collector:
 
     def energy(self) -> dict[str, Any]:
         """Device seconds and joules with their source (energy.py); "none" if they cannot be had."""
-        from .. import energy
+        from ..measure import energy
 
         p = self.plan
         try:
