@@ -145,17 +145,39 @@ def _consts(name: str) -> dict[str, int]:
 
 def test_the_device_copies_agree_with_the_contract() -> None:
     st, pool = _consts("stream.py"), _consts("pool.py")
-    assert [
-        st[n] for n in ("_ACK_SEQ_END", "_ACK_CR_END", "_ACK_END", "_NAK_SEQ_END", "_NAK_CODE_END", "_NAK_END")
-    ] == [P.ACK_SEQ_END, P.ACK_CR_END, P.ACK_JSON_END, P.NAK_SEQ_END, P.NAK_CODE_END, P.NAK_JSON_END]
+    assert [st[n] for n in ("_ACK_SEQ_AT", "_ACK_SK_AT", "_ACK_CR_AT", "_ACK_BODY")] == [
+        P.ACK_SEQ_AT,
+        P.ACK_SK_AT,
+        P.ACK_CR_AT,
+        P.ACK_BODY,
+    ]
     assert [pool["_SAT"], pool["_BINS"]] == [spec.SAT, spec.BINS]
-    # the templates put the numbers where the offsets say
-    for tmpl, ends in (
-        (P.ACK_TEMPLATE, (P.ACK_SEQ_END, P.ACK_CR_END)),
-        (P.NAK_TEMPLATE, (P.NAK_SEQ_END, P.NAK_CODE_END)),
-    ):
-        assert tmpl[ends[0] - 5 : ends[0]] == b"     " and tmpl[ends[1] - 2 : ends[1]] == b"  "
-        assert tmpl[ends[1] : ends[1] + 1] == b"}"
+    # the templates put the fields where the offsets say
+    for tmpl in (P.ACK_TEMPLATE, P.NAK_TEMPLATE):
+        assert tmpl[P.ACK_SEQ_AT : P.ACK_BODY] == b"0" * 10 and tmpl[P.ACK_BODY :] == b"*00000000\n"
+
+
+def test_ack_lines_parse_and_every_damaged_one_is_refused() -> None:
+    import binascii
+
+    body = b"BA%04x%04x%02x" % (65535, 0x7FFF, 16)
+    line = body + b"*%08x" % (binascii.crc32(body) & 0xFFFFFFFF)
+    assert P.parse_record(line) == {P.F_EV: P.R_ACK, P.F_SEQ: 65535, P.F_HELD: 0x7FFF, P.F_CREDIT: 16}
+    nak = b"BN%04x%04x%02x" % (7, 3, P.E_CRC)
+    assert P.parse_record(nak + b"*%08x" % (binascii.crc32(nak) & 0xFFFFFFFF)) == {
+        P.F_EV: P.R_NAK,
+        P.F_SEQ: 7,
+        P.F_HELD: 3,
+        P.F_CODE: P.E_CRC,
+    }
+    rng = random.Random(4)
+    for _ in range(3000):  # one to three damaged bytes: never misread as another ack
+        bad = bytearray(line)
+        for _ in range(rng.randint(1, 3)):
+            bad[rng.randrange(len(bad))] ^= rng.randint(1, 255)
+        if bytes(bad) != line:
+            assert P.parse_record(bytes(bad)) in (None, False)
+    assert P.parse_record(line[:-1]) is False and P.parse_record(line + b"0") is False
 
 
 @pytest.mark.parametrize("cfg", CONFIGS, ids=["0h-binary", "1h-flip", "2h-pool"])

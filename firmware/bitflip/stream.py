@@ -31,30 +31,21 @@ BAD = const(-2)  # a frame was rejected (nak already sent)
 DUP = const(-3)  # a duplicate of an accepted or held frame (re-acked, not processed)
 _HELD = const(-4)  # internal: a frame was put in a slot; next_frame reads on
 
-# ack/nak records are written from protocol's templates; the offsets are copied here as
+# ack/nak lines are written from protocol's templates; the offsets are copied here as
 # const() so the hot path reads no module attributes (tests/test_protocol.py checks them)
-_ACK_SEQ_END = const(26)  # P.ACK_SEQ_END
-_ACK_SK_END = const(37)  # P.ACK_SK_END
-_ACK_CR_END = const(45)  # P.ACK_CR_END
-_ACK_END = const(46)  # P.ACK_JSON_END
-_NAK_SEQ_END = const(26)  # P.NAK_SEQ_END
-_NAK_SK_END = const(37)  # P.NAK_SK_END
-_NAK_CODE_END = const(47)  # P.NAK_CODE_END
-_NAK_END = const(48)  # P.NAK_JSON_END
+_ACK_SEQ_AT = const(2)  # P.ACK_SEQ_AT
+_ACK_SK_AT = const(6)  # P.ACK_SK_AT
+_ACK_CR_AT = const(10)  # P.ACK_CR_AT
+_ACK_BODY = const(12)  # P.ACK_BODY
 
 
-def _put_num(buf, end, width, v):
-    # write v (>= 0) right-aligned in buf[end-width:end], spaces before
-    i = end - 1
-    stop = end - width
-    while True:
-        buf[i] = 48 + v % 10
-        v = v // 10
-        i -= 1
-        if v == 0 or i < stop:
-            break
-    while i >= stop:
-        buf[i] = 32
+def _put_hex(buf, at, width, v):
+    # write v (>= 0, < 16**width) as width lowercase hex digits at buf[at:at+width]
+    i = at + width - 1
+    while i >= at:
+        d = v & 15
+        buf[i] = d + 48 if d < 10 else d + 87
+        v >>= 4
         i -= 1
 
 
@@ -111,7 +102,7 @@ def _move(buf, dst, src, n):
 class Link:
     def __init__(self, max_payload=P.MAX_PAYLOAD, credit=1, timeout_ms=250, ack_bytes=_ACK_BYTES):
         self.max_payload = max_payload
-        self.credit = credit
+        self.credit = min(credit, 255)  # (2 hex digits in an ack)
         # once a frame has started its bytes come back to back (the host writes whole
         # frames): a pause this long inside a frame means it was damaged, so give up on it
         self.timeout_ms = timeout_ms
@@ -167,19 +158,19 @@ class Link:
     def send_ack(self):
         # cumulative: every frame before expect processed; plus the held ones
         a = self.ack
-        _put_num(a, _ACK_SEQ_END, 5, (self.expect - 1) & 0xFFFF)
-        _put_num(a, _ACK_SK_END, 5, self.held)
-        _put_num(a, _ACK_CR_END, 2, self.credit)
-        crc32_hex(a, 3, _ACK_END - 3, self.table, _ACK_END + 2)
+        _put_hex(a, _ACK_SEQ_AT, 4, (self.expect - 1) & 0xFFFF)
+        _put_hex(a, _ACK_SK_AT, 4, self.held)
+        _put_hex(a, _ACK_CR_AT, 2, self.credit)
+        crc32_hex(a, 0, _ACK_BODY, self.table, _ACK_BODY + 1)
         self.out.write(a)  # type: ignore[call-overload]
         self.owed = 0
 
     def send_nak(self, code):
         a = self.nak
-        _put_num(a, _NAK_SEQ_END, 5, self.expect)
-        _put_num(a, _NAK_SK_END, 5, self.held)
-        _put_num(a, _NAK_CODE_END, 2, code)
-        crc32_hex(a, 3, _NAK_END - 3, self.table, _NAK_END + 2)
+        _put_hex(a, _ACK_SEQ_AT, 4, self.expect)
+        _put_hex(a, _ACK_SK_AT, 4, self.held)
+        _put_hex(a, _ACK_CR_AT, 2, code)
+        crc32_hex(a, 0, _ACK_BODY, self.table, _ACK_BODY + 1)
         self.out.write(a)  # type: ignore[call-overload]
         self.owed = 0
 
