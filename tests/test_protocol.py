@@ -59,6 +59,29 @@ def _through_device(stream: bytes, mp: int = P.MAX_PAYLOAD) -> list[list[int]]:
     return out
 
 
+def test_one_damaged_header_byte_is_repaired_by_the_crc() -> None:
+    """A stream of equal-length frames, each but the first with one damaged byte in kind,
+    check, seq or length (protocol.header_repair): the device takes every one, with FEC or
+    not; a damaged sync byte or two damaged header bytes still lose the frame."""
+    rng = random.Random(7)
+    stream, want, seq = b"", [], 0
+    for fec in (False, True):
+        for at in (2, 3, 4, 5, 6, 7, 2, 4, 6, 3):
+            payload = rng.randbytes(96)
+            frame = bytearray(P.encode_frame(P.K_TRAIN, seq, payload, fec=fec))
+            if seq:  # (the first frame sets the length the others are repaired to)
+                frame[at] ^= rng.choice([1 << b for b in range(7)] + [rng.randint(1, 127)])
+            stream += bytes(frame)
+            want.append([P.K_TRAIN, seq, 96, binascii.crc32(payload)])
+            seq += 1
+    lost = bytearray(P.encode_frame(P.K_TRAIN, seq, rng.randbytes(96)))
+    lost[4] ^= 1
+    lost[6] ^= 1  # two damaged bytes: not repaired
+    stream += bytes(lost) + P.encode_frame(P.K_EXIT, 0)
+    assert _through_device(stream) == want + [[P.K_EXIT, 0, 0, 0]]
+    assert P.header_repair(P.K_TRAIN, 0x5A, 3, 500, 96) is None  # a length no single byte explains
+
+
 def test_frames_round_trip_through_the_device_parser() -> None:
     rng = random.Random(1)
     stream, want, seq = b"", [], 0

@@ -300,6 +300,37 @@ def header_check(kind, seq, n):
 
 
 @host_only
+def _rotr(x, r):
+    return ((x >> r) | (x << (8 - r))) & 0xFF
+
+
+@host_only
+def header_repair(kind, check, seq, n, last_len):
+    """What the device does with a header whose check byte fails (stream.py does the same
+    allocation-free). One damaged byte among kind, check, seq and length is assumed: the
+    check's error is that byte's error rotated left by its place (kind 4, seq low 3, seq
+    high 2, length low 1, length high 0). A length that differs from last_len (the
+    payload length of the last frame whose CRC held: a stream's frames have one size) is
+    corrected to it if one length byte can be; then only that header is tried. Otherwise
+    the frame is read with its length and the headers tried, in order, are: as received,
+    the check byte corrected (it was the damaged one), kind corrected (unless that flips FEC_FLAG,
+    which decided how many bytes were read), seq low corrected, seq high corrected; the
+    first whose CRC-32 holds (after FEC, if it carries check bytes) is the frame.
+    Returns None (no repair: E_HEADER at once, hunt on) or (n, [(kind, check, seq), ...])."""
+    e = check ^ header_check(kind, seq, n)
+    if n == last_len:
+        out = [(kind, check, seq), (kind, check ^ e, seq)]
+        if not _rotr(e, 4) & FEC_FLAG:
+            out.append((kind ^ _rotr(e, 4), check, seq))
+        return n, out + [(kind, check, seq ^ _rotr(e, 3)), (kind, check, seq ^ (_rotr(e, 2) << 8))]
+    lo = ((n & 0xFF) ^ _rotr(e, 1)) | (n & 0xFF00)
+    hi = (n & 0xFF) | (((n >> 8) ^ e) << 8)
+    if lo == last_len or hi == last_len:
+        return last_len, [(kind, check, seq)]
+    return None
+
+
+@host_only
 def encode_frame(kind, seq, payload=b"", fec=False):
     """One frame (host side, allocates freely); fec: with check bytes (FEC_FLAG)."""
     import binascii

@@ -93,6 +93,11 @@ def _fec_fix(buf, start, m, tr):
     return fixed
 
 
+def _rotr(x, r):
+    # rotate the byte x right by r (0..7)
+    return ((x >> r) | (x << (8 - r))) & 0xFF
+
+
 def _move(buf, dst, src, n):
     # copy buf[src:src+n] to buf[dst:] (apart); a loop: slices would allocate
     for i in range(n):
@@ -135,6 +140,7 @@ class Link:
         self.head = 0  # slot of the expected frame: frame expect + d sits in slot 1 + (head + d) % slots
         self.held = 0  # bit d set: frame expect + d is held
         self.owed = 0  # bytes of frames taken since the last ack or nak
+        self.last_len = -1  # payload length of the last frame whose CRC held (header repair)
         self.ack_bytes = ack_bytes  # 1: acknowledge every frame at once
 
     def _wait(self, ms):
@@ -232,11 +238,23 @@ class Link:
         c = kind  # protocol.header_check: rotate left, xor the next byte
         for i in range(4, 8):
             c = (((c << 1) | (c >> 7)) & 0xFF) ^ buf[i]
+        fix = 0  # protocol.header_repair: one damaged byte among kind, check, seq, length
+        rep = 0
         if buf[3] and buf[3] != c:
-            # kind, seq or length damaged: hunt for the next frame in what follows
-            self.rx_bad += 1
-            self.send_nak(P.E_HEADER)
-            return BAD
+            e = buf[3] ^ c  # the check's error: the damaged byte's error, rotated
+            rep = 1
+            if n == self.last_len:
+                fix = e  # kind or seq (or the check byte itself): the CRC-32 tells which
+            elif ((n & 0xFF) ^ _rotr(e, 1)) | (n & 0xFF00) == self.last_len:
+                n = self.last_len  # the length's low byte
+                buf[6] = n & 0xFF
+            elif (n & 0xFF) | (((n >> 8) ^ e) << 8) == self.last_len:
+                n = self.last_len  # its high byte
+                buf[7] = n >> 8
+            else:  # hunt for the next frame in what follows
+                self.rx_bad += 1
+                self.send_nak(P.E_HEADER)
+                return BAD
         t = 0  # check bytes after the crc32
         if kind & _FEC:
             kind ^= _FEC
@@ -251,12 +269,16 @@ class Link:
             self.rx_bad += 1
             self.send_nak(P.E_TIMEOUT)
             return BAD
-        if not crc32_check(buf, 2, P.HEADER_SIZE - 2 + n, self.table):
+        if not self._crc_ok(n, fix):
             k = _fec_fix(buf, 8, n + 4, 12 + n) if t else -1
-            if k <= 0 or not crc32_check(buf, 2, P.HEADER_SIZE - 2 + n, self.table):
+            if k <= 0 or not self._crc_ok(n, fix):
                 self.rx_bad += 1
-                self.send_nak(P.E_CRC)
+                self.send_nak(P.E_HEADER if rep else P.E_CRC)
                 return BAD
+        self.last_len = n
+        if rep:  # the header as repaired
+            kind = buf[2] & 0x7F
+            seq = buf[4] | (buf[5] << 8)
         if kind < P.K_CONFIG or kind > P.K_EXIT:
             self.rx_bad += 1
             self.send_nak(P.E_KIND)
@@ -299,6 +321,24 @@ class Link:
         self.rx_bad += 1
         self.send_nak(P.E_SEQ)  # a gap too far ahead (or a long frame): resend from self.expect
         return BAD
+
+    def _crc_ok(self, n, fix):
+        # the frame's CRC-32 holds, or holds once one header byte is corrected for the
+        # check's error `fix` (the check, kind, seq low, seq high: protocol.header_repair)
+        buf = self.buf
+        if crc32_check(buf, 2, P.HEADER_SIZE - 2 + n, self.table):
+            return True
+        if fix:
+            for i in range(4):  # the check byte itself, kind, seq low, seq high
+                at = 3 if i == 0 else (2 if i == 1 else i + 2)
+                d = fix if i == 0 else _rotr(fix, 5 - i)  # kind rotated 4 times, seq low 3, high 2
+                if i == 1 and d & _FEC:
+                    continue  # (the FEC flag decided how many bytes were read: not this byte)
+                buf[at] ^= d
+                if crc32_check(buf, 2, P.HEADER_SIZE - 2 + n, self.table):
+                    return True
+                buf[at] ^= d
+        return False
 
     def accept(self):
         # the current frame was processed: advance; acknowledge once enough was taken
