@@ -3,7 +3,7 @@ machine code mpy-cross emits in the unicorn emulator (bitflip.armv6m).
 
     .venv/bin/python benchmarks/kernel_costs.py            # table
     .venv/bin/python benchmarks/kernel_costs.py --json     # {kernel: {arch: {variant: {...}}}}
-    .venv/bin/python benchmarks/kernel_costs.py --write    # regenerate host/bitflip/kernel_costs.json
+    .venv/bin/python benchmarks/kernel_costs.py --write    # regenerate host/bitflip/measure/kernel_costs.json
 
 "inner loop" is the marginal cost of one more 32-bit word (two sizes, difference), what the
 per-op cost model of the virtual boards uses. "layer" is everything a call pays (entry,
@@ -84,11 +84,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--write",
         action="store_true",
-        help="regenerate host/bitflip/kernel_costs.json, the per-op costs of the energy model",
+        help="regenerate host/bitflip/measure/kernel_costs.json, the per-op costs of the energy model",
     )
     args = ap.parse_args(argv)
     if args.write:
-        from bitflip.bench import write_costs
+        from bitflip.measure.bench import write_costs
 
         print(f"wrote {write_costs()}")
         return 0

@@ -1,12 +1,12 @@
 """Calibrate the Pico per-sample model on the genuine firmware's figures and print it.
 
     .venv/bin/python benchmarks/pico_calibration.py            # table (traces + emulation, ~2 min)
-    .venv/bin/python benchmarks/pico_calibration.py --write    # regenerate host/bitflip/pico_calibration.json
+    .venv/bin/python benchmarks/pico_calibration.py --write    # regenerate host/bitflip/measure/pico_calibration.json
 
 Traces the firmware's training path on the MicroPython unix port with the Pico's module set
 (bitflip.armv6m.trace: statements, calls and every native call per sample), prices every
 native call on its exact armv6m machine code in unicorn (bitflip.armv6m.price), fits the
-interpreter terms (bitflip.calibrate.fit) to the board times measured on the genuine
+interpreter terms (bitflip.measure.calibrate.fit) to the board times measured on the genuine
 MicroPython v1.28.0 RPI_PICO firmware in a cycle-counting RP2040 emulator
 (notes/micropython.md 6.1) — fitted on traces of the firmware those figures were measured on
 (commit CALIBRATION_COMMIT, taken from git) —, and profiles the bench workloads (digits 10x20
@@ -25,8 +25,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "host"))
 
-from bitflip import calibrate as C
 from bitflip.armv6m.trace import dataset_rows, run_trace
+from bitflip.measure import calibrate as C
 
 CALIBRATION_COMMIT = "0b273a8"  # the firmware the genuine figures were measured on (1f16ec0 + the array fix)
 # the configurations the genuine figures were measured with (the defaults at 1f16ec0), pinned:
@@ -165,7 +165,7 @@ def build(log: Any = print) -> dict[str, Any]:
     return {
         "interp_counts": C.interp_counts(profiles["mnist2000-1core"], profiles["mnist2000"]),
         "interp_counts_fast": C.interp_counts(profiles["now-mnist2000-1core"], profiles["now-mnist2000"]),
-        "generated_by": "benchmarks/pico_calibration.py --write (bitflip.calibrate)",
+        "generated_by": "benchmarks/pico_calibration.py --write (bitflip.measure.calibrate)",
         "label": C.LABEL,
         "clock_hz": C.CLOCK_HZ,
         "terms": {k: round(v, 2) for k, v in fitted.items()},
@@ -218,7 +218,7 @@ def print_report(cal: dict[str, Any]) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--write", action="store_true", help="regenerate host/bitflip/pico_calibration.json")
+    ap.add_argument("--write", action="store_true", help="regenerate host/bitflip/measure/pico_calibration.json")
     args = ap.parse_args(argv)
     cal = build(log=lambda s: print(s, file=sys.stderr))
     if args.write:

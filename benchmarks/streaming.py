@@ -49,10 +49,11 @@ from typing import Any, Self
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "host"))
 
 from bitflip import boards as boards_mod
-from bitflip import energy, gitinfo
+from bitflip import gitinfo
 from bitflip.errors import UsageError
 from bitflip.link import serial as link_mod
 from bitflip.link.virtual import VirtualBoard
+from bitflip.measure import energy
 from bitflip.training import device as session_mod
 from bitflip.training.hparams import DEFAULT_WEIGHTS
 from bitflip.training.memory import largest_prototypes, model_name

@@ -99,9 +99,9 @@ def test_compare_help_offers_only_methods_that_exist() -> None:
 
 def test_silent_port_gives_up_with_one_line_and_leaves_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A terminal where nothing answers (a pty nobody reads: a bare UART, the wrong port)."""
-    from bitflip.training.device import DeviceRun
+    from bitflip.link.connect import Connector
 
-    monkeypatch.setattr(DeviceRun, "first_contact_s", 1.0)
+    monkeypatch.setattr(Connector, "first_contact_s", 1.0)
     master, slave = os.openpty()
     stop = threading.Event()
 

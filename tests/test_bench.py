@@ -8,8 +8,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from bitflip import energy
 from bitflip.boards import Board, load
+from bitflip.measure import energy
 from bitflip.training.hparams import DEFAULTS
 
 BITFLIP = str(Path(sys.executable).parent / "bitflip")
@@ -53,7 +53,7 @@ def test_bench_json_schema_and_issue_figures(bench_json: dict) -> None:
 def test_cached_costs_match_a_fresh_emulation() -> None:
     """kernel_costs.json is what the emulator measures now (regenerate with
     `benchmarks/kernel_costs.py --write` after changing a kernel)."""
-    from bitflip.bench import _fit_dense, _fit_update
+    from bitflip.measure.bench import _fit_dense, _fit_update
 
     cached = energy.load_costs()["kernels"]
     for name, variant, fit in (
@@ -144,7 +144,7 @@ def test_virtual_and_host_are_estimated(tmp_path: Path, board: str, label: str, 
 def test_headline_pico_figures_are_the_per_part_tables() -> None:
     """One Pico figure: the headline table's per-sample time (and so its energy) is the
     calibrated per-part table's row of the default model, for one and two cores."""
-    from bitflip.bench import pico_breakdown
+    from bitflip.measure.bench import pico_breakdown
 
     table = energy.per_sample_table(("pico",))["boards"]["pico"]
     rows = pico_breakdown()["rows"]

@@ -14,6 +14,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from bitflip.device import payload as PL
 from bitflip.device import protocol as P
 from bitflip.device import spec
 from conftest import CONFIGS, FIRMWARE, micropython_exe, run_micropython
@@ -58,6 +59,29 @@ def _through_device(stream: bytes, mp: int = P.MAX_PAYLOAD) -> list[list[int]]:
     return out
 
 
+def test_one_damaged_header_byte_is_repaired_by_the_crc() -> None:
+    """A stream of equal-length frames, each but the first with one damaged byte in kind,
+    check, seq or length (protocol.header_repair): the device takes every one, with FEC or
+    not; a damaged sync byte or two damaged header bytes still lose the frame."""
+    rng = random.Random(7)
+    stream, want, seq = b"", [], 0
+    for fec in (False, True):
+        for at in (2, 3, 4, 5, 6, 7, 2, 4, 6, 3):
+            payload = rng.randbytes(96)
+            frame = bytearray(P.encode_frame(P.K_TRAIN, seq, payload, fec=fec))
+            if seq:  # (the first frame sets the length the others are repaired to)
+                frame[at] ^= rng.choice([1 << b for b in range(7)] + [rng.randint(1, 127)])
+            stream += bytes(frame)
+            want.append([P.K_TRAIN, seq, 96, binascii.crc32(payload)])
+            seq += 1
+    lost = bytearray(P.encode_frame(P.K_TRAIN, seq, rng.randbytes(96)))
+    lost[4] ^= 1
+    lost[6] ^= 1  # two damaged bytes: not repaired
+    stream += bytes(lost) + P.encode_frame(P.K_EXIT, 0)
+    assert _through_device(stream) == want + [[P.K_EXIT, 0, 0, 0]]
+    assert P.header_repair(P.K_TRAIN, 0x5A, 3, 500, 96) is None  # a length no single byte explains
+
+
 def test_frames_round_trip_through_the_device_parser() -> None:
     rng = random.Random(1)
     stream, want, seq = b"", [], 0
@@ -96,39 +120,39 @@ def test_crc_is_zlib_crc32() -> None:
 
 def test_block_layout_is_word_aligned_and_fits() -> None:
     for row_bytes in (4, 8, 100, 296):
-        n = P.max_block_samples(P.MAX_PAYLOAD, row_bytes)
-        _lab, rows, total = P.block_layout(n, row_bytes)
+        n = PL.max_block_samples(P.MAX_PAYLOAD, row_bytes)
+        _lab, rows, total = PL.block_layout(n, row_bytes)
         assert rows % 4 == 0 and total <= P.MAX_PAYLOAD
-        assert P.block_layout(n + 1, row_bytes)[2] > P.MAX_PAYLOAD
-        payload = P.encode_block(
+        assert PL.block_layout(n + 1, row_bytes)[2] > P.MAX_PAYLOAD
+        payload = PL.encode_block(
             bytes(i % 10 for i in range(n)), b"".join(bytes([i % 256]) * row_bytes for i in range(n)), row_bytes
         )
-        assert len(payload) == total and P.block_count(payload, 0) == n and P.block_row_bytes(payload, 0) == row_bytes
+        assert len(payload) == total and PL.block_count(payload, 0) == n and PL.block_row_bytes(payload, 0) == row_bytes
         assert payload[rows : rows + row_bytes] == bytes(row_bytes)  # row 0 right after the padded labels
     with pytest.raises(ValueError):
-        P.encode_block(b"\x01\x02", b"\x00" * 7, 4)
+        PL.encode_block(b"\x01\x02", b"\x00" * 7, 4)
 
 
 def test_payload_codecs_round_trip_on_host_and_device(tmp_path: Path) -> None:
     cases = {
-        "mark": (P.encode_mark(P.MARK_EVAL, 513), [P.MARK_EVAL, 513]),
-        "ckpt": (P.encode_ckpt(700, 123456), [700, 123456, P.CKPT_SAVE]),
-        "keep": (P.encode_ckpt(3, 0, P.CKPT_KEEP), [3, 0, P.CKPT_KEEP]),
-        "dump": (P.encode_dump(3, "z", 70000, 1 << 20, 48), [3, 1, 70000, 1 << 20, 48]),
-        "dump_t": (P.encode_dump(0, "t", 0, 4, 2), [0, 2, 0, 4, 4]),  # chunks are at least 4 bytes
+        "mark": (PL.encode_mark(PL.MARK_EVAL, 513), [PL.MARK_EVAL, 513]),
+        "ckpt": (PL.encode_ckpt(700, 123456), [700, 123456, PL.CKPT_SAVE]),
+        "keep": (PL.encode_ckpt(3, 0, PL.CKPT_KEEP), [3, 0, PL.CKPT_KEEP]),
+        "dump": (PL.encode_dump(3, "z", 70000, 1 << 20, 48), [3, 1, 70000, 1 << 20, 48]),
+        "dump_t": (PL.encode_dump(0, "t", 0, 4, 2), [0, 2, 0, 4, 4]),  # chunks are at least 4 bytes
     }
-    assert list(P.decode_mark(cases["mark"][0], 0)) == cases["mark"][1]
+    assert list(PL.decode_mark(cases["mark"][0], 0)) == cases["mark"][1]
     for name in ("ckpt", "keep"):
-        assert list(P.decode_ckpt(cases[name][0], 0, len(cases[name][0]))) == cases[name][1]
-    assert list(P.decode_dump(cases["dump"][0], 0, P.DUMP_REQUEST) or ()) == cases["dump"][1]
-    assert P.decode_dump(b"", 0, 0) is None
+        assert list(PL.decode_ckpt(cases[name][0], 0, len(cases[name][0]))) == cases[name][1]
+    assert list(PL.decode_dump(cases["dump"][0], 0, PL.DUMP_REQUEST) or ()) == cases["dump"][1]
+    assert PL.decode_dump(b"", 0, 0) is None
     script = (
-        "import json\nfrom bitflip import protocol as P\n"
+        "import json\nfrom bitflip import payload as PL\n"
         + "\n".join(f"{name} = bytearray({list(payload)!r})" for name, (payload, _) in cases.items())
         + """
-print(json.dumps([list(P.decode_mark(mark, 0)), list(P.decode_ckpt(ckpt, 0, len(ckpt))),
-                  list(P.decode_ckpt(keep, 0, len(keep))), list(P.decode_dump(dump, 0, len(dump))),
-                  list(P.decode_dump(dump_t, 0, len(dump_t))), P.decode_dump(dump, 0, 0)]))
+print(json.dumps([list(PL.decode_mark(mark, 0)), list(PL.decode_ckpt(ckpt, 0, len(ckpt))),
+                  list(PL.decode_ckpt(keep, 0, len(keep))), list(PL.decode_dump(dump, 0, len(dump))),
+                  list(PL.decode_dump(dump_t, 0, len(dump_t))), PL.decode_dump(dump, 0, 0)]))
 """
     )
     got = json.loads(run_micropython(script, cwd=tmp_path))
@@ -144,22 +168,44 @@ def _consts(name: str) -> dict[str, int]:
 
 def test_the_device_copies_agree_with_the_contract() -> None:
     st, pool = _consts("stream.py"), _consts("pool.py")
-    assert [
-        st[n] for n in ("_ACK_SEQ_END", "_ACK_CR_END", "_ACK_END", "_NAK_SEQ_END", "_NAK_CODE_END", "_NAK_END")
-    ] == [P.ACK_SEQ_END, P.ACK_CR_END, P.ACK_JSON_END, P.NAK_SEQ_END, P.NAK_CODE_END, P.NAK_JSON_END]
+    assert [st[n] for n in ("_ACK_SEQ_AT", "_ACK_SK_AT", "_ACK_CR_AT", "_ACK_BODY")] == [
+        P.ACK_SEQ_AT,
+        P.ACK_SK_AT,
+        P.ACK_CR_AT,
+        P.ACK_BODY,
+    ]
     assert [pool["_SAT"], pool["_BINS"]] == [spec.SAT, spec.BINS]
-    # the templates put the numbers where the offsets say
-    for tmpl, ends in (
-        (P.ACK_TEMPLATE, (P.ACK_SEQ_END, P.ACK_CR_END)),
-        (P.NAK_TEMPLATE, (P.NAK_SEQ_END, P.NAK_CODE_END)),
-    ):
-        assert tmpl[ends[0] - 5 : ends[0]] == b"     " and tmpl[ends[1] - 2 : ends[1]] == b"  "
-        assert tmpl[ends[1] : ends[1] + 1] == b"}"
+    # the templates put the fields where the offsets say
+    for tmpl in (P.ACK_TEMPLATE, P.NAK_TEMPLATE):
+        assert tmpl[P.ACK_SEQ_AT : P.ACK_BODY] == b"0" * 10 and tmpl[P.ACK_BODY :] == b"*00000000\n"
+
+
+def test_ack_lines_parse_and_every_damaged_one_is_refused() -> None:
+    import binascii
+
+    body = b"BA%04x%04x%02x" % (65535, 0x7FFF, 16)
+    line = body + b"*%08x" % (binascii.crc32(body) & 0xFFFFFFFF)
+    assert P.parse_record(line) == {P.F_EV: P.R_ACK, P.F_SEQ: 65535, P.F_HELD: 0x7FFF, P.F_CREDIT: 16}
+    nak = b"BN%04x%04x%02x" % (7, 3, P.E_CRC)
+    assert P.parse_record(nak + b"*%08x" % (binascii.crc32(nak) & 0xFFFFFFFF)) == {
+        P.F_EV: P.R_NAK,
+        P.F_SEQ: 7,
+        P.F_HELD: 3,
+        P.F_CODE: P.E_CRC,
+    }
+    rng = random.Random(4)
+    for _ in range(3000):  # one to three damaged bytes: never misread as another ack
+        bad = bytearray(line)
+        for _ in range(rng.randint(1, 3)):
+            bad[rng.randrange(len(bad))] ^= rng.randint(1, 255)
+        if bytes(bad) != line:
+            assert P.parse_record(bytes(bad)) in (None, False)
+    assert P.parse_record(line[:-1]) is False and P.parse_record(line + b"0") is False
 
 
 @pytest.mark.parametrize("cfg", CONFIGS, ids=["0h-binary", "1h-flip", "2h-pool"])
 def test_the_trainer_allocates_what_the_spec_says(cfg: dict, tmp_path: Path) -> None:
-    P.check_config(cfg)
+    PL.check_config(cfg)
     out = run_micropython(
         f"""
 import json
@@ -191,7 +237,7 @@ print(json.dumps({{'bufs': sorted(bufs), 'planes': [[i, n, len(p)] for i, n, p i
 
 def test_config_is_checked_against_the_written_keys() -> None:
     good = dict(CONFIGS[1])
-    P.check_config(good)
+    PL.check_config(good)
     for bad, msg in [
         ({**good, "colour": 1}, "unknown config key 'colour'"),
         ({k: v for k, v in good.items() if k != "seed"}, "config key 'seed' missing"),
@@ -202,8 +248,8 @@ def test_config_is_checked_against_the_written_keys() -> None:
         ({**CONFIGS[2], "pool": {"rows": 1}}, "pool.every"),
     ]:
         with pytest.raises(ValueError, match=msg):
-            P.check_config(bad)
-    assert set(P.CONFIG_KEYS) >= {"sizes", "classes", "weights", "seed", "k", "pool", "id", "resume"}
+            PL.check_config(bad)
+    assert set(PL.CONFIG_KEYS) >= {"sizes", "classes", "weights", "seed", "k", "pool", "id", "resume"}
 
 
 def test_the_device_refuses_a_bad_config_in_one_line(tmp_path: Path) -> None:

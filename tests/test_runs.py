@@ -37,6 +37,25 @@ def _cli(*args: str) -> tuple[int, str, str]:
     return r.exit_code, r.stdout, r.stderr
 
 
+def test_a_replayed_answer_is_one_event(tmp_path: Path) -> None:
+    """A frame resent before its answer arrived (a tail-loss probe on a loaded machine) is
+    answered twice, identically: the run directory holds the event once; a new answer with
+    the same sequence number (a board that restarted its numbering) is kept."""
+    from bitflip.training.plan import prepare
+    from bitflip.training.records import Collector
+    from bitflip.training.rundir import RunDir
+
+    plan = prepare(TrainRequest(board="host", dataset="digits", epochs=2, limit=200, out=tmp_path / "r"))
+    got = Collector(plan, RunDir(tmp_path / "r", {"id": "x"}))
+    rec = {"ev": "epoch", "epoch": 0, "seen": 180, "correct": 150, "step": 180, "busy_us": 5, "wall_us": 9, "seq": 7}
+    got.record(dict(rec))
+    got.record(dict(rec))
+    got.record(dict(rec, busy_us=6))
+    got.run.close()
+    recs = [json.loads(line) for line in (tmp_path / "r" / "events.jsonl").read_text().splitlines()]
+    assert [r["busy_us"] for r in recs if r.get("ev") == "epoch"] == [5, 6]
+
+
 def test_host_and_board_summaries_have_the_same_keys(tmp_path: Path) -> None:
     req = {"dataset": "digits", "epochs": 1, "limit": 300, "seed": 1}
     host = train(TrainRequest(board="host", out=tmp_path / "h", **req))

@@ -1,16 +1,16 @@
 """The interpreter-work trace (bitflip.armv6m.trace), the exact native-call prices
-(bitflip.armv6m.price), the calibrated Pico model (bitflip.calibrate, pico_calibration.json)
+(bitflip.armv6m.price), the calibrated Pico model (bitflip.measure.calibrate, pico_calibration.json)
 and the fast path (fast.py) meeting the speed targets with the host reference's digest."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
-from bitflip import calibrate as C
 from bitflip.armv6m import run_case
 from bitflip.armv6m.instrument import instrument
 from bitflip.armv6m.price import price
 from bitflip.armv6m.trace import run_trace
+from bitflip.measure import calibrate as C
 from bitflip.training import reference as R
 
 

@@ -12,6 +12,7 @@ import micropython
 
 from . import VERSION
 from . import ckpt, jobckpt
+from . import payload as PL
 from . import protocol as P
 from . import spec
 from .stream import BAD, DUP, NONE, Link
@@ -73,7 +74,7 @@ class App:
     def on_config(self, n):
         buf = self.link.buf
         cfg = json.loads(bytes(buf[P.HEADER_SIZE : P.HEADER_SIZE + n]))
-        P.check_config(cfg)  # ValueError: "bad configuration: ..."
+        PL.check_config(cfg)  # ValueError: "bad configuration: ..."
         self.release()
         from . import dual
         from .rule import Trainer, imports
@@ -129,9 +130,9 @@ class App:
         # called with the heap locked
         buf = self.link.buf
         p = P.HEADER_SIZE
-        count = P.block_count(buf, p)
-        row_bytes = P.block_row_bytes(buf, p)
-        lab = p + P.BLOCK_HEADER
+        count = PL.block_count(buf, p)
+        row_bytes = PL.block_row_bytes(buf, p)
+        lab = p + PL.BLOCK_HEADER
         rows = lab + ((count + 3) & ~3)
         t = self.trainer
         if row_bytes & 3 or row_bytes < 4 * ((t.n_in + 31) >> 5) or rows + count * row_bytes > p + n:
@@ -152,9 +153,9 @@ class App:
         return True
 
     def on_mark(self):
-        mark, value = P.decode_mark(self.link.buf, P.HEADER_SIZE)
+        mark, value = PL.decode_mark(self.link.buf, P.HEADER_SIZE)
         t = self.trainer
-        if mark == P.MARK_EPOCH:
+        if mark == PL.MARK_EPOCH:
             rec = {
                 P.F_EPOCH: value,
                 P.F_SEEN: self.epoch_seen,
@@ -169,7 +170,7 @@ class App:
         else:
             rec = {
                 P.F_EPOCH: value,
-                P.F_SPLIT: "val" if mark == P.MARK_VAL else "test",
+                P.F_SPLIT: "val" if mark == PL.MARK_VAL else "test",
                 P.F_SEEN: self.eval_seen,
                 P.F_CORRECT: self.eval_correct,
                 P.F_BUSY_US: self.eval_us,
@@ -182,14 +183,14 @@ class App:
             self.eval_us = 0
 
     def on_dump(self, n):
-        # protocol.decode_dump: everything, or one byte range of one plane
+        # payload.decode_dump: everything, or one byte range of one plane
         import binascii
 
-        want = P.decode_dump(self.link.buf, P.HEADER_SIZE, n)
+        want = PL.decode_dump(self.link.buf, P.HEADER_SIZE, n)
         for layer, name, plane in self.trainer.planes():
             if want is None:
-                off0, size, step = 0, len(plane), P.DUMP_CHUNK
-            elif want[0] != layer or want[1] != P.PLANE_SLOTS[name]:
+                off0, size, step = 0, len(plane), PL.DUMP_CHUNK
+            elif want[0] != layer or want[1] != PL.PLANE_SLOTS[name]:
                 continue
             else:
                 off0, size, step = want[2], want[3], want[4]

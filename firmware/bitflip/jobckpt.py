@@ -6,6 +6,7 @@ import gc
 import time
 
 from . import ckpt
+from . import payload as PL
 from . import protocol as P
 
 
@@ -31,13 +32,13 @@ def resume(app, cfg, trainer):
 
 
 def on_ckpt(app, n):
-    """A CKPT frame (protocol.decode_ckpt): save, keep the best, or restore the best."""
-    epoch, index, op = P.decode_ckpt(app.link.buf, P.HEADER_SIZE, n)
+    """A CKPT frame (payload.decode_ckpt): save, keep the best, or restore the best."""
+    epoch, index, op = PL.decode_ckpt(app.link.buf, P.HEADER_SIZE, n)
     t = app.trainer
     t0 = time.ticks_us()
-    if op == P.CKPT_KEEP:  # the best model on validation so far: its planes, on flash
+    if op == PL.CKPT_KEEP:  # the best model on validation so far: its planes, on flash
         ckpt.save({"id": app.cfg_id, "epoch": epoch}, [p for _, _, p in t.planes()], ckpt.BEST)
-    elif op == P.CKPT_RESTORE:
+    elif op == PL.CKPT_RESTORE:
         meta = ckpt.peek(ckpt.BEST)
         if meta is None or meta.get("id") != app.cfg_id or ckpt.load([p for _, _, p in t.planes()], ckpt.BEST) is None:
             app.error(P.E_STATE, "no best model of this job on the board to restore")

@@ -16,7 +16,7 @@ from array import array
 
 from . import modelfile as MF
 from . import spec
-from .protocol import check_config
+from .payload import check_config
 from .encode import Encoder, class_max
 from .rule import Trainer
 
@@ -78,7 +78,7 @@ class Model:
     @classmethod
     def create(cls, cfg, encoding, scaling, labels, meta=None, cores=1):
         # a model that has seen nothing yet, made on the board: learn() fills its prototypes
-        # from the first P samples of each class. cfg: protocol.CONFIG_KEYS (sizes, classes,
+        # from the first P samples of each class. cfg: payload.CONFIG_KEYS (sizes, classes,
         # weights, seed, window, margin, k ...); encoding / scaling / labels: as
         # modelfile.read returns them, e.g. {"features": 96, "max_value": 255, "steps": [],
         # "levels": [96, 160]} and {"kind": modelfile.SC_MINMAX_INT, "low": [...], "span": [...]}

@@ -16,7 +16,7 @@
 # Sections, in the order written (a reader needs CONF and LAYR before PLNS; it skips tags it
 # does not know, so later versions may add sections):
 #   META  JSON object: job id, weights digest, dataset, encoding text, writer, accuracy ...
-#   CONF  JSON object: the training configuration (protocol.CONFIG_KEYS)
+#   CONF  JSON object: the training configuration (payload.CONFIG_KEYS)
 #   LAYR  u16 layer count, u16 0; per layer: u8 layer type (LT_*), u8 weight kind
 #         (spec.BINARY/BINARY2/TERNARY), u16 record size (>= 12), u32 inputs, u32 outputs,
 #         then record size - 12 bytes of type-specific parameters (none for LT_DENSE)

@@ -1,9 +1,10 @@
-# The bitflip wire protocol: the WHOLE contract between host and board — frames, every
-# frame payload (encode/decode pairs), the records and their fields, the ack/nak templates,
-# the CONFIG keys — imported by the device (as bitflip.protocol) and by the host (as
-# bitflip.device.protocol). It is written in the common subset of CPython and MicroPython
-# so the two sides can never drift. The model those frames train is described in spec.py.
-#
+# The bitflip wire protocol: frames, their kinds, the records and their fields, the ack/nak
+# templates — imported by the device (as bitflip.protocol) and by the host (as
+# bitflip.device.protocol). What each frame carries (an encode/decode pair per payload) and
+# the CONFIG keys are in payload.py; the two files are the whole contract between host and
+# board. Both are written in the common subset of CPython and MicroPython so the two sides
+# can never drift. The model those frames train is described in spec.py.
+
 # host -> device: binary frames
 #   offset 0  'B' 'F'          sync bytes (resynchronise after garbage)
 #          2  kind   u8        K_* below
@@ -26,8 +27,9 @@
 #
 # device -> host: text lines 'BF {json} *cccccccc\n', one record per event ("ev" names it),
 # cccccccc = CRC-32 of the JSON text in hex, so a corrupted record is dropped, never
-# misread. Acknowledgements are records too; they are written from a preallocated
-# template with space-padded numbers (valid JSON) so the device never allocates per frame.
+# misread. Acknowledgements are compact 22-byte lines instead ('BA'/'BN', hex fields, the
+# CRC-32: ACK_TEMPLATE below), written from a preallocated template so the device never
+# allocates per frame; the host reads them as records too.
 # A record answering a frame carries that frame's "seq"; the device replays the answer
 # to its last frame when the host resends it (the answer was lost).
 try:
@@ -45,7 +47,8 @@ def host_only(f):
     return f
 
 
-VERSION = const(3)  # bump on any incompatible change; checked at connect
+VERSION = const(4)  # bump on any incompatible change; checked at connect
+# 4: compact ack/nak lines (ACK_TEMPLATE)
 # 2: header check byte, selective repeat (slots, "sk" in acks/naks), cumulative deferred acks
 
 SYNC0 = const(0x42)  # 'B'
@@ -96,14 +99,6 @@ KIND_NAMES = host_only(
         K_EXIT: "exit",
     }
 )
-
-MARK_EPOCH = const(1)
-MARK_EVAL = const(2)  # the end of an evaluation on the test split (read once, at the end)
-MARK_VAL = const(3)  # the end of an evaluation on the validation split
-
-# sample block payload: u16 count, u16 row_bytes, count label bytes padded to a multiple
-# of 4, then count rows of row_bytes (a multiple of 4: packed little-endian u32 words).
-BLOCK_HEADER = const(4)
 
 # error codes carried by "nak"/"error" records
 E_CRC = const(1)  # checksum mismatch
@@ -214,71 +209,42 @@ def record_fields():
     }
 
 
-# Acknowledgements are written from these templates (stream.py keeps const copies of the
-# offsets for speed; a test checks they agree): numbers right-aligned and space padded in
-# the field that ends at *_END, the CRC-32 of the JSON text (bytes 3 .. *_JSON_END) as 8
-# hex digits after it. An ack's seq is the last frame processed (all before it too); a
-# nak's seq is the frame expected; "sk" (both) holds bit i for frame (expected + i) held.
-ACK_TEMPLATE = b'BF {"ev":"ack","seq":     ,"sk":     ,"cr":  } *00000000\n'
-NAK_TEMPLATE = b'BF {"ev":"nak","seq":     ,"sk":     ,"code":  } *00000000\n'
-ACK_SEQ_END = const(26)  # seq: 5 digits ending here
-ACK_SK_END = host_only(37)  # held bitmap: 5 digits ending here
-ACK_CR_END = const(45)  # credit: 2 digits ending here
-ACK_JSON_END = const(46)  # index just past '}'
-NAK_SEQ_END = const(26)
-NAK_SK_END = host_only(37)
-NAK_CODE_END = const(47)
-NAK_JSON_END = const(48)
-
-# CONFIG: a JSON object; key -> (type, required). Both sides check it with check_config
-# (the host before sending, the device on receipt: E_CONFIG).
-CONFIG_KEYS = {
-    "sizes": (list, True),  # layer widths: input bits, hidden widths, classes x prototypes per class
-    "classes": (int, True),  # number of classes
-    "weights": (str, True),  # top-layer weight kind: binary, binary2 or ternary (spec.KINDS)
-    "seed": (int, True),  # seed of every random bit (weights init, flip masks)
-    "window": (int, True),  # hidden units this close to their threshold may be moved by votes
-    "margin": (int, True),  # >= 0: a correct winner also pushes a rival within margin down
-    "k": (list, True),  # flip density exponent per layer: each flip candidate kept with 1/2**k
-    "ks": (int, False),  # binary2: confidence gain density exponent
-    "anneal": (int, False),  # from this epoch (1-based) on: top k + 1 and pool tau + tau_step per epoch
-    "epoch": (int, False),  # training samples per epoch (anneal, pool flips halving)
-    "pool": (dict, False),  # pool rule for hidden layers: rows, every, tau, flips, near, tau_step
-    "cores": (int, False),  # 1: one core; 2: split wide layers over a second core (default: rp2 only)
-    "meter": (dict, False),  # INA219/INA226 power meter: chip, i2c, sda, scl, addr, shunt_ohms
-    "id": (str, False),  # job id: a checkpoint is resumed only by the same id
-    "resume": (bool, False),  # continue from the checkpoint of this job id if the board has one
-}
-POOL_KEYS = ("rows", "every", "tau", "flips", "near")
+# Acknowledgements are compact lines, written from these templates (stream.py keeps const
+# copies of the offsets for speed; a test checks they agree): 'BA' (ack) or 'BN' (nak), then
+# lowercase hex digits: seq (4), the held bitmap "sk" (4), credit (ack) or error code (nak)
+# (2), then '*' and the CRC-32 of the 12 bytes before it as 8 hex digits. 22 bytes instead of
+# a JSON record's ~57: at 1 % of bytes damaged on the board->host line 20 % of them are lost
+# instead of 44 %. The host reads them as records {"ev": "ack"|"nak", "seq", "sk", "cr"|"code"}
+# (parse_record). An ack's seq is the last frame processed (all before it too); a nak's seq is
+# the frame expected; "sk" (both) holds bit i for frame (expected + i) held.
+ACK_TEMPLATE = b"BA0000000000*00000000\n"
+NAK_TEMPLATE = b"BN0000000000*00000000\n"
+ACK_SEQ_AT = const(2)  # 4 hex digits from here
+ACK_SK_AT = const(6)  # 4 hex digits
+ACK_CR_AT = const(10)  # 2 hex digits: the credit (ack) or the error code (nak)
+ACK_BODY = const(12)  # the CRC-32 covers bytes 0 .. ACK_BODY; '*' at ACK_BODY, its hex after
+_SHORT = host_only({b"BA": (R_ACK, F_CREDIT), b"BN": (R_NAK, F_CODE)})
 
 
-def check_config(cfg):
-    """Raise ValueError naming the first problem of a CONFIG object."""
-    if not isinstance(cfg, dict):
-        raise ValueError("config is not an object")
-    for key in cfg:
-        if key not in CONFIG_KEYS:
-            raise ValueError("unknown config key '%s'" % key)
-    for key, (typ, required) in CONFIG_KEYS.items():
-        if key not in cfg:
-            if required:
-                raise ValueError("config key '%s' missing" % key)
-            continue
-        v = cfg[key]
-        if typ is int and isinstance(v, bool) or not isinstance(v, typ):
-            raise ValueError("config key '%s' must be %s" % (key, typ.__name__))
-    sizes = cfg["sizes"]
-    if len(sizes) < 2 or len(cfg["k"]) != len(sizes) - 1:
-        raise ValueError("config needs >= 2 sizes and one k per layer")
-    for v in sizes + cfg["k"]:
-        if not isinstance(v, int) or v < 0:
-            raise ValueError("sizes and k must be non-negative integers")
-    if sizes[-1] % cfg["classes"]:
-        raise ValueError("the last layer must hold P prototypes per class")
-    if "pool" in cfg:
-        for key in POOL_KEYS:
-            if not isinstance(cfg["pool"].get(key), int):
-                raise ValueError("config pool.%s must be an integer" % key)
+@host_only
+def _parse_short(line):
+    """An ack/nak line -> its record; False if damaged."""
+    import binascii
+
+    if len(line) != ACK_BODY + 9 or line[ACK_BODY:] != b"*%08x" % (binascii.crc32(line[:ACK_BODY]) & 0xFFFFFFFF):
+        return False
+    if any(c not in b"0123456789abcdef" for c in line[2:ACK_BODY]):
+        return False
+    try:
+        ev, last = _SHORT[line[:2]]
+        return {
+            F_EV: ev,
+            F_SEQ: int(line[ACK_SEQ_AT:ACK_SK_AT], 16),
+            F_HELD: int(line[ACK_SK_AT:ACK_CR_AT], 16),
+            last: int(line[ACK_CR_AT:ACK_BODY], 16),
+        }
+    except ValueError:
+        return False
 
 
 # Records are written REPEAT times in a row (1..3): on a noisy board->host line the host
@@ -304,6 +270,8 @@ def parse_record(line):
     import json
 
     line = line.rstrip(b"\r")
+    if line[:2] in _SHORT:
+        return _parse_short(line)
     if not line.startswith(RECORD_PREFIX):
         return None
     i = line.rfind(RECORD_CRC_SEP)
@@ -329,6 +297,37 @@ def header_check(kind, seq, n):
     for b in (seq & 0xFF, (seq >> 8) & 0xFF, n & 0xFF, (n >> 8) & 0xFF):
         c = (((c << 1) | (c >> 7)) & 0xFF) ^ b
     return c
+
+
+@host_only
+def _rotr(x, r):
+    return ((x >> r) | (x << (8 - r))) & 0xFF
+
+
+@host_only
+def header_repair(kind, check, seq, n, last_len):
+    """What the device does with a header whose check byte fails (stream.py does the same
+    allocation-free). One damaged byte among kind, check, seq and length is assumed: the
+    check's error is that byte's error rotated left by its place (kind 4, seq low 3, seq
+    high 2, length low 1, length high 0). A length that differs from last_len (the
+    payload length of the last frame whose CRC held: a stream's frames have one size) is
+    corrected to it if one length byte can be; then only that header is tried. Otherwise
+    the frame is read with its length and the headers tried, in order, are: as received,
+    the check byte corrected (it was the damaged one), kind corrected (unless that flips FEC_FLAG,
+    which decided how many bytes were read), seq low corrected, seq high corrected; the
+    first whose CRC-32 holds (after FEC, if it carries check bytes) is the frame.
+    Returns None (no repair: E_HEADER at once, hunt on) or (n, [(kind, check, seq), ...])."""
+    e = check ^ header_check(kind, seq, n)
+    if n == last_len:
+        out = [(kind, check, seq), (kind, check ^ e, seq)]
+        if not _rotr(e, 4) & FEC_FLAG:
+            out.append((kind ^ _rotr(e, 4), check, seq))
+        return n, out + [(kind, check, seq ^ _rotr(e, 3)), (kind, check, seq ^ (_rotr(e, 2) << 8))]
+    lo = ((n & 0xFF) ^ _rotr(e, 1)) | (n & 0xFF00)
+    hi = (n & 0xFF) | (((n >> 8) ^ e) << 8)
+    if lo == last_len or hi == last_len:
+        return last_len, [(kind, check, seq)]
+    return None
 
 
 @host_only
@@ -391,107 +390,3 @@ def fec_fix(data, trailer):
         else:
             return -1
     return fixed
-
-
-def u16(buf, off):
-    return buf[off] | (buf[off + 1] << 8)
-
-
-def u32(buf, off):
-    # values the protocol carries stay below 2**30 (small ints on every port)
-    return buf[off] | (buf[off + 1] << 8) | (buf[off + 2] << 16) | (buf[off + 3] << 24)
-
-
-@host_only
-def _le(v, n):
-    return bytes((v >> (8 * i)) & 0xFF for i in range(n))
-
-
-# --- TRAIN / EVAL: a sample block -------------------------------------------------------------
-# u16 count, u16 row_bytes, count label bytes padded to a multiple of 4, then count rows of
-# row_bytes (a multiple of 4: packed little-endian u32 words).
-@host_only
-def block_layout(count, row_bytes):
-    """(labels offset, rows offset, total payload bytes) of a sample block."""
-    lab_pad = (count + 3) & ~3
-    return BLOCK_HEADER, BLOCK_HEADER + lab_pad, BLOCK_HEADER + lab_pad + count * row_bytes
-
-
-@host_only
-def max_block_samples(max_payload, row_bytes):
-    """Largest sample count whose block fits max_payload."""
-    n = (max_payload - BLOCK_HEADER) // (row_bytes + 1)
-    while n > 0 and block_layout(n, row_bytes)[2] > max_payload:
-        n -= 1
-    return n
-
-
-@host_only
-def encode_block(labels, rows, row_bytes):
-    """Block payload from labels (bytes or ints) and rows (the rows' bytes back to back)."""
-    count = len(labels)
-    lab_off, row_off, _total = block_layout(count, row_bytes)
-    if len(rows) != count * row_bytes:
-        raise ValueError("rows must be count * row_bytes bytes")
-    return _le(count, 2) + _le(row_bytes, 2) + bytes(labels) + bytes(row_off - lab_off - count) + bytes(rows)
-
-
-def block_count(buf, p):
-    """Samples in the block at buf[p:] (allocation-free: the device reads blocks heap-locked)."""
-    return u16(buf, p)
-
-
-def block_row_bytes(buf, p):
-    return u16(buf, p + 2)
-
-
-# --- MARK: end of an epoch or of an evaluation pass -------------------------------------------
-@host_only
-def encode_mark(mark, value):
-    return bytes((mark,)) + _le(value, 2)
-
-
-def decode_mark(buf, p):
-    """(mark, value)"""
-    return buf[p], u16(buf, p + 1)
-
-
-# --- CKPT: save a checkpoint at this stream position ------------------------------------------
-# u16 epoch, u32 index, optional u8 op: CKPT_SAVE (the default) saves the training state at
-# this stream position; CKPT_KEEP keeps the model as the best seen (its planes, on flash);
-# CKPT_RESTORE puts the kept model back (before the final evaluation and the weights dump)
-CKPT_SAVE = const(0)
-CKPT_KEEP = const(1)
-CKPT_RESTORE = const(2)
-
-
-@host_only
-def encode_ckpt(epoch, index, op=0):
-    return _le(epoch, 2) + _le(index, 4) + (bytes((op,)) if op else b"")
-
-
-def decode_ckpt(buf, p, n):
-    """(epoch, index, op)"""
-    return u16(buf, p), u32(buf, p + 2), buf[p + 6] if n > 6 else CKPT_SAVE
-
-
-# --- DUMP: the weights as "weights" records ----------------------------------------------------
-# no payload: every plane in DUMP_CHUNK-byte chunks; else u8 layer, u8 plane (0 "s", 1 the
-# second plane: "c"/"z" of 2-bit weights, 2 "t" thresholds), u32 offset, u32 length,
-# u16 chunk: that byte range only (the host asks again, in smaller chunks, for what arrived
-# damaged on a noisy line).
-DUMP_CHUNK = const(384)
-DUMP_REQUEST = const(12)
-PLANE_SLOTS = {"s": 0, "c": 1, "z": 1, "t": 2}
-
-
-@host_only
-def encode_dump(layer, plane, off, size, chunk):
-    return bytes((layer, PLANE_SLOTS[plane])) + _le(off, 4) + _le(size, 4) + _le(chunk, 2)
-
-
-def decode_dump(buf, p, n):
-    """None (everything) or (layer, plane slot, offset, length, chunk)."""
-    if n < DUMP_REQUEST:
-        return None
-    return buf[p], buf[p + 1], u32(buf, p + 2), u32(buf, p + 6), max(4, u16(buf, p + 10))

@@ -2,7 +2,7 @@
 # device and the host (imported by the host as bitflip.device.spec, like protocol.py). It
 # is written in the common subset of CPython and MicroPython.
 #
-# A configuration (protocol.CONFIG_KEYS) names layer widths ("sizes": inputs, hidden
+# A configuration (payload.CONFIG_KEYS) names layer widths ("sizes": inputs, hidden
 # widths, then classes x P prototypes) and a weight kind for the top layer. Every layer is
 # a bit-plane dense layer: one row of words(n_in) little-endian u32 words per neuron, bit i
 # of word w = input 32*w+i, padding bits 0 in every plane. Hidden layers are trained by a

@@ -31,30 +31,21 @@ BAD = const(-2)  # a frame was rejected (nak already sent)
 DUP = const(-3)  # a duplicate of an accepted or held frame (re-acked, not processed)
 _HELD = const(-4)  # internal: a frame was put in a slot; next_frame reads on
 
-# ack/nak records are written from protocol's templates; the offsets are copied here as
+# ack/nak lines are written from protocol's templates; the offsets are copied here as
 # const() so the hot path reads no module attributes (tests/test_protocol.py checks them)
-_ACK_SEQ_END = const(26)  # P.ACK_SEQ_END
-_ACK_SK_END = const(37)  # P.ACK_SK_END
-_ACK_CR_END = const(45)  # P.ACK_CR_END
-_ACK_END = const(46)  # P.ACK_JSON_END
-_NAK_SEQ_END = const(26)  # P.NAK_SEQ_END
-_NAK_SK_END = const(37)  # P.NAK_SK_END
-_NAK_CODE_END = const(47)  # P.NAK_CODE_END
-_NAK_END = const(48)  # P.NAK_JSON_END
+_ACK_SEQ_AT = const(2)  # P.ACK_SEQ_AT
+_ACK_SK_AT = const(6)  # P.ACK_SK_AT
+_ACK_CR_AT = const(10)  # P.ACK_CR_AT
+_ACK_BODY = const(12)  # P.ACK_BODY
 
 
-def _put_num(buf, end, width, v):
-    # write v (>= 0) right-aligned in buf[end-width:end], spaces before
-    i = end - 1
-    stop = end - width
-    while True:
-        buf[i] = 48 + v % 10
-        v = v // 10
-        i -= 1
-        if v == 0 or i < stop:
-            break
-    while i >= stop:
-        buf[i] = 32
+def _put_hex(buf, at, width, v):
+    # write v (>= 0, < 16**width) as width lowercase hex digits at buf[at:at+width]
+    i = at + width - 1
+    while i >= at:
+        d = v & 15
+        buf[i] = d + 48 if d < 10 else d + 87
+        v >>= 4
         i -= 1
 
 
@@ -102,6 +93,11 @@ def _fec_fix(buf, start, m, tr):
     return fixed
 
 
+def _rotr(x, r):
+    # rotate the byte x right by r (0..7)
+    return ((x >> r) | (x << (8 - r))) & 0xFF
+
+
 def _move(buf, dst, src, n):
     # copy buf[src:src+n] to buf[dst:] (apart); a loop: slices would allocate
     for i in range(n):
@@ -111,7 +107,7 @@ def _move(buf, dst, src, n):
 class Link:
     def __init__(self, max_payload=P.MAX_PAYLOAD, credit=1, timeout_ms=250, ack_bytes=_ACK_BYTES):
         self.max_payload = max_payload
-        self.credit = credit
+        self.credit = min(credit, 255)  # (2 hex digits in an ack)
         # once a frame has started its bytes come back to back (the host writes whole
         # frames): a pause this long inside a frame means it was damaged, so give up on it
         self.timeout_ms = timeout_ms
@@ -144,6 +140,7 @@ class Link:
         self.head = 0  # slot of the expected frame: frame expect + d sits in slot 1 + (head + d) % slots
         self.held = 0  # bit d set: frame expect + d is held
         self.owed = 0  # bytes of frames taken since the last ack or nak
+        self.last_len = -1  # payload length of the last frame whose CRC held (header repair)
         self.ack_bytes = ack_bytes  # 1: acknowledge every frame at once
 
     def _wait(self, ms):
@@ -167,19 +164,19 @@ class Link:
     def send_ack(self):
         # cumulative: every frame before expect processed; plus the held ones
         a = self.ack
-        _put_num(a, _ACK_SEQ_END, 5, (self.expect - 1) & 0xFFFF)
-        _put_num(a, _ACK_SK_END, 5, self.held)
-        _put_num(a, _ACK_CR_END, 2, self.credit)
-        crc32_hex(a, 3, _ACK_END - 3, self.table, _ACK_END + 2)
+        _put_hex(a, _ACK_SEQ_AT, 4, (self.expect - 1) & 0xFFFF)
+        _put_hex(a, _ACK_SK_AT, 4, self.held)
+        _put_hex(a, _ACK_CR_AT, 2, self.credit)
+        crc32_hex(a, 0, _ACK_BODY, self.table, _ACK_BODY + 1)
         self.out.write(a)  # type: ignore[call-overload]
         self.owed = 0
 
     def send_nak(self, code):
         a = self.nak
-        _put_num(a, _NAK_SEQ_END, 5, self.expect)
-        _put_num(a, _NAK_SK_END, 5, self.held)
-        _put_num(a, _NAK_CODE_END, 2, code)
-        crc32_hex(a, 3, _NAK_END - 3, self.table, _NAK_END + 2)
+        _put_hex(a, _ACK_SEQ_AT, 4, self.expect)
+        _put_hex(a, _ACK_SK_AT, 4, self.held)
+        _put_hex(a, _ACK_CR_AT, 2, code)
+        crc32_hex(a, 0, _ACK_BODY, self.table, _ACK_BODY + 1)
         self.out.write(a)  # type: ignore[call-overload]
         self.owed = 0
 
@@ -241,11 +238,23 @@ class Link:
         c = kind  # protocol.header_check: rotate left, xor the next byte
         for i in range(4, 8):
             c = (((c << 1) | (c >> 7)) & 0xFF) ^ buf[i]
+        fix = 0  # protocol.header_repair: one damaged byte among kind, check, seq, length
+        rep = 0
         if buf[3] and buf[3] != c:
-            # kind, seq or length damaged: hunt for the next frame in what follows
-            self.rx_bad += 1
-            self.send_nak(P.E_HEADER)
-            return BAD
+            e = buf[3] ^ c  # the check's error: the damaged byte's error, rotated
+            rep = 1
+            if n == self.last_len:
+                fix = e  # kind or seq (or the check byte itself): the CRC-32 tells which
+            elif ((n & 0xFF) ^ _rotr(e, 1)) | (n & 0xFF00) == self.last_len:
+                n = self.last_len  # the length's low byte
+                buf[6] = n & 0xFF
+            elif (n & 0xFF) | (((n >> 8) ^ e) << 8) == self.last_len:
+                n = self.last_len  # its high byte
+                buf[7] = n >> 8
+            else:  # hunt for the next frame in what follows
+                self.rx_bad += 1
+                self.send_nak(P.E_HEADER)
+                return BAD
         t = 0  # check bytes after the crc32
         if kind & _FEC:
             kind ^= _FEC
@@ -260,12 +269,16 @@ class Link:
             self.rx_bad += 1
             self.send_nak(P.E_TIMEOUT)
             return BAD
-        if not crc32_check(buf, 2, P.HEADER_SIZE - 2 + n, self.table):
+        if not self._crc_ok(n, fix):
             k = _fec_fix(buf, 8, n + 4, 12 + n) if t else -1
-            if k <= 0 or not crc32_check(buf, 2, P.HEADER_SIZE - 2 + n, self.table):
+            if k <= 0 or not self._crc_ok(n, fix):
                 self.rx_bad += 1
-                self.send_nak(P.E_CRC)
+                self.send_nak(P.E_HEADER if rep else P.E_CRC)
                 return BAD
+        self.last_len = n
+        if rep:  # the header as repaired
+            kind = buf[2] & 0x7F
+            seq = buf[4] | (buf[5] << 8)
         if kind < P.K_CONFIG or kind > P.K_EXIT:
             self.rx_bad += 1
             self.send_nak(P.E_KIND)
@@ -308,6 +321,24 @@ class Link:
         self.rx_bad += 1
         self.send_nak(P.E_SEQ)  # a gap too far ahead (or a long frame): resend from self.expect
         return BAD
+
+    def _crc_ok(self, n, fix):
+        # the frame's CRC-32 holds, or holds once one header byte is corrected for the
+        # check's error `fix` (the check, kind, seq low, seq high: protocol.header_repair)
+        buf = self.buf
+        if crc32_check(buf, 2, P.HEADER_SIZE - 2 + n, self.table):
+            return True
+        if fix:
+            for i in range(4):  # the check byte itself, kind, seq low, seq high
+                at = 3 if i == 0 else (2 if i == 1 else i + 2)
+                d = fix if i == 0 else _rotr(fix, 5 - i)  # kind rotated 4 times, seq low 3, high 2
+                if i == 1 and d & _FEC:
+                    continue  # (the FEC flag decided how many bytes were read: not this byte)
+                buf[at] ^= d
+                if crc32_check(buf, 2, P.HEADER_SIZE - 2 + n, self.table):
+                    return True
+                buf[at] ^= d
+        return False
 
     def accept(self):
         # the current frame was processed: advance; acknowledge once enough was taken

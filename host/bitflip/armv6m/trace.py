@@ -198,11 +198,12 @@ def run_trace(
     eval_block. cores=2 gives it the synchronous worker (the dual-core split of layers >= 256
     rows). `src`: the firmware package to copy and `trainer` the module whose Trainer is used
     (e.g. the firmware at the calibration commit)."""
+    from ..device import payload as PL
     from ..device import protocol as P
 
     cfg = {**cfg, "cores": cores}
     if not block:
-        block = P.max_block_samples(P.MAX_PAYLOAD, 4 * X.shape[1])
+        block = PL.max_block_samples(P.MAX_PAYLOAD, 4 * X.shape[1])
     with tempfile.TemporaryDirectory(prefix="bitflip-trace-") as tmp_s:
         tmp = Path(tmp_s)
         root, functions = traced_package(tmp / "pkg", src)

@@ -1,6 +1,6 @@
 """`bitflip bench`: kernel costs (emulated armv6m), virtual-board and host samples/s, and the
 estimated time and energy per MNIST training sample on RP2040 and ESP32. Thin shell over
-bitflip.bench."""
+bitflip.measure.bench."""
 
 from __future__ import annotations
 
@@ -106,7 +106,7 @@ def print_report(r: dict[str, Any]) -> None:
 @handled
 def bench(as_json: bool, quick: bool) -> None:
     """Kernel costs, samples/s, and estimated time and energy per training sample."""
-    from ..bench import run_bench
+    from ..measure.bench import run_bench
 
     r = run_bench(quick=quick, log=lambda s: click.echo(s, err=True))
     if as_json:

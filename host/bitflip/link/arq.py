@@ -5,19 +5,17 @@ the measured byte error rate, and records the device repeats on request."""
 
 from __future__ import annotations
 
-import math
 import sys
 import time
 from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-import numpy as np
-
 from ..device import protocol as P
 from ..errors import DeviceError, LinkError
 from .probe import TailProbe
 from .serial import TRACE, Record, SerialLink
+from .sizing import ErrorRate, best_frame
 
 
 class FramesTooLong(LinkError):
@@ -49,58 +47,6 @@ class _Frame:
         self.fec = False  # with FEC check bytes
 
 
-def _log_ok(p: Any, n: int, fec: bool) -> Any:
-    """log P(a frame with n payload bytes is taken) at byte error rate p (array or float):
-    every byte intact, or with FEC (protocol.FEC_FLAG): the header intact and at most one
-    damaged byte in each segment of payload+crc32, whose check bytes are then intact."""
-    lq = np.log1p(-p)
-    if not fec:
-        return (P.HEADER_SIZE + n + P.CRC_SIZE) * lq
-    out = P.HEADER_SIZE * lq
-    m = n + P.CRC_SIZE
-    for i in range(0, m, P.FEC_SEG):
-        g = min(P.FEC_SEG, m - i)
-        out = out + np.log(np.exp(g * lq) + g * p * np.exp((g + 1) * lq))
-    return out
-
-
-class ErrorRate:
-    """Byte error rate of the host -> board direction, estimated from what became of each
-    transmission (taken, or known lost) and its length: the likelihood of every rate on a
-    log grid, older observations fading (x DECAY each). The prior is 2 KB seen clean."""
-
-    GRID = np.geomspace(1e-6, 0.3, 64)
-    DECAY = 0.99
-
-    def __init__(self) -> None:
-        self.ll = -2e3 * self.GRID
-        self.pending: list[tuple[int, bool, bool]] = []
-        self._cache: dict[tuple[int, bool], tuple[Any, Any]] = {}
-        self.p = 1e-6
-        self.version = 0  # bumped when p changes
-
-    def observe(self, n: int, ok: bool, fec: bool = False) -> None:
-        """n: payload bytes of the frame."""
-        self.pending.append((n, ok, fec))
-        if len(self.pending) >= 8 or not ok:  # (a loss is news: frames may have to shrink)
-            self.update()
-
-    def update(self) -> None:
-        for n, ok, fec in self.pending:
-            key = (n, fec)
-            if key not in self._cache:
-                lk = _log_ok(self.GRID, n, fec)
-                self._cache[key] = (lk, np.log(-np.expm1(lk)))
-            self.ll *= self.DECAY
-            self.ll += self._cache[key][0 if ok else 1]
-        self.pending.clear()
-        w = np.exp(self.ll - self.ll.max())
-        p = float(np.exp((w * np.log(self.GRID)).sum() / w.sum()))  # posterior mean of log p
-        if abs(p - self.p) > 0.05 * self.p:
-            self.p = p
-            self.version += 1
-
-
 class FrameSender:
     """Sends frames with sequence numbers inside the device's window; selective repeat.
 
@@ -124,7 +70,6 @@ class FrameSender:
     declared dead.
     """
 
-    FRAME_COST = 100  # per-frame work of both sides in bytes-equivalents (unix port, measured: 100 beat 40, 200, 400)
     RTO_MIN = 0.01  # s (20 ms before: A/B in docs/results/faults.md)
     RTO_MAX = 2.0
 
@@ -166,7 +111,6 @@ class FrameSender:
         self._big = 0  # frames in flight that do not fit a slot
         self._want: tuple[str, int] | None = None
         self._got: Record | None = None
-        self._best: dict[tuple[int, int, int, int], tuple[int, bool, int]] = {}  # (samples, fec, frame bytes)
         self.best_len = self.filler  # length of the frames best_samples chose last
         self.fec = False  # ... and whether they carry FEC check bytes
         self._last_key: tuple[int, int] | None = None
@@ -191,32 +135,10 @@ class FrameSender:
     # --- frame sizing ----------------------------------------------------------------------
     def best_samples(self, row_bytes: int, cap: int) -> int:
         """Samples per TRAIN/EVAL frame with the least expected cost per sample at the
-        estimated error rate: (FRAME_COST + bytes) x transmissions / samples, where a frame
-        is taken with exp(_log_ok) (with or without FEC check bytes, whichever is cheaper:
-        self.fec says which) and a lost one costs itself (selective repeat: frames that fit
-        a slot) or the window behind it too (go-back-N)."""
-        # the choice is kept per 5 % step of the rate (and frame shape): p moves by more
-        # than 5 % often on a noisy line and each choice costs ~100 _log_ok evaluations
-        p_bin = round(math.log(self.errors.p) / math.log(1.05))
-        key = (row_bytes, cap, p_bin, self.credit)
+        estimated error rate (sizing.best_frame); sets self.fec and self.best_len to the
+        chosen frame's FEC and length."""
         self._last_key = (row_bytes, cap)
-        if key not in self._best:
-            p, w = 1.05**p_bin, self.credit
-            best: tuple[float, int, bool, int] = (float("inf"), 1, False, self.filler)
-            for s in range(1, max(1, cap) + 1):
-                n = P.block_layout(s, row_bytes)[2]
-                for fec in (False, True):
-                    size = P.HEADER_SIZE + n + P.CRC_SIZE + (P.fec_size(n) if fec else 0)
-                    if size > self.filler:
-                        continue
-                    ok = math.exp(float(_log_ok(p, n, fec)))
-                    sr = self.slots and size <= P.SLOT_BYTES
-                    tx = 1 / ok if sr else (1 + (w - 1) * (1 - ok)) / ok
-                    cost = (self.FRAME_COST + size) * tx / s
-                    if cost < best[0]:
-                        best = (cost, s, fec, size)
-            self._best[key] = best[1:]
-        s, self.fec, self.best_len = self._best[key]
+        s, self.fec, self.best_len = best_frame(self.errors.p, row_bytes, cap, self.credit, self.filler, self.slots)
         return s
 
     # --- sending ---------------------------------------------------------------------------

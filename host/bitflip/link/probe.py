@@ -5,7 +5,7 @@ line).
 
 Why it pays (measured, benchmarks/faults.py, 1 % of the bytes corrupted both ways): the
 device acks after ~480 bytes of frames or when its input goes idle, and naks a damaged
-frame at once; a 57-byte answer is damaged ~44 % of the time at 1 %, so a lost frame whose
+frame at once; a 57-byte answer (protocol 3; 22 bytes since protocol 4) is damaged ~44 % (20 %) of the time at 1 %, so a lost frame whose
 nak is lost too, with no later frame the device could report (the last frames before a
 flush), is found only by the timeout: 74 timeouts, ~1.9 s of a 6 s run.
 

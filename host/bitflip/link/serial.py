@@ -24,7 +24,7 @@ from ..errors import DeviceError, LinkError
 
 Record = dict[str, Any]
 # a nak that comes again is news (another damaged frame); an ack again is not
-_NAK = P.NAK_TEMPLATE[:15]
+_NAK = P.NAK_TEMPLATE[:2]  # nak lines are never deduplicated
 TRACE = bool(os.environ.get("BITFLIP_TRACE"))  # print every record the sender handles
 
 

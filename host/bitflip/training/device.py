@@ -16,11 +16,12 @@ from typing import Any
 
 import numpy as np
 
+from ..device import payload as PL
 from ..device import protocol as P
 from ..device import spec
 from ..errors import LinkError, ProtocolMismatch, UsageError
-from ..link import identity
 from ..link.arq import FrameSender, FramesTooLong
+from ..link.connect import Connector
 from ..link.serial import SerialLink
 from ..link.targets import Target
 from .plan import Plan
@@ -35,9 +36,6 @@ class DeviceRun:
     # after a link failure, give up instead of reconnecting when the board has sent no
     # byte at all for this long: the line is dead (unplugged cable, wrong port)
     dead_after_s = 60.0
-    # a port where nothing at all has answered this long after it was opened holds no board
-    # running MicroPython (a bare UART, the wrong port): a UsageError, nothing was started
-    first_contact_s = 12.0
 
     def __init__(
         self,
@@ -50,6 +48,7 @@ class DeviceRun:
         max_reconnects: int = 10,
     ):
         self.plan, self.target, self.got, self.progress = plan, target, collector, progress
+        self.conn = Connector(target, plan.board)
         self.resume = resume
         self.ckpt_every = ckpt_every
         self.max_reconnects = max_reconnects
@@ -66,9 +65,7 @@ class DeviceRun:
         self.max_block = 0
         self.ceiling = 0  # frames may grow while below this (it failed at this size)
         self.shrinks = 0
-        self._boot_s: float | None = None  # launch to first pong, measured once
         self.ckpts = 0  # checkpoints the board confirmed (reconnects count against the limit only without one)
-        self._opened: float | None = None  # when a real port was opened (None: a virtual board)
 
     # records -------------------------------------------------------------------------------
     def on_record(self, rec: dict[str, Any]) -> None:
@@ -82,121 +79,14 @@ class DeviceRun:
             return
         self.got.record(rec)
 
-    # connecting ------------------------------------------------------------------------------
-    def _probe(
-        self, link: SerialLink, tries: int = 3, filler: bool = False, budget: float = 1.5
-    ) -> dict[str, Any] | None:
-        """Is an app listening? Its pong (expected seq, protocol, link settings), or None.
-        Pings go out every 20 ms at first, less often later (every 4 round trips at most
-        250 ms), for `budget` seconds and at least `tries` pings; while the app shows signs
-        of life (other records) the budget grows: on a noisy line only its pongs may have
-        been damaged. filler: from the third ping on, complete a frame the board may be
-        stuck in (every third ping)."""
-        link.start_records()
-        # records seen damaged on this run: the board is asked to repeat its records
-        repeat = 3 if self.bad_records + link.bad_records + link.voted_records else 1
-        t0 = time.monotonic()
-        sent = 0
-        gap = 0.02
-        srtt = self.sender.srtt if self.sender is not None and self.sender.srtt else 0.0
-        while sent < tries or time.monotonic() - t0 < budget:
-            if filler and sent >= 2 and sent % 3 == 2:
-                link.write(bytes(P.HEADER_SIZE + int(self.plan.board.link["max_payload"]) + P.CRC_SIZE))
-            link.write(P.encode_frame(P.K_PING, 0, bytes((repeat,))))
-            sent += 1
-            deadline = time.monotonic() + max(gap, 4 * srtt)
-            gap = min(0.25, gap * 1.5)
-            while True:
-                rec = link.next_record(max(0.0, deadline - time.monotonic()))
-                if rec is None:
-                    break
-                if rec.get(P.F_EV) == P.R_PONG:
-                    return rec
-                if rec.get(P.F_EV) in (P.R_BOOT, P.R_READY, P.R_ACK, P.R_NAK) and budget < 10:
-                    budget += 0.25
-            if link.eof:
-                return None
-            self._silent_port(link)
-        return None
-
-    def _silent_port(self, link: SerialLink) -> None:
-        """Give up on a real port where nothing has said a single byte since it was opened."""
-        if self._opened is None or link.last_rx or time.monotonic() - self._opened < self.first_contact_s:
-            return
-        port = getattr(self.target, "port", link.name)
-        raise UsageError(
-            f"--port {port}: nothing answered within {self.first_contact_s:.0f} s; no board running "
-            "MicroPython on this port? (`bitflip ports` lists the ports, `bitflip deploy` installs bitflip)"
-        )
-
-    def _check(self, pong: dict[str, Any]) -> None:
-        """The board that answered is the one named, and speaks this protocol."""
-        board = self.plan.board
-        platform, mpy = str(pong.get(P.F_PLATFORM, "")), int(pong.get(P.F_MPY, 0))
-        why = identity.mismatch(platform, mpy, board)
-        if why is not None:
-            raise UsageError(
-                f"the board on {self.link_name()} is {identity.describe(platform, mpy)}: {why}; "
-                f"pass the --board it is (`bitflip boards` lists them)"
-            )
-        if int(pong.get(P.F_PROTO, -1)) != P.VERSION:
-            raise ProtocolMismatch(
-                f"the board's firmware speaks protocol {pong.get(P.F_PROTO)} but this host speaks "
-                f"{P.VERSION}: run `bitflip deploy` to update the board"
-            )
-
-    def link_name(self) -> str:
-        return self.link.name if self.link is not None else str(getattr(self.target, "port", "the port"))
-
-    def _not_deployed(self, link: SerialLink) -> None:
-        """A board without bitflip says so at once: that is permanent, not a link problem.
-        (Only the exact message counts: a launch line damaged by noise can name a module
-        that does not exist.)"""
-        if any("ImportError" in line and ("'bitflip'" in line or "'bitflip.app'" in line) for line in list(link.log)):
-            board = self.plan.board
-            port = getattr(self.target, "port", "PORT")
-            raise UsageError(
-                f"bitflip is not installed on the board on {link.name}: run "
-                f"`bitflip deploy --board {board.name} --port {port}` first"
-            )
-
-    def _launch(self, link: SerialLink) -> int:
-        """Start the app through the raw REPL. Whether it runs, and with the settings asked
-        for, is read from its (checksummed) pong: on a noisy line the banner or the launch
-        command itself can arrive damaged (it is sent five times: the raw REPL runs the
-        next copy when one fails)."""
-        lk = self.plan.board.link
-        code = f"import bitflip.app as A\nA.main({lk['max_payload']}, {lk['credit']})"
-        for attempt in range(6):
-            fresh = self.target.fresh and attempt == 0
-            t0 = time.monotonic()
-            link.launch(code, timeout=0.5 if self.target.fresh else 3, fresh=fresh, copies=5)
-            # how long the app takes to answer was measured at the first launch: a launch
-            # damaged beyond repair is given up after a few times that, not seconds
-            budget = 3.0 if self._boot_s is None else max(0.4, 4 * self._boot_s)
-            pong = self._probe(link, tries=4, budget=budget if fresh else max(budget, 1.0))
-            if pong is not None:
-                self._check(pong)
-                if (int(pong[P.F_MAX_PAYLOAD]), int(pong[P.F_CREDIT])) == (lk["max_payload"], lk["credit"]):
-                    if self._boot_s is None:
-                        self._boot_s = time.monotonic() - t0
-                    return int(pong[P.F_EXPECT])
-                link.write(P.encode_frame(P.K_EXIT, 0))  # started with damaged settings: leave
-            self._not_deployed(link)
-            self._silent_port(link)
-            if link.eof:
-                break
-            time.sleep(0.05)
-        raise LinkError(f"{link.name}: the app did not start{link.log_tail()}")
-
     def _connect(self, link: SerialLink, resume: bool) -> tuple[int, int]:
         """Get an app listening and configured; returns the stream position to go on from."""
         pong = None if self.target.fresh else self._probe(link, filler=True)
         if pong is not None:
-            self._check(pong)
+            self.conn.check(pong, link.name)
             seq = int(pong[P.F_EXPECT])
         else:
-            seq = self._launch(link)
+            seq = self.conn.launch(link, self._damaged(link))
         lk = self.plan.board.link
         if self.sender is None:
             self.sender = FrameSender(link, lk["credit"], on_record=self.on_record, max_payload=lk["max_payload"])
@@ -244,6 +134,16 @@ class DeviceRun:
                 i = sender.tags.get((expect - 1) & 0xFFFF, base)
                 self.shrinks += 1
 
+    def _damaged(self, link: SerialLink) -> int:
+        """Records seen damaged on this run (the board is then asked to repeat its records)."""
+        return self.bad_records + link.bad_records + link.voted_records
+
+    def _probe(
+        self, link: SerialLink, tries: int = 3, filler: bool = False, budget: float = 1.5
+    ) -> dict[str, Any] | None:
+        srtt = self.sender.srtt if self.sender is not None and self.sender.srtt else 0.0
+        return self.conn.probe(link, self._damaged(link), tries, filler, budget, srtt)
+
     def _resync(self) -> int:
         sender, link = self.sender, self.link
         assert sender is not None and link is not None
@@ -258,7 +158,7 @@ class DeviceRun:
         plan, sender = self.plan, self.sender
         assert sender is not None
         row_bytes = plan.x_train.shape[1] * 4
-        self.max_block = P.max_block_samples(int(plan.board.link["max_payload"]), row_bytes)
+        self.max_block = PL.max_block_samples(int(plan.board.link["max_payload"]), row_bytes)
         if self.max_block < 1:
             raise UsageError(f"one sample ({row_bytes} bytes) does not fit the board's frames")
         n = len(plan.x_train)
@@ -271,25 +171,25 @@ class DeviceRun:
                 self._send_samples(P.K_TRAIN, plan.x_train, plan.y_train, order, i, stop)
                 i = stop
                 if i < n:
-                    sender.request(P.K_CKPT, P.encode_ckpt(e, i), P.R_CKPT)
+                    sender.request(P.K_CKPT, PL.encode_ckpt(e, i), P.R_CKPT)
                     self.ckpts += 1
-            sender.request(P.K_MARK, P.encode_mark(P.MARK_EPOCH, e), P.R_EPOCH)
+            sender.request(P.K_MARK, PL.encode_mark(PL.MARK_EPOCH, e), P.R_EPOCH)
             if plan.eval_after(e):
-                rec = self._evaluate(P.MARK_VAL, e, plan.x_val, plan.y_val)
+                rec = self._evaluate(PL.MARK_VAL, e, plan.x_val, plan.y_val)
                 acc = rec[P.F_CORRECT] / max(1, rec[P.F_SEEN])
                 if best is None or acc > best[0]:
                     best = (acc, e)
-                    sender.request(P.K_CKPT, P.encode_ckpt(e, 0, P.CKPT_KEEP), P.R_CKPT)
-            sender.request(P.K_CKPT, P.encode_ckpt(e + 1, 0), P.R_CKPT)
+                    sender.request(P.K_CKPT, PL.encode_ckpt(e, 0, PL.CKPT_KEEP), P.R_CKPT)
+            sender.request(P.K_CKPT, PL.encode_ckpt(e + 1, 0), P.R_CKPT)
             self.ckpts += 1
         if best is not None:  # the model is the best on validation
-            sender.request(P.K_CKPT, P.encode_ckpt(plan.req.epochs, 0, P.CKPT_RESTORE), P.R_CKPT)
-        self._evaluate(P.MARK_EVAL, plan.req.epochs - 1, plan.x_test, plan.data.y_test)  # the test split, once
+            sender.request(P.K_CKPT, PL.encode_ckpt(plan.req.epochs, 0, PL.CKPT_RESTORE), P.R_CKPT)
+        self._evaluate(PL.MARK_EVAL, plan.req.epochs - 1, plan.x_test, plan.data.y_test)  # the test split, once
 
     def _evaluate(self, mark: int, epoch: int, x: np.ndarray, y: np.ndarray) -> dict[str, Any]:
         assert self.sender is not None
         self._send_samples(P.K_EVAL, x, y, np.arange(len(x)), 0, len(x))
-        return self.sender.request(P.K_MARK, P.encode_mark(mark, epoch), P.R_EVAL)
+        return self.sender.request(P.K_MARK, PL.encode_mark(mark, epoch), P.R_EVAL)
 
     def _finish(self) -> None:
         sender = self.sender
@@ -299,14 +199,14 @@ class DeviceRun:
         self.have = {k: bytearray(n) for k, n in sizes.items()}
         sender.send(P.K_DUMP)  # everything, in big chunks
         sender.flush()
-        chunk = P.DUMP_CHUNK
+        chunk = PL.DUMP_CHUNK
         for _ in range(64):  # ask again for what arrived damaged, in smaller pieces
             missing = self._missing()
             if not missing:
                 break
             chunk = max(8, chunk // 2)
             for (layer, name), off, n in missing:
-                sender.send(P.K_DUMP, P.encode_dump(layer, name, off, n, chunk))
+                sender.send(P.K_DUMP, PL.encode_dump(layer, name, off, n, chunk))
             sender.flush()
         else:
             raise LinkError("the final weights kept arriving damaged")
@@ -333,10 +233,7 @@ class DeviceRun:
     def execute(self) -> None:
         resume = self.resume
         link = self.target.open()
-        from ..link.targets import SerialTarget
-
-        if isinstance(self.target, SerialTarget):
-            self._opened = time.monotonic()
+        self.conn.opened()
         heard = time.monotonic()  # the last time the board said anything
         futile = 0  # reconnects in a row without a new checkpoint on the board
         ckpts = self.ckpts
@@ -349,7 +246,7 @@ class DeviceRun:
             except ProtocolMismatch:
                 raise  # permanent: reconnecting cannot fix the firmware
             except LinkError as e:
-                self._silent_port(link)  # (a write that timed out on a port nobody reads)
+                self.conn.silent_port(link)  # (a write that timed out on a port nobody reads)
                 self.reconnects += 1
                 self.got.host("link lost", error=str(e), reconnect=self.reconnects)
                 futile = 0 if self.ckpts > ckpts else futile + 1  # (a board reset every epoch is progress)
@@ -399,6 +296,6 @@ class DeviceRun:
 
 def block(x: np.ndarray, y: np.ndarray, idx: np.ndarray) -> bytes:
     """TRAIN/EVAL payload for samples idx."""
-    return P.encode_block(
+    return PL.encode_block(
         y[idx].astype(np.uint8).tobytes(), np.ascontiguousarray(x[idx], dtype="<u4").tobytes(), x.shape[1] * 4
     )

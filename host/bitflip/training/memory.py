@@ -55,6 +55,7 @@ BASE_MODULES = (
     "__init__",
     "app",
     "protocol",
+    "payload",
     "spec",
     "ckpt",
     "jobckpt",

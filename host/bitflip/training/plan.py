@@ -22,8 +22,8 @@ from ..data import Dataset, load_dataset
 from ..data.dataset import stratified_split
 from ..data.encoding import Encoding, parse_encoding
 from ..device import spec
-from ..energy import meter_config
 from ..errors import UsageError
+from ..measure.energy import meter_config
 from ..paths import check_dir
 from . import defaults, rundir
 from .hparams import DEFAULT_MODEL, DEFAULT_WEIGHTS, rule_config
@@ -67,7 +67,7 @@ class Plan:
     model: str  # as given or the dataset's default, e.g. "10x96"
     weights: str
     sizes: list[int]
-    cfg: dict[str, Any]  # what the device and the reference receive (protocol.CONFIG_KEYS)
+    cfg: dict[str, Any]  # what the device and the reference receive (payload.CONFIG_KEYS)
     job: dict[str, Any]  # what makes this job this job (rundir.job_file); cfg["id"] is its hash
     x_train: np.ndarray  # packed (N, words) uint32, the training split without the validation samples
     x_test: np.ndarray

@@ -43,6 +43,7 @@ class Collector:
         self.extra: dict[str, Any] = {}  # what the run adds to the summary (link statistics, resumes)
         self.t0 = time.monotonic()
         self._epoch_t0 = self.t0
+        self._answers: dict[str, dict[str, Any]] = {}  # the last answer record of each kind
 
     def earlier(self) -> None:
         """--resume: the epochs an interrupted session finished count (from the event log;
@@ -62,6 +63,12 @@ class Collector:
         ev = rec.get(P.F_EV)
         if ev == P.R_WEIGHTS:
             return  # plane chunks: the source assembles them
+        if P.F_SEQ in rec:
+            # the answer to a frame the host resent before the first answer arrived (a
+            # tail-loss probe, a timeout) comes twice, identical: it is one event
+            if self._answers.get(str(ev)) == rec:
+                return
+            self._answers[str(ev)] = dict(rec)
         self.run.event(rec)
         if ev == P.R_CONFIG:
             self.config = rec
@@ -141,7 +148,7 @@ class Collector:
 
     def energy(self) -> dict[str, Any]:
         """Device seconds and joules with their source (energy.py); "none" if they cannot be had."""
-        from .. import energy
+        from ..measure import energy
 
         p = self.plan
         try:

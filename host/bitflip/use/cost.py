@@ -3,7 +3,7 @@
 The board's encoding kernels (firmware/bitflip/encode.py: copy, deskew, crop, pool, bit
 levels) run as the exact armv6m machine code mpy-cross emits, in the emulator
 (bitflip.armv6m), on the sample given; the forward pass is priced by the energy model's
-kernel costs (bitflip.energy.Model.forward, emulated asm_thumb/viper cycles per word); the
+kernel costs (bitflip.measure.energy.Model.forward, emulated asm_thumb/viper cycles per word); the
 interpreter work of Model.predict itself is an assumption (PREDICT_STATEMENTS statements and
 PREDICT_CALLS calls at the interpreter terms calibrated on the genuine firmware,
 pico_calibration.json; formerly bytecode ops at
@@ -18,14 +18,14 @@ from typing import Any
 
 import numpy as np
 
-from .. import energy
 from ..armv6m import emu
 from ..armv6m.measure import FIRMWARE
 from ..armv6m.mpy import Mpy, find_function, load_module
 from ..bitplanes import pack_bits
 from ..boards import load
-from ..calibrate import load_calibration
 from ..device import spec
+from ..measure import energy
+from ..measure.calibrate import load_calibration
 from .modelfile import ModelFile
 
 # estimate, read off model.py / encode.py / rule.py: statements of Model.predict, Encoder.encode and

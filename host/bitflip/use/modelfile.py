@@ -131,7 +131,7 @@ class ModelFile:
     def from_info(cls, info: dict[str, Any]) -> ModelFile:
         cfg = info["cfg"]
         try:
-            from ..device.protocol import check_config
+            from ..device.payload import check_config
 
             check_config(cfg)
             want = spec.planes(cfg)

@@ -3,7 +3,7 @@ model)" source): the device's work counters x per-op cycle costs of the exact ke
 code measured in the armv6m emulator (kernel_costs.json, `benchmarks/kernel_costs.py --write`),
 plus the interpreter's statements and calls per path (traced on the unix port,
 bitflip.armv6m.trace) x cycles per statement and per call fitted to the genuine Pico firmware
-(pico_calibration.json, bitflip.calibrate), / the clock of the board imitated x its supply
+(pico_calibration.json, bitflip.measure.calibrate), / the clock of the board imitated x its supply
 power. ESP32 (Xtensa) cannot be emulated: its estimate prices the armv6m viper *instruction*
 counts as Xtensa cycles and the Pico's interpreter cycles as they are, an uncalibrated proxy.
 per_sample_table is the bench's per-board table of the default MNIST model.
@@ -21,15 +21,15 @@ from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
-from .boards import Board, load
-from .device import spec
+from ..boards import Board, load
+from ..device import spec
 
 COSTS_PATH = Path(__file__).resolve().parent / "kernel_costs.json"
 SPLIT_MIN_ROWS = spec.SPLIT_MIN_ROWS  # layers this wide split over two cores (dual.py)
 
 # Everything neither the emulator nor the trace gives, with its source. "estimate:" = our assumption.
 # The interpreter terms (cycles per bytecode statement and per call) are no longer guesses:
-# they are fitted to the genuine firmware (pico_calibration.json, bitflip.calibrate).
+# they are fitted to the genuine firmware (pico_calibration.json, bitflip.measure.calibrate).
 ASSUMPTIONS: dict[str, Any] = {
     "dual_bus_penalty": 0.01,
     "second_core_ma": 5.0,
@@ -57,9 +57,9 @@ def load_costs(path: Path = COSTS_PATH) -> dict[str, Any]:
 
 def default_sizes() -> list[int]:
     """Layer sizes of the default MNIST model (rules.DEFAULT_MODEL, default encoding)."""
-    from .data.encoding import parse_encoding
-    from .data.named import MNIST_ENCODING
-    from .training.hparams import DEFAULT_MODEL
+    from ..data.encoding import parse_encoding
+    from ..data.named import MNIST_ENCODING
+    from ..training.hparams import DEFAULT_MODEL
 
     n_in = parse_encoding(MNIST_ENCODING, 255).n_bits(28 * 28)  # 400 bits after deskew + crop
     spec = DEFAULT_MODEL["mnist"]  # e.g. '10x96': 960 prototypes
@@ -249,9 +249,9 @@ def traced_sample(real: Board, cores: int, sizes: list[int]) -> dict[str, float]
     """The calibrated per-sample estimate of an RP2040 board (steady state), from the trace of
     the firmware's own training path of the default MNIST model (pico_calibration.json
     "headline" profiles: every native call at its emulated cycles, statements and calls at the
-    fitted terms; bitflip.calibrate.estimate, the function the bench's per-part table uses)."""
+    fitted terms; bitflip.measure.calibrate.estimate, the function the bench's per-part table uses)."""
+    from ..errors import BitflipError
     from . import calibrate as C
-    from .errors import BitflipError
 
     cal = C.load_calibration()
     name = cal.get("headline", {}).get(str(cores))
@@ -278,8 +278,8 @@ def per_sample_table(boards: tuple[str, ...] = ("pico", "esp32")) -> dict[str, A
     board, single- and dual-core (dual = the firmware's split of layers >= 256 neurons).
     RP2040 boards: the calibrated trace of the firmware's path (traced_sample: the same
     figures as the bench's per-part table); others: the per-op model (Model)."""
+    from ..training.hparams import DEFAULT_WEIGHTS, DEFAULTS
     from .calibrate import LABEL
-    from .training.hparams import DEFAULT_WEIGHTS, DEFAULTS
 
     sizes, weights = default_sizes(), DEFAULT_WEIGHTS["mnist"]
     hp = DEFAULTS["mnist"]

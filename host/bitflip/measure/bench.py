@@ -2,7 +2,7 @@
 and of the host reference, and the estimated time and energy of one MNIST training sample
 of the default model on RP2040 and ESP32 boards, single- and dual-core.
 
-`measure_costs` also regenerates host/bitflip/kernel_costs.json, the per-op cycle costs the
+`measure_costs` also regenerates host/bitflip/measure/kernel_costs.json, the per-op cycle costs the
 energy model (costmodel.py) prices device counters with (`benchmarks/kernel_costs.py --write`).
 Each kernel's cost is fitted as a linear function of its work (per call, per row, per word,
 per hash draw, ...) from a few emulated calls on random inputs; every call that has a numpy
@@ -19,9 +19,9 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import BitflipError
+from ..training.rundir import read_epoch_records
 from . import energy
-from .errors import BitflipError
-from .training.rundir import read_epoch_records
 
 ARCH = "armv6m"
 VARIANTS = {"viper": "viper", "asm": "asm_thumb"}  # armv6m.measure's name -> published name
@@ -33,20 +33,20 @@ def _cost(run: Any) -> np.ndarray:
 
 
 def _kernels_mpy() -> Any:
-    from .armv6m.measure import _module
+    from ..armv6m.measure import _module
 
     return _module("viper")
 
 
 def _run_viper(name: str, args: list[Any]) -> Any:
-    from .armv6m import find_function, run_function
+    from ..armv6m import find_function, run_function
 
     mpy = _kernels_mpy()
     return run_function(mpy, find_function(mpy, name), args, max_instructions=20_000_000)
 
 
 def _case(kernel: str, variant: str, nw: int, rows: int, **opts: int) -> np.ndarray:
-    from .armv6m import run_case
+    from ..armv6m import run_case
 
     r = run_case(kernel, variant, nw, rows, **opts)
     if r.error:
@@ -78,7 +78,7 @@ def _update_row_case(kind: int, nw: int, k: int, ks: int, seed: int = 0, variant
     """One emulated kernels.update_row call (variant "asm": kernels_thumb.update_row_b2_asm,
     binary2 only) on a random 4-row plane, checked against the numpy reference's update of
     the same row."""
-    from .training import reference as R
+    from ..training import reference as R
 
     rng = np.random.default_rng(seed)
     n_in = 32 * nw - 5
@@ -107,8 +107,8 @@ def _update_row_case(kind: int, nw: int, k: int, ks: int, seed: int = 0, variant
     # the reference keys rows by its own layer index: run the device kernel with layer 0 too
     s_dev, aux_dev = s.copy(), aux.copy()
     if variant == "asm":
-        from .armv6m import find_function, run_function
-        from .armv6m.measure import _module, thumb_params
+        from ..armv6m import find_function, run_function
+        from ..armv6m.measure import _module, thumb_params
 
         mpy = _module("asm")
         p = thumb_params(24, 0, row, nw, n_in, up, k, ks, 0)
@@ -145,7 +145,7 @@ def _simple(
 
 
 def _fit_small() -> dict[str, dict[str, np.ndarray]]:
-    from .training import reference as R
+    from ..training import reference as R
 
     rng = np.random.default_rng(5)
     res: dict[str, dict[str, np.ndarray]] = {}
@@ -195,7 +195,7 @@ def _fit_small() -> dict[str, dict[str, np.ndarray]]:
 
 
 def _vote_cost(n_in: int, n_out: int, n_dirs: int) -> np.ndarray:
-    from .training import reference as R
+    from ..training import reference as R
 
     rng = np.random.default_rng(n_in * 31 + n_dirs)
     nw = R.words(n_in)
@@ -246,7 +246,7 @@ def measure_costs() -> dict[str, Any]:
     }
     return {
         "arch": ARCH,
-        "generated_by": "benchmarks/kernel_costs.py --write (bitflip.bench.measure_costs)",
+        "generated_by": "benchmarks/kernel_costs.py --write (bitflip.measure.bench.measure_costs)",
         "model": "cost of one call = sum of term x count; terms fitted from emulated calls on random inputs "
         "(mpy-cross -march=armv6m machine code in unicorn, cycles by bitflip/armv6m/isa.py); "
         "runtime calls for argument conversion are not included (the calibrated per-call term of "
@@ -264,7 +264,7 @@ def write_costs(path: Path | None = None) -> Path:
 def kernel_table(quick: bool = False) -> dict[str, dict[str, dict[str, dict[str, float]]]]:
     """kernel -> arch -> variant -> {instructions_per_word, cycles_per_word}: inner-loop cost
     per 32-bit word, emulated now (quick: 24 -> 48 words/row instead of 48 -> 96)."""
-    from .armv6m import FUNCTIONS, measure_kernel
+    from ..armv6m import FUNCTIONS, measure_kernel
 
     words = 24 if quick else 48
     table: dict[str, dict[str, dict[str, dict[str, float]]]] = {}
@@ -285,8 +285,8 @@ def kernel_table(quick: bool = False) -> dict[str, dict[str, dict[str, dict[str,
 # --- throughput -----------------------------------------------------------------------------
 def host_samples_per_s(samples: int = 2000, seed: int = 0) -> dict[str, Any]:
     """The numpy reference training the default MNIST model on random MNIST-like inputs."""
-    from .training.hparams import rule_config
-    from .training.reference import Reference, pack_bits
+    from ..training.hparams import rule_config
+    from ..training.reference import Reference, pack_bits
 
     sizes = energy.default_sizes()
     cfg = rule_config("mnist", sizes, "binary2", seed, 10, {})
@@ -312,7 +312,7 @@ def virtual_samples_per_s(board: str = "sim-pico", samples: int = 300, epochs: i
     """A short `bitflip train` on a virtual board (digits): device busy time and wall time."""
     import tempfile
 
-    from .training.runner import TrainRequest, train
+    from ..training.runner import TrainRequest, train
 
     with tempfile.TemporaryDirectory(prefix="bitflip-bench-") as tmp:
         s = train(

@@ -20,7 +20,7 @@ conversions), so there is no separate per-native-call term: the measurements can
 kinds of call apart.
 
 `benchmarks/pico_calibration.py --write` traces the calibration runs and the bench workloads,
-fits the terms and writes host/bitflip/pico_calibration.json, which costmodel.py and
+fits the terms and writes host/bitflip/measure/pico_calibration.json, which costmodel.py and
 `bitflip bench` read.
 """
 
@@ -144,7 +144,7 @@ def profile(segments: list[Any], pre: list[Any] | None = None, n: int | None = N
     """Per-sample averages of traced segments (bitflip.armv6m.trace.Segment): interpreter counts
     per core, emulated kernel cycles per kernel and core, and the dual-core split's parts.
     `pre`: block prologues, amortised over the samples."""
-    from .armv6m.price import argmax_mode, price
+    from ..armv6m.price import argmax_mode, price
 
     segs = list(segments) + list(pre or [])
     n = n or max(1, sum(1 for s in segments))

@@ -13,7 +13,7 @@ Three sources, never mixed up (DESIGN.md "Measuring"):
   (kernel_costs.json, `benchmarks/kernel_costs.py --write`), plus the interpreter: the
   statements and calls each path executes (traced on the unix port, bitflip.armv6m.trace) x
   cycles per statement and per call fitted to the genuine Pico firmware (pico_calibration.json,
-  bitflip.calibrate, `benchmarks/pico_calibration.py --write`), / the clock of the board
+  bitflip.measure.calibrate, `benchmarks/pico_calibration.py --write`), / the clock of the board
   imitated (the host estimates for the Pico) x its supply power. Pico figures are "estimated,
   calibrated on genuine v1.28.0 firmware in a cycle-counting emulator (zero-wait memory: a
   lower bound)". ESP32 (Xtensa) cannot be emulated: its estimate prices the armv6m viper
@@ -30,7 +30,8 @@ import math
 from pathlib import Path
 from typing import Any
 
-from .boards import Board
+from ..boards import Board
+from ..training.rundir import read_epoch_records
 from .costmodel import (
     ASSUMPTIONS,
     CHIP_MODEL,
@@ -45,7 +46,6 @@ from .costmodel import (
     power_w,
     sample_estimate,
 )
-from .training.rundir import read_epoch_records
 
 __all__ = [
     "ASSUMPTIONS",
@@ -73,7 +73,7 @@ def meter_config(board: Board) -> dict[str, Any] | None:
     """A real board's `power_meter` (board file), checked, as the device config wants it:
     {"chip": "ina219"|"ina226", "i2c": bus id, "sda": pin, "scl": pin, "addr": 64,
     "shunt_ohms": 0.1}. None for virtual boards, the host and boards without one."""
-    from .errors import UsageError
+    from ..errors import UsageError
 
     m = board.data.get("power_meter")
     if m is None or board.kind != "board":
