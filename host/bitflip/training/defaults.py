@@ -160,7 +160,7 @@ def cache_dir() -> Path:
 
 
 def _cache_key(data_digest: str, board: Board, weights: str, n_val: int) -> str:
-    return f"{data_digest}-{plan_board(board).name}-{weights}-{n_val}-v6"
+    return f"{data_digest}-{plan_board(board).name}-{weights}-{n_val}-v7"
 
 
 def choose(
