@@ -30,8 +30,8 @@ from bitflip.measure import calibrate as C
 
 CALIBRATION_COMMIT = "0b273a8"  # the firmware the genuine figures were measured on (1f16ec0 + the array fix)
 # the configurations the genuine figures were measured with (the defaults at 1f16ec0), pinned:
-# the defaults have moved since (digits k_out 3 -> 4, MNIST 10x96 -> 10x84)
-DIGITS = {"model": None, "cfg": {"k": [3], "ks": 3}}
+# the defaults have moved since (digits k_out 3 -> 4, then 10x50 binary on thermo:4; MNIST 10x96 -> 10x84)
+DIGITS = {"model": "10x20", "encoding": "thermo:3,7,11", "weights": "binary2", "cfg": {"k": [3], "ks": 3}}
 MNIST96 = {"model": "10x96", "cfg": {"k": [5], "ks": 4}}
 DEFAULT: dict[str, Any] = {"model": None, "cfg": {}}  # this checkout's defaults (the bench headline)
 # bench workloads: name -> (dataset, limit, cores, eval samples, firmware, configuration); "then"
@@ -114,7 +114,9 @@ def build(log: Any = print) -> dict[str, Any]:
     tmp = tempfile.TemporaryDirectory(prefix="bitflip-calibration-")
     then = firmware_at(CALIBRATION_COMMIT, Path(tmp.name))
     for name, (ds, limit, cores, n_eval, path, conf) in WORKLOADS.items():
-        cfg, X, y = dataset_rows(ds, limit=limit, model=conf["model"])
+        cfg, X, y = dataset_rows(
+            ds, limit=limit, model=conf["model"], encoding=conf.get("encoding"), weights=conf.get("weights")
+        )
         cfg.update(conf["cfg"])
         ev: dict[str, Any] = {}
         if n_eval:
@@ -122,7 +124,13 @@ def build(log: Any = print) -> dict[str, Any]:
 
             plan = prepare(
                 TrainRequest(
-                    board="host", dataset=ds, epochs=1, limit=limit or None, val=0, out=Path(tmp.name) / "unused"
+                    board="host",
+                    dataset=ds,
+                    epochs=1,
+                    limit=limit or None,
+                    val=0,
+                    encoding=conf.get("encoding"),
+                    out=Path(tmp.name) / "unused",
                 )
             )
             ev = {"X_eval": plan.x_test[:n_eval], "y_eval": plan.data.y_test[:n_eval].astype("uint8")}

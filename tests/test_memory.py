@@ -29,7 +29,7 @@ from click.testing import CliRunner
 from conftest import CONFIGS
 
 ROOT = Path(__file__).resolve().parents[1]
-DIGITS_IN = 192  # digits: 64 features x 3 thermometer levels
+DIGITS_IN = 256  # digits: 64 features x 4 thermometer levels (thermo:4)
 
 
 def test_buffers_by_hand_32_bit() -> None:
@@ -165,7 +165,7 @@ def test_memory_command() -> None:
         r = CliRunner().invoke(main, ["memory", "--board", "pico", *bad])
         assert r.exit_code == 2, (bad, r.output)
     r = CliRunner().invoke(main, ["memory", "--board", "pico", "--dataset", "digits"])  # the digits default
-    assert r.exit_code == 0 and "192-10x20 binary2 on pico:" in r.output, r.output
+    assert r.exit_code == 0 and "256-10x50 binary on pico:" in r.output, r.output
 
 
 @pytest.mark.parametrize("pool", [0, 32], ids=["rule-v1", "pool-rule"])

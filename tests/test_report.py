@@ -54,9 +54,9 @@ def test_device_records_carry_counters_and_time(runs: list[Path]) -> None:
     n = 2 * epochs[0]["seen"]  # the 200 samples less the validation split, twice
     assert n == 2 * (200 - json.loads((runs[1] / "summary.json").read_text())["val_samples"])
     assert epochs[-1]["samples"] == n  # run totals of training samples
-    assert epochs[-1]["fwd_words"] == n * 6 * 200  # [192, 200]: 6 words x 200 rows per sample
+    assert epochs[-1]["fwd_words"] == n * 8 * 500  # [256, 500]: 8 words x 500 rows per sample
     for r in evals:  # evaluation is counted apart from training
-        assert r["busy_us"] > 0 and r["eval_fwd_words"] == r["eval_samples"] * 6 * 200
+        assert r["busy_us"] > 0 and r["eval_fwd_words"] == r["eval_samples"] * 8 * 500
 
 
 def test_report_compares_runs(runs: list[Path], tmp_path: Path) -> None:

@@ -273,10 +273,17 @@ def run_trace(
 
 
 def dataset_rows(
-    dataset: str, limit: int = 0, epochs: int = 1, seed: int = 0, model: str | None = None
+    dataset: str,
+    limit: int = 0,
+    epochs: int = 1,
+    seed: int = 0,
+    model: str | None = None,
+    encoding: str | None = None,
+    weights: str | None = None,
 ) -> tuple[dict[str, Any], np.ndarray, np.ndarray]:
     """(rule config, packed rows, labels) of `bitflip train --dataset DATASET [--limit N]
-    [--epochs E]` with the default model, in the order the host sends them (plan.order)."""
+    [--epochs E]` with the default model (or the one given), in the order the host sends them
+    (plan.order)."""
     from ..training.plan import TrainRequest, prepare
 
     plan = prepare(
@@ -287,6 +294,8 @@ def dataset_rows(
             limit=limit or None,
             seed=seed,
             model=model,
+            encoding=encoding,
+            weights=weights,
             val=0,
             out=Path(tempfile.gettempdir()) / "bitflip-trace-unused",
         )
