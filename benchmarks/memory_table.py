@@ -5,8 +5,8 @@ to the board's heap budget: the numbers `bitflip train` checks before it sends a
     .venv/bin/python benchmarks/memory_table.py --json
 
 Models are written as `bitflip train --model` takes them (hidden widths, then
-CLASSESxPROTOTYPES) with the dataset that fixes the input width: digits 192 bits (64
-features x 3 thermometer levels), MNIST 400 bits (default deskew+crop:20+threshold:32) or
+CLASSESxPROTOTYPES) with the dataset that fixes the input width: digits 256 bits (64
+features x 4 thermometer levels, its default thermo:4), MNIST 400 bits (default deskew+crop:20+threshold:32) or
 784 bits (the whole image, threshold:32). The plan is an upper bound
 built from the firmware's buffers plus a fixed part measured on the unix port (see
 host/bitflip/memory.py); on the sim- boards it is checked by tests/test_memory.py, which
@@ -31,9 +31,9 @@ from bitflip.training.hparams import DEFAULT_MODEL, DEFAULT_WEIGHTS
 from bitflip.training.memory import largest_hidden, largest_prototypes, model_name, plan_memory
 from bitflip.training.runner import parse_model
 
-# input bits: digits thermo:3,7,11; MNIST's default encoding (deskew+crop:20+threshold:32) gives
+# input bits: digits thermo:4 (tests/test_datasets.py checks 256); MNIST's default encoding (deskew+crop:20+threshold:32) gives
 # 400; the 784-512-10 rows use the whole 28x28 image (threshold:32)
-INPUT_BITS = {"digits": 192, "mnist": 400, "mnist 28x28": 784, "fashion": 784}
+INPUT_BITS = {"digits": 256, "mnist": 400, "mnist 28x28": 784, "fashion": 784}
 CLASSES = 10
 # (dataset, model, weights, why it is in the table, pool rule window: 0 = rule v1)
 MODELS = [
