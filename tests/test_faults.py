@@ -25,6 +25,7 @@ from bitflip.device import payload as PL
 from bitflip.device import protocol as P
 from bitflip.errors import LinkError
 from bitflip.link import faults as F
+from bitflip.link import frames
 from bitflip.training.runner import TrainRequest, train
 from conftest import FIRMWARE, micropython_exe
 from hypothesis import HealthCheck, given, settings
@@ -139,18 +140,18 @@ def test_fec_corrects_one_byte_per_segment() -> None:
     rng = random.Random(5)
     for _ in range(300):
         payload = rng.randbytes(rng.randrange(0, 300))
-        f = P.encode_frame(P.K_TRAIN, 3, payload, fec=True)
+        f = frames.encode_frame(P.K_TRAIN, 3, payload, fec=True)
         n = len(payload)
         assert len(f) == 12 + n + P.fec_size(n) and f[2] == P.K_TRAIN | P.FEC_FLAG
         data = bytearray(f[8 : 12 + n])
         for i in range(0, len(data), P.FEC_SEG):
             data[i + rng.randrange(min(P.FEC_SEG, len(data) - i))] ^= 1 << rng.randrange(8)
-        assert P.fec_fix(data, f[12 + n :]) == len(range(0, n + 4, P.FEC_SEG)) and bytes(data) == f[8 : 12 + n]
+        assert frames.fec_fix(data, f[12 + n :]) == len(range(0, n + 4, P.FEC_SEG)) and bytes(data) == f[8 : 12 + n]
         if n >= 2:  # two damaged bytes in one segment: refused, or a "correction" the CRC rejects
             data = bytearray(f[8 : 12 + n])
             data[0] ^= 1
             data[1] ^= 2
-            k = P.fec_fix(data, f[12 + n :])
+            k = frames.fec_fix(data, f[12 + n :])
             assert k < 0 or binascii.crc32(bytes(f[2:8]) + bytes(data[:n])) != int.from_bytes(data[n:], "little")
 
 
@@ -331,7 +332,7 @@ def _crc_ok(body: bytearray) -> bool:
 
 
 def _first_intact(body: bytearray, heads: list[tuple[int, int, int]]) -> tuple[int, int] | None:
-    """The first (kind, check, seq) header under which the frame's CRC-32 holds (protocol.header_repair)."""
+    """The first (kind, check, seq) header under which the frame's CRC-32 holds (frames.header_repair)."""
     for k, c, q in heads:
         body[0], body[1], body[2], body[3] = k, c, q & 0xFF, q >> 8
         if _crc_ok(body):
@@ -382,9 +383,9 @@ class ParserModel:
                 return p + 8 - len(s)
             kind, check, seq, n = s[p + 2], s[p + 3], s[p + 4] | s[p + 5] << 8, s[p + 6] | s[p + 7] << 8
             heads = [(kind, check, seq)]
-            repaired = bool(check and check != P.header_check(kind, seq, n))
+            repaired = bool(check and check != frames.header_check(kind, seq, n))
             if repaired:
-                fix = P.header_repair(kind, check, seq, n, self.last_len)
+                fix = frames.header_repair(kind, check, seq, n, self.last_len)
                 if fix is None:
                     self._nak(P.E_HEADER)
                     self.pos = p + 8
@@ -408,7 +409,7 @@ class ParserModel:
             body = bytearray(s[p + 2 : p + 8 + n + 4])
             body[4:6] = bytes((n & 0xFF, n >> 8))  # (a repaired length)
             head = _first_intact(body, heads)
-            if head is None and t and P.fec_fix(memoryview(body)[6:], s[p + 12 + n : end]) > 0:
+            if head is None and t and frames.fec_fix(memoryview(body)[6:], s[p + 12 + n : end]) > 0:
                 head = _first_intact(body, heads)
             if head is None:
                 self._nak(P.E_HEADER if repaired else P.E_CRC)
@@ -468,12 +469,12 @@ def make_case(mutation: str, seed: int, mp: int, expect: int) -> bytes:
         )
         seq = (expect + rng.choice([0, 0, 0, 1, -1, 2])) & 0xFFFF if seq is None else seq
         n = rng.choice([0, 1, 3, rng.randrange(mp + 1)]) if n is None else n
-        return bytearray(P.encode_frame(kind, seq, rng.randbytes(n)))
+        return bytearray(frames.encode_frame(kind, seq, rng.randbytes(n)))
 
     def recrc(f: bytearray) -> bytearray:
         # a valid frame again: header check of its (changed) header fields and CRC
         n = len(f) - 12
-        f[3] = P.header_check(f[2], f[4] | f[5] << 8, f[6] | f[7] << 8) if f[3] else 0
+        f[3] = frames.header_check(f[2], f[4] | f[5] << 8, f[6] | f[7] << 8) if f[3] else 0
         body = bytes(f[2 : 8 + n])
         return bytearray(f[: 8 + n] + binascii.crc32(body).to_bytes(4, "little"))
 
@@ -502,9 +503,9 @@ def make_case(mutation: str, seed: int, mp: int, expect: int) -> bytes:
         return bytes(recrc(f) if rng.random() < 0.5 and n <= len(f) - 12 else f)
     if mutation == "oversize":  # with a matching header check half of the time: E_LEN, else E_HEADER
         n = rng.choice([mp + 1, mp + 2, 0xFFFF, rng.randrange(mp + 1, 0x10000)])
-        head = bytearray(P.encode_frame(P.K_TRAIN, expect, b"")[:6]) + bytes((n & 0xFF, n >> 8))
+        head = bytearray(frames.encode_frame(P.K_TRAIN, expect, b"")[:6]) + bytes((n & 0xFF, n >> 8))
         if rng.random() < 0.5:
-            head[3] = P.header_check(P.K_TRAIN, expect, n)
+            head[3] = frames.header_check(P.K_TRAIN, expect, n)
         return bytes(head) + rng.randbytes(20)
     if mutation == "kind":  # unknown kinds with a valid CRC
         return bytes(frame(kind=rng.choice([0, 10, 11, 0x7F, 0xFF, rng.randrange(256)])))
@@ -529,7 +530,7 @@ def make_case(mutation: str, seed: int, mp: int, expect: int) -> bytes:
     if mutation == "fec":  # frames with check bytes, 0-4 bits flipped after the header: corrected or not
         n = rng.choice([0, 1, 27, 28, 60, 100, rng.randrange(mp + 1)])
         f = bytearray(
-            P.encode_frame(
+            frames.encode_frame(
                 rng.choice([P.K_TRAIN, P.K_EVAL, P.K_MARK]),
                 (expect + rng.choice([0, 0, 1, 2])) & 0xFFFF,
                 rng.randbytes(n),
@@ -564,12 +565,12 @@ def fuzz_batch(cases: list[tuple[int, int]], mp: int, timeout: float = 60) -> di
         while need:
             stream += bytes(need)
             need = model.run(bytes(stream))
-        stream += P.encode_frame(P.K_PING, case_id)
-        stream += P.encode_frame(P.K_MARK, model.expect, bytes((1, 0, 0)))
+        stream += frames.encode_frame(P.K_PING, case_id)
+        stream += frames.encode_frame(P.K_MARK, model.expect, bytes((1, 0, 0)))
         before = len(model.answers)
         assert model.run(bytes(stream)) == 0
         assert model.answers[before:] == [("ping", case_id), ("ack", model.expect - 1 & 0xFFFF, 0)]
-    stream += P.encode_frame(P.K_EXIT, 0xBEEF, b"end")
+    stream += frames.encode_frame(P.K_EXIT, 0xBEEF, b"end")
     model.run(bytes(stream))
     assert model.answers.pop() == ("exit", 0xBEEF)  # the harness ends there with END
     env = dict(os.environ, MICROPYPATH=f"{FIRMWARE}:.frozen")
@@ -676,18 +677,18 @@ def test_parser_times_out_inside_a_frame_and_recovers() -> None:
     assert p.stdin is not None and p.stdout is not None
     # wait until the parser listens (a loaded machine starts the process slowly): the timed
     # parts below must reach it one by one, not queued up in the pipe
-    p.stdin.write(P.encode_frame(P.K_PING, 99))
+    p.stdin.write(frames.encode_frame(P.K_PING, 99))
     p.stdin.flush()
     assert p.stdout.readline().strip() == b"PING 99"
-    frame = P.encode_frame(P.K_TRAIN, 0, b"x" * 40)
+    frame = frames.encode_frame(P.K_TRAIN, 0, b"x" * 40)
     for part in (frame[:8], b"BF", b"B", frame[:20], bytes(P.HEADER_SIZE + 64 + P.CRC_SIZE)):
         p.stdin.write(part)
         p.stdin.flush()
         time.sleep(0.4)
     p.stdin.write(
-        P.encode_frame(P.K_PING, 7)
-        + P.encode_frame(P.K_MARK, 0, b"\x01\x00\x00")
-        + P.encode_frame(P.K_EXIT, 0xBEEF, b"end")
+        frames.encode_frame(P.K_PING, 7)
+        + frames.encode_frame(P.K_MARK, 0, b"\x01\x00\x00")
+        + frames.encode_frame(P.K_EXIT, 0xBEEF, b"end")
     )
     p.stdin.flush()
     out, _err = p.communicate(timeout=20)
@@ -703,7 +704,7 @@ def test_parser_leaves_at_end_of_input() -> None:
     # the parser reports "no frame" instead of spinning on empty reads
     for tail in (b"", b"xyz", b"B"):
         p = _device(HARNESS % 64)
-        out, _ = p.communicate(P.encode_frame(P.K_PING, 3) + tail, timeout=10)
+        out, _ = p.communicate(frames.encode_frame(P.K_PING, 3) + tail, timeout=10)
         assert out.splitlines() == [b"PING 3", b"IDLE"]
 
 

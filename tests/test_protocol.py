@@ -17,6 +17,7 @@ import pytest
 from bitflip.device import payload as PL
 from bitflip.device import protocol as P
 from bitflip.device import spec
+from bitflip.link import frames
 from conftest import CONFIGS, FIRMWARE, micropython_exe, run_micropython
 
 # the device's frame parser (stream.Link) on stdin: every frame it accepts is echoed as
@@ -61,25 +62,25 @@ def _through_device(stream: bytes, mp: int = P.MAX_PAYLOAD) -> list[list[int]]:
 
 def test_one_damaged_header_byte_is_repaired_by_the_crc() -> None:
     """A stream of equal-length frames, each but the first with one damaged byte in kind,
-    check, seq or length (protocol.header_repair): the device takes every one, with FEC or
+    check, seq or length (frames.header_repair): the device takes every one, with FEC or
     not; a damaged sync byte or two damaged header bytes still lose the frame."""
     rng = random.Random(7)
     stream, want, seq = b"", [], 0
     for fec in (False, True):
         for at in (2, 3, 4, 5, 6, 7, 2, 4, 6, 3):
             payload = rng.randbytes(96)
-            frame = bytearray(P.encode_frame(P.K_TRAIN, seq, payload, fec=fec))
+            frame = bytearray(frames.encode_frame(P.K_TRAIN, seq, payload, fec=fec))
             if seq:  # (the first frame sets the length the others are repaired to)
                 frame[at] ^= rng.choice([1 << b for b in range(7)] + [rng.randint(1, 127)])
             stream += bytes(frame)
             want.append([P.K_TRAIN, seq, 96, binascii.crc32(payload)])
             seq += 1
-    lost = bytearray(P.encode_frame(P.K_TRAIN, seq, rng.randbytes(96)))
+    lost = bytearray(frames.encode_frame(P.K_TRAIN, seq, rng.randbytes(96)))
     lost[4] ^= 1
     lost[6] ^= 1  # two damaged bytes: not repaired
-    stream += bytes(lost) + P.encode_frame(P.K_EXIT, 0)
+    stream += bytes(lost) + frames.encode_frame(P.K_EXIT, 0)
     assert _through_device(stream) == want + [[P.K_EXIT, 0, 0, 0]]
-    assert P.header_repair(P.K_TRAIN, 0x5A, 3, 500, 96) is None  # a length no single byte explains
+    assert frames.header_repair(P.K_TRAIN, 0x5A, 3, 500, 96) is None  # a length no single byte explains
 
 
 def test_frames_round_trip_through_the_device_parser() -> None:
@@ -90,31 +91,31 @@ def test_frames_round_trip_through_the_device_parser() -> None:
             if kind in (P.K_PING, P.K_EXIT):
                 continue
             payload = rng.randbytes(n)
-            frame = P.encode_frame(kind, seq, payload)
+            frame = frames.encode_frame(kind, seq, payload)
             assert len(frame) == P.HEADER_SIZE + n + P.CRC_SIZE
             stream += frame
             want.append([kind, seq, n, binascii.crc32(payload)])
             seq += 1
-    stream += P.encode_frame(P.K_EXIT, 0)
+    stream += frames.encode_frame(P.K_EXIT, 0)
     want.append([P.K_EXIT, 0, 0, 0])
     assert _through_device(stream) == want
 
 
 def test_the_device_rejects_every_damaged_byte_and_long_frames() -> None:
-    frame = P.encode_frame(P.K_TRAIN, 0, b"hello world")
+    frame = frames.encode_frame(P.K_TRAIN, 0, b"hello world")
     stream = b""
     for i in range(2, len(frame)):  # every byte after the sync, crc bytes included
         bad = bytearray(frame)
         bad[i] ^= 0x10
         stream += bytes(bad) + bytes(32)  # filler: a damaged length field waits for bytes
-    stream += P.encode_frame(P.K_TRAIN, 0, b"x" * 10)  # longer than max_payload 9
-    stream += P.encode_frame(P.K_TRAIN, 0, b"ok") + P.encode_frame(P.K_EXIT, 0)
+    stream += frames.encode_frame(P.K_TRAIN, 0, b"x" * 10)  # longer than max_payload 9
+    stream += frames.encode_frame(P.K_TRAIN, 0, b"ok") + frames.encode_frame(P.K_EXIT, 0)
     got = _through_device(stream, mp=9)
     assert got[:-1] == [[P.K_TRAIN, 0, 2, binascii.crc32(b"ok")]]  # only the clean frame passes
 
 
 def test_crc_is_zlib_crc32() -> None:
-    frame = P.encode_frame(P.K_PING, 0x1234, b"abc")
+    frame = frames.encode_frame(P.K_PING, 0x1234, b"abc")
     assert int.from_bytes(frame[-4:], "little") == binascii.crc32(frame[2:-4])
 
 
@@ -254,7 +255,7 @@ def test_config_is_checked_against_the_written_keys() -> None:
 
 def test_the_device_refuses_a_bad_config_in_one_line(tmp_path: Path) -> None:
     cfg = json.dumps({**CONFIGS[0], "colour": 1}).encode()
-    stream = P.encode_frame(P.K_CONFIG, 0, cfg)
+    stream = frames.encode_frame(P.K_CONFIG, 0, cfg)
     env = dict(os.environ, MICROPYPATH=f"{FIRMWARE}:.frozen")
     p = subprocess.run(
         [micropython_exe(), "-c", "import bitflip.app as A\nA.main(2048, 1, 3000)"],

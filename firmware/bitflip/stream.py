@@ -50,7 +50,7 @@ def _put_hex(buf, at, width, v):
 
 
 def _fec_fix(buf, start, m, tr):
-    # protocol.fec_fix on buf[start:start+m] with check bytes at buf[tr:]: one damaged byte
+    # frames.fec_fix (host/bitflip/link/frames.py) on buf[start:start+m] with check bytes at buf[tr:]: one damaged byte
     # per 32-byte segment corrected; the number corrected, or -1. Plain Python (small
     # ints: allocation-free): it runs only for frames that arrived damaged
     fixed = 0
@@ -235,10 +235,10 @@ class Link:
         kind = buf[2]
         seq = buf[4] | (buf[5] << 8)
         n = buf[6] | (buf[7] << 8)
-        c = kind  # protocol.header_check: rotate left, xor the next byte
+        c = kind  # frames.header_check (host): rotate left, xor the next byte
         for i in range(4, 8):
             c = (((c << 1) | (c >> 7)) & 0xFF) ^ buf[i]
-        fix = 0  # protocol.header_repair: one damaged byte among kind, check, seq, length
+        fix = 0  # frames.header_repair: one damaged byte among kind, check, seq, length
         rep = 0
         if buf[3] and buf[3] != c:
             e = buf[3] ^ c  # the check's error: the damaged byte's error, rotated
@@ -324,7 +324,7 @@ class Link:
 
     def _crc_ok(self, n, fix):
         # the frame's CRC-32 holds, or holds once one header byte is corrected for the
-        # check's error `fix` (the check, kind, seq low, seq high: protocol.header_repair)
+        # check's error `fix` (the check, kind, seq low, seq high: frames.header_repair)
         buf = self.buf
         if crc32_check(buf, 2, P.HEADER_SIZE - 2 + n, self.table):
             return True

@@ -13,6 +13,7 @@ from typing import Any
 
 from ..device import protocol as P
 from ..errors import DeviceError, LinkError
+from . import frames
 from .probe import TailProbe
 from .serial import TRACE, Record, SerialLink
 from .sizing import ErrorRate, best_frame
@@ -161,7 +162,7 @@ class FrameSender:
         fec = self.fec if kind in (P.K_TRAIN, P.K_EVAL) else self.errors.p > 1e-3
         if fec and P.HEADER_SIZE + len(payload) + P.CRC_SIZE + P.fec_size(len(payload)) > self.filler:
             fec = False
-        frame = P.encode_frame(kind, seq, payload, fec=fec)
+        frame = frames.encode_frame(kind, seq, payload, fec=fec)
         big = len(frame) > P.SLOT_BYTES
         # a long frame overwrites what the device holds: send it only when nothing is held
         while len(self.inflight) >= self._window(len(frame)) or (big and any(e.held for e in self.inflight)):
@@ -218,7 +219,7 @@ class FrameSender:
         whose payload byte is protocol.REPEAT's value; its pong is ignored)."""
         link = self.link
         if link.bad_records > self._asked[0] and link.repeats_seen == self._asked[1]:
-            link.write(P.encode_frame(P.K_PING, 0, bytes((3,))))
+            link.write(frames.encode_frame(P.K_PING, 0, bytes((3,))))
         self._asked = (link.bad_records, link.repeats_seen)
 
     def quiesce(self, quiet_s: float) -> None:

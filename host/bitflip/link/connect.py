@@ -11,7 +11,7 @@ from typing import Any
 from ..boards import Board
 from ..device import protocol as P
 from ..errors import LinkError, ProtocolMismatch, UsageError
-from . import identity
+from . import frames, identity
 from .serial import SerialLink
 from .targets import SerialTarget, Target
 
@@ -57,7 +57,7 @@ class Connector:
         while sent < tries or time.monotonic() - t0 < budget:
             if filler and sent >= 2 and sent % 3 == 2:
                 link.write(bytes(P.HEADER_SIZE + int(self.board.link["max_payload"]) + P.CRC_SIZE))
-            link.write(P.encode_frame(P.K_PING, 0, bytes((repeat,))))
+            link.write(frames.encode_frame(P.K_PING, 0, bytes((repeat,))))
             sent += 1
             deadline = time.monotonic() + max(gap, 4 * srtt)
             gap = min(0.25, gap * 1.5)
@@ -133,7 +133,7 @@ class Connector:
                     if self._boot_s is None:
                         self._boot_s = time.monotonic() - t0
                     return int(pong[P.F_EXPECT])
-                link.write(P.encode_frame(P.K_EXIT, 0))  # started with damaged settings: leave
+                link.write(frames.encode_frame(P.K_EXIT, 0))  # started with damaged settings: leave
             self.not_deployed(link)
             self.silent_port(link)
             if link.eof:

@@ -20,6 +20,7 @@ from ..device import payload as PL
 from ..device import protocol as P
 from ..device import spec
 from ..errors import LinkError, ProtocolMismatch, UsageError
+from ..link import frames
 from ..link.arq import FrameSender, FramesTooLong
 from ..link.connect import Connector
 from ..link.serial import SerialLink
@@ -212,7 +213,7 @@ class DeviceRun:
             raise LinkError("the final weights kept arriving damaged")
         sender.request(P.K_DONE, b"", P.R_DONE)  # its record goes to the collector
         # unsequenced and unanswered: an app that misses it leaves after its idle timeout
-        self.link.write(P.encode_frame(P.K_EXIT, 0))
+        self.link.write(frames.encode_frame(P.K_EXIT, 0))
 
     def _missing(self) -> list[tuple[tuple[int, str], int, int]]:
         """Byte ranges of the weight planes not received yet."""
