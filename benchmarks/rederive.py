@@ -21,6 +21,8 @@ from __future__ import annotations
 import argparse
 import shlex
 import sys
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 from bitflip.data.dataset import stratified_folds
@@ -30,12 +32,21 @@ from bitflip.training.plan import TrainRequest, prepare
 from bitflip.training.reference import Reference
 
 
-def _best_epoch(cfg: dict, x: np.ndarray, y: np.ndarray, xv: np.ndarray, yv: np.ndarray, epochs: int, seed: int):
+def _best_epoch(
+    cfg: dict,
+    x: np.ndarray,
+    y: np.ndarray,
+    xv: np.ndarray,
+    yv: np.ndarray,
+    epochs: int,
+    order: Callable[[int], Any] | np.random.Generator,
+) -> tuple[float, int]:
+    """The best validation accuracy over the epochs and the epoch it came at; order: the
+    training rows' order in epoch e, or a generator that shuffles them every epoch."""
     ref = Reference(cfg)
-    rng = np.random.default_rng(seed)
     best, at = -1.0, -1
     for e in range(epochs):
-        for j in rng.permutation(len(x)):
+        for j in order.permutation(len(x)) if isinstance(order, np.random.Generator) else order(e):
             ref.train_sample(x[j], int(y[j]))
         acc = float((ref.predict(xv) == yv).mean())
         if acc > best:
@@ -70,8 +81,10 @@ def best_val(
     if spec.weight_bytes(p.cfg) > max_bytes:
         return -1.0, -1, spec.weight_bytes(p.cfg)
     if folds:  # every training row validates once; the test split stays unread
-        runs = [
-            _best_epoch(p.cfg, p.x_train[tr], p.y_train[tr], p.x_train[va], p.y_train[va], epochs, seed)
+        runs = [  # each fold shuffles with its own generator of the seed
+            _best_epoch(
+                p.cfg, p.x_train[tr], p.y_train[tr], p.x_train[va], p.y_train[va], epochs, np.random.default_rng(seed)
+            )
             for tr, va in stratified_folds(p.y_train, 1, folds)
         ]
         return (
@@ -79,14 +92,7 @@ def best_val(
             round(float(np.mean([r[1] for r in runs]))),
             spec.weight_bytes(p.cfg),
         )
-    ref = Reference(p.cfg)
-    best, at = -1.0, -1
-    for e in range(epochs):
-        for j in p.order(e):
-            ref.train_sample(p.x_train[j], int(p.y_train[j]))
-        acc = float((ref.predict(p.x_val) == p.y_val).mean())
-        if acc > best:
-            best, at = acc, e
+    best, at = _best_epoch(p.cfg, p.x_train, p.y_train, p.x_val, p.y_val, epochs, p.order)  # what train keeps
     return best, at, spec.weight_bytes(p.cfg)
 
 
