@@ -9,6 +9,7 @@ import sys
 import time
 
 import micropython
+from micropython import const
 
 from . import VERSION
 from . import ckpt, jobckpt
@@ -16,6 +17,10 @@ from . import payload as PL
 from . import protocol as P
 from . import spec
 from .stream import BAD, DUP, NONE, Link
+
+# free heap the FEC decoder needs after the model is built: its import (~2.2 KB on a Pico)
+# and tables (788 B), and training's records and checkpoints (memory.RUNTIME_MARGIN, 4 KiB)
+_FEC_RESERVE = const(8192)
 
 try:
     import ujson as json
@@ -104,6 +109,8 @@ class App:
         self.trainer = trainer
         self.cfg_id = cfg.get("id", "")
         gc.collect()
+        fec = self.link.enable_fec(_FEC_RESERVE)  # after the model: it may not fit
+        gc.collect()
         w = trainer.weight_bytes()
         self.record(
             P.R_CONFIG,
@@ -113,6 +120,7 @@ class App:
                 P.F_HEAP_BEFORE: before,
                 P.F_HEAP_FREE: gc.mem_free(),
                 P.F_RESUMED: resumed,
+                P.F_FEC: 1 if fec else 0,
             },
             True,
         )

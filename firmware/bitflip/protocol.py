@@ -14,14 +14,16 @@
 #          8  payload
 #   8+length  crc32  u32 LE    CRC-32 (zlib polynomial) of bytes 2 .. 8+length
 #
-# A frame whose kind has FEC_FLAG set carries after its crc32 two check bytes per FEC_SEG
-# bytes of payload+crc32 (fec_trailer): the XOR of the segment's bytes and their sum
-# weighted by powers of 2 in GF(2^8) (poly 0x11D). The device corrects one damaged byte per
-# segment with them when the CRC fails, and takes the frame if the CRC then holds.
+# A frame whose kind has FEC_FLAG set carries after its crc32 FEC_CHECK check bytes per
+# FEC_SEG bytes of payload+crc32 (frames.fec_trailer): systematic Reed-Solomon over GF(2^8)
+# (poly 0x11D, roots 2^1 .. 2^4). The device corrects up to two damaged bytes per segment
+# with them when the CRC fails (fec.py), and takes the frame if the CRC then holds. The
+# decoder and its tables are loaded after the model is built, if room is left (the config
+# record's F_FEC says); without them a FEC frame is checked by its CRC alone.
 #
 # The header check lets the device reject a damaged header (a wrong length above all) at
 # once instead of swallowing the next frames as payload. Frames that fit a slot
-# (SLOT_BYTES) may arrive out of order after a damaged one: the device keeps them (up to
+# (slot_bytes) may arrive out of order after a damaged one: the device keeps them (up to
 # sr_slots(max_payload)) and processes them once the gap is filled (selective repeat); its
 # acks and naks say which it holds ("sk": bit i = frame expect + i).
 #
@@ -47,7 +49,9 @@ def host_only(f):
     return f
 
 
-VERSION = const(4)  # bump on any incompatible change; checked at connect
+VERSION = const(5)  # bump on any incompatible change; checked at connect
+# 5: FEC check bytes are Reed-Solomon, 4 per 64 bytes (2 damaged bytes corrected), not 2 per 32;
+#    256-byte slots on boards with max payload >= BIG_SLOT_AT (slot_bytes)
 # 4: compact ack/nak lines (ACK_TEMPLATE)
 # 2: header check byte, selective repeat (slots, "sk" in acks/naks), cumulative deferred acks
 
@@ -56,23 +60,36 @@ SYNC1 = const(0x46)  # 'F'
 HEADER_SIZE = const(8)
 CRC_SIZE = const(4)
 MAX_PAYLOAD = const(2048)  # device buffer; boards may ask for less (UART links)
-SLOT_BYTES = const(128)  # frames up to this size (header + payload + crc) may arrive out of order
+SLOT_BYTES = const(128)  # frames up to this size (header + payload + crc) may arrive out of order ...
+BIG_SLOT_BYTES = const(256)  # ... or up to this size on a board whose max payload is >= BIG_SLOT_AT
+BIG_SLOT_AT = const(1024)
 MAX_SLOTS = const(15)  # at most this many held out-of-order frames ("sk" has 16 bits)
 FEC_FLAG = const(0x80)  # kind | FEC_FLAG: check bytes follow the crc32
-FEC_SEG = const(32)  # bytes of payload+crc32 per pair of check bytes
+FEC_SEG = const(64)  # bytes of payload+crc32 per FEC_CHECK check bytes
+FEC_CHECK = const(4)  # check bytes per segment: two damaged bytes in it are corrected
 
 
 @host_only
 def fec_size(n):
     """Bytes of check bytes after the crc32 of a FEC frame with n payload bytes."""
-    return 2 * ((n + CRC_SIZE + FEC_SEG - 1) // FEC_SEG)
+    return FEC_CHECK * ((n + CRC_SIZE + FEC_SEG - 1) // FEC_SEG)
 
 
+def slot_bytes(max_payload):
+    """The longest frame (header + payload + crc) a device with this max payload holds out
+    of order: 256 on boards with a 2 KiB buffer (7 slots), 128 on smaller ones. On a noisy
+    line frames are as long as a slot (link/sizing.py); with the FEC's two corrected bytes
+    per segment a 256-byte frame is lost little more often than a 128-byte one, and half
+    the frames per sample halve the fixed work per frame of both sides (docs/results/faults.md)."""
+    return BIG_SLOT_BYTES if max_payload >= BIG_SLOT_AT else SLOT_BYTES
+
+
+@host_only
 def sr_slots(max_payload):
     """How many out-of-order frames a device with this max payload holds: its frame buffer
-    cut into SLOT_BYTES pieces, the first one being where frames are processed."""
+    cut into slot_bytes(max_payload) pieces, the first one being where frames are processed."""
     n = (HEADER_SIZE + max_payload + CRC_SIZE + 3) & ~3
-    return max(0, min(MAX_SLOTS, n // SLOT_BYTES - 1))
+    return max(0, min(MAX_SLOTS, n // slot_bytes(max_payload) - 1))
 
 
 # frame kinds (host -> device)
@@ -175,6 +192,7 @@ F_WALL_US = "wall_us"
 F_WEIGHT_BYTES = "weight_bytes"
 F_WORKING_BYTES = "working_bytes"
 F_RESUMED = "resumed"
+F_FEC = "fec"  # 1: the device corrects FEC frames (Link.enable_fec: only if room is left after the model)
 F_LAYER = "layer"
 F_PLANE = "plane"
 F_OFF = "off"
@@ -198,7 +216,7 @@ def record_fields():
         R_READY: ("max_payload", "credit"),
         R_ACK: (F_SEQ, F_HELD, F_CREDIT),
         R_NAK: (F_SEQ, F_HELD, F_CODE),
-        R_CONFIG: (F_WEIGHT_BYTES, F_WORKING_BYTES, F_HEAP_BEFORE, F_HEAP_FREE, F_RESUMED, F_SEQ),
+        R_CONFIG: (F_WEIGHT_BYTES, F_WORKING_BYTES, F_HEAP_BEFORE, F_HEAP_FREE, F_RESUMED, F_FEC, F_SEQ),
         R_EPOCH: (F_EPOCH, F_SEEN, F_CORRECT, F_STEP, F_BUSY_US, F_WALL_US, F_SEQ),
         R_EVAL: (F_EPOCH, F_SPLIT, F_SEEN, F_CORRECT, F_BUSY_US, F_SEQ),
         R_WEIGHTS: (F_LAYER, F_PLANE, F_OFF, F_SIZE, F_B64),

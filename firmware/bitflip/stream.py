@@ -4,11 +4,12 @@
 #
 # Selective repeat: a frame that arrives after a damaged one (its sequence number is ahead
 # of the expected one) is kept, if it fits a slot, in a slot of the same buffer: the buffer
-# is cut in SLOT_BYTES pieces, piece 0 is where frames are read and processed, pieces
+# is cut in P.slot_bytes() pieces, piece 0 is where frames are read and processed, pieces
 # 1 .. slots hold early frames. Once the gap is filled the held frames are handed out in
 # order without reading. Acks are cumulative (seq = last frame processed) and say which
 # frames are held ("sk": bit i = frame expect + i); they are deferred until ack_bytes of
 # frames were taken or the input goes idle (then said three times: a noisy line may eat one).
+import gc
 import sys
 import select
 from array import array
@@ -19,10 +20,10 @@ from . import protocol as P
 from .kernels import crc32_check, crc32_hex, crc32_table
 
 _CHUNK = const(32)  # payload is read in chunks of this size, each after a poll
-_SLOT = const(128)  # P.SLOT_BYTES
 _FRAME = const(12)  # P.HEADER_SIZE + P.CRC_SIZE
 _FEC = const(0x80)  # P.FEC_FLAG
-_SEG = const(32)  # P.FEC_SEG
+_SEG = const(64)  # P.FEC_SEG
+_CHECK = const(4)  # P.FEC_CHECK
 _MAX_SLOTS = const(15)  # P.MAX_SLOTS
 _ACK_BYTES = const(480)  # default: acknowledge after this many bytes of frames taken
 _WAITING = const(0)  # next_frame() results < 0 mean "nothing usable": see codes below
@@ -47,50 +48,6 @@ def _put_hex(buf, at, width, v):
         buf[i] = d + 48 if d < 10 else d + 87
         v >>= 4
         i -= 1
-
-
-def _fec_fix(buf, start, m, tr):
-    # frames.fec_fix (host/bitflip/link/frames.py) on buf[start:start+m] with check bytes at buf[tr:]: one damaged byte
-    # per 32-byte segment corrected; the number corrected, or -1. Plain Python (small
-    # ints: allocation-free): it runs only for frames that arrived damaged
-    fixed = 0
-    k = 0
-    off = 0
-    while off < m:
-        end = off + _SEG
-        if end > m:
-            end = m
-        c0 = 0
-        c1 = 0
-        for i in range(start + off, start + end):
-            b = buf[i]
-            c0 ^= b
-            c1 = c1 << 1
-            if c1 & 0x100:
-                c1 ^= 0x11D
-            c1 ^= b
-        d0 = c0 ^ buf[tr + k]
-        d1 = c1 ^ buf[tr + k + 1]
-        if d0 or d1:
-            if d0 == 0 or d1 == 0:
-                return -1
-            t = d0
-            w = 0
-            n = end - off
-            while w < n:
-                if t == d1:
-                    break
-                t = t << 1
-                if t & 0x100:
-                    t ^= 0x11D
-                w += 1
-            if w == n:
-                return -1
-            buf[start + end - 1 - w] ^= d0
-            fixed += 1
-        off = end
-        k += 2
-    return fixed
 
 
 def _rotr(x, r):
@@ -120,6 +77,8 @@ class Link:
         self.views = [mv[P.HEADER_SIZE + i :] for i in range(0, n - P.HEADER_SIZE, _CHUNK)]
         self.table = array("I", bytes(1024))
         crc32_table(self.table)
+        self.gf = None  # GF(2^8) tables of fec.py once enable_fec() loaded it
+        self._fix = None  # fec.fec_fix
         self.ack = bytearray(P.ACK_TEMPLATE)
         self.nak = bytearray(P.NAK_TEMPLATE)
         self.inp = sys.stdin.buffer
@@ -136,12 +95,28 @@ class Link:
         self.rx_frames = 0
         self.rx_bad = 0
         self.rx_dup = 0
-        self.slots = max(0, min(_MAX_SLOTS, len(self.buf) // _SLOT - 1))  # frames held out of order (P.sr_slots)
+        self.slot = P.slot_bytes(max_payload)  # bytes of a slot
+        self.slots = max(0, min(_MAX_SLOTS, len(self.buf) // self.slot - 1))  # frames held out of order (P.sr_slots)
         self.head = 0  # slot of the expected frame: frame expect + d sits in slot 1 + (head + d) % slots
         self.held = 0  # bit d set: frame expect + d is held
         self.owed = 0  # bytes of frames taken since the last ack or nak
         self.last_len = -1  # payload length of the last frame whose CRC held (header repair)
         self.ack_bytes = ack_bytes  # 1: acknowledge every frame at once
+
+    def enable_fec(self, reserve):
+        # load the FEC decoder and its tables if `reserve` bytes stay free besides them: called
+        # after the model is built (the model comes first; without FEC a noisy line is slower,
+        # not broken). Allocates: never under the heap lock. True if FEC frames are corrected.
+        if self.gf is None and gc.mem_free() >= reserve:
+            try:
+                from .fec import GF_BYTES, fec_fix, gf_tables
+
+                gf = bytearray(GF_BYTES)
+            except MemoryError:
+                return False
+            gf_tables(gf)
+            self.gf, self._fix = gf, fec_fix
+        return self.gf is not None
 
     def _wait(self, ms):
         for _ in self.poll.ipoll(ms):
@@ -196,7 +171,7 @@ class Link:
 
     def _deliver(self):
         buf = self.buf
-        r = (1 + self.head % self.slots) * _SLOT
+        r = (1 + self.head % self.slots) * self.slot
         n = buf[r + 6] | (buf[r + 7] << 8)
         _move(buf, 0, r, _FRAME + n)
         self.held ^= 1
@@ -258,19 +233,19 @@ class Link:
         t = 0  # check bytes after the crc32
         if kind & _FEC:
             kind ^= _FEC
-            t = 2 * ((n + 3 + _SEG) // _SEG)  # P.fec_size
+            t = _CHECK * ((n + 3 + _SEG) // _SEG)  # P.fec_size
         if n > self.max_payload or _FRAME + n + t > len(buf):
             self.rx_bad += 1
             self.send_nak(P.E_LEN)
             return BAD
-        if self.held and n + _FRAME + t > _SLOT:
+        if self.held and n + _FRAME + t > self.slot:
             self.held = 0  # a long frame overwrites the slots: the host resends what they held
         if not self._read(n + P.CRC_SIZE + t):
             self.rx_bad += 1
             self.send_nak(P.E_TIMEOUT)
             return BAD
         if not self._crc_ok(n, fix):
-            k = _fec_fix(buf, 8, n + 4, 12 + n) if t else -1
+            k = self._fix(buf, 8, n + 4, 12 + n, self.gf) if t and self.gf is not None else -1  # type: ignore[misc]
             if k <= 0 or not self._crc_ok(n, fix):
                 self.rx_bad += 1
                 self.send_nak(P.E_HEADER if rep else P.E_CRC)
@@ -304,7 +279,7 @@ class Link:
             self.seq = seq
             self.send_ack()
             return DUP
-        if d <= self.slots and n + _FRAME <= _SLOT:
+        if d <= self.slots and n + _FRAME <= self.slot:
             bit = 1 << d
             if self.held & bit:  # held already
                 self.rx_dup += 1
@@ -312,7 +287,7 @@ class Link:
                 self.send_ack()
                 return DUP
             first = not self.held
-            _move(buf, (1 + (self.head + d) % self.slots) * _SLOT, 0, _FRAME + n)
+            _move(buf, (1 + (self.head + d) % self.slots) * self.slot, 0, _FRAME + n)
             self.held |= bit
             self.owed += _FRAME + n
             if first or self.owed >= self.ack_bytes:

@@ -5,6 +5,7 @@ the measured byte error rate, and records the device repeats on request."""
 
 from __future__ import annotations
 
+import math
 import sys
 import time
 from collections import deque
@@ -16,7 +17,7 @@ from ..errors import DeviceError, LinkError
 from . import frames
 from .probe import TailProbe
 from .serial import TRACE, Record, SerialLink
-from .sizing import ErrorRate, best_frame
+from .sizing import ErrorRate, best_frame, log_taken
 
 
 class FramesTooLong(LinkError):
@@ -58,7 +59,7 @@ class FrameSender:
     holds, that one was lost, and only it is resent (likewise the first unaccounted frame
     after a nak: the damaged one). A frame nobody reported within the retransmission
     timeout (srtt + 4 rttvar of measured round trips, doubled on every miss) is resent too.
-    Frames that fit a device slot (protocol.SLOT_BYTES) may be sent up to slots + 1 ahead;
+    Frames that fit a device slot (protocol.slot_bytes) may be sent up to slots + 1 ahead;
     longer ones only `credit` ahead (the device cannot hold them: go-back-N).
     A frame whose answer is a record (config, marks, checkpoints, done) goes through
     request(): if its ack arrives but the record was lost on the wire, the same frame is
@@ -93,6 +94,8 @@ class FrameSender:
         self.dead_s = dead_s
         self.filler = P.HEADER_SIZE + max_payload + P.CRC_SIZE
         self.slots = P.sr_slots(max_payload)
+        self.slot = P.slot_bytes(max_payload)  # frames up to this long may be held by the device
+        self.device_fec = False  # the device corrects FEC frames (its config record says)
         self.seq = 0
         self.inflight: deque[_Frame] = deque()  # unacknowledged frames, in sequence order
         self.retransmitted = 0
@@ -139,12 +142,14 @@ class FrameSender:
         estimated error rate (sizing.best_frame); sets self.fec and self.best_len to the
         chosen frame's FEC and length."""
         self._last_key = (row_bytes, cap)
-        s, self.fec, self.best_len = best_frame(self.errors.p, row_bytes, cap, self.credit, self.filler, self.slots)
+        s, self.fec, self.best_len = best_frame(
+            self.errors.p, row_bytes, cap, self.credit, self.filler, self.slots, self.device_fec
+        )
         return s
 
     # --- sending ---------------------------------------------------------------------------
     def _window(self, nbytes: int) -> int:
-        if self.slots and nbytes <= P.SLOT_BYTES and not self._big:
+        if self.slots and nbytes <= self.slot and not self._big:
             # never more bytes in flight than credit long frames (UART boards' RX buffers)
             return max(self.credit, min(self.slots + 1, self.credit * self.filler // nbytes))
         return self.credit
@@ -159,16 +164,16 @@ class FrameSender:
     def send(self, kind: int, payload: bytes = b"", tag: Any = None, splittable: bool = False) -> int:
         """Send one frame; blocks while the window is full. Returns its seq."""
         seq = self.seq
-        fec = self.fec if kind in (P.K_TRAIN, P.K_EVAL) else self.errors.p > 1e-3
+        fec = self.fec if kind in (P.K_TRAIN, P.K_EVAL) else self.device_fec and self.errors.p > 1e-3
         if fec and P.HEADER_SIZE + len(payload) + P.CRC_SIZE + P.fec_size(len(payload)) > self.filler:
             fec = False
         frame = frames.encode_frame(kind, seq, payload, fec=fec)
-        big = len(frame) > P.SLOT_BYTES
+        big = len(frame) > self.slot
         # a long frame overwrites what the device holds: send it only when nothing is held
         while len(self.inflight) >= self._window(len(frame)) or (big and any(e.held for e in self.inflight)):
             self._pump()
         e = _Frame(seq, frame, tag, splittable)
-        e.n, e.fec = len(payload), fec
+        e.n, e.fec = len(payload), fec and self.device_fec  # (what the device makes of it)
         e.live = self.tx + 1
         self.inflight.append(e)
         self._big += big
@@ -207,7 +212,7 @@ class FrameSender:
                 # acked, answer lost: the device replays it for a repeated frame
                 e.held = False
                 self.inflight.append(e)
-                self._big += len(e.frame) > P.SLOT_BYTES
+                self._big += len(e.frame) > self.slot
                 self._transmit(e)
                 self.retransmitted += 1
             raise LinkError(f"{self.link.name}: the answer '{ev}' to frame {seq} kept getting lost")
@@ -322,7 +327,7 @@ class FrameSender:
         progress = False
         while self.inflight and _before(self.inflight[0].seq, expect):
             e = self.inflight.popleft()
-            self._big -= len(e.frame) > P.SLOT_BYTES
+            self._big -= len(e.frame) > self.slot
             progress = True
             if e.tag is not None:
                 self.acked_tag = e.tag
@@ -364,6 +369,11 @@ class FrameSender:
                 self.known = e.tx + 1  # (the device has read it)
                 self._lost(e)
 
+    def _hopeless(self, e: _Frame) -> bool:
+        # taken less than one time in four at the estimated rate: a long frame without FEC
+        # sent before the noise was known is near the best length only if it carried FEC
+        return float(log_taken(self.errors.p, e.n, e.fec)) < math.log(0.25)
+
     def _lost(self, e: _Frame) -> None:
         if TRACE:
             print(f"[link]   lost {e.seq} tx={e.tx} fails={e.fails} known={self.known}", file=sys.stderr)
@@ -372,7 +382,7 @@ class FrameSender:
         if e.split and self._last_key is not None:
             self.best_samples(*self._last_key)  # (sets best_len at the current estimate)
         if e.split and (
-            (e.fails > self.shrink_after and len(e.frame) > 2 * self.best_len)
+            (e.fails > self.shrink_after and (len(e.frame) > 2 * self.best_len or self._hopeless(e)))
             or (e.fails > 1 and len(e.frame) > 4 * self.best_len)
         ):
             raise FramesTooLong(self.acked_tag, self.inflight[0].seq if self.inflight else self.seq)

@@ -19,16 +19,20 @@ FRAME_COST = 100  # per-frame work of both sides in bytes-equivalents (unix port
 
 def log_taken(p: Any, n: int, fec: bool) -> Any:
     """log P(a frame with n payload bytes is taken) at byte error rate p (array or float):
-    every byte intact, or with FEC (protocol.FEC_FLAG): the header intact and at most one
-    damaged byte in each segment of payload+crc32, whose check bytes are then intact."""
+    its two sync bytes intact and at most one damaged byte among the other six header bytes
+    (the device repairs one: frames.header_repair), and then every payload+crc32 byte
+    intact, or with FEC (protocol.FEC_FLAG) at most two damaged bytes in each segment of
+    payload+crc32 with its FEC_CHECK check bytes."""
     lq = np.log1p(-p)
+    r = p / (1 - p)
+    head = P.HEADER_SIZE * lq + np.log1p((P.HEADER_SIZE - 2) * r)
     if not fec:
-        return (P.HEADER_SIZE + n + P.CRC_SIZE) * lq
-    out = P.HEADER_SIZE * lq
+        return head + (n + P.CRC_SIZE) * lq
+    out = head
     m = n + P.CRC_SIZE
     for i in range(0, m, P.FEC_SEG):
-        g = min(P.FEC_SEG, m - i)
-        out = out + np.log(np.exp(g * lq) + g * p * np.exp((g + 1) * lq))
+        g = min(P.FEC_SEG, m - i) + P.FEC_CHECK
+        out = out + g * lq + np.log1p(g * r + g * (g - 1) / 2 * r**2)
     return out
 
 
@@ -69,29 +73,35 @@ class ErrorRate:
             self.version += 1
 
 
-def best_frame(p: float, row_bytes: int, cap: int, credit: int, filler: int, slots: int) -> tuple[int, bool, int]:
+def best_frame(
+    p: float, row_bytes: int, cap: int, credit: int, filler: int, slots: int, fec: bool = True
+) -> tuple[int, bool, int]:
     """(samples, fec, frame bytes) of the TRAIN/EVAL frame with the least expected cost per
     sample at byte error rate p: (FRAME_COST + bytes) x transmissions / samples, where a
     frame is taken with exp(log_taken) (with or without FEC check bytes, whichever is
     cheaper) and a lost one costs itself (selective repeat: frames that fit a slot) or the
-    window of `credit` frames behind it too (go-back-N). filler: the longest frame."""
+    window of `credit` frames behind it too (go-back-N). filler: the longest frame; fec: the
+    device corrects FEC frames (else only frames without check bytes are considered)."""
     # the choice is kept per 5 % step of the rate: p moves by more than 5 % often on a
     # noisy line and each choice costs ~100 log_taken evaluations
-    return _best_frame(round(math.log(p) / math.log(1.05)), row_bytes, cap, credit, filler, slots)
+    return _best_frame(round(math.log(p) / math.log(1.05)), row_bytes, cap, credit, filler, slots, fec)
 
 
 @lru_cache(maxsize=4096)
-def _best_frame(p_bin: int, row_bytes: int, cap: int, credit: int, filler: int, slots: int) -> tuple[int, bool, int]:
+def _best_frame(
+    p_bin: int, row_bytes: int, cap: int, credit: int, filler: int, slots: int, can_fec: bool
+) -> tuple[int, bool, int]:
     p = 1.05**p_bin
+    slot = P.slot_bytes(filler - P.HEADER_SIZE - P.CRC_SIZE)
     best: tuple[float, int, bool, int] = (float("inf"), 1, False, filler)
     for s in range(1, max(1, cap) + 1):
         n = PL.block_layout(s, row_bytes)[2]
-        for fec in (False, True):
+        for fec in (False, True) if can_fec else (False,):
             size = P.HEADER_SIZE + n + P.CRC_SIZE + (P.fec_size(n) if fec else 0)
             if size > filler:
                 continue
             ok = math.exp(float(log_taken(p, n, fec)))
-            sr = slots and size <= P.SLOT_BYTES
+            sr = slots and size <= slot
             tx = 1 / ok if sr else (1 + (credit - 1) * (1 - ok)) / ok
             cost = (FRAME_COST + size) * tx / s
             if cost < best[0]:

@@ -92,10 +92,12 @@ class DeviceRun:
         if self.sender is None:
             self.sender = FrameSender(link, lk["credit"], on_record=self.on_record, max_payload=lk["max_payload"])
         self.sender.rebind(link, lk["credit"], seq)
+        self.sender.device_fec = False  # a (re)started board: until its config record says
         self.link = link
         cfg = dict(self.plan.cfg, resume=resume)
         rec = self.sender.request(P.K_CONFIG, json.dumps(cfg).encode(), P.R_CONFIG)
         resumed = rec.get(P.F_RESUMED)
+        self.sender.device_fec = bool(rec.get(P.F_FEC, 0))  # without it FEC frames are CRC-checked only
         if resumed:
             pos = (int(resumed[P.F_EPOCH]), int(resumed[P.F_INDEX]))
             self.resumed_from.append({"epoch": pos[0], "index": pos[1], "step": resumed[P.F_STEP]})

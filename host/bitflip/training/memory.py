@@ -7,7 +7,9 @@ firmware) must hold, when the app builds the model:
   bytecode, function and module objects — estimated as `heap_per_mpy_byte` x the size of
   the modules' .mpy files compiled for the board's arch (the modules this configuration
   imports: spec.py decides, e.g. pool.py only for the pool rule);
-- the link: the frame buffer, one memoryview per 32-byte chunk, the CRC table;
+- the link: the frame buffer, one memoryview per 32-byte chunk, the CRC table (the FEC
+  decoder, fec.py and its tables, is loaded after the model only if app.FEC_RESERVE bytes
+  are left: not part of the plan, the model comes first);
 - a runtime residual: what MicroPython and the app keep besides those (the REPL, the App
   and Link objects, records, the import machinery's leftovers);
 - the model's buffers, exactly as the Trainer allocates them (spec.buffers), each rounded
