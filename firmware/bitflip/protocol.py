@@ -51,7 +51,7 @@ def host_only(f):
 
 VERSION = const(5)  # bump on any incompatible change; checked at connect
 # 5: FEC check bytes are Reed-Solomon, 4 per 64 bytes (2 damaged bytes corrected), not 2 per 32;
-#    256-byte slots on boards with max payload >= BIG_SLOT_AT (slot_bytes)
+#    512-byte slots on boards with max payload >= BIG_SLOT_AT (slot_bytes)
 # 4: compact ack/nak lines (ACK_TEMPLATE)
 # 2: header check byte, selective repeat (slots, "sk" in acks/naks), cumulative deferred acks
 
@@ -61,8 +61,8 @@ HEADER_SIZE = const(8)
 CRC_SIZE = const(4)
 MAX_PAYLOAD = const(2048)  # device buffer; boards may ask for less (UART links)
 SLOT_BYTES = const(128)  # frames up to this size (header + payload + crc) may arrive out of order ...
-BIG_SLOT_BYTES = const(256)  # ... or up to this size on a board whose max payload is >= BIG_SLOT_AT
-BIG_SLOT_AT = const(1024)
+BIG_SLOT_BYTES = const(512)  # ... or up to this size on a board whose max payload is >= BIG_SLOT_AT
+BIG_SLOT_AT = const(2048)
 MAX_SLOTS = const(15)  # at most this many held out-of-order frames ("sk" has 16 bits)
 FEC_FLAG = const(0x80)  # kind | FEC_FLAG: check bytes follow the crc32
 FEC_SEG = const(64)  # bytes of payload+crc32 per FEC_CHECK check bytes
@@ -77,10 +77,11 @@ def fec_size(n):
 
 def slot_bytes(max_payload):
     """The longest frame (header + payload + crc) a device with this max payload holds out
-    of order: 256 on boards with a 2 KiB buffer (7 slots), 128 on smaller ones. On a noisy
-    line frames are as long as a slot (link/sizing.py); with the FEC's two corrected bytes
-    per segment a 256-byte frame is lost little more often than a 128-byte one, and half
-    the frames per sample halve the fixed work per frame of both sides (docs/results/faults.md)."""
+    of order: 512 on boards with a 2 KiB buffer (3 slots), 128 on smaller ones. On a noisy
+    line frames are about as long as a slot (link/sizing.py); with the FEC's two corrected
+    bytes per 64 a 444-byte frame is lost ~19 % of the time at 1 % of bytes damaged, and a
+    quarter of the frames per sample cut the fixed work per frame of both sides, which is
+    what a noisy line's time goes to (measured: docs/results/faults.md)."""
     return BIG_SLOT_BYTES if max_payload >= BIG_SLOT_AT else SLOT_BYTES
 
 
