@@ -121,3 +121,38 @@ def test_the_device_decoder_gives_the_host_spec_answer_on_every_case(tmp_path: P
     k, fixed = lines[-1].split()
     good = frames.encode_frame(P.K_TRAIN, 9, payload, fec=True)
     assert int(k) == 4 and bytes.fromhex(fixed)[: 12 + 100] == good[: 12 + 100]
+
+
+LINK = """
+import sys
+from bitflip.stream import Link
+lk = Link(2048, 4, 1000, 1)
+if sys.argv[-1] == "fec":
+    assert lk.enable_fec(0)
+assert not lk.enable_fec(1 << 29) or sys.argv[-1] == "fec"  # no room: not loaded (or loaded already)
+print("KIND", lk.next_frame(1000), lk.rx_bad)
+"""
+
+
+def test_a_board_without_the_decoder_rejects_what_one_with_it_corrects(tmp_path: Path) -> None:
+    import os
+    import subprocess
+
+    from conftest import FIRMWARE, micropython_exe
+
+    f = bytearray(frames.encode_frame(P.K_TRAIN, 0, bytes(range(100)), fec=True))
+    f[20] ^= 0x10  # one damaged payload byte: the CRC fails, the FEC corrects it
+    (tmp_path / "link.py").write_text(LINK)
+    got = {}
+    for mode in ("fec", "crc-only"):
+        p = subprocess.run(
+            [micropython_exe(), str(tmp_path / "link.py"), mode],
+            input=bytes(f),
+            capture_output=True,
+            timeout=60,
+            env=dict(os.environ, MICROPYPATH=str(FIRMWARE)),
+            check=False,
+        )
+        got[mode] = [ln for ln in p.stdout.decode(errors="replace").splitlines() if ln.startswith("KIND")]
+    assert got["fec"] == [f"KIND {P.K_TRAIN} 0"]
+    assert got["crc-only"] == ["KIND -2 1"]  # BAD: naked, the host resends it

@@ -209,6 +209,9 @@ def test_one_line_per_epoch_on_stderr_when_piped(tmp_path: Path) -> None:
     assert "epoch " not in q.stderr
 
 
+FEC_MODULE = 2048  # heap of the imported fec.py on the x64 unix port (measured: 1,888 bytes)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("cores", [2])
 def test_a_board_gives_its_heap_back_run_after_run(tmp_path: Path, cores: int) -> None:
@@ -217,7 +220,9 @@ def test_a_board_gives_its_heap_back_run_after_run(tmp_path: Path, cores: int) -
     kept (before the fix, the second run lost the first run's whole model: 'model does not fit'
     on the genuine Pico). The second and third runs build on exactly the same free heap; the
     first may differ by less than 1 KiB — runtime state MicroPython creates on first use, and
-    blocks its conservative stack scan keeps — and that difference does not grow."""
+    blocks its conservative stack scan keeps — plus the FEC decoder module the first run loaded
+    after its model (imported once, like every firmware module; its tables go with the link),
+    and that difference does not grow."""
     sim = subprocess.Popen(
         [BITFLIP, "sim", "--board", "sim-pico", "--flash", str(tmp_path / "flash"), "--with-sources"],
         stdout=subprocess.PIPE,
@@ -244,7 +249,7 @@ def test_a_board_gives_its_heap_back_run_after_run(tmp_path: Path, cores: int) -
             heaps.append((s["heap_free_before_model"], s["heap_free_after_alloc"]))
         assert heaps[0][0] > heaps[0][1] > 0
         assert heaps[2][0] == heaps[1][0], heaps  # nothing accumulates from run to run
-        assert abs(heaps[1][0] - heaps[0][0]) < 1024 and abs(heaps[2][1] - heaps[1][1]) < 256, heaps
+        assert abs(heaps[1][0] - heaps[0][0]) < 1024 + FEC_MODULE and abs(heaps[2][1] - heaps[1][1]) < 256, heaps
         model = heaps[0][0] - heaps[0][1]
         assert abs((heaps[1][0] - heaps[1][1]) - model) < 1024, heaps  # the model takes what it took
     finally:

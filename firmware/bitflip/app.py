@@ -109,6 +109,7 @@ class App:
         self.trainer = trainer
         self.cfg_id = cfg.get("id", "")
         gc.collect()
+        free = gc.mem_free()  # what the model left (the FEC decoder comes out of it, if it fits)
         fec = self.link.enable_fec(_FEC_RESERVE)  # after the model: it may not fit
         gc.collect()
         w = trainer.weight_bytes()
@@ -118,7 +119,7 @@ class App:
                 P.F_WEIGHT_BYTES: w,
                 P.F_WORKING_BYTES: trainer.nbytes() - w,
                 P.F_HEAP_BEFORE: before,
-                P.F_HEAP_FREE: gc.mem_free(),
+                P.F_HEAP_FREE: free,
                 P.F_RESUMED: resumed,
                 P.F_FEC: 1 if fec else 0,
             },
