@@ -192,3 +192,26 @@ def test_a_coarse_thermometer_gets_a_level_where_the_information_is(monkeypatch:
     assert len(ts) == 2 and max(ts) > 160, c.how  # above the midpoint, where the marks are
     one = next(v for k, v in c.scores.items() if k.startswith("thermo:1 "))
     assert max(c.scores.values()) > one + 0.03, c.how
+
+
+def test_fashion_takes_its_hidden_layer_only_with_enough_rows_and_room() -> None:
+    # hparams.LARGE_DEFAULT: without loading Fashion (CI does not fetch it), a stand-in with its
+    # name and shape; the full set (54,000 rows after the validation split) gets the hidden
+    # layer where the plan holds it, a subset or a small board keeps the no-hidden default
+    from bitflip.data import Dataset
+    from bitflip.training.hparams import LARGE_DEFAULT
+
+    rows, model, encoding = LARGE_DEFAULT["fashion"]
+    x = np.zeros((20, 784), np.uint8)
+    y = np.arange(20, dtype=np.uint8) % 10
+    data = Dataset("fashion", x, y, x, y, 255, "threshold:32", "stand-in")
+    for board in ("host", "pico", "sim-pico", "pico2"):
+        assert defaults.large_default(data, 54_000, "binary2", load_board(board)) == (encoding, model)
+    assert defaults.large_default(data, rows - 1, "binary2", load_board("pico")) is None
+    assert defaults.large_default(data, 54_000, "binary2", load_board("esp32")) is None  # 100 KiB heap
+    mnist = Dataset("mnist", x, y, x, y, 255, "deskew+crop:20+threshold:32", "stand-in")
+    assert defaults.large_default(mnist, 54_000, "binary2", load_board("pico")) is None
+    n_in = parse_encoding(encoding, 255).n_bits(784)
+    sizes = [n_in, int(model.split("-")[0]), 290]
+    check_fits(sizes, "binary2", load_board("pico"), classes=10, pool_rows=32)
+    assert n_in * sizes[1] // 8 + sizes[2] * 2 * 4 * ((sizes[1] + 31) // 32) <= 100_000  # the weight budget

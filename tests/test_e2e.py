@@ -165,13 +165,19 @@ def test_the_fashion_pool_recipe_fits_and_trains_on_the_virtual_pico2(tmp_path: 
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("dataset", ["mnist", "fashion"])
-def test_the_image_defaults_train_on_the_virtual_pico_with_the_host_digest(tmp_path: Path, dataset: str) -> None:
+@pytest.mark.parametrize("dataset, large", [("mnist", False), ("fashion", False), ("fashion", True)])
+def test_the_image_defaults_train_on_the_virtual_pico_with_the_host_digest(
+    tmp_path: Path, dataset: str, large: bool
+) -> None:
     """The MNIST and Fashion defaults (no --model/--encoding/--rule) on the virtual Pico, whose
-    heap and memory plan are the genuine firmware's: same weights as the host reference."""
+    heap and memory plan are the genuine firmware's: same weights as the host reference.
+    large: Fashion's default on its full training set (hparams.LARGE_DEFAULT, 40,000+ rows),
+    given here as --model/--encoding on 600 rows; its rule settings are the defaults."""
     from bitflip.data import fetch
-    from bitflip.training.hparams import DEFAULT_MODEL
+    from bitflip.training.hparams import DEFAULT_MODEL, LARGE_DEFAULT
 
+    model = LARGE_DEFAULT[dataset][1] if large else DEFAULT_MODEL[dataset]
+    given = ["--model", model, "--encoding", LARGE_DEFAULT[dataset][2]] if large else []
     if fetch.locate(dataset) is None:
         pytest.skip(f"{dataset} is not fetched (`make data`)")
     runs = {}
@@ -191,6 +197,7 @@ def test_the_image_defaults_train_on_the_virtual_pico_with_the_host_digest(tmp_p
                 "--json",
                 "--out",
                 str(tmp_path / board),
+                *given,
             ],
             capture_output=True,
             text=True,
@@ -199,6 +206,6 @@ def test_the_image_defaults_train_on_the_virtual_pico_with_the_host_digest(tmp_p
         )
         assert p.returncode == 0, p.stderr
         runs[board] = json.loads(p.stdout)
-    assert runs["sim-pico"]["model"] == runs["host"]["model"] == DEFAULT_MODEL[dataset]
+    assert runs["sim-pico"]["model"] == runs["host"]["model"] == model
     assert runs["sim-pico"]["weights_sha256"] == runs["host"]["weights_sha256"]
     assert runs["sim-pico"]["test_accuracy"] == runs["host"]["test_accuracy"]

@@ -268,3 +268,25 @@ def test_best_before_leaves_out_the_epochs_a_resumed_run_evaluates_again():
     assert got.best() == (139 / 142, 3)
     assert got.best(before=3) == (138 / 142, 2)
     assert got.best(before=0) is None
+
+
+def test_a_directory_in_use_by_a_run_is_refused_before_anything_moves(tmp_path: Path) -> None:
+    # two runs with one --out: the second gets one line (UsageError: exit 2), even with --force
+    # or --resume, and the first one's files stay where they are; after it ends, --force works
+    from bitflip.errors import UsageError
+    from bitflip.training.rundir import LOCK, RunDir
+
+    job = {"dataset": "digits", "seed": 0}
+    first = RunDir(tmp_path / "run", job)
+    first.event({"kind": "start"})
+    for kw in ({}, {"force": True}, {"resume": True}):
+        with pytest.raises(UsageError, match="in use by another bitflip run"):
+            RunDir(tmp_path / "run", job, **kw)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
+    assert (tmp_path / "run" / "events.jsonl").read_text().count("start") == 1
+    first.close()
+    second = RunDir(tmp_path / "run", job, force=True)
+    assert second.moved_aside is not None and (second.moved_aside / "events.jsonl").exists()
+    second.discard()  # put back: the directory is the first run's again, with no lock held
+    assert (tmp_path / "run" / "events.jsonl").exists() and (tmp_path / "run" / LOCK).exists()
+    RunDir(tmp_path / "run", job, resume=True).close()  # the lock is free again

@@ -56,7 +56,7 @@ from ..data import Dataset, fetch
 from ..data.dataset import stratified_folds
 from ..data.encoding import Encoding, parse_encoding
 from ..errors import UsageError
-from .hparams import DEFAULT_MODEL, FALLBACK, HIDDEN_FALLBACK, rule_config
+from .hparams import DEFAULT_MODEL, FALLBACK, HIDDEN, HIDDEN_FALLBACK, LARGE_DEFAULT, rule_config
 from .memory import check_fits, largest_prototypes
 from .reference import Reference
 
@@ -113,6 +113,28 @@ def model_for(data: Dataset, n_in: int, weights: str, board: Board, y_train: np.
         return tuned if fit >= int(per) else f"{c}x{max(1, fit)}"
     p = prototypes(data, n_in, weights, board, y_train)
     return f"{data.n_classes}x{max(1, p)}"
+
+
+def large_default(data: Dataset, n_train: int, weights: str, board: Board) -> tuple[str, str] | None:
+    """(encoding, model) of a tuned set's large-data default (hparams.LARGE_DEFAULT) when there
+    are enough training rows and the board's plan holds it (the host: the Pico's); else None."""
+    if data.name not in LARGE_DEFAULT or n_train < LARGE_DEFAULT[data.name][0]:
+        return None
+    _, model, encoding = LARGE_DEFAULT[data.name]
+    *widths, cp = model.split("-")
+    c, per = (int(v) for v in cp.split("x"))
+    n_in = parse_encoding(encoding, data.max_value, data.n_features).n_bits(data.n_features)
+    try:
+        check_fits(
+            [n_in, *map(int, widths), c * per],
+            weights,
+            plan_board(board),
+            classes=c,
+            pool_rows=int(HIDDEN[data.name]["pool"]),
+        )
+    except UsageError:
+        return None
+    return encoding, model
 
 
 def _hidden_model(data: Dataset, n_in: int, width: int, weights: str, board: Board, y_train: np.ndarray) -> str | None:

@@ -234,6 +234,9 @@ def prepare(req: TrainRequest) -> Plan:
         enc_spec, model, chosen, chosen_rule = choice.encoding, choice.model, choice.how, choice.rule
     else:
         enc_spec, model = req.encoding or data.default_encoding, req.model or ""
+        large = defaults.large_default(data, len(tr), weights, board) if not (req.encoding or req.model) else None
+        if large:  # enough rows for the tuned set's larger model (hparams.LARGE_DEFAULT)
+            enc_spec, model = large
     enc = parse_encoding(enc_spec, data.max_value, data.n_features)
     enc = enc.fit(data.x_train[tr], data.y_train[tr], data.n_classes)  # mi:PCT: on the training rows only
     n_in = enc.n_bits(data.n_features)

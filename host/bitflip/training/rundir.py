@@ -6,7 +6,8 @@ crash never leaves one half-written or truncated.
 A directory is never clobbered: `check` (read-only, called before anything starts) refuses a
 non-empty directory that is not this job's run, unless --force (its contents are moved aside
 to DIR.old-N, never deleted); --resume continues exactly this job or names the first setting
-that differs; --resume of a directory that does not exist is an error.
+that differs; --resume of a directory that does not exist is an error. A directory in use by
+another run (its `.lock` held with flock) is refused before anything in it moves.
 """
 
 from __future__ import annotations
@@ -17,13 +18,19 @@ import json
 import os
 import time
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 
 from ..errors import UsageError
 
+try:
+    import fcntl
+except ImportError:  # Windows: no advisory locks, so no guard against two runs in one directory
+    fcntl = None  # type: ignore[assignment]
+
 JOB = "job.json"
+LOCK = ".lock"
 METRIC_FIELDS = [
     "epoch",
     "samples_seen",
@@ -69,7 +76,7 @@ def check(path: Path, job: dict[str, Any], resume: bool, force: bool) -> None:
         if diff:
             raise UsageError(f"--resume: {path} holds another job ({describe(old)}): {diff}")
         return
-    if not path.exists() or not any(path.iterdir()) or force:
+    if not path.exists() or not any(p.name != LOCK for p in path.iterdir()) or force:
         return
     old = _job_of(path)
     if old is not None:
@@ -104,7 +111,11 @@ class RunDir:
     def __init__(self, path: Path, job: dict[str, Any], resume: bool = False, force: bool = False):
         self.path = Path(path)
         self.moved_aside: Path | None = None
-        if force and self.path.is_dir() and any(self.path.iterdir()):
+        self._lock: IO[bytes] | None = None
+        if (self.path / LOCK).exists():  # a run made it: before --force moves anything, is it running?
+            self._take_lock()
+        if force and self.path.is_dir() and any(p.name != LOCK for p in self.path.iterdir()):
+            self._release_lock()
             self.moved_aside = move_aside(self.path)
         # the topmost directory this run makes (None: it existed): discard() removes it again
         self.created: Path | None = None
@@ -113,6 +124,8 @@ class RunDir:
                 break
             self.created = d
         self.path.mkdir(parents=True, exist_ok=True)
+        if self._lock is None:
+            self._take_lock()
         if not resume:
             self.write_json(JOB, {"job": job, "created": time.strftime("%Y-%m-%dT%H:%M:%S")})
         self._events = open(self.path / "events.jsonl", "a")  # noqa: SIM115 (open for the run; close())
@@ -142,8 +155,27 @@ class RunDir:
         np.savez(buf, config=json.dumps(cfg), **arrays)
         _replace(self.path / "model.npz", buf.getvalue())
 
+    def _take_lock(self) -> None:
+        if fcntl is None:
+            return
+        f = open(self.path / LOCK, "ab")  # noqa: SIM115 (held for the run; _release_lock())
+        try:
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            f.close()
+            raise UsageError(
+                f"{self.path} is in use by another bitflip run: wait for it to end, or pick another --out"
+            ) from None
+        self._lock = f
+
+    def _release_lock(self) -> None:
+        if self._lock is not None:
+            self._lock.close()  # closing the file drops the flock
+            self._lock = None
+
     def close(self) -> None:
         self._events.close()
+        self._release_lock()
 
     def discard(self) -> None:
         """Undo opening a run that never started (bad input found at the board: nothing
@@ -152,6 +184,8 @@ class RunDir:
         import shutil
 
         self.close()
+        if self.created is None:  # a directory that existed: leave no lock file in it either
+            (self.path / LOCK).unlink(missing_ok=True)
         if self.created is not None:
             shutil.rmtree(self.created, ignore_errors=True)
         elif self.moved_aside is not None:
