@@ -47,7 +47,7 @@ def baselines(name: str) -> dict[str, float]:
         out["mlp"] = mlp.fit(xtr, ds.y_train).score(xte, ds.y_test)
     knn = KNeighborsClassifier(n_neighbors=1).fit(ds.x_train.astype(np.float32), ds.y_train)
     out["knn"] = knn.score(ds.x_test.astype(np.float32), ds.y_test)
-    enc = parse_encoding(ds.default_encoding, ds.max_value)
+    enc = parse_encoding(ds.default_encoding, ds.max_value).fit(ds.x_train, ds.y_train, ds.n_classes)
     out["template"] = bit_template(enc.bits(ds.x_train), ds.y_train, enc.bits(ds.x_test), ds.y_test)
     return out
 

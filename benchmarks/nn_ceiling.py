@@ -39,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--encoding", default=None, help="default: the dataset's default encoding")
     args = ap.parse_args(argv)
     ds = load_dataset(args.dataset)
-    enc = parse_encoding(args.encoding or ds.default_encoding, ds.max_value)
+    enc = parse_encoding(args.encoding or ds.default_encoding, ds.max_value).fit(ds.x_train, ds.y_train, ds.n_classes)
     xtr, xte = enc.bits(ds.x_train), enc.bits(ds.x_test)
     acc = float((nearest_neighbour(xtr, ds.y_train, xte) == ds.y_test).mean())
     nbytes = len(xtr) * ((xtr.shape[1] + 31) // 32) * 4

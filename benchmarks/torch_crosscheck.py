@@ -119,10 +119,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     torch.set_num_threads(2)
     ds = load_dataset(args.dataset)
-    enc = parse_encoding(ds.default_encoding, ds.max_value)
     xtr, ytr = ds.x_train, ds.y_train
     if args.limit:
         xtr, ytr = xtr[: args.limit], ytr[: args.limit]
+    enc = parse_encoding(ds.default_encoding, ds.max_value).fit(xtr, ytr, ds.n_classes)  # mi:PCT on training rows
     x, xte = B.to_pm1(enc.bits(xtr)), B.to_pm1(enc.bits(ds.x_test))
     sizes = [x.shape[1], args.hidden, ds.n_classes]
     cfg = B.Config(epochs=args.epochs, seed=args.seed, batch=args.batch)

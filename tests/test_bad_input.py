@@ -78,7 +78,7 @@ def test_out_under_proc_is_one_line_exit_2() -> None:
 
 
 OTHER = [
-    (["compare", "--only", "mlp-adam", "--limit", "50"], "model 10x50 has no hidden layers"),
+    (["compare", "--only", "mlp-adam", "--limit", "50"], "model 10x100 has no hidden layers"),
     (["compare", "--only", "ste-matched", "--limit", "50"], "needs --matched"),
     (["compare", "--only", "nope", "--limit", "50"], "'nope' cannot run here (no such method)"),
     (["report"], "Missing argument"),

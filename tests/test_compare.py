@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parent.parent
 @pytest.fixture(scope="module")
 def digits_bits() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     ds = load_dataset("digits")
-    enc = parse_encoding(ds.default_encoding, ds.max_value)
+    enc = parse_encoding(ds.default_encoding, ds.max_value).fit(ds.x_train, ds.y_train, ds.n_classes)
     return enc.bits(ds.x_train), ds.y_train, enc.bits(ds.x_test), ds.y_test
 
 
@@ -43,17 +43,18 @@ def test_counts_are_exact(digits_bits) -> None:
     xtr, ytr, xte, yte = digits_bits
     cfg = B.Config(epochs=2, batch=50)
     r = B.run(_method("mlp-sgd", (16,)), xtr.shape[1], 10, xtr, ytr, xte, yte, cfg)
-    n_params = 256 * 16 + 16 + 16 * 10 + 10  # digits' thermo:4: 256 bits
+    n_params = xtr.shape[1] * 16 + 16 + 16 * 10 + 10  # digits' default bits (thermo:4+mi:50)
     steps = cfg.epochs * -(-len(xtr) // cfg.batch)  # the last, short batch is a step too
     assert (r.n_params, r.steps) == (n_params, steps)
     assert r.param_updates == steps * n_params
     # forward + weight gradients on both layers, input gradient of the second layer only
-    assert r.ops == {"mac": cfg.epochs * len(xtr) * (2 * (256 * 16 + 16 * 10) + 16 * 10)}
+    n_in = xtr.shape[1]  # 128
+    assert r.ops == {"mac": cfg.epochs * len(xtr) * (2 * (n_in * 16 + 16 * 10) + 16 * 10)}
     assert r.model_bytes == 4 * n_params and r.weight_bits == 32
     s = B.run(_method("ste", (16,)), xtr.shape[1], 10, xtr, ytr, xte, yte, cfg)
     assert s.param_updates == steps * n_params  # latent floats, all rewritten each step
-    assert s.ops["xnor_words"] == cfg.epochs * len(xtr) * (16 * 8 + 10 * 1)
-    assert s.model_bytes == (256 * 16 + 16 * 10) // 8 + 4 * (16 + 10)
+    assert s.ops["xnor_words"] == cfg.epochs * len(xtr) * (16 * (n_in // 32) + 10 * 1)
+    assert s.model_bytes == (n_in * 16 + 16 * 10) // 8 + 4 * (16 + 10)
 
 
 def test_deterministic(digits_bits) -> None:
@@ -138,7 +139,7 @@ def test_compare_json_schema() -> None:
         assert row["param_updates"] > 0 and row["model_bytes"] > 0 and row["epochs"] == 1
         assert row["ops"] and all(isinstance(v, int) and v > 0 for v in row["ops"].values())
     rule = d["rows"][0]
-    assert rule["lr"] is None and rule["weight_bits"] == 1 and rule["sizes"] == [256, 500]
+    assert rule["lr"] is None and rule["weight_bits"] == 1 and rule["sizes"] == [128, 1000]
     assert set(rule["ops"]) == {"xor_words", "upd_words"}
     for row in d["rows"][1:]:
         assert row["lr"] is not None and f"{row['lr']:g}" in row["val_accuracy"]
@@ -220,7 +221,7 @@ def test_nn_ceiling_script_on_digits() -> None:
         check=False,
     )
     assert p.returncode == 0, p.stderr
-    assert p.stdout.startswith("| digits | thermo:4 (256 bits) | 1,437 prototypes") and " % |" in p.stdout
+    assert p.stdout.startswith("| digits | thermo:4+mi:50 (128 bits) | 1,437 prototypes") and " % |" in p.stdout
 
 
 def test_torch_crosscheck_runs_or_says_how_to_get_torch() -> None:

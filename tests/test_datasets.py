@@ -502,13 +502,13 @@ def test_load_dataset_dispatch(tmp_path: Path) -> None:
     usage(load_dataset, str(tmp_path / "x.parquet"), match="unsupported dataset file type")
     d = load_dataset("digits")
     check_invariants(d)
-    assert d.default_encoding == "thermo:4" and d.x_train.shape == (1437, 64)
+    assert d.default_encoding == "thermo:4+mi:50" and d.x_train.shape == (1437, 64)
 
 
 def test_describe_digits() -> None:
     info = describe(load_dataset("digits"))
     assert info["classes"] == 10 and sum(info["train_counts"]) == 1437 and info["value_range"] == [0, 16]
-    assert info["bits_per_sample"] == 256
+    assert info["bits_per_sample"] == 128  # thermo:4+mi:50: half of 64 features x 4 levels
 
 
 # ---------------------------------------------------------------- package datasets: fetch
@@ -645,7 +645,7 @@ def test_cli_list_and_info(tmp_path: Path) -> None:
     assert r.stdout.splitlines()[0].split()[:2] == ["name", "fetched"]
     assert any(line.startswith("fashion (fashion-mnist)") for line in r.stdout.splitlines())
     r = CliRunner().invoke(main, ["data", "info", "digits", "--json"])
-    assert r.exit_code == 0 and '"default_encoding": "thermo:4"' in r.stdout
+    assert r.exit_code == 0 and '"default_encoding": "thermo:4+mi:50"' in r.stdout
     p = save_npz(tmp_path / "ok.npz", **tiny())
     r = CliRunner().invoke(main, ["data", "info", str(p)])
     assert r.exit_code == 0 and "train per class  14 13 13" in r.stdout

@@ -46,9 +46,9 @@ def test_matches_bitflip_train_on_the_same_data() -> None:
     import bitflip
 
     xtr, xte, ytr, yte = _digits()
-    clf = BitflipClassifier(prototypes=50, weights="binary", encoding="thermo:4", epochs=3, rule={"k_out": 4}).fit(
-        xtr, ytr
-    )  # the digits defaults (hparams)
+    clf = BitflipClassifier(
+        prototypes=100, weights="binary", encoding="thermo:4+mi:50", epochs=3, rule={"k_out": 4}
+    ).fit(xtr, ytr)  # the digits defaults (hparams)
     summary = bitflip.train("digits", "host", epochs=3, val=0)  # the estimator trains on everything it gets
     assert clf.reference_.digest() == summary["weights_sha256"]
     assert clf.score(xte, yte) == summary["test_accuracy"]

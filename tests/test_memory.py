@@ -29,7 +29,7 @@ from click.testing import CliRunner
 from conftest import CONFIGS
 
 ROOT = Path(__file__).resolve().parents[1]
-DIGITS_IN = 256  # digits: 64 features x 4 thermometer levels (thermo:4)
+DIGITS_IN = 128  # digits: the 128 of 64 features x 4 thermometer levels that thermo:4+mi:50 keeps
 
 
 def test_buffers_by_hand_32_bit() -> None:
@@ -165,7 +165,7 @@ def test_memory_command() -> None:
         r = CliRunner().invoke(main, ["memory", "--board", "pico", *bad])
         assert r.exit_code == 2, (bad, r.output)
     r = CliRunner().invoke(main, ["memory", "--board", "pico", "--dataset", "digits"])  # the digits default
-    assert r.exit_code == 0 and "256-10x50 binary on pico:" in r.output, r.output
+    assert r.exit_code == 0 and "128-10x100 binary on pico:" in r.output, r.output
 
 
 @pytest.mark.parametrize("pool", [0, 32], ids=["rule-v1", "pool-rule"])
@@ -234,7 +234,7 @@ def test_memory_command_takes_the_train_model_forms() -> None:
 @pytest.mark.parametrize(
     "dataset, features, encoding, budget",
     [
-        ("digits", 64, "thermo:3,7,11", 16_000),
+        ("digits", 64, "thermo:4+mi:50", 16_000),
         ("mnist", 784, "deskew+crop:20+threshold:32", 100_000),
         ("fashion", 784, "threshold:32", 100_000),
     ],
