@@ -1,6 +1,6 @@
 """Scratch probes of what limits the prototype layer (issue 13), validation only.
 
-    .venv/bin/python benchmarks/research/capacity_probes.py augment --dataset digits
+    .venv/bin/python benchmarks/research/capacity_probes.py augment --dataset digits [--model M --encoding E --weights W]
     .venv/bin/python benchmarks/research/capacity_probes.py edges --dataset mnist --train 54000 --val 6000 --epochs 6 \
         --variants raw,edges:32:2,edges:48:2
     .venv/bin/python benchmarks/research/capacity_probes.py topk --dataset mnist --limit 20000 --epochs 3
@@ -38,9 +38,11 @@ from bitflip.training.hparams import rule_config
 from bitflip.training.plan import Plan, TrainRequest, prepare
 from bitflip.training.reference import Reference, step_key
 
+MODEL: dict[str, str | None] = {}  # --model / --encoding / --weights (default: the dataset's defaults)
+
 
 def _plan(ds: str, folds: int, limit: int | None = None) -> Plan:
-    return prepare(TrainRequest(board="host", dataset=ds, val=0.0 if folds else None, limit=limit))
+    return prepare(TrainRequest(board="host", dataset=ds, val=0.0 if folds else None, limit=limit, **MODEL))
 
 
 def _splits(p: Plan, folds: int) -> list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
@@ -173,19 +175,17 @@ class FillOnError(Reference):
 
     grace, learn, per_epoch = 1, False, 1
 
-    def train_sample(self, x: np.ndarray, label: int) -> bool:
-        pres, outs = self._forward(x)
-        top = len(self.layers) - 1
-        winner = int(np.argmax(pres[top]))
-        correct = winner // self.P == label
-        base = step_key(self.seed, self.step)
-        self.step += 1
-        e = (self.step - 1) // self.per_epoch
-        if self.fill[label] and (not correct or e >= self.grace):
-            self._fill(label, outs[top])
-        elif not self.fill[label] or self.learn:
-            self._learn(label, winner, pres, outs, base)
-        return correct
+    def _forward(self, x: np.ndarray) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        self._last = super()._forward(x)  # what train_sample saw: the fill decision needs it
+        return self._last
+
+    def _fill(self, label: int, bits: np.ndarray) -> None:
+        pres, outs = self._last
+        winner = int(np.argmax(pres[-1]))
+        if winner // self.P != label or (self.step - 1) // self.per_epoch >= self.grace:
+            super()._fill(label, bits)
+        elif self.learn:  # the step counter has moved on: this sample's key is the one before
+            self._learn(label, winner, pres, outs, step_key(self.seed, self.step - 1))
 
 
 def fill(a: argparse.Namespace) -> None:
@@ -232,7 +232,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--val", type=int, default=3000, help="edges: validation rows of the hold-out")
     ap.add_argument("--prototypes", type=int, default=84, help="edges: P of the default whose bytes set the budget")
     ap.add_argument("--variants", default="raw,edges:32:2,edges:48:2,both:48:2")
+    ap.add_argument("--model", default=None, help="augment/topk/fill/nn: as for train (default: the dataset's)")
+    ap.add_argument("--encoding", default=None)
+    ap.add_argument("--weights", default=None)
     a = ap.parse_args(argv)
+    MODEL.update(model=a.model, encoding=a.encoding, weights=a.weights)
     {"augment": augment, "edges": edges, "topk": topk, "fill": fill, "nn": nn}[a.probe](a)
     return 0
 
