@@ -120,18 +120,14 @@ def large_default(data: Dataset, n_train: int, weights: str, board: Board) -> tu
     are enough training rows and the board's plan holds it (the host: the Pico's); else None."""
     if data.name not in LARGE_DEFAULT or n_train < LARGE_DEFAULT[data.name][0]:
         return None
+    from .plan import parse_model  # plan imports this module
+
     _, model, encoding = LARGE_DEFAULT[data.name]
-    *widths, cp = model.split("-")
-    c, per = (int(v) for v in cp.split("x"))
     n_in = parse_encoding(encoding, data.max_value, data.n_features).n_bits(data.n_features)
+    c = data.n_classes
     try:
-        check_fits(
-            [n_in, *map(int, widths), c * per],
-            weights,
-            plan_board(board),
-            classes=c,
-            pool_rows=int(HIDDEN[data.name]["pool"]),
-        )
+        sizes = parse_model(model, n_in, c)
+        check_fits(sizes, weights, plan_board(board), classes=c, pool_rows=int(HIDDEN[data.name]["pool"]))
     except UsageError:
         return None
     return encoding, model

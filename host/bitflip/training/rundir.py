@@ -184,12 +184,12 @@ class RunDir:
         import shutil
 
         self.close()
-        if self.created is None:  # a directory that existed: leave no lock file in it either
-            (self.path / LOCK).unlink(missing_ok=True)
         if self.created is not None:
             shutil.rmtree(self.created, ignore_errors=True)
         elif self.moved_aside is not None:
             shutil.rmtree(self.path, ignore_errors=True)
+        else:  # a directory that existed and stays: leave no lock file in it either
+            (self.path / LOCK).unlink(missing_ok=True)
         if self.moved_aside is not None and not self.path.exists():
             self.moved_aside.rename(self.path)
 
