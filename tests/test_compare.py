@@ -70,10 +70,12 @@ def test_validation_slice_is_from_train_only() -> None:
     assert sorted(np.concatenate([fit, val]).tolist()) == list(range(1000))
 
 
-def test_float_backprop_matches_finite_differences() -> None:
-    """The trusted oracle: every analytic gradient against central differences, in float64."""
+@pytest.mark.parametrize("sizes, pool", [([7, 5, 4, 3], 1), ([7, 5, 12], 4)])
+def test_float_backprop_matches_finite_differences(sizes: list[int], pool: int) -> None:
+    """The trusted oracle: every analytic gradient against central differences, in float64;
+    pool 4 is the rule's shape (4 top units per class, the class logit their max)."""
     rng = np.random.default_rng(0)
-    model = B.MLP([7, 5, 4, 3], binary=False, rng=rng)
+    model = B.MLP(sizes, binary=False, rng=rng, pool=pool)
     model.W = [w.astype(np.float64) for w in model.W]
     model.b = [rng.normal(0, 0.1, b.shape) for b in model.b]  # nonzero: the bias path is checked too
     x = rng.normal(size=(6, 7))
@@ -101,6 +103,17 @@ def test_ste_forward_is_binary() -> None:
     before = model.forward(x)[0]
     model.W = [w * rng.uniform(0.1, 1.0, size=w.shape) for w in model.W]  # same signs, other magnitudes
     np.testing.assert_array_equal(model.forward(x)[0], before)
+
+
+def test_rule_shape_nets_have_the_rules_weights_and_learn() -> None:
+    res = run(CompareRequest(dataset="digits", epochs=2, matched=True, only=("rule", "mlp-sgd-shape", "ste-shape")))
+    rule, sgd, ste = res["rows"]
+    assert (sgd["method"], ste["method"]) == ("mlp-sgd-shape", "ste-shape")
+    assert sgd["sizes"] == ste["sizes"] == rule["sizes"]  # 128-1000: 100 prototypes per class
+    n_w = rule["sizes"][0] * rule["sizes"][1]
+    assert ste["model_bytes"] == n_w // 8 + 4 * rule["sizes"][1]  # sign bits + a float bias per unit
+    assert sgd["test_accuracy"] > 0.85 and ste["test_accuracy"] > 0.75  # chance is 0.10
+    assert sgd["param_updates"] >= 50 * rule["param_updates"], (sgd["param_updates"], rule["param_updates"])
 
 
 def test_rule_writes_20x_fewer_than_sgd_of_the_same_size() -> None:

@@ -33,12 +33,17 @@ from .common import handled
 @click.option("--limit", default=None, type=int, help="use the first N training samples only")
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--batch", default=32, show_default=True, type=int, help="mini-batch size of the baselines")
-@click.option("--matched", is_flag=True, help="also run baselines with as many weights as the rule")
+@click.option(
+    "--matched",
+    is_flag=True,
+    help="also run baselines with as many weights as the rule: a one-hidden-layer MLP and "
+    "(with several prototypes per class) nets of the rule's own shape, class score = max of its units",
+)
 @click.option(
     "--only",
     default="",
     help="comma-separated methods to run: rule, mlp-sgd, ste, logreg; mlp-adam when the model "
-    "has hidden layers; mlp-sgd-matched, ste-matched with --matched",
+    "has hidden layers; mlp-sgd-matched, ste-matched, mlp-sgd-shape, ste-shape with --matched",
 )
 @click.option("--json", "as_json", is_flag=True, help="print one JSON object")
 @handled

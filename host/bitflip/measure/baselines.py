@@ -53,6 +53,7 @@ class Method:
     optimizer: str  # "sgd" (momentum 0.9) or "adam"
     lrs: tuple[float, ...]  # the sweep
     title: str = ""
+    pool: int = 1  # units per class in the top layer; the class score is their max (the rule's shape)
 
 
 # Sweeps: three rates a factor ~3 apart around the usual defaults of each optimizer.
@@ -61,11 +62,13 @@ ADAM_LRS = (1e-3, 3e-3, 1e-2)
 STE_LRS = (3e-3, 1e-2, 3e-2)  # latent weights live in [-1, 1]: larger steps are needed to flip signs
 
 
-def methods(hidden: tuple[int, ...], matched: int = 0) -> list[Method]:
+def methods(hidden: tuple[int, ...], matched: int = 0, pool: int = 1) -> list[Method]:
     """The baselines for a rule model with these hidden widths. Without hidden layers a float
     MLP trained with Adam *is* the logistic regression, so it is listed once, as ``logreg``.
     matched > 0 adds an SGD float MLP and an STE binary MLP with one hidden layer of that width
-    (chosen by the caller so that their weight count matches the rule's)."""
+    (chosen by the caller so that their weight count matches the rule's). pool > 1 (the rule's
+    prototypes per class, with matched) adds both nets of the rule's own shape: `pool` top units
+    per class whose max is the class score, as many weights as the rule, layer for layer."""
     out = [Method("mlp-sgd", hidden, False, "sgd", SGD_LRS, "float MLP, SGD+momentum")]
     if hidden:
         out.append(Method("mlp-adam", hidden, False, "adam", ADAM_LRS, "float MLP, Adam"))
@@ -85,6 +88,11 @@ def methods(hidden: tuple[int, ...], matched: int = 0) -> list[Method]:
         out.append(
             Method("ste-matched", (matched,), True, "adam", STE_LRS, "STE binary MLP, as many weights as the rule")
         )
+    if matched and pool > 1:
+        out.append(
+            Method("mlp-sgd-shape", hidden, False, "sgd", SGD_LRS, "float net of the rule's shape, SGD+momentum", pool)
+        )
+        out.append(Method("ste-shape", hidden, True, "adam", STE_LRS, "STE binary net of the rule's shape, Adam", pool))
     return out
 
 
@@ -130,11 +138,16 @@ def sign(a: FloatArray) -> FloatArray:
 
 
 class MLP:
-    """A small MLP with explicit forward/backward, float or binary (STE)."""
+    """A small MLP with explicit forward/backward, float or binary (STE). With pool > 1 the top
+    layer has `pool` units per class (sizes[-1] = classes * pool) and a class's logit is the
+    max of its units: the shape of the rule's prototype layer."""
 
-    def __init__(self, sizes: list[int], binary: bool, rng: np.random.Generator):
+    def __init__(self, sizes: list[int], binary: bool, rng: np.random.Generator, pool: int = 1):
+        if sizes[-1] % pool:
+            raise ValueError(f"top width {sizes[-1]} is not a multiple of pool {pool}")
         self.sizes = sizes
         self.binary = binary
+        self.pool = pool
         self.W: list[FloatArray] = []
         self.b: list[FloatArray] = []
         for n_in, n_out in itertools.pairwise(sizes):
@@ -171,6 +184,9 @@ class MLP:
             pres.append(a)
             inputs.append(sign(a) if self.binary else np.maximum(a, 0.0))
         logits = (inputs[-1] @ self._weight(top).T) * self._scale(top) + self.b[top]
+        if self.pool > 1:
+            pres.append(logits)  # the top units, for the max's gradient
+            logits = logits.reshape(len(x), -1, self.pool).max(axis=2)
         return logits, inputs, pres
 
     def loss_grads(self, x: FloatArray, y: np.ndarray) -> tuple[float, list[FloatArray]]:
@@ -183,6 +199,12 @@ class MLP:
         d = np.exp(logp)
         d[np.arange(n), y] -= 1.0
         d /= n  # dL/dlogits
+        if self.pool > 1:  # the max passes the gradient to its arg-max unit only
+            top = pres.pop().reshape(n, -1, self.pool)
+            arg = top.argmax(axis=2)
+            dt = np.zeros_like(top)
+            np.put_along_axis(dt, arg[:, :, None], d[:, :, None], axis=2)
+            d = dt.reshape(n, -1)
         gW: list[FloatArray] = [np.empty(0)] * len(self.W)
         gb: list[FloatArray] = [np.empty(0)] * len(self.W)
         for li in range(len(self.W) - 1, -1, -1):
@@ -255,7 +277,7 @@ def fit(
 ) -> tuple[MLP, int]:
     """Train one model for cfg.epochs; returns it and the number of optimizer steps."""
     rng = np.random.default_rng([cfg.seed, 1])
-    model = MLP(sizes, method.binary, rng)
+    model = MLP(sizes, method.binary, rng, method.pool)
     opt = Optimizer(method.optimizer, model.params)
     steps_per_epoch = -(-len(x) // cfg.batch)
     total = cfg.epochs * steps_per_epoch
@@ -297,7 +319,7 @@ def run(
     """Sweep the learning rate on a validation slice of the training split, then retrain with
     the best rate on the whole training split and measure on the test split."""
     t0 = time.monotonic()
-    sizes = [n_in, *method.hidden, n_classes]
+    sizes = [n_in, *method.hidden, n_classes * method.pool]
     xtr, xte = to_pm1(x_train), to_pm1(x_test)
     y_train, y_test = np.asarray(y_train, dtype=np.int64), np.asarray(y_test, dtype=np.int64)
     fit_idx, val_idx = split_validation(len(xtr), cfg.val_fraction, cfg.seed)

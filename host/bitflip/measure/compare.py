@@ -37,7 +37,7 @@ class CompareRequest:
     seed: int = 0
     limit: int | None = None  # the first N training samples only
     batch: int = 32
-    matched: bool = False  # add baselines with as many weights as the rule
+    matched: bool = False  # add baselines with as many weights as the rule (one hidden layer; the rule's shape)
     only: tuple[str, ...] = ()  # method names to run (empty: all); "rule" is one of them
 
 
@@ -48,7 +48,7 @@ def plan(req: CompareRequest) -> Plan:
     for m in req.only:  # what needs no data: before the defaults are chosen (quick runs, log lines)
         if m not in ALL_METHODS:
             raise UsageError(f"--only: '{m}' cannot run here (no such method); methods: {', '.join(ALL_METHODS)}")
-        if m.endswith("-matched") and not req.matched:
+        if m in NEEDS_MATCHED and not req.matched:
             raise UsageError(f"--only: '{m}' cannot run here: it needs --matched")
     tr = TrainRequest(
         board="host",
@@ -65,7 +65,18 @@ def plan(req: CompareRequest) -> Plan:
 
 
 # every method name --only may give (mlp-adam needs hidden layers, *-matched needs --matched)
-ALL_METHODS = ("rule", "mlp-sgd", "mlp-adam", "ste", "logreg", "mlp-sgd-matched", "ste-matched")
+ALL_METHODS = (
+    "rule",
+    "mlp-sgd",
+    "mlp-adam",
+    "ste",
+    "logreg",
+    "mlp-sgd-matched",
+    "ste-matched",
+    "mlp-sgd-shape",
+    "ste-shape",
+)
+NEEDS_MATCHED = ("mlp-sgd-matched", "ste-matched", "mlp-sgd-shape", "ste-shape")
 
 
 def method_list(p: Plan, req: CompareRequest) -> list[baselines.Method]:
@@ -75,7 +86,7 @@ def method_list(p: Plan, req: CompareRequest) -> list[baselines.Method]:
     if req.matched:
         n_weights = sum(a * b for a, b in zip(p.sizes[:-1], p.sizes[1:]))
         matched = baselines.matched_width(n_weights, p.sizes[0], n_classes)
-    found = baselines.methods(hidden, matched)
+    found = baselines.methods(hidden, matched, pool=p.sizes[-1] // n_classes)
     if req.only:
         known = {"rule", *(m.name for m in found)}
         unknown = sorted(set(req.only) - known)
@@ -84,8 +95,10 @@ def method_list(p: Plan, req: CompareRequest) -> list[baselines.Method]:
             why = ""
             if m == "mlp-adam" and not hidden:
                 why = f": model {p.model} has no hidden layers (an MLP with Adam is then logreg)"
-            elif m in ("mlp-sgd-matched", "ste-matched") and not req.matched:
+            elif m in NEEDS_MATCHED and not req.matched:
                 why = ": it needs --matched"
+            elif m in ("mlp-sgd-shape", "ste-shape"):
+                why = f": model {p.model} has one prototype per class (its shape is that of mlp-sgd and ste)"
             elif m not in ALL_METHODS:
                 why = " (no such method)"
             raise UsageError(f"--only: '{m}' cannot run here{why}; this comparison has {', '.join(sorted(known))}")
