@@ -21,6 +21,10 @@ Results and their reading: docs/research/capacity.md.
 - fill:    fill the data-initialised prototypes only with samples the model gets wrong
            (condensed nearest neighbour) instead of the first P of each class.
 - nn:      1-NN over every training row by 5-fold CV, next to the rule's per-epoch CV.
+- bias:    a learned integer bias per prototype (+-step on the error pair, clipped to +-bmax)
+           added to the top layer's scores; --variants step,bmax;... (0,0 is the rule).
+- ensemble: independent prototype layers on other encodings (--variants model@encoding;...),
+           class scores (best prototype / input bits) summed with weights 0.5, 1 and 2.
 """
 
 from __future__ import annotations
@@ -221,9 +225,68 @@ def nn(a: argparse.Namespace) -> None:
     _report(f"{a.dataset} {p.model} {p.enc.spec} rule", curves)
 
 
+class _Biased(Reference):
+    """The rule plus an integer bias per top-layer prototype, moved by the error pair's updates."""
+
+    def __init__(self, cfg: dict, step: int, bmax: int):
+        super().__init__(cfg)
+        self.b = np.zeros(self.layers[-1].n_out, dtype=np.int64)
+        self.bstep, self.bmax = step, bmax
+
+    def _pre(self, li: int, x: np.ndarray) -> np.ndarray:
+        pre = super()._pre(li, x)
+        return pre + self.b if li == len(self.layers) - 1 else pre
+
+    def update(self, li: int, rows: np.ndarray, up: np.ndarray, x: np.ndarray, base: np.uint32, k: int) -> None:
+        super().update(li, rows, up, x, base, k)
+        if li == len(self.layers) - 1 and self.bstep and len(rows) == 2 and not up[0]:  # an error
+            for r, u in zip(rows, up):
+                self.b[r] = np.clip(self.b[r] + (self.bstep if u else -self.bstep), -self.bmax, self.bmax)
+
+
+def _epochs(ref: Reference, p: Plan, epochs: int, score: bool = False) -> tuple[list[float], np.ndarray | None]:
+    """Train on the plan's order; validation accuracy per epoch (and the best epoch's class
+    scores: each class's best prototype over the input bits)."""
+    curve: list[float] = []
+    best = None
+    for e in range(epochs):
+        for j in p.order(e):
+            ref.train_sample(p.x_train[j], int(p.y_train[j]))
+        s = ref.scores(p.x_val)
+        cls = s.reshape(len(s), p.data.n_classes, -1).max(axis=2) / p.sizes[0]
+        curve.append(round(100 * float((cls.argmax(1) == p.y_val).mean()), 2))
+        if score and curve[-1] == max(curve):
+            best = cls
+    return curve, best
+
+
+def bias(a: argparse.Namespace) -> None:
+    p = _plan(a.dataset, 0, a.limit)
+    for v in a.variants.split(";"):
+        step, bmax = (int(t) for t in v.split(","))
+        curve, _ = _epochs(_Biased(p.cfg, step, bmax), p, a.epochs)
+        print(f"bias step {step} bmax {bmax}: best {max(curve)}, per epoch {curve}", flush=True)
+
+
+def ensemble(a: argparse.Namespace) -> None:
+    views, scores, yv = a.variants.split(";"), [], None
+    for v in views:
+        model, enc = v.split("@")
+        p = prepare(TrainRequest(board="host", dataset=a.dataset, limit=a.limit, model=model, encoding=enc))
+        ref = Reference(p.cfg)
+        curve, cls = _epochs(ref, p, a.epochs, score=True)
+        scores.append(cls)
+        yv = p.y_val
+        print(f"{v}: best {max(curve)}, {ref.weight_bytes():,} weight bytes", flush=True)
+    for i in range(len(views)):
+        for j in range(i + 1, len(views)):
+            accs = [round(100 * float(((scores[i] + w * scores[j]).argmax(1) == yv).mean()), 2) for w in (0.5, 1, 2)]
+            print(f"{views[i]} + w x {views[j]}, w = 0.5 / 1 / 2: {accs}", flush=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("probe", choices=["augment", "edges", "topk", "fill", "nn"])
+    ap.add_argument("probe", choices=["augment", "edges", "topk", "fill", "nn", "bias", "ensemble"])
     ap.add_argument("--dataset", default="digits")
     ap.add_argument("--epochs", type=int, default=10)
     ap.add_argument("--folds", type=int, default=5, help="K-fold CV of the training rows (0: the plan's split)")
@@ -237,7 +300,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--weights", default=None)
     a = ap.parse_args(argv)
     MODEL.update(model=a.model, encoding=a.encoding, weights=a.weights)
-    {"augment": augment, "edges": edges, "topk": topk, "fill": fill, "nn": nn}[a.probe](a)
+    probes = {
+        "augment": augment,
+        "edges": edges,
+        "topk": topk,
+        "fill": fill,
+        "nn": nn,
+        "bias": bias,
+        "ensemble": ensemble,
+    }
+    probes[a.probe](a)
     return 0
 
 
