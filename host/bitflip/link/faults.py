@@ -87,6 +87,10 @@ class Chain:
         return data
 
 
+RESTART_POLL_S = 0.02
+RESTART_TRIES = 50  # 1 s of polling for a board the host is restarting
+
+
 class KillSwitch:
     """Kills the board process ('pulls the plug') when the host has sent `every` more
     frames of kind `kind`, after a random delay of up to max_delay_s — e.g. in the middle
@@ -106,15 +110,22 @@ class KillSwitch:
         self.kills = 0
         self._tail = b""
 
-    def _kill(self) -> None:
+    def _kill(self, tries: int = RESTART_TRIES) -> None:
         # a reset board keeps its flash: when it is started again nothing is redeployed
         assert self.board is not None  # scheduled only once the board is set
         self.board.install = False
         if self.board.alive:  # (not one that died already: that is no second reset)
             self.board.kill()
             self.kills += 1
+        elif tries:
+            # two kills scheduled close together: the second fires while the host is still
+            # restarting the board from the first. Kill the restarted board a little later
+            # rather than waiting for `every` more new frames, which a loaded machine may not
+            # send before the run ends (a flaky kill count)
+            threading.Timer(RESTART_POLL_S, self._kill, (tries - 1,)).start()
+            return
         else:
-            self.left += 1
+            self.left += 1  # it never came back (the run ended): give the kill back
         self._last_seq = None  # the restarted board's frames are numbered from 0 again
 
     def _new(self, seq: int) -> bool:
