@@ -105,11 +105,13 @@ def test_board_killed_during_checkpoint_writes(tmp_path: Path, clean_digest: str
 def test_board_killed_at_random_frames_under_noise(tmp_path: Path, clean_digest: str) -> None:
     # a reset at a random training frame (not at a checkpoint), on a noisy line
     rng = random.Random(8)
-    ks = F.KillSwitch(8, P.K_TRAIN, every=rng.randrange(2, 5), max_kills=2, max_delay_s=0.05, distinct=True)
+    # the kill lands a random number of bytes after the frame, not a random time: a short run
+    # on a loaded machine could end before a timed kill (a flaky kill count)
+    ks = F.KillSwitch(8, P.K_TRAIN, every=rng.randrange(2, 5), max_kills=2, distinct=True, max_delay_bytes=600)
     s = _run(tmp_path, fault_in=F.Chain(ks, F.ByteFaults(9, corrupt=0.003, after=2000)))
-    assert ks.kills == 2
+    assert ks.kills == 2, ks.events
     assert s["weights_sha256"] == clean_digest
-    assert s["reconnects"] >= 2
+    assert s["reconnects"] >= 2, ks.events
 
 
 @pytest.mark.slow

@@ -87,20 +87,29 @@ class Chain:
         return data
 
 
-RESTART_POLL_S = 0.02
-RESTART_TRIES = 50  # 1 s of polling for a board the host is restarting
-
-
 class KillSwitch:
     """Kills the board process ('pulls the plug') when the host has sent `every` more
     frames of kind `kind`, after a random delay of up to max_delay_s — e.g. in the middle
-    of a checkpoint write. `board` is set once the VirtualBoard exists."""
+    of a checkpoint write — or, with max_delay_bytes, once a random number of bytes (below
+    it) more has passed: a point in the stream that does not move with the machine's load,
+    where a timed kill can land after a short run has ended. `board` is set once the
+    VirtualBoard exists."""
 
     def __init__(
-        self, seed: int, kind: int, every: int, max_kills: int, max_delay_s: float = 0.01, distinct: bool = False
+        self,
+        seed: int,
+        kind: int,
+        every: int,
+        max_kills: int,
+        max_delay_s: float = 0.01,
+        distinct: bool = False,
+        max_delay_bytes: int = 0,
     ):
         self.rng = random.Random(seed)
         self.kind, self.every, self.left, self.max_delay_s = kind, every, max_kills, max_delay_s
+        self.max_delay_bytes = max_delay_bytes
+        self._bytes = 0  # bytes seen so far
+        self._kill_at: int | None = None  # max_delay_bytes: the byte count that kills
         # distinct: count a frame only if its sequence number is newer than the last one
         # counted (retransmissions are not new frames); numbering restarts after a kill
         self.distinct = distinct
@@ -108,24 +117,25 @@ class KillSwitch:
         self.board: VirtualBoard | None = None
         self.count = 0
         self.kills = 0
+        self._rearm = False  # a kill given back: the next new frame schedules it
+        self.events: list[tuple[float, str, int]] = []  # (time, what, frame count): for test messages
         self._tail = b""
 
-    def _kill(self, tries: int = RESTART_TRIES) -> None:
+    def _kill(self) -> None:
         # a reset board keeps its flash: when it is started again nothing is redeployed
         assert self.board is not None  # scheduled only once the board is set
         self.board.install = False
+        self.events.append((time.monotonic(), "kill" if self.board.alive else "dead", self.count))
         if self.board.alive:  # (not one that died already: that is no second reset)
             self.board.kill()
             self.kills += 1
-        elif tries:
-            # two kills scheduled close together: the second fires while the host is still
-            # restarting the board from the first. Kill the restarted board a little later
-            # rather than waiting for `every` more new frames, which a loaded machine may not
-            # send before the run ends (a flaky kill count)
-            threading.Timer(RESTART_POLL_S, self._kill, (tries - 1,)).start()
-            return
         else:
-            self.left += 1  # it never came back (the run ended): give the kill back
+            # two kills scheduled close together: the second fired while the host was still
+            # restarting the board from the first. Give it back and kill at the next new
+            # frame of the resumed run, rather than after `every` more, which a loaded
+            # machine may not send before the run ends (a flaky kill count)
+            self.left += 1
+            self._rearm = True
         self._last_seq = None  # the restarted board's frames are numbered from 0 again
 
     def _new(self, seq: int) -> bool:
@@ -148,15 +158,27 @@ class KillSwitch:
                     i = scan.find(b"BF", i + 1)
                     continue
                 self.count += 1
-                if self.count % self.every == 0 and self.left > 0 and self.board is not None:
+                # a given-back kill waits for a frame to a restarted board: the host trains again
+                due = self.count % self.every == 0 or (self._rearm and self.board is not None and self.board.alive)
+                if due and self.left > 0 and self.board is not None:
                     self.left -= 1
-                    delay = self.rng.random() * self.max_delay_s
-                    threading.Timer(delay, self._kill).start()
+                    self._rearm = False
+                    if self.max_delay_bytes:
+                        self._kill_at = self._bytes + i - len(self._tail) + self.rng.randrange(self.max_delay_bytes)
+                        self.events.append((time.monotonic(), f"schedule at byte {self._kill_at}", self.count))
+                    else:
+                        delay = self.rng.random() * self.max_delay_s
+                        self.events.append((time.monotonic(), f"schedule +{delay:.3f}", self.count))
+                        threading.Timer(delay, self._kill).start()
             i = scan.find(b"BF", i + 1)
         if self.distinct and i >= 0:
             self._tail = scan[i:]
         else:
             self._tail = scan[-keep:]
+        self._bytes += len(data)
+        if self._kill_at is not None and self._bytes >= self._kill_at:
+            self._kill_at = None
+            threading.Timer(0.0, self._kill).start()  # not on the relay thread that feeds the board
         return data
 
 
