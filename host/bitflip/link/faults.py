@@ -158,9 +158,13 @@ class KillSwitch:
                     i = scan.find(b"BF", i + 1)
                     continue
                 self.count += 1
+                board = self.board
                 # a given-back kill waits for a frame to a restarted board: the host trains again
-                due = self.count % self.every == 0 or (self._rearm and self.board is not None and self.board.alive)
-                if due and self.left > 0 and self.board is not None:
+                if (
+                    board is not None
+                    and self.left > 0
+                    and (self.count % self.every == 0 or (self._rearm and board.alive))
+                ):
                     self.left -= 1
                     self._rearm = False
                     if self.max_delay_bytes:

@@ -64,7 +64,8 @@ def plan(req: CompareRequest) -> Plan:
     return prepare(tr)  # also checks epochs, limit, model and encoding; creates nothing
 
 
-# every method name --only may give (mlp-adam needs hidden layers, *-matched needs --matched)
+# every method name --only may give (mlp-adam needs hidden layers, NEEDS_MATCHED --matched,
+# SHAPE_METHODS several prototypes per class)
 ALL_METHODS = (
     "rule",
     "mlp-sgd",
@@ -76,7 +77,8 @@ ALL_METHODS = (
     "mlp-sgd-shape",
     "ste-shape",
 )
-NEEDS_MATCHED = ("mlp-sgd-matched", "ste-matched", "mlp-sgd-shape", "ste-shape")
+SHAPE_METHODS = ("mlp-sgd-shape", "ste-shape")
+NEEDS_MATCHED = ("mlp-sgd-matched", "ste-matched", *SHAPE_METHODS)
 
 
 def method_list(p: Plan, req: CompareRequest) -> list[baselines.Method]:
@@ -97,7 +99,7 @@ def method_list(p: Plan, req: CompareRequest) -> list[baselines.Method]:
                 why = f": model {p.model} has no hidden layers (an MLP with Adam is then logreg)"
             elif m in NEEDS_MATCHED and not req.matched:
                 why = ": it needs --matched"
-            elif m in ("mlp-sgd-shape", "ste-shape"):
+            elif m in SHAPE_METHODS:
                 why = f": model {p.model} has one prototype per class (its shape is that of mlp-sgd and ste)"
             elif m not in ALL_METHODS:
                 why = " (no such method)"
